@@ -1,0 +1,88 @@
+"""Bearer-token authentication and organization scoping.
+
+A resource of an organization the caller cannot see is a 404, never a 403, so a token
+learns nothing about other organizations. A member who can see a resource but may not
+change it gets a 403.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from fastapi import Depends, Request
+
+from loadbell.api.errors import ApiError, forbidden, not_found
+from loadbell.api.state import AppState, get_state
+from loadbell.domain.roles import Role
+from loadbell.security.tokens import hash_token
+from loadbell.store.tables import api_tokens, memberships, users
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    user_name: str
+    token_id: int
+    scoped_org: int | None
+    roles: dict[int, Role]  # organization id -> role, already narrowed to the token's scope
+
+    def role_in(self, organization_id: int) -> Role:
+        role = self.roles.get(organization_id)
+        if role is None:
+            raise not_found("organization", organization_id)
+        return role
+
+    def require_manage(self, organization_id: int, what: str = "change channels") -> None:
+        if not self.role_in(organization_id).can_manage:
+            raise forbidden(
+                f"only owners and admins may {what}; your role in organization "
+                f"{organization_id} is member"
+            )
+
+
+_UNAUTHORIZED = ApiError(
+    401,
+    "unauthorized",
+    "missing or invalid API token; send 'Authorization: Bearer <token>' "
+    "(create one with `loadbell token create`)",
+)
+
+
+async def principal_for_token(state: AppState, token: str) -> Principal | None:
+    async with state.reader.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(
+                    api_tokens.c.id,
+                    api_tokens.c.user_id,
+                    api_tokens.c.organization_id,
+                    users.c.name,
+                )
+                .join(users, users.c.id == api_tokens.c.user_id)
+                .where(api_tokens.c.token_hash == hash_token(token))
+                .where(api_tokens.c.revoked_at.is_(None))
+            )
+        ).first()
+        if row is None:
+            await conn.rollback()
+            return None
+        q = sa.select(memberships.c.organization_id, memberships.c.role).where(
+            memberships.c.user_id == row.user_id
+        )
+        if row.organization_id is not None:
+            q = q.where(memberships.c.organization_id == row.organization_id)
+        roles = {r.organization_id: Role(r.role) for r in await conn.execute(q)}
+        await conn.rollback()
+    return Principal(row.user_id, row.name, row.id, row.organization_id, roles)
+
+
+async def current_principal(request: Request, state: AppState = Depends(get_state)) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _UNAUTHORIZED
+    principal = await principal_for_token(state, token.strip())
+    if principal is None:
+        raise _UNAUTHORIZED
+    return principal

@@ -1,0 +1,123 @@
+"""Validating, masking and merging channel settings as the API receives and shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from loadbell.api.errors import ApiError, invalid
+from loadbell.channels.base import ChannelKind, ConfigError
+from loadbell.channels.registry import KINDS, get_kind
+from loadbell.delivery import retry
+from loadbell.domain.events import SUBSCRIBABLE, EventType
+from loadbell.domain.filters import validate_filters
+from loadbell.security.masking import MASK, mask_url
+
+
+def kind_or_422(name: str) -> ChannelKind:
+    try:
+        return get_kind(name)
+    except KeyError:
+        raise invalid(
+            "kind", f"unknown kind '{name}'; use one of {', '.join(k.value for k in KINDS)}"
+        ) from None
+
+
+def validated_config(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return kind.validate(config)
+    except ConfigError as exc:
+        raise invalid(exc.field, exc.message) from None
+
+
+def validated_events(
+    kind: ChannelKind, config: Mapping[str, Any], events: list[str] | None
+) -> list[str]:
+    supported = kind.events(config)
+    if events is None:
+        return [e.value for e in SUBSCRIBABLE if e in supported]
+    out: list[str] = []
+    for i, name in enumerate(events):
+        try:
+            event = EventType(name)
+        except ValueError:
+            raise invalid(
+                f"events[{i}]",
+                f"unknown event '{name}'; known events: {', '.join(e.value for e in SUBSCRIBABLE)}",
+            ) from None
+        if event not in SUBSCRIBABLE:
+            raise invalid(
+                f"events[{i}]",
+                f"'{name}' is sent on request (POST "
+                "/channels/{id}/test) and cannot be subscribed to",
+            )
+        if event not in supported:
+            can = ", ".join(e.value for e in SUBSCRIBABLE if e in supported)
+            fmt = config.get("format")
+            raise ApiError(
+                422,
+                "unsupported_event",
+                f"events[{i}]: this {kind.name} channel"
+                + (f" (format '{fmt}')" if fmt else "")
+                + f" cannot express '{name}'; it can send: {can}",
+                f"events[{i}]",
+            )
+        if event.value not in out:
+            out.append(event.value)
+    return out
+
+
+def validated_filters(filters: Mapping[str, Any] | None, events: list[str]) -> dict[str, Any]:
+    try:
+        clean = validate_filters(filters or {})
+    except ValueError as exc:
+        field = str(exc).split(":", 1)[0]
+        raise invalid(field, str(exc).split(": ", 1)[-1]) from None
+    for name in clean:
+        if name not in events:
+            raise invalid(
+                f"filters.{name}",
+                f"the channel is not subscribed to '{name}'; "
+                "add it to events or remove this filter",
+            )
+    return clean
+
+
+def validated_retry(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        clean = retry.validate_overrides(raw or {})
+    except ValueError as exc:
+        raise invalid(str(exc).split(":", 1)[0], str(exc).split(": ", 1)[-1]) from None
+    return clean
+
+
+def mask_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_url(value) if key.endswith("url") else MASK
+    if isinstance(value, Mapping):
+        return {k: MASK for k in value}
+    if isinstance(value, list):
+        return [MASK for _ in value]
+    return MASK
+
+
+def masked(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (mask_value(k, v) if k in kind.secret_keys else v) for k, v in config.items()}
+
+
+def keep_masked(
+    kind: ChannelKind, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Clients send back what GET showed them; a masked value there means "unchanged"."""
+    out = dict(new)
+    for key in kind.secret_keys & set(new):
+        value, before = new[key], old.get(key)
+        if before is None:
+            continue
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            out[key] = {
+                h: (before[h] if v == MASK and h in before else v) for h, v in value.items()
+            }
+        elif value == mask_value(key, before):
+            out[key] = before
+    return out

@@ -1,0 +1,96 @@
+"""Every error is JSON: ``{"error": code, "message": text, "field": dotted.path | null}``.
+
+Messages are written for the person reading them: what was wrong, which field, what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def not_found(what: str, ident: object) -> ApiError:
+    return ApiError(404, "not_found", f"{what} {ident} not found", None)
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(422, "invalid", f"{field}: {message}", field)
+
+
+def forbidden(message: str) -> ApiError:
+    return ApiError(403, "forbidden", message)
+
+
+def conflict(message: str, field: str | None = None) -> ApiError:
+    return ApiError(409, "conflict", message, field)
+
+
+def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "message": message, "field": field, **extra}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def _explain(err: dict[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field; remove it (see /docs for the accepted fields)"
+    return str(err.get("msg", "is invalid"))
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        for err in errors:
+            if err.get("type") == "json_invalid":
+                ctx = err.get("ctx") or {}
+                return JSONResponse(
+                    _body(
+                        "malformed_json",
+                        f"the request body is not valid JSON ({ctx.get('error', 'parse error')}); "
+                        "send a JSON object with Content-Type: application/json",
+                        None,
+                    ),
+                    status_code=400,
+                )
+        details = [{"field": _loc(tuple(e["loc"])), "message": _explain(e)} for e in errors]
+        first = details[0] if details else {"field": "body", "message": "is invalid"}
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return JSONResponse(
+            _body("invalid", message, first["field"], errors=details), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http_error"
+        )
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = "no such endpoint; the API lives under /api/v1 (see /docs)"
+        return JSONResponse(
+            _body(code, message, None), status_code=exc.status_code, headers=exc.headers
+        )

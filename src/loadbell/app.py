@@ -1,0 +1,70 @@
+"""The ASGI application: ``create_app(settings)`` builds everything; nothing runs at import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from loadbell import __version__
+from loadbell.api import (
+    channels,
+    deliveries,
+    errors,
+    events,
+    health,
+    load_tests,
+    organizations,
+    projects,
+    runs,
+)
+from loadbell.api.limits import BodyLimit
+from loadbell.api.state import AppState
+from loadbell.delivery.wakeup import Wakeup
+from loadbell.delivery.worker import Worker
+from loadbell.security.secretbox import SecretBox
+from loadbell.settings import Settings
+from loadbell.store.db import create_engine
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        wakeup = Wakeup()
+        box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
+        app.state.loadbell = AppState(settings=settings, engine=engine, box=box, wakeup=wakeup)
+        stop = asyncio.Event()
+        app.state.worker_task = None
+        if run_worker:
+            if not settings.is_sqlite:
+                await wakeup.listen_postgres(settings.database_url)
+            worker = Worker(engine, box, settings, wakeup)
+            app.state.worker_task = asyncio.create_task(worker.run(stop), name="loadbell-worker")
+        try:
+            yield
+        finally:
+            stop.set()
+            if app.state.worker_task is not None:
+                await app.state.worker_task
+            await wakeup.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="loadbell",
+        version=__version__,
+        description="Notifications for load tests: runs, events, channels and durable delivery.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    errors.install(app)
+    for module in (organizations, projects, load_tests, runs, channels, deliveries, events):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,71 @@
+"""The contract every channel kind implements, and the message it renders.
+
+To add a kind: write a module with a class that satisfies :class:`ChannelKind`, then add it
+to ``KINDS`` in ``registry.py``. A kind owns its config schema and its rendering and
+nothing else: it never does I/O. The worker sends what ``render`` returns through the one
+shared sender, and applies the retry policy and the attempt log for you.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from loadbell.delivery.sender import OutboundRequest
+from loadbell.domain.events import EventType
+
+
+class ConfigError(ValueError):
+    """Bad channel config. ``field`` is the dotted path shown to the user (``config.url``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Message:
+    """Everything a kind may put in a notification, frozen when the event happened."""
+
+    delivery_id: str  # stable across retries: receivers de-duplicate on it
+    event_id: int
+    event_type: EventType
+    occurred_at: datetime
+    context: Mapping[str, Any]  # see docs/templates.md for its shape
+    public_url: str
+    target: str | None = None  # a Slack channel, ... (None for kinds without targets)
+
+
+class ChannelKind(Protocol):
+    """One kind of channel (webhook, slack, ...).
+
+    ``secret_keys`` are the config keys stored encrypted and masked in responses.
+    ``defaults`` fill keys the user leaves out.
+    """
+
+    name: str
+    secret_keys: frozenset[str]
+    defaults: Mapping[str, Any]
+
+    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the cleaned config or raise :class:`ConfigError` naming the field."""
+        ...
+
+    def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
+        """The events this config can express (subscribing to others is a 422)."""
+        ...
+
+    def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
+        """Build the request for one delivery. Must be pure and fast: it runs per attempt."""
+        ...
+
+
+def targets_of(config: Mapping[str, Any]) -> list[str | None]:
+    """One delivery per target. Kinds without targets get a single delivery."""
+    raw = config.get("targets")
+    if isinstance(raw, str) and raw.strip():
+        return list(dict.fromkeys(raw.split()))
+    return [None]

@@ -1,0 +1,205 @@
+"""The one outbound HTTP sender. Every channel's request goes through ``Sender.send``.
+
+It owns the timeout, the SSRF guard, the no-redirect rule, response truncation and the
+status -> verdict mapping, and returns a typed :class:`Outcome`; it never raises for a
+failed delivery.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from loadbell.delivery.guard import (
+    GuardedResolver,
+    find_forbidden,
+    is_forbidden,
+    literal_ip,
+    refuse_message,
+)
+from loadbell.delivery.outcome import Outcome, Verdict
+from loadbell.security.masking import mask_headers, mask_url
+
+EXCERPT_BYTES = 4096  # what the attempt log keeps of a response body
+_DRAIN_LIMIT = 65_536  # read and drop up to this much more so the connection can be reused
+
+RETRYABLE_STATUS = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    # Header names whose values must never be logged (the channel's custom headers, ...).
+    secret_headers: frozenset[str] = field(default_factory=frozenset)
+    method: str = "POST"
+    mask_url: bool = True
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def classify(status: int) -> Verdict:
+    """2xx succeeds; timeouts-as-status (408), 429 and 5xx are retried; other codes are final.
+
+    3xx counts as a failure: redirects are never followed (a redirect to an internal
+    address would walk around the SSRF guard).
+    """
+    if 200 <= status < 300:
+        return Verdict.DELIVERED
+    if status in RETRYABLE_STATUS or status >= 500:
+        return Verdict.RETRY
+    return Verdict.FAILED
+
+
+class Sender:
+    def __init__(self, *, allow_private_targets: bool = False) -> None:
+        self.allow_private_targets = allow_private_targets
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None:
+            return
+        resolver = None if self.allow_private_targets else GuardedResolver()
+        connector = aiohttp.TCPConnector(
+            limit=0,  # the worker caps concurrency itself
+            ttl_dns_cache=10,
+            resolver=resolver,
+            enable_cleanup_closed=True,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Sender:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def send(self, request: OutboundRequest, timeout: float) -> Outcome:
+        if self._session is None:
+            await self.start()
+        assert self._session is not None
+        logged_headers = mask_headers(request.headers, set(request.secret_headers))
+        logged_url = mask_url(request.url) if request.mask_url else request.url
+        base: dict[str, Any] = {"request_url": logged_url, "request_headers": logged_headers}
+        started = time.perf_counter()
+
+        refusal = self._refuse_literal(request.url)
+        if refusal:
+            return Outcome(Verdict.FAILED, error=refusal, **base)
+        try:
+            async with self._session.request(
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                excerpt = await _read_excerpt(resp)
+                verdict = classify(resp.status)
+                retry_after = (
+                    parse_retry_after(resp.headers.get("Retry-After"))
+                    if verdict is Verdict.RETRY
+                    else None
+                )
+                error = None if verdict is Verdict.DELIVERED else _status_error(resp, excerpt)
+                return Outcome(
+                    verdict,
+                    status_code=resp.status,
+                    body_excerpt=excerpt,
+                    error=error,
+                    retry_after=retry_after,
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    **base,
+                )
+        except TimeoutError:
+            return Outcome(
+                Verdict.RETRY,
+                error=f"timed out after {timeout:g} s (connect, response and body)",
+                duration_ms=(time.perf_counter() - started) * 1000,
+                **base,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            forbidden = find_forbidden(exc)
+            if forbidden is not None:
+                return Outcome(
+                    Verdict.FAILED,
+                    error=str(forbidden),
+                    duration_ms=(time.perf_counter() - started) * 1000,
+                    **base,
+                )
+            if isinstance(exc, aiohttp.InvalidURL):
+                return Outcome(Verdict.FAILED, error=f"invalid URL: {exc}", **base)
+            return Outcome(
+                Verdict.RETRY,
+                error=f"connection error: {exc.__class__.__name__}: {exc}",
+                duration_ms=(time.perf_counter() - started) * 1000,
+                **base,
+            )
+
+    def _refuse_literal(self, url: str) -> str | None:
+        if self.allow_private_targets:
+            return None
+        try:
+            host = URL(url).host or ""
+        except ValueError:
+            return None
+        address = literal_ip(host)
+        if address is not None and is_forbidden(address):
+            return refuse_message(host, address)
+        return None
+
+
+def _status_error(resp: aiohttp.ClientResponse, excerpt: str) -> str:
+    detail = f": {excerpt.strip()[:200]}" if excerpt.strip() else ""
+    if 300 <= resp.status < 400:
+        location = resp.headers.get("Location", "?")
+        return f"HTTP {resp.status} redirect to {location} (redirects are not followed)"
+    return f"HTTP {resp.status} {resp.reason or ''}".rstrip() + detail
+
+
+async def _read_excerpt(resp: aiohttp.ClientResponse) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    while size < EXCERPT_BYTES:
+        chunk = await resp.content.read(EXCERPT_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if not resp.content.at_eof():
+        drained = 0
+        while drained < _DRAIN_LIMIT:
+            chunk = await resp.content.read(16_384)
+            if not chunk:
+                break
+            drained += len(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")

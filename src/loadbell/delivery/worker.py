@@ -1,0 +1,261 @@
+"""The delivery worker: claim due deliveries, render them, send them, record the attempts.
+
+One worker runs many attempts at once (``worker_concurrency``), at most
+``per_channel_concurrency`` per channel so a dead endpoint cannot take every slot. Results
+are written in batches (one transaction for many attempts), which is what lets SQLite keep
+up with thousands of deliveries per second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from loadbell.channels.base import Message
+from loadbell.channels.registry import get_kind
+from loadbell.delivery.outcome import Outcome, Verdict
+from loadbell.delivery.retry import RetryPolicy
+from loadbell.delivery.sender import OutboundRequest, Sender
+from loadbell.delivery.wakeup import Wakeup
+from loadbell.domain.events import EventType
+from loadbell.domain.inheritance import merge
+from loadbell.security.secretbox import SecretBox
+from loadbell.settings import Settings
+from loadbell.store import claims
+from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SUCCEEDED
+
+log = logging.getLogger(__name__)
+
+_FLUSH_GATHER = 0.002  # seconds to let more results join a batch before writing it
+_SECRET_CACHE_MAX = 4096
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        box: SecretBox,
+        settings: Settings,
+        wakeup: Wakeup,
+        *,
+        sender: Sender | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.box = box
+        self.settings = settings
+        self.wakeup = wakeup
+        self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10_000}"
+        self._inflight: Counter[int] = Counter()  # channel id -> attempts in flight
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._done: list[claims.Completion] = []
+        self._flush_needed = asyncio.Event()
+        self._secrets: dict[str, dict[str, Any]] = {}
+        self.base_policy = RetryPolicy()
+
+    # -- main loop -----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.sender.start()
+        flusher = asyncio.create_task(self._flush_loop(stop))
+        stopper = asyncio.create_task(self._relay_stop(stop))
+        try:
+            while not stop.is_set():
+                await self._step()
+        finally:
+            stopper.cancel()
+            await self._drain()
+            stop.set()
+            self._flush_needed.set()
+            await flusher
+            await self.sender.close()
+
+    async def _relay_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.wakeup.poke()
+
+    async def _step(self) -> None:
+        free = self.settings.worker_concurrency - sum(self._inflight.values())
+        if free <= 0:
+            await self.wakeup.wait(self.settings.poll_seconds)
+            return
+        cap = self.settings.per_channel_concurrency
+        saturated = [cid for cid, n in self._inflight.items() if n >= cap]
+        try:
+            batch = await claims.claim(
+                self.engine,
+                owner=self.name,
+                limit=min(free, self.settings.claim_batch),
+                lease_seconds=self.settings.lease_seconds,
+                exclude_channels=saturated,
+            )
+        except SQLAlchemyError as exc:
+            log.warning("claim failed, retrying in 1 s: %s", exc)
+            await asyncio.sleep(1.0)
+            return
+        if batch.deliveries:
+            self._dispatch(batch)
+            return
+        await self.wakeup.wait(await self._idle_timeout(saturated))
+
+    async def _idle_timeout(self, saturated: list[int]) -> float:
+        poll = self.settings.poll_seconds
+        if saturated:
+            return poll  # a finishing attempt pokes us
+        try:
+            due = await claims.next_due(self.engine)
+        except SQLAlchemyError:
+            return poll
+        if due is None:
+            return poll
+        return min(max(due - time.time(), 0.001), poll)
+
+    # -- attempts ------------------------------------------------------------------------
+
+    def _dispatch(self, batch: claims.ClaimBatch) -> None:
+        for item in batch.deliveries:
+            self._inflight[item.channel_id] += 1
+            task = asyncio.create_task(self._attempt(item, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _attempt(self, item: claims.Claimed, batch: claims.ClaimBatch) -> None:
+        started = datetime.now(UTC)
+        policy = self.base_policy
+        try:
+            prepared = self._prepare(item, batch)
+            if isinstance(prepared, Outcome):
+                outcome = prepared
+            else:
+                request, policy = prepared
+                timeout = min(policy.timeout, self.settings.lease_seconds * 0.8)
+                outcome = await self.sender.send(request, timeout)
+        except Exception as exc:  # a bug in one kind must not stop the worker
+            log.exception("delivery %s: rendering failed", item.id)
+            outcome = Outcome(Verdict.FAILED, error=f"internal error while rendering: {exc}")
+        finally:
+            self._inflight[item.channel_id] -= 1
+            if self._inflight[item.channel_id] <= 0:
+                del self._inflight[item.channel_id]
+        self._record(item, started, outcome, policy)
+        self.wakeup.poke()  # a slot is free
+
+    def _prepare(
+        self, item: claims.Claimed, batch: claims.ClaimBatch
+    ) -> tuple[OutboundRequest, RetryPolicy] | Outcome:
+        row = batch.channels.get(item.channel_id)
+        if row is None or row.deleted_at is not None:
+            return Outcome(Verdict.FAILED, error="the channel was deleted")
+        event_type = EventType(item.event_type)
+        kind = get_kind(row.kind)
+        config = {**(row.config or {}), **self._open(row.secrets)}
+        enabled = bool(row.enabled)
+        if row.project_id is None and item.project_id is not None:
+            ov = batch.overrides.get((item.channel_id, item.project_id))
+            eff = merge(
+                org_enabled=enabled,
+                org_config=config,
+                project_enabled=ov.enabled if ov is not None else None,
+                project_config=(
+                    {**(ov.config or {}), **self._open(ov.secrets)} if ov is not None else {}
+                ),
+                defaults=kind.defaults,
+            )
+            config, enabled = eff.config, eff.enabled
+        else:
+            config = {**kind.defaults, **config}
+        if not enabled and event_type is not EventType.TEST_NOTIFICATION_CHANNEL:
+            return Outcome(Verdict.FAILED, error="the channel is disabled for this project")
+        if event_type not in kind.events(config):
+            return Outcome(
+                Verdict.FAILED,
+                error=f"the channel's format cannot express {event_type.value}",
+            )
+        message = Message(
+            delivery_id=item.uuid,
+            event_id=item.event_id,
+            event_type=event_type,
+            occurred_at=item.occurred_at,
+            context=item.context,
+            public_url=self.settings.public_url,
+            target=item.target,
+        )
+        policy = self.base_policy.with_overrides(row.retry or {})
+        return kind.render(message, config), policy
+
+    def _open(self, sealed: str | None) -> dict[str, Any]:
+        if not sealed:
+            return {}
+        cached = self._secrets.get(sealed)
+        if cached is None:
+            if len(self._secrets) >= _SECRET_CACHE_MAX:
+                self._secrets.clear()
+            cached = self._secrets[sealed] = self.box.open(sealed)
+        return cached
+
+    def _record(
+        self, item: claims.Claimed, started: datetime, outcome: Outcome, policy: RetryPolicy
+    ) -> None:
+        number = item.attempts + 1
+        next_at = time.time()
+        if outcome.verdict is Verdict.DELIVERED:
+            status = DELIVERY_SUCCEEDED
+        elif outcome.verdict is Verdict.RETRY and not policy.exhausted(number):
+            status = DELIVERY_PENDING
+            next_at += policy.delay(number, outcome.retry_after)
+        else:
+            status = DELIVERY_FAILED
+        if status != DELIVERY_SUCCEEDED:
+            log.info("delivery %s attempt %d: %s (%s)", item.id, number, status, outcome.error)
+        self._done.append(
+            claims.Completion(
+                delivery_id=item.id,
+                series=item.series,
+                attempt_number=number,
+                started_at=started,
+                outcome=outcome,
+                status=status,
+                next_attempt_at=next_at,
+            )
+        )
+        self._flush_needed.set()
+
+    # -- writing results -----------------------------------------------------------------
+
+    async def _flush_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            if not stop.is_set():
+                await asyncio.sleep(_FLUSH_GATHER)
+            batch, self._done = self._done, []
+            if batch:
+                try:
+                    await claims.complete(self.engine, batch, self.name)
+                except SQLAlchemyError as exc:
+                    # Keep them; their leases still hide the rows from other workers.
+                    log.warning("writing %d results failed, retrying: %s", len(batch), exc)
+                    self._done[:0] = batch
+                    await asyncio.sleep(0.5)
+                    self._flush_needed.set()
+                    continue
+                self.wakeup.poke()  # the next delivery of an ordered sequence may go now
+            if stop.is_set() and not self._tasks and not self._done:
+                return
+
+    async def _drain(self) -> None:
+        """Let attempts in flight finish (bounded by their timeouts) before exiting."""
+        if self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait(set(self._tasks), timeout=self.settings.lease_seconds)

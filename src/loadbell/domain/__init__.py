@@ -1,0 +1,1 @@
+"""Pure domain rules: statuses, events, filters, inheritance. No I/O lives here."""

@@ -1,0 +1,1 @@
+"""Wire dialects: how one event becomes one body, per format."""

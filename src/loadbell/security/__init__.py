@@ -1,0 +1,1 @@
+"""Secrets at rest, API tokens and masking."""

@@ -1,0 +1,34 @@
+"""Masking secrets for API responses and attempt logs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+MASK = "****"
+
+# Header names whose values are always secret, whatever the channel says.
+SENSITIVE_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-api-key", "webhook-signature"}
+)
+
+
+def mask_url(url: str) -> str:
+    """Keep scheme, host and port so people recognise the target; hide path and query,
+    where webhook services put their tokens."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return MASK
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    tail = "/" + MASK if (parts.path not in ("", "/") or parts.query) else parts.path
+    return f"{parts.scheme}://{host}{port}{tail}"
+
+
+def mask_headers(headers: Mapping[str, str], secret_names: set[str]) -> dict[str, str]:
+    """Mask the channel's custom header values and well-known credential headers."""
+    lowered = {n.lower() for n in secret_names}
+    return {
+        k: (MASK if k.lower() in lowered or k.lower() in SENSITIVE_HEADERS else v)
+        for k, v in headers.items()
+    }

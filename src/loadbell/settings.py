@@ -1,0 +1,74 @@
+"""The one typed Settings object. Built by the CLI or by ``create_app``, never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOADBELL_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./loadbell.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path.db or postgresql+asyncpg://...",
+    )
+    secret_key: str | None = Field(
+        default=None,
+        description="Key for secrets at rest. Unset: a key file is generated on first run.",
+    )
+    secret_key_file: Path = Field(
+        default=Path("./loadbell.key"),
+        description="Where the generated key lives when LOADBELL_SECRET_KEY is unset.",
+    )
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Allow delivery to private, loopback and link-local addresses.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8080",
+        description="Base URL people use to reach this server (links in notifications).",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest accepted request body."
+    )
+    # Worker tuning. The lease must outlive one attempt (timeout) with margin, or a slow
+    # but live attempt could be re-sent by another worker.
+    lease_seconds: float = Field(default=30.0, gt=0)
+    worker_concurrency: int = Field(default=128, ge=1, description="Attempts in flight per worker.")
+    per_channel_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Attempts in flight per channel, so one dead endpoint cannot take every slot.",
+    )
+    claim_batch: int = Field(default=100, ge=1)
+    poll_seconds: float = Field(
+        default=1.0, gt=0, description="Fallback poll when no wake-up arrives (seconds)."
+    )
+    sqlite_synchronous: str = Field(default="FULL", description="SQLite PRAGMA synchronous.")
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _sync_mode(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("LOADBELL_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        # Accept the plain scheme users copy from elsewhere and pick our async driver.
+        if v.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + v.removeprefix("sqlite:///")
+        if v.startswith(("postgres://", "postgresql://")):
+            return "postgresql+asyncpg://" + v.split("://", 1)[1]
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("LOADBELL_DATABASE_URL must start with sqlite:/// or postgresql://")
+        return v
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

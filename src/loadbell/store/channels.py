@@ -1,0 +1,120 @@
+"""Reading channels with their secrets opened and their project overrides applied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loadbell.channels.registry import get_kind
+from loadbell.domain.inheritance import Effective, merge
+from loadbell.security.secretbox import SecretBox
+from loadbell.store.tables import channel_overrides, channels
+
+
+@dataclass(frozen=True)
+class ChannelRow:
+    id: int
+    organization_id: int
+    project_id: int | None
+    kind: str
+    name: str
+    enabled: bool
+    config: dict[str, Any]  # public and secret values together
+    events: list[str]
+    filters: dict[str, Any]
+    retry: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OverrideRow:
+    enabled: bool | None
+    config: dict[str, Any]
+
+
+def channel_from_row(row: sa.Row[Any], box: SecretBox) -> ChannelRow:
+    m = row._mapping
+    return ChannelRow(
+        id=m["id"],
+        organization_id=m["organization_id"],
+        project_id=m["project_id"],
+        kind=m["kind"],
+        name=m["name"],
+        enabled=bool(m["enabled"]),
+        config={**(m["config"] or {}), **box.open(m["secrets"])},
+        events=list(m["events"] or []),
+        filters=dict(m["filters"] or {}),
+        retry=dict(m["retry"] or {}),
+    )
+
+
+def split_secrets(kind: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    secret_keys = get_kind(kind).secret_keys
+    public = {k: v for k, v in config.items() if k not in secret_keys}
+    secret = {k: v for k, v in config.items() if k in secret_keys}
+    return public, secret
+
+
+def effective(channel: ChannelRow, override: OverrideRow | None) -> Effective:
+    """The channel's settings as one project sees them.
+
+    A project-level channel has no override: its own values are the project's.
+    """
+    defaults = get_kind(channel.kind).defaults
+    if channel.project_id is not None:
+        eff = merge(
+            org_enabled=channel.enabled,
+            org_config={},
+            project_enabled=channel.enabled,
+            project_config=channel.config,
+            defaults=defaults,
+        )
+        return eff
+    return merge(
+        org_enabled=channel.enabled,
+        org_config=channel.config,
+        project_enabled=override.enabled if override else None,
+        project_config=override.config if override else {},
+        defaults=defaults,
+    )
+
+
+async def load_overrides(
+    conn: AsyncConnection, pairs: Iterable[tuple[int, int]], box: SecretBox
+) -> dict[tuple[int, int], OverrideRow]:
+    """Overrides for (channel_id, project_id) pairs."""
+    pairs = {p for p in pairs}
+    if not pairs:
+        return {}
+    channel_ids = {c for c, _ in pairs}
+    rows = await conn.execute(
+        sa.select(channel_overrides).where(channel_overrides.c.channel_id.in_(channel_ids))
+    )
+    out: dict[tuple[int, int], OverrideRow] = {}
+    for r in rows:
+        key = (r.channel_id, r.project_id)
+        if key in pairs:
+            out[key] = OverrideRow(
+                enabled=r.enabled, config={**(r.config or {}), **box.open(r.secrets)}
+            )
+    return out
+
+
+async def channels_for_project(
+    conn: AsyncConnection, organization_id: int, project_id: int | None, box: SecretBox
+) -> list[ChannelRow]:
+    """Live channels an event of this project may reach: the organization's and its own."""
+    scope: sa.ColumnElement[bool] = channels.c.project_id.is_(None)
+    if project_id is not None:
+        scope = sa.or_(scope, channels.c.project_id == project_id)
+    rows = await conn.execute(
+        sa.select(channels)
+        .where(channels.c.organization_id == organization_id)
+        .where(channels.c.deleted_at.is_(None))
+        .where(scope)
+        .order_by(channels.c.id)
+    )
+    return [channel_from_row(r, box) for r in rows]

@@ -1,0 +1,246 @@
+"""Table definitions (SQLAlchemy Core). Migrations in ``store/migrations`` must match these.
+
+Scheduling columns (``next_attempt_at``, ``lease_until``) are float epoch seconds: the claim
+query compares them on every poll, and plain numbers compare the same way on SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC on the way out, on every backend.
+
+    SQLite keeps no zone, so values would come back naive; PostgreSQL keeps it. Either way
+    the API shows ``...+00:00``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+TS = UTCDateTime()
+
+
+def _now() -> sa.ColumnElement[datetime]:
+    return sa.func.current_timestamp()
+
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), unique=True),
+    sa.Column("password_hash", sa.String(200)),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.UniqueConstraint("organization_id", "user_id", name="uq_memberships_org_user"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    # NULL: the token acts on every organization its user belongs to.
+    sa.Column("organization_id", sa.ForeignKey("organizations.id")),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("revoked_at", TS),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.Column("deleted_at", TS),
+)
+
+load_tests = sa.Table(
+    "load_tests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("project_id", sa.ForeignKey("projects.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.Column("deleted_at", TS),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("load_test_id", sa.ForeignKey("load_tests.id"), nullable=False, index=True),
+    sa.Column("project_id", sa.ForeignKey("projects.id"), nullable=False, index=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("result", sa.String(16)),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False, default=dict),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.Column("started_at", TS),
+    sa.Column("ended_at", TS),
+)
+
+run_status_changes = sa.Table(
+    "run_status_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("at", TS, nullable=False, server_default=_now()),
+)
+
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False, index=True),
+    sa.Column("project_id", sa.ForeignKey("projects.id")),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("config", sa.JSON, nullable=False, default=dict),  # non-secret values
+    sa.Column("secrets", sa.Text),  # encrypted JSON of the secret values
+    sa.Column("events", sa.JSON, nullable=False, default=list),
+    sa.Column("filters", sa.JSON, nullable=False, default=dict),
+    sa.Column("retry", sa.JSON, nullable=False, default=dict),  # RetryPolicy overrides
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.Column("deleted_at", TS),
+)
+
+channel_overrides = sa.Table(
+    "channel_overrides",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), nullable=False),
+    sa.Column("project_id", sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("enabled", sa.Boolean),  # NULL: inherit "send messages"
+    sa.Column("config", sa.JSON, nullable=False, default=dict),
+    sa.Column("secrets", sa.Text),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("channel_id", "project_id", name="uq_channel_overrides_channel_project"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("project_id", sa.Integer),  # no FK: project events outlive a deleted project
+    sa.Column("load_test_id", sa.Integer),
+    sa.Column("run_id", sa.Integer, index=True),
+    sa.Column("context", sa.JSON, nullable=False),
+)
+
+DELIVERY_PENDING = "pending"
+DELIVERY_SUCCEEDED = "succeeded"
+DELIVERY_FAILED = "failed"
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("event_id", sa.ForeignKey("events.id"), nullable=False, index=True),
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), nullable=False, index=True),
+    sa.Column("target", sa.String(200)),
+    # Deliveries sharing an order key go out strictly in id order (channel x run x target).
+    sa.Column("order_key", sa.String(120)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("series", sa.Integer, nullable=False, default=1),  # bumped by redeliver
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),  # in the current series
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    sa.Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_deliveries_order",
+        "order_key",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("delivery_id", sa.ForeignKey("deliveries.id"), nullable=False, index=True),
+    sa.Column("series", sa.Integer, nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # delivered | retry | failed
+    sa.Column("request_url", sa.Text),
+    sa.Column("request_headers", sa.JSON, nullable=False, default=dict),
+    sa.Column("response_status", sa.Integer),
+    sa.Column("response_body", sa.Text),  # first 4 KiB
+    sa.Column("error", sa.Text),
+    sa.Column("worker", sa.String(64)),
+)
