@@ -1,0 +1,141 @@
+"""What every human-readable format says about an event: severity, title, one-line text and
+the key figures. Chat kinds (Slack, Teams, Discord, HipChat, Mattermost, email) render this
+in their own markup, so wording stays the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from loadbell.channels.base import Message
+from loadbell.domain.events import EventType
+from loadbell.domain.metrics import failed_thresholds
+from loadbell.domain.statuses import RunStatus
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Summary:
+    severity: Severity
+    title: str
+    text: str
+    facts: list[tuple[str, str]] = field(default_factory=list)  # (label, value), in order
+    thresholds: list[tuple[str, bool]] = field(default_factory=list)  # (expression, ok)
+    link: str | None = None
+
+
+def severity(message: Message) -> Severity:
+    event = message.event_type
+    run = message.context.get("run") or {}
+    if event is EventType.TEST_THRESHOLD_FAILED:
+        return Severity.WARNING
+    if event is EventType.TEST_FINISHED:
+        if run.get("status") == int(RunStatus.FINISHED) and run.get("result") != "failed":
+            return Severity.SUCCESS
+        return Severity.ERROR
+    if event is EventType.TEST_REPORT_AVAILABLE and run.get("result") == "failed":
+        return Severity.ERROR
+    return Severity.INFO
+
+
+def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
+
+
+def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if "requests" in metrics:
+        out.append(("Requests", _fmt(metrics["requests"])))
+    if "rps" in metrics:
+        out.append(("Throughput", _fmt(float(metrics["rps"]), " req/s")))
+    if "avg_ms" in metrics:
+        out.append(("Avg response", _fmt(float(metrics["avg_ms"]), " ms")))
+    if "p95_ms" in metrics:
+        out.append(("p95 response", _fmt(float(metrics["p95_ms"]), " ms")))
+    if "error_rate" in metrics:
+        out.append(("Error rate", _fmt(float(metrics["error_rate"]) * 100, " %", 2)))
+    if "apdex" in metrics:
+        out.append(("Apdex", _fmt(float(metrics["apdex"]), "", 2)))
+    if "vus_max" in metrics:
+        out.append(("Max VUs", _fmt(metrics["vus_max"])))
+    elif "vus" in metrics:
+        out.append(("VUs", _fmt(metrics["vus"])))
+    return out
+
+
+_TITLES: dict[EventType, str] = {
+    EventType.TEST_STARTING: "Load test starting",
+    EventType.TEST_STARTED: "Load test running",
+    EventType.TEST_REPORT_INTERMEDIATE: "Intermediate report",
+    EventType.TEST_REPORT_AVAILABLE: "Report available",
+    EventType.TEST_THRESHOLD_FAILED: "Threshold crossed",
+    EventType.LOAD_TEST_CREATED: "Load test created",
+    EventType.LOAD_TEST_UPDATED: "Load test updated",
+    EventType.LOAD_TEST_DELETED: "Load test deleted",
+    EventType.PROJECT_CREATED: "Project created",
+    EventType.PROJECT_UPDATED: "Project updated",
+    EventType.PROJECT_DELETED: "Project deleted",
+    EventType.TEST_NOTIFICATION_CHANNEL: "Test notification from loadbell",
+}
+
+
+def summarize(message: Message) -> Summary:
+    ctx = message.context
+    run = ctx.get("run") or {}
+    project = (ctx.get("project") or {}).get("name", "?")
+    test = (ctx.get("load_test") or {}).get("name")
+    sev = severity(message)
+    event = message.event_type
+    if event is EventType.TEST_FINISHED:
+        status = RunStatus(run["status"])
+        verdict = "passed" if sev is Severity.SUCCESS else "failed"
+        title = (
+            f"Load test {verdict}"
+            if status is RunStatus.FINISHED
+            else f"Load test {status.text.lower()}"
+        )
+    else:
+        title = _TITLES[event]
+    subject = f"{test} in {project}" if test else project
+    text = (
+        f"{title}: {subject}"
+        if event is not EventType.TEST_NOTIFICATION_CHANNEL
+        else ("This is a test message: the channel is set up correctly.")
+    )
+    facts: list[tuple[str, str]] = []
+    if run:
+        facts.append(
+            (
+                "Status",
+                f"{run['status_text']}" + (f" ({run['result']})" if run.get("result") else ""),
+            )
+        )
+        facts.append(("Trigger", str(run.get("trigger", "?"))))
+        if run.get("user_name"):
+            facts.append(("Started by", str(run["user_name"])))
+        duration = run.get("duration_s") or (run.get("metrics") or {}).get("duration_s")
+        if duration is not None:
+            facts.append(("Duration", _fmt(float(duration), " s")))
+        facts.extend(figures(run.get("metrics") or {}))
+    metrics = run.get("metrics") or {}
+    thresholds = [
+        (f"{t.get('metric')}: {t.get('expression')}", bool(t.get("ok")))
+        for t in metrics.get("thresholds") or []
+    ]
+    extra = ctx.get("extra") or {}
+    if event is EventType.TEST_THRESHOLD_FAILED and extra.get("threshold"):
+        th = extra["threshold"]
+        text += f" — {th.get('metric')}: {th.get('expression')}"
+    if event is EventType.TEST_FINISHED and failed_thresholds(metrics):
+        text += f" — {len(failed_thresholds(metrics))} threshold(s) failed"
+    return Summary(sev, title, text, facts, thresholds, run.get("url"))
