@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from loadbell.delivery.outcome import Outcome
+from loadbell.delivery.pacing import Rate
 from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 
@@ -61,6 +63,34 @@ class ChannelKind(Protocol):
     def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
         """Build the request for one delivery. Must be pure and fast: it runs per attempt."""
         ...
+
+
+class Transport(Protocol):
+    """Optional, for kinds that do not speak HTTP (email over SMTP, Apprise).
+
+    When a kind has ``send``, the worker calls it instead of the shared HTTP sender. It
+    must never raise for a failed delivery: return an Outcome (delivered / retry / failed),
+    and keep the attempt log's fields filled (request_url masked, request_headers masked).
+    """
+
+    async def send(
+        self, message: Message, config: Mapping[str, Any], timeout: float
+    ) -> Outcome: ...
+
+
+class Interpreter(Protocol):
+    """Optional: correct the shared sender's verdict from the kind's own response rules
+    (Discord's ``retry_after`` body, Teams reporting throttling inside a 200 body, ...)."""
+
+    def interpret(self, outcome: Outcome) -> Outcome: ...
+
+
+class Paced(Protocol):
+    """Optional: the kind's default rate per destination (config may override it)."""
+
+    def rate(self, config: Mapping[str, Any]) -> Rate | None: ...
+
+    def destination(self, message: Message, config: Mapping[str, Any]) -> str: ...
 
 
 def targets_of(config: Mapping[str, Any]) -> list[str | None]:

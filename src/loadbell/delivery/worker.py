@@ -21,11 +21,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loadbell.channels.base import Message
+from loadbell.channels.base import ChannelKind, Message
 from loadbell.channels.registry import get_kind
 from loadbell.delivery.outcome import Outcome, Verdict
+from loadbell.delivery.pacing import Pacer, configured_rate
 from loadbell.delivery.retry import RetryPolicy
-from loadbell.delivery.sender import OutboundRequest, Sender
+from loadbell.delivery.sender import Sender
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.domain.events import EventType
 from loadbell.domain.inheritance import merge
@@ -62,6 +63,8 @@ class Worker:
         self._done: list[claims.Completion] = []
         self._flush_needed = asyncio.Event()
         self._secrets: dict[str, dict[str, Any]] = {}
+        self._deferred: list[tuple[int, int, float]] = []  # (delivery id, series, due at)
+        self.pacer = Pacer()
         self.base_policy = RetryPolicy()
 
     # -- main loop -----------------------------------------------------------------------
@@ -138,9 +141,20 @@ class Worker:
             if isinstance(prepared, Outcome):
                 outcome = prepared
             else:
-                request, policy = prepared
+                kind, message, config, policy = prepared
+                wait = self._pace(kind, message, config)
+                if wait > 0:
+                    self._defer(item, wait)
+                    return
                 timeout = min(policy.timeout, self.settings.lease_seconds * 0.8)
-                outcome = await self.sender.send(request, timeout)
+                transport = getattr(kind, "send", None)
+                if transport is not None:
+                    outcome = await transport(message, config, timeout)
+                else:
+                    outcome = await self.sender.send(kind.render(message, config), timeout)
+                interpret = getattr(kind, "interpret", None)
+                if interpret is not None:
+                    outcome = interpret(outcome)
         except Exception as exc:  # a bug in one kind must not stop the worker
             log.exception("delivery %s: rendering failed", item.id)
             outcome = Outcome(Verdict.FAILED, error=f"internal error while rendering: {exc}")
@@ -151,9 +165,21 @@ class Worker:
         self._record(item, started, outcome, policy)
         self.wakeup.poke()  # a slot is free
 
+    def _pace(self, kind: ChannelKind, message: Message, config: dict[str, Any]) -> float:
+        rate_of = getattr(kind, "rate", None)
+        if rate_of is None:
+            return 0.0
+        rate = configured_rate(config) or rate_of(config)
+        return self.pacer.take(f"{kind.name}:{kind.destination(message, config)}", rate)  # type: ignore[attr-defined]
+
+    def _defer(self, item: claims.Claimed, wait: float) -> None:
+        """Put a paced delivery back for later, without counting an attempt."""
+        self._deferred.append((item.id, item.series, time.time() + wait))
+        self._flush_needed.set()
+
     def _prepare(
         self, item: claims.Claimed, batch: claims.ClaimBatch
-    ) -> tuple[OutboundRequest, RetryPolicy] | Outcome:
+    ) -> tuple[ChannelKind, Message, dict[str, Any], RetryPolicy] | Outcome:
         row = batch.channels.get(item.channel_id)
         if row is None or row.deleted_at is not None:
             return Outcome(Verdict.FAILED, error="the channel was deleted")
@@ -192,7 +218,7 @@ class Worker:
             target=item.target,
         )
         policy = self.base_policy.with_overrides(row.retry or {})
-        return kind.render(message, config), policy
+        return kind, message, config, policy
 
     def _open(self, sealed: str | None) -> dict[str, Any]:
         if not sealed:
@@ -240,18 +266,21 @@ class Worker:
             if not stop.is_set():
                 await asyncio.sleep(_FLUSH_GATHER)
             batch, self._done = self._done, []
-            if batch:
+            deferred, self._deferred = self._deferred, []
+            if batch or deferred:
                 try:
                     await claims.complete(self.engine, batch, self.name)
+                    await claims.defer(self.engine, deferred)
                 except SQLAlchemyError as exc:
                     # Keep them; their leases still hide the rows from other workers.
                     log.warning("writing %d results failed, retrying: %s", len(batch), exc)
                     self._done[:0] = batch
+                    self._deferred[:0] = deferred
                     await asyncio.sleep(0.5)
                     self._flush_needed.set()
                     continue
                 self.wakeup.poke()  # the next delivery of an ordered sequence may go now
-            if stop.is_set() and not self._tasks and not self._done:
+            if stop.is_set() and not self._tasks and not self._done and not self._deferred:
                 return
 
     async def _drain(self) -> None:

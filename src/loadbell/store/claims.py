@@ -227,6 +227,20 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
         )
 
 
+async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float]]) -> None:
+    """Release paced deliveries until ``due`` without counting an attempt."""
+    if not items:
+        return
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(deliveries)
+            .where(deliveries.c.id == sa.bindparam("b_id"))
+            .where(deliveries.c.series == sa.bindparam("b_series"))
+            .values(next_attempt_at=sa.bindparam("b_next"), lease_until=None, lease_owner=None),
+            [{"b_id": i, "b_series": s, "b_next": due} for i, s, due in items],
+        )
+
+
 async def next_due(engine: AsyncEngine) -> float | None:
     """When the earliest claimable delivery becomes due (epoch seconds), or None.
 

@@ -1,0 +1,87 @@
+"""Per-destination pacing: a token bucket per destination (webhook URL, Slack target, ...).
+
+A delivery whose destination has no token left is not held in memory: the worker puts it
+back with ``next_attempt_at`` moved to when a token will be free, without counting an
+attempt. So a slow or rate-limited destination never holds slots that others need.
+
+Buckets live in one worker process. With several workers, each paces on its own; set the
+per-channel rate lower (or run one worker) when a destination's limit must hold globally.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` messages per ``per`` seconds, with bursts up to ``burst`` (default: count)."""
+
+    count: int
+    per: float  # seconds
+    burst: int | None = None
+
+    @property
+    def capacity(self) -> float:
+        return float(self.burst or self.count)
+
+
+class _Bucket:
+    __slots__ = ("rate", "tokens", "updated")
+
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self.tokens = rate.capacity
+        self.updated = time.monotonic()
+
+    def take(self) -> float:
+        """Take a token; return 0, or the seconds until one is free (taking nothing)."""
+        now = time.monotonic()
+        refill = (now - self.updated) * self.rate.count / self.rate.per
+        self.tokens = min(self.rate.capacity, self.tokens + refill)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) * self.rate.per / self.rate.count
+
+
+def configured_rate(config: Mapping[str, Any]) -> Rate | None:
+    """A channel's own ``rate_limit`` config ({"count": 1, "per": 1.0, "burst": 3})."""
+    raw = config.get("rate_limit")
+    if not isinstance(raw, Mapping):
+        return None
+    return Rate(count=int(raw["count"]), per=float(raw["per"]), burst=raw.get("burst"))
+
+
+def validate_rate_limit(raw: Any) -> dict[str, Any] | None:
+    """Check a ``config.rate_limit`` value; raise ValueError naming the field."""
+    if raw is None:
+        return None
+    field = "config.rate_limit"
+    if not isinstance(raw, Mapping) or not {"count", "per"} <= set(raw):
+        raise ValueError(f'{field}: use {{"count": N, "per": seconds}} (optional "burst")')
+    count, per, burst = raw["count"], raw["per"], raw.get("burst")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"{field}.count: must be a whole number of messages, at least 1")
+    if isinstance(per, bool) or not isinstance(per, (int, float)) or not 0 < per <= 86400:
+        raise ValueError(f"{field}.per: must be seconds, more than 0 and at most 86400")
+    if burst is not None and (not isinstance(burst, int) or burst < 1):
+        raise ValueError(f"{field}.burst: must be a whole number, at least 1")
+    return {"count": count, "per": float(per), **({"burst": burst} if burst else {})}
+
+
+class Pacer:
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, destination: str, rate: Rate | None) -> float:
+        if rate is None:
+            return 0.0
+        bucket = self._buckets.get(destination)
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[destination] = _Bucket(rate)
+        return bucket.take()
