@@ -11,9 +11,10 @@ import asyncio
 import os
 import shutil
 import socket
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -209,3 +210,113 @@ def webhook_channel(url: str, **extra: object) -> dict[str, object]:
     }
     body.update(extra)
     return body
+
+
+# -- loadbell as a real subprocess ---------------------------------------------------------
+
+LOADBELL_BIN = str(Path(sys.executable).with_name("loadbell"))
+
+
+@dataclass
+class LoadbellProcess:
+    """A running ``loadbell`` command whose stdout and stderr are collected line by line."""
+
+    proc: asyncio.subprocess.Process
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return "stdout:\n" + "".join(self.stdout) + "stderr:\n" + "".join(self.stderr)
+
+    async def wait_for_line(
+        self, needle: str, *, stream: str = "stderr", timeout: float = 20
+    ) -> str:
+        """The first line of ``stream`` containing ``needle``; fails if the process exits or
+        ``timeout`` seconds pass first."""
+        lines = self.stdout if stream == "stdout" else self.stderr
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for line in lines:
+                if needle in line:
+                    return line
+            if self.proc.returncode is not None and all(r.done() for r in self.readers):
+                raise AssertionError(f"loadbell exited before printing {needle!r}\n{self.output()}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no {needle!r} within {timeout} s\n{self.output()}")
+            await asyncio.sleep(0.02)
+
+    async def finish(self, timeout: float = 20) -> int:
+        """Wait for the process to exit and its output to be read; return the exit code."""
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        await asyncio.wait_for(asyncio.gather(*self.readers), timeout)
+        return code
+
+    async def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then SIGKILL if it has not exited after ``timeout`` seconds."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        try:
+            return await self.finish(timeout)
+        except TimeoutError:
+            self.proc.kill()
+            return await self.finish(timeout)
+
+
+SpawnLoadbell = Callable[..., Awaitable[LoadbellProcess]]
+
+
+@pytest.fixture
+async def spawn_loadbell(tmp_path: Path) -> AsyncIterator[SpawnLoadbell]:
+    """Start ``loadbell <args>`` in ``tmp_path`` (or ``cwd``) with only the given LOADBELL_*
+    variables; every process still running at teardown is killed."""
+    started: list[LoadbellProcess] = []
+
+    async def spawn(
+        *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> LoadbellProcess:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("LOADBELL_")}
+        clean.update(PYTHONUNBUFFERED="1", **(env or {}))
+        proc = await asyncio.create_subprocess_exec(
+            LOADBELL_BIN,
+            *args,
+            cwd=cwd or tmp_path,
+            env=clean,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        handle = LoadbellProcess(proc)
+
+        async def collect(pipe: asyncio.StreamReader | None, into: list[str]) -> None:
+            assert pipe is not None
+            while line := await pipe.readline():
+                into.append(line.decode(errors="replace"))
+
+        handle.readers = [
+            asyncio.create_task(collect(proc.stdout, handle.stdout)),
+            asyncio.create_task(collect(proc.stderr, handle.stderr)),
+        ]
+        started.append(handle)
+        return handle
+
+    yield spawn
+    for handle in started:
+        if handle.proc.returncode is None:
+            handle.proc.kill()
+        await handle.finish()
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a ``loadbell`` subprocess needs to share ``settings``' database."""
+    env = {
+        "LOADBELL_DATABASE_URL": settings.database_url,
+        "LOADBELL_SECRET_KEY": settings.secret_key or "",
+        "LOADBELL_ALLOW_PRIVATE_TARGETS": "1" if settings.allow_private_targets else "0",
+    }
+    env.update(extra)
+    return env

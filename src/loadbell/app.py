@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from loadbell import __version__
+from loadbell import __version__, web
 from loadbell.api import (
     channels,
     deliveries,
@@ -17,8 +17,11 @@ from loadbell.api import (
     health,
     load_tests,
     organizations,
+    previews,
     projects,
+    reports,
     runs,
+    slack,
 )
 from loadbell.api.limits import BodyLimit
 from loadbell.api.state import AppState
@@ -26,6 +29,7 @@ from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
+from loadbell.store.channels import check_secret_key
 from loadbell.store.db import create_engine
 
 API_PREFIX = "/api/v1"
@@ -37,6 +41,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         engine = create_engine(settings)
         wakeup = Wakeup()
         box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
+        async with engine.connect() as conn:
+            await check_secret_key(conn, box)
+            await conn.rollback()
         app.state.loadbell = AppState(settings=settings, engine=engine, box=box, wakeup=wakeup)
         stop = asyncio.Event()
         app.state.worker_task = None
@@ -63,8 +70,21 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     errors.install(app)
-    for module in (organizations, projects, load_tests, runs, channels, deliveries, events):
+    for module in (
+        organizations,
+        projects,
+        load_tests,
+        runs,
+        reports,
+        channels,
+        previews,
+        slack,
+        deliveries,
+        events,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
-    app.include_router(health.router)
+    app.include_router(health.router)  # /healthz for load balancers and probes
+    app.include_router(health.router, prefix=API_PREFIX)
+    web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

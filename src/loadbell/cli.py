@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -156,22 +157,35 @@ def worker(allow_private_targets: bool | None, database_url: str | None) -> None
 async def _work(settings: Settings) -> None:
     from loadbell.delivery.wakeup import Wakeup
     from loadbell.delivery.worker import Worker
-    from loadbell.security.secretbox import SecretBox
+    from loadbell.security.secretbox import SecretBox, SecretKeyError
     from loadbell.store import migrate
-    from loadbell.store.db import create_engine
+    from loadbell.store.channels import check_secret_key
+    from loadbell.store.db import create_engine, sqlite_path
 
     engine = create_engine(settings)
     if not await migrate.is_current(engine):
         await engine.dispose()
         raise click.ClickException("the database schema is not up to date; run `loadbell migrate`")
+    box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
+    try:
+        async with engine.connect() as conn:
+            await check_secret_key(conn, box)
+            await conn.rollback()
+    except SecretKeyError as exc:
+        await engine.dispose()
+        raise click.ClickException(
+            f"{exc}. Run the worker from the directory of `loadbell serve` (it keeps "
+            "./loadbell.key) or set LOADBELL_SECRET_KEY for every process."
+        ) from None
     wakeup = Wakeup()
     if not settings.is_sqlite:
         await wakeup.listen_postgres(settings.database_url)
+    else:
+        await wakeup.watch_sqlite(sqlite_path(settings.database_url))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
     w = Worker(engine, box, settings, wakeup)
     click.echo(f"loadbell worker {w.name} started", err=True)
     try:
@@ -212,6 +226,8 @@ def token() -> None:
     "org_id",
     type=int,
     default=None,
+    envvar="LOADBELL_TOKEN_ORG",
+    show_envvar=True,
     help="Organization id. Default: the first organization.",
 )
 @click.option(
@@ -219,9 +235,18 @@ def token() -> None:
     type=click.Choice(["owner", "admin", "member"]),
     default="member",
     show_default=True,
+    envvar="LOADBELL_TOKEN_ROLE",
+    show_envvar=True,
     help="Role of the token's service user.",
 )
-@click.option("--name", default="api token", show_default=True, help="A label for the token.")
+@click.option(
+    "--name",
+    default="api token",
+    show_default=True,
+    envvar="LOADBELL_TOKEN_NAME",
+    show_envvar=True,
+    help="A label for the token.",
+)
 @database_option
 def token_create(org_id: int | None, role: str, name: str, database_url: str | None) -> None:
     """Create a token and print only the token, so scripts can capture it."""
@@ -237,7 +262,12 @@ def token_create(org_id: int | None, role: str, name: str, database_url: str | N
     async def go() -> str:
         first = await _prepare(settings, migrate_sqlite=True)
         if first:
-            click.echo("note: created the default organization on this empty database", err=True)
+            # stdout carries only the new token; the first-run owner token must not be lost.
+            click.echo(
+                "note: this database was empty; created 'Default Organization' and an owner.\n"
+                f"Owner API token (shown once, keep it safe): {first}",
+                err=True,
+            )
         engine = create_engine(settings)
         try:
             async with engine.begin() as conn:
@@ -258,9 +288,97 @@ def token_create(org_id: int | None, role: str, name: str, database_url: str | N
     click.echo(_run(go()))
 
 
+@main.group()
+def user() -> None:
+    """Manage the people who sign in to the web pages."""
+
+
+@user.command("set-password")
+@click.option("--email", required=True, help="The email address to sign in with.")
+@click.option(
+    "--user-id",
+    type=int,
+    default=None,
+    help="Whose password. Default: the user with this email, else the first owner.",
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+@database_option
+def user_set_password(
+    email: str, user_id: int | None, password_stdin: bool, database_url: str | None
+) -> None:
+    """Set a user's email and password for the web sign-in (e.g. the first-run owner)."""
+    import sqlalchemy as sa
+
+    from loadbell.security.passwords import check_strength, hash_password
+    from loadbell.store import members
+    from loadbell.store.db import create_engine
+    from loadbell.store.tables import memberships
+
+    if members.email_problem(email):
+        raise click.BadParameter(str(members.email_problem(email)), param_hint="--email")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    problem = check_strength(password)
+    if problem:
+        raise click.ClickException(f"password refused: {problem}")
+    settings = _settings(database_url=database_url)
+
+    async def go() -> int:
+        await _prepare(settings, migrate_sqlite=True)
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                target = user_id
+                if target is None:
+                    found = await members.account_by_email(conn, email)
+                    target = found.user_id if found else None
+                if target is None:
+                    target = (
+                        await conn.execute(
+                            sa.select(sa.func.min(memberships.c.user_id)).where(
+                                memberships.c.role == "owner"
+                            )
+                        )
+                    ).scalar()
+                if target is None or await members.account(conn, int(target)) is None:
+                    raise click.ClickException(f"user {target} does not exist")
+                try:
+                    await members.set_sign_in(
+                        conn, int(target), email=email, password_hash=hash_password(password)
+                    )
+                except members.MembershipError as exc:
+                    raise click.ClickException(str(exc)) from None
+                return int(target)
+        finally:
+            await engine.dispose()
+
+    target = _run(go())
+    click.echo(f"user {target} signs in as {members.normalize_email(email)}", err=True)
+
+
 @main.command()
-@click.option("--port", default=9000, show_default=True, type=int, help="Port on 127.0.0.1.")
-@click.option("--status", default=200, show_default=True, type=int, help="Status to answer.")
+@click.option(
+    "--port",
+    default=9000,
+    show_default=True,
+    type=int,
+    envvar="LOADBELL_RECEIVER_PORT",
+    show_envvar=True,
+    help="Port on 127.0.0.1.",
+)
+@click.option(
+    "--status",
+    default=200,
+    show_default=True,
+    type=int,
+    envvar="LOADBELL_RECEIVER_STATUS",
+    show_envvar=True,
+    help="Status to answer.",
+)
 def receiver(port: int, status: int) -> None:
     """Run a local receiver that prints every request (to see what loadbell sends)."""
     from loadbell.testing.receiver import serve_forever
@@ -269,6 +387,126 @@ def receiver(port: int, status: int) -> None:
         _run(serve_forever(port, status))
     except KeyboardInterrupt:
         pass
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--test",
+    "test_name",
+    envvar="LOADBELL_TEST",
+    show_envvar=True,
+    default=None,
+    help="Load test name. Default: the k6 script's file name, or the command's name.",
+)
+@click.option(
+    "--project",
+    type=int,
+    envvar="LOADBELL_PROJECT",
+    show_envvar=True,
+    default=None,
+    help="Project id. Default: the first project the token can see.",
+)
+@click.option(
+    "--trigger",
+    type=click.Choice(["manual", "scheduled"]),
+    envvar="LOADBELL_TRIGGER",
+    show_envvar=True,
+    default="manual",
+    show_default=True,
+    help="How the run was started (channels can filter on it).",
+)
+@click.option(
+    "--report-interval",
+    type=click.FloatRange(min=1),
+    envvar="LOADBELL_REPORT_INTERVAL",
+    show_envvar=True,
+    default=60.0,
+    show_default=True,
+    help="Seconds between intermediate reports.",
+)
+@click.option(
+    "--apdex-t",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="LOADBELL_APDEX_T",
+    show_envvar=True,
+    default=500.0,
+    show_default=True,
+    help="Apdex threshold T in milliseconds (k6 only).",
+)
+@click.option(
+    "--no-apdex",
+    is_flag=True,
+    envvar="LOADBELL_NO_APDEX",
+    show_envvar=True,
+    help="k6: skip the per-request stream behind Apdex (saves k6 CPU in the fastest tests).",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False),
+    envvar="LOADBELL_METRICS_FILE",
+    show_envvar=True,
+    default=None,
+    help="A JSON metrics document the command writes; read at the end (and when it changes).",
+)
+@click.option("--url", envvar="LOADBELL_URL", show_envvar=True, default=None, help="Server URL.")
+@click.option("--token", envvar="LOADBELL_TOKEN", show_envvar=True, default=None, help="API token.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(
+    test_name: str | None,
+    project: int | None,
+    trigger: str,
+    report_interval: float,
+    apdex_t: float,
+    no_apdex: bool,
+    metrics_file: str | None,
+    url: str | None,
+    token: str | None,
+    command: tuple[str, ...],
+) -> None:
+    """Run a load test and report it: `loadbell run [options] -- k6 run script.js`.
+
+    Works with `k6 run` (live status, thresholds, Apdex, intermediate reports) and with
+    any other command (exit 0: passed; non-zero: failed; a signal: aborted by user).
+    Exits with the command's own exit code, whatever happens to the notifications.
+    """
+    from loadbell.client import Client, RunReporter
+    from loadbell.integrations import command as generic
+    from loadbell.integrations import k6, k6_run
+
+    client = Client(url, token, project)
+    if not client.enabled:
+        click.echo(
+            "loadbell: LOADBELL_URL and LOADBELL_TOKEN are not both set; "
+            "running without notifications",
+            err=True,
+        )
+    reporter = RunReporter(client)
+    argv = list(command)
+    if k6.is_k6_run(argv):
+        code = k6_run.run_k6(
+            argv,
+            reporter,
+            test_name=test_name,
+            project=project,
+            trigger=trigger,
+            report_interval=report_interval,
+            apdex_t_ms=None if no_apdex else apdex_t,
+            metrics_file=metrics_file,
+        )
+    else:
+        code = generic.run_generic(
+            argv,
+            reporter,
+            test_name=test_name or os.path.basename(argv[0]),
+            project=project,
+            trigger=trigger,
+            report_interval=report_interval,
+            metrics_file=metrics_file,
+        )
+    reporter.close(timeout=30)
+    if reporter.run_url:
+        click.echo(f"loadbell: run {reporter.run_id}: {reporter.run_url}", err=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

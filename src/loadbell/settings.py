@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest accepted request body."
     )
+    # The Slack app (kind slack_app). Point the URLs at loadbell.testing.fake_slack in tests.
+    slack_api_base_url: str = Field(
+        default="https://slack.com/api",
+        description="Slack Web API base; stored with each install, next to its token.",
+    )
+    slack_oauth_authorize_url: str = Field(
+        default="https://slack.com/oauth/v2/authorize",
+        description="Where 'set up Slack integration' sends the browser (OAuth v2).",
+    )
+    slack_client_id: str | None = Field(
+        default=None, description="The Slack app's client ID (Basic Information page)."
+    )
+    slack_client_secret: str | None = Field(
+        default=None, description="The Slack app's client secret (Basic Information page)."
+    )
     # Worker tuning. The lease must outlive one attempt (timeout) with margin, or a slow
     # but live attempt could be re-sent by another worker.
     lease_seconds: float = Field(default=30.0, gt=0)

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.api import channel_config as cc
-from loadbell.api import lookups
+from loadbell.api import lookups, slack_checks
 from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import invalid
+from loadbell.api.errors import conflict, invalid
 from loadbell.api.state import AppState, get_state
 from loadbell.channels.registry import get_kind
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.domain.events import EventType
 from loadbell.domain.inheritance import drop_empty
 from loadbell.store.channels import (
+    ChannelRow,
     OverrideRow,
     channel_from_row,
     effective,
@@ -42,8 +44,8 @@ router = APIRouter(tags=["channels"])
 
 class ChannelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    organization_id: int
-    project_id: int | None = None
+    organization_id: StrictInt
+    project_id: StrictInt | None = None
     kind: str
     name: str = Field(min_length=1, max_length=200)
     enabled: bool = True
@@ -123,6 +125,7 @@ async def create_channel(
 ) -> dict[str, Any]:
     principal.require_manage(body.organization_id)
     kind = cc.kind_or_422(body.kind)
+    slack_checks.refuse_install_data(kind.name, body.config, {}, replacing=False)
     config = cc.validated_config(kind, body.config)
     events = cc.validated_events(kind, config, body.events)
     filters = cc.validated_filters(body.filters, events)
@@ -175,6 +178,7 @@ async def update_channel(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    await slack_checks.before_update(state, principal, channel_id, body.config)
     async with state.engine.begin() as conn:
         row = await lookups.channel(conn, principal, channel_id)
         principal.require_manage(row.organization_id)
@@ -289,6 +293,7 @@ async def put_override(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    await slack_checks.before_override(state, principal, channel_id, project_id, body.config)
     async with state.engine.begin() as conn:
         row = await lookups.channel(conn, principal, channel_id)
         principal.require_manage(row.organization_id, "change channel settings")
@@ -364,6 +369,7 @@ async def send_test(
         principal.require_manage(row.organization_id, "send test hooks")
         project = await _project_for(conn, principal, row, project_id)
         pid = project.id if project is not None else row.project_id
+        channel = await _as_seen_by(conn, state, row, pid)
         org = (
             await conn.execute(
                 sa.select(organizations).where(organizations.c.id == row.organization_id)
@@ -386,7 +392,7 @@ async def send_test(
             organization_id=row.organization_id,
             project_id=pid,
             context=context,
-            only_channel=channel_from_row(row, state.box),
+            only_channel=channel,
         )
     state.wakeup.poke()
     policy = RetryPolicy().with_overrides(row.retry or {})
@@ -398,6 +404,29 @@ async def send_test(
         **first,
         "results": results,
     }
+
+
+async def _as_seen_by(
+    conn: AsyncConnection, state: AppState, row: Any, project_id: int | None
+) -> ChannelRow:
+    """The channel as ``project_id`` sees it (its targets, its own install), refused with
+    a 409 when the kind says the effective configuration is incomplete (seed 003)."""
+    ch = channel_from_row(row, state.box)
+    override = None
+    if project_id is not None and row.project_id is None:
+        found = await load_overrides(conn, [(ch.id, project_id)], state.box)
+        override = found.get((ch.id, project_id))
+    config = effective(ch, override).config
+    missing = getattr(get_kind(ch.kind), "missing", None)
+    lacks: list[str] = missing(config) if missing is not None else []
+    if lacks:
+        scope = f" for project {project_id}" if project_id is not None else ""
+        raise conflict(
+            f"cannot send a test message: the configuration{scope} (own or inherited) "
+            f"lacks {' and '.join(lacks)}",
+            "config",
+        )
+    return replace(ch, config=config)
 
 
 async def _first_attempts(state: AppState, ids: list[int], wait: float) -> list[dict[str, Any]]:

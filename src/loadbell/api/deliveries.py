@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, StrictInt
 
 from loadbell.api import lookups
 from loadbell.api.auth import Principal, current_principal
 from loadbell.api.errors import invalid
 from loadbell.api.state import AppState, get_state
+from loadbell.store import redelivery
 from loadbell.store.tables import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -94,9 +95,12 @@ async def list_deliveries(
     event_type: str | None = None,
     limit: int = Query(100, ge=1, le=500),
     before_id: int | None = None,
+    after_id: int | None = None,
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    """Newest first, paged with ``before_id``; with ``run_id``, in event order, paged with
+    ``after_id`` (a run's notifications read like its timeline)."""
     if status is not None and status not in STATUSES:
         raise invalid("status", f"use one of {', '.join(STATUSES)}")
     q = _base().where(channels.c.organization_id.in_(list(principal.roles)))
@@ -108,13 +112,15 @@ async def list_deliveries(
         q = q.where(deliveries.c.status == status)
     if event_type is not None:
         q = q.where(events.c.type == event_type)
-    if before_id is not None:
-        q = q.where(deliveries.c.id < before_id)
-    q = (
-        q.order_by(deliveries.c.id).limit(limit)
-        if before_id is None and run_id is not None
-        else q.order_by(deliveries.c.id.desc()).limit(limit)
-    )
+    if run_id is not None:
+        if after_id is not None:
+            q = q.where(deliveries.c.id > after_id)
+        q = q.order_by(deliveries.c.id)
+    else:
+        if before_id is not None:
+            q = q.where(deliveries.c.id < before_id)
+        q = q.order_by(deliveries.c.id.desc())
+    q = q.limit(limit)
     async with state.reader.connect() as conn:
         rows = list(await conn.execute(q))
         attempts = await _attempts_for(conn, [r.id for r in rows])
@@ -144,20 +150,37 @@ async def redeliver(
     async with state.engine.begin() as conn:
         found = await lookups.delivery(conn, principal, delivery_id)
         principal.require_manage(found._org, "redeliver notifications")
-        await conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == delivery_id)
-            .values(
-                status=DELIVERY_PENDING,
-                series=deliveries.c.series + 1,
-                attempts=0,
-                next_attempt_at=time.time(),
-                lease_until=None,
-                lease_owner=None,
-                updated_at=datetime.now(UTC),
-            )
-        )
+        await redelivery.restart(conn, deliveries.c.id == delivery_id)
         row = (await conn.execute(_base().where(deliveries.c.id == delivery_id))).one()
         attempts = await _attempts_for(conn, [delivery_id])
     state.wakeup.poke()
     return _out(row, attempts[delivery_id])
+
+
+class RedeliverFailed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    organization_id: StrictInt
+    since: datetime  # ISO 8601; deliveries that failed at or after this time
+    channel_id: StrictInt | None = None
+
+
+@router.post("/deliveries/redeliver-failed", status_code=202)
+async def redeliver_failed(
+    body: RedeliverFailed,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    """Start a new series on every delivery that failed since ``since`` (bulk redeliver)."""
+    principal.require_manage(body.organization_id, "redeliver notifications")
+    since = body.since if body.since.tzinfo else body.since.replace(tzinfo=UTC)
+    async with state.engine.begin() as conn:
+        if body.channel_id is not None:
+            row = await lookups.channel(conn, principal, body.channel_id)
+            if row.organization_id != body.organization_id:
+                raise invalid("channel_id", "this channel belongs to another organization")
+        ids = await redelivery.restart_failed_since(
+            conn, body.organization_id, since, channel_id=body.channel_id
+        )
+    if ids:
+        state.wakeup.poke()
+    return {"redelivered": len(ids), "ids": ids}

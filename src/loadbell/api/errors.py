@@ -5,12 +5,15 @@ Messages are written for the person reading them: what was wrong, which field, w
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -53,7 +56,11 @@ def _explain(err: dict[str, Any]) -> str:
         return "is required"
     if kind == "extra_forbidden":
         return "is not a known field; remove it (see /docs for the accepted fields)"
-    return str(err.get("msg", "is invalid"))
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be a JSON integer, not {err.get('input')!r}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false, not {err.get('input')!r}"
+    return str(err.get("msg", "is invalid")).removeprefix("Value error, ")
 
 
 def install(app: FastAPI) -> None:
@@ -81,6 +88,19 @@ def install(app: FastAPI) -> None:
         message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return JSONResponse(
             _body("invalid", message, first["field"], errors=details), status_code=422
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # Still JSON, and says where to look; the traceback goes to the server log.
+        log.exception("unhandled error")
+        return JSONResponse(
+            _body(
+                "internal_error",
+                f"the server failed ({exc.__class__.__name__}: {exc}); see the server log",
+                None,
+            ),
+            status_code=500,
         )
 
     @app.exception_handler(StarletteHTTPException)

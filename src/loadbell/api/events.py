@@ -22,6 +22,7 @@ async def list_events(
     type: str | None = None,
     limit: int = Query(100, ge=1, le=500),
     before_id: int | None = None,
+    after_id: int | None = None,
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
@@ -29,15 +30,18 @@ async def list_events(
     async with state.reader.connect() as conn:
         if run_id is not None:
             await lookups.run(conn, principal, run_id)
+            # A run's events in the order they happened, paged forward.
             q = q.where(events.c.run_id == run_id).order_by(events.c.id)
+            if after_id is not None:
+                q = q.where(events.c.id > after_id)
         else:
             q = q.order_by(events.c.id.desc())
+            if before_id is not None:
+                q = q.where(events.c.id < before_id)
         if project_id is not None:
             q = q.where(events.c.project_id == project_id)
         if type is not None:
             q = q.where(events.c.type == type)
-        if before_id is not None:
-            q = q.where(events.c.id < before_id)
         rows = await conn.execute(q.limit(limit))
         return {
             "items": [

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.api import lookups
@@ -25,7 +25,7 @@ router = APIRouter(tags=["load tests"])
 
 class LoadTestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    project_id: int
+    project_id: StrictInt
     name: str = Field(min_length=1, max_length=200)
 
 
@@ -65,6 +65,15 @@ async def emit(
 
 
 async def find_by_name(conn: AsyncConnection, project_id: int, name: str) -> Any:
+    """The live load test of that name, with the project row locked until the caller commits.
+
+    Every caller may go on to create or rename a load test; the lock keeps two concurrent
+    requests from both missing the name and creating it twice (PostgreSQL; SQLite's
+    BEGIN IMMEDIATE already serialises writers).
+    """
+    await conn.execute(
+        sa.select(projects.c.id).where(projects.c.id == project_id).with_for_update()
+    )
     return (
         await conn.execute(
             sa.select(load_tests)

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from loadbell.api import lookups
 from loadbell.api.auth import Principal, current_principal
@@ -22,7 +22,7 @@ router = APIRouter(tags=["projects"])
 
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    organization_id: int
+    organization_id: StrictInt
     name: str = Field(min_length=1, max_length=200)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from loadbell.api import load_tests as load_test_api
 from loadbell.api import lookups
@@ -25,8 +25,8 @@ _STATUS_HELP = ", ".join(f"{int(s)} {s.text}" for s in RunStatus)
 
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    load_test_id: int | None = None
-    project_id: int | None = None
+    load_test_id: StrictInt | None = None
+    project_id: StrictInt | None = None
     load_test_name: str | None = Field(default=None, min_length=1, max_length=200)
     trigger: Trigger = Trigger.MANUAL
 
@@ -42,7 +42,7 @@ class RunIn(BaseModel):
 
 class RunPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    status: int | None = None
+    status: StrictInt | None = None
     result: RunResult | None = None
     metrics: dict[str, Any] | None = None
 

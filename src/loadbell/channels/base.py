@@ -85,6 +85,13 @@ class Interpreter(Protocol):
     def interpret(self, outcome: Outcome) -> Outcome: ...
 
 
+class Completeness(Protocol):
+    """Optional: what an effective config still lacks before it can send (the Slack app
+    before its install). The test hook refuses with these phrases instead of sending."""
+
+    def missing(self, config: Mapping[str, Any]) -> list[str]: ...
+
+
 class Paced(Protocol):
     """Optional: the kind's default rate per destination (config may override it)."""
 

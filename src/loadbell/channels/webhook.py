@@ -1,16 +1,24 @@
-"""The generic webhook channel: a URL, a wire format and optional custom headers."""
+"""The generic webhook channel: a URL, a wire format, custom headers and optional signing.
+
+Config keys: ``url``, ``format`` (``loadimpact``, ``loadimpact-legacy``, ``loadmance``,
+``template``), ``headers``, ``template`` (the Jinja2 body of the ``template`` format),
+``source`` (the ``loadmance`` envelope's source), ``signing_secrets`` (Standard Webhooks)
+and ``rate_limit`` (per-URL pacing; unlimited by default).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from yarl import URL
 
 from loadbell.channels.base import ConfigError, Message
+from loadbell.delivery.pacing import Rate, validate_rate_limit
 from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
-from loadbell.formats import loadimpact
+from loadbell.formats import loadimpact, loadmance, signing, template
 
 # Headers no channel may set: the transport computes them, and a forged Host could steer
 # the request past virtual-host routing.
@@ -18,16 +26,54 @@ FORBIDDEN_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "content-type"}
 )
 MAX_HEADERS = 20
+MAX_SOURCE_CHARS = 100
+
+CONFIG_KEYS = ("url", "format", "headers", "template", "source", "signing_secrets", "rate_limit")
 
 
-def _loadimpact(legacy: bool) -> Callable[[Message], bytes]:
-    return lambda message: loadimpact.encode(message, legacy=legacy)
+@dataclass(frozen=True)
+class Format:
+    """One wire dialect: what it can express, its body, and the headers it owns."""
+
+    events: frozenset[EventType]
+    encode: Callable[[Message, Mapping[str, Any]], bytes]
+    headers: Callable[[Message, Mapping[str, Any]], dict[str, str]]
+    reserved: frozenset[str] = frozenset()  # lower-case header names custom headers may not set
+    content_type_settable: bool = False  # may custom headers choose the Content-Type?
 
 
-# format name -> (events it can express, body encoder)
-FORMATS: dict[str, tuple[frozenset[EventType], Callable[[Message], bytes]]] = {
-    "loadimpact": (loadimpact.EVENTS, _loadimpact(False)),
-    "loadimpact-legacy": (loadimpact.EVENTS, _loadimpact(True)),
+def _loadimpact(legacy: bool) -> Format:
+    return Format(
+        events=loadimpact.EVENTS,
+        encode=lambda message, _: loadimpact.encode(message, legacy=legacy),
+        headers=lambda message, _: loadimpact.headers(message),
+        reserved=loadimpact.RESERVED_HEADERS,
+    )
+
+
+def _template_body(message: Message, config: Mapping[str, Any]) -> bytes:
+    return template.render(config["template"], message).encode()
+
+
+def _template_headers(message: Message, config: Mapping[str, Any]) -> dict[str, str]:
+    return {"Content-Type": template.content_type(config), "User-Agent": loadmance.USER_AGENT}
+
+
+FORMATS: dict[str, Format] = {
+    "loadimpact": _loadimpact(False),
+    "loadimpact-legacy": _loadimpact(True),
+    "loadmance": Format(
+        events=loadmance.EVENTS,
+        encode=loadmance.encode,
+        headers=lambda message, _: loadmance.headers(message),
+    ),
+    # A template can say anything about any event, the test hook included.
+    "template": Format(
+        events=frozenset(EventType),
+        encode=_template_body,
+        headers=_template_headers,
+        content_type_settable=True,
+    ),
 }
 
 
@@ -46,55 +92,128 @@ def validate_url(value: Any, field: str) -> str:
     return str(value)
 
 
-def validate_headers(value: Any, reserved: frozenset[str]) -> dict[str, str]:
+def validate_headers(
+    value: Any, reserved: frozenset[str], *, allow_content_type: bool = False
+) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError("config.headers", 'must be an object such as {"X-Token": "..."}')
     if len(value) > MAX_HEADERS:
         raise ConfigError("config.headers", f"at most {MAX_HEADERS} custom headers")
+    forbidden = FORBIDDEN_HEADERS - ({"content-type"} if allow_content_type else set())
     clean: dict[str, str] = {}
     for name, val in value.items():
         field = f"config.headers.{name}"
         if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
             raise ConfigError(field, "header names may use letters, digits, '-' and '_' only")
-        if name.lower() in FORBIDDEN_HEADERS or name.lower() in reserved:
-            raise ConfigError(field, "is set by loadbell itself and cannot be overridden")
+        if name.lower() in forbidden or name.lower() in reserved:
+            hint = (
+                " (the template format lets you choose it)"
+                if name.lower() == "content-type"
+                else ""
+            )
+            raise ConfigError(field, f"is set by loadbell itself and cannot be overridden{hint}")
         if not isinstance(val, str) or "\n" in val or "\r" in val:
             raise ConfigError(field, "the value must be a single-line string")
         clean[name] = val
     return clean
 
 
+def _validate_source(value: Any) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > MAX_SOURCE_CHARS
+        or "\n" in value
+    ):
+        raise ConfigError(
+            "config.source",
+            f"must be a one-line name of 1 to {MAX_SOURCE_CHARS} characters "
+            f"(default '{loadmance.DEFAULT_SOURCE}')",
+        )
+    return value.strip()
+
+
 class WebhookKind:
     name = "webhook"
-    secret_keys = frozenset({"url", "headers"})
+    secret_keys = frozenset({"url", "headers", "signing_secrets"})
     defaults: Mapping[str, Any] = {"format": "loadimpact", "headers": {}}
 
     def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = set(config) - {"url", "format", "headers"}
+        unknown = set(config) - set(CONFIG_KEYS)
         if unknown:
             raise ConfigError(
-                f"config.{sorted(unknown)[0]}", "unknown key; webhook takes url, format, headers"
+                f"config.{sorted(unknown)[0]}",
+                f"unknown key; webhook takes {', '.join(CONFIG_KEYS)}",
             )
-        fmt = config.get("format") or self.defaults["format"]
-        if fmt not in FORMATS:
+        fmt_name = config.get("format") or self.defaults["format"]
+        fmt = FORMATS.get(fmt_name) if isinstance(fmt_name, str) else None
+        if fmt is None:
             raise ConfigError("config.format", f"use one of {', '.join(FORMATS)}")
-        return {
+        clean: dict[str, Any] = {
             "url": validate_url(config.get("url"), "config.url"),
-            "format": fmt,
-            "headers": validate_headers(config.get("headers"), loadimpact.RESERVED_HEADERS),
+            "format": fmt_name,
+            "headers": validate_headers(
+                config.get("headers"),
+                fmt.reserved | signing.HEADER_NAMES,
+                allow_content_type=fmt.content_type_settable,
+            ),
         }
+        source = _validate_source(config.get("source"))
+        if source is not None:
+            clean["source"] = source
+        secrets = signing.validate_secrets(config.get("signing_secrets"))
+        if secrets:
+            clean["signing_secrets"] = secrets
+        try:
+            rate = validate_rate_limit(config.get("rate_limit"))
+        except ValueError as exc:
+            field, _, message = str(exc).partition(": ")
+            raise ConfigError(field, message) from None
+        if rate is not None:
+            clean["rate_limit"] = rate
+        source_text = config.get("template")
+        if source_text is not None:
+            if not isinstance(source_text, str) or not source_text.strip():
+                raise ConfigError(template.FIELD, "must be a non-empty Jinja2 template string")
+            # Kept under any format, so that switching back to `template` finds it; it is
+            # checked when it is in use (switching back runs this check too).
+            if fmt_name == "template":
+                template.check(source_text, template.content_type(clean))
+            clean["template"] = source_text
+        elif fmt_name == "template":
+            raise ConfigError(
+                template.FIELD,
+                "is required with format 'template': give the Jinja2 template of the body "
+                "(see docs/templates.md)",
+            )
+        return clean
 
     def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
-        return FORMATS[config.get("format") or "loadimpact"][0]
+        return FORMATS[config.get("format") or "loadimpact"].events
 
     def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
-        encode = FORMATS[config["format"]][1]
+        fmt = FORMATS[config["format"]]
+        body = fmt.encode(message, config)
         custom = dict(config.get("headers") or {})
+        mine = {name.lower() for name in custom}
+        own = {k: v for k, v in fmt.headers(message, config).items() if k.lower() not in mine}
+        headers = {**own, **custom}
+        if config.get("signing_secrets"):
+            headers.update(signing.headers(message.delivery_id, body, config["signing_secrets"]))
         return OutboundRequest(
             url=config["url"],
-            body=encode(message),
-            headers={**loadimpact.headers(message), **custom},
+            body=body,
+            headers=headers,
             secret_headers=frozenset(custom),
         )
+
+    # Paced: no default limit; ``config.rate_limit`` sets one per URL.
+    def rate(self, config: Mapping[str, Any]) -> Rate | None:
+        return None
+
+    def destination(self, message: Message, config: Mapping[str, Any]) -> str:
+        return str(config["url"])

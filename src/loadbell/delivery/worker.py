@@ -63,7 +63,8 @@ class Worker:
         self._done: list[claims.Completion] = []
         self._flush_needed = asyncio.Event()
         self._secrets: dict[str, dict[str, Any]] = {}
-        self._deferred: list[tuple[int, int, float]] = []  # (delivery id, series, due at)
+        # (delivery id, series, lease_until, due at)
+        self._deferred: list[tuple[int, int, float, float]] = []
         self.pacer = Pacer()
         self.base_policy = RetryPolicy()
 
@@ -102,6 +103,8 @@ class Worker:
                 limit=min(free, self.settings.claim_batch),
                 lease_seconds=self.settings.lease_seconds,
                 exclude_channels=saturated,
+                channel_cap=cap,
+                channel_room={cid: cap - n for cid, n in self._inflight.items()},
             )
         except SQLAlchemyError as exc:
             log.warning("claim failed, retrying in 1 s: %s", exc)
@@ -127,7 +130,14 @@ class Worker:
     # -- attempts ------------------------------------------------------------------------
 
     def _dispatch(self, batch: claims.ClaimBatch) -> None:
+        cap = self.settings.per_channel_concurrency
         for item in batch.deliveries:
+            if self._inflight[item.channel_id] >= cap:
+                # One claim can return more of a channel's backlog than its free slots. Hand
+                # the rest back at once rather than exceed the cap: a dead endpoint would
+                # otherwise hold every slot for a whole timeout.
+                self._defer(item, 0.0)
+                continue
             self._inflight[item.channel_id] += 1
             task = asyncio.create_task(self._attempt(item, batch))
             self._tasks.add(task)
@@ -173,8 +183,9 @@ class Worker:
         return self.pacer.take(f"{kind.name}:{kind.destination(message, config)}", rate)  # type: ignore[attr-defined]
 
     def _defer(self, item: claims.Claimed, wait: float) -> None:
-        """Put a paced delivery back for later, without counting an attempt."""
-        self._deferred.append((item.id, item.series, time.time() + wait))
+        """Put a claimed delivery back (paced, or over its channel's cap) without counting
+        an attempt."""
+        self._deferred.append((item.id, item.series, item.lease_until, time.time() + wait))
         self._flush_needed.set()
 
     def _prepare(
@@ -253,6 +264,7 @@ class Worker:
                 outcome=outcome,
                 status=status,
                 next_attempt_at=next_at,
+                lease_until=item.lease_until,
             )
         )
         self._flush_needed.set()
@@ -272,7 +284,8 @@ class Worker:
                     await claims.complete(self.engine, batch, self.name)
                     await claims.defer(self.engine, deferred)
                 except SQLAlchemyError as exc:
-                    # Keep them; their leases still hide the rows from other workers.
+                    # Keep them. Their leases hide the rows from other workers meanwhile; a
+                    # row taken over after its lease ran out only gets the attempt logged.
                     log.warning("writing %d results failed, retrying: %s", len(batch), exc)
                     self._done[:0] = batch
                     self._deferred[:0] = deferred

@@ -56,6 +56,11 @@ def validate_filters(raw: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
                 )
             if not isinstance(values, list):
                 raise ValueError(f"{field}.{key}: must be a list")
+            if not values:
+                # An empty list would silently match nothing: the channel would never notify.
+                raise ValueError(
+                    f"{field}.{key}: an empty list matches nothing; leave '{key}' out to mean any"
+                )
             out[key] = _check_values(f"{field}.{key}", key, values)
         clean[event.value] = out
     return clean

@@ -14,13 +14,28 @@ SENSITIVE_HEADERS = frozenset(
 
 
 def mask_url(url: str) -> str:
-    """Keep scheme, host and port so people recognise the target; hide path and query,
-    where webhook services put their tokens."""
-    parts = urlsplit(url)
+    """Keep scheme, host and port of http(s) URLs so people recognise the target; hide
+    path and query, where webhook services put their tokens.
+
+    Other schemes (Apprise's ``tgram://``, ``pover://`` ...) keep tokens in the host or
+    user part, so only the scheme is shown.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("http", "https"):
+        return f"{scheme}://{MASK}" if scheme else MASK
+    return mask_path(url)
+
+
+def mask_path(url: str) -> str:
+    """``scheme://host:port/****``: for URLs whose host is known to be safe to show."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
     if not parts.scheme or not parts.netloc:
         return MASK
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
     tail = "/" + MASK if (parts.path not in ("", "/") or parts.query) else parts.path
     return f"{parts.scheme}://{host}{port}{tail}"
 

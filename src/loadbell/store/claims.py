@@ -4,12 +4,19 @@ A claim is a lease: ``lease_until`` in the future hides a row from other workers
 that dies simply lets its leases expire, and the rows become claimable again with the same
 delivery id. On PostgreSQL the claim uses ``FOR UPDATE SKIP LOCKED`` so concurrent workers
 never take the same row; on SQLite ``BEGIN IMMEDIATE`` serialises claims.
+
+Each claim writes a new ``lease_until``, and results are written only where it is unchanged
+(a fencing token). A worker that stalled past its lease, while another worker took the row
+over, therefore only adds its attempt to the log: it cannot free the new owner's lease nor
+overwrite its result.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loadbell.delivery.outcome import Outcome
+from loadbell.store.db import reader
 from loadbell.store.tables import (
     DELIVERY_PENDING,
     channel_overrides,
@@ -41,6 +49,7 @@ class Claimed:
     occurred_at: datetime
     project_id: int | None
     context: dict[str, Any]
+    lease_until: float  # epoch seconds; also the fencing token of this claim
 
 
 @dataclass(frozen=True)
@@ -59,11 +68,22 @@ class Completion:
     outcome: Outcome
     status: str  # the delivery's new status
     next_attempt_at: float
+    lease_until: float  # of the claim that made the attempt
 
 
-def _due_ids(now: float, limit: int, exclude_channels: Collection[int]) -> sa.Select[Any]:
-    d = deliveries.alias("d")
-    p = deliveries.alias("p")
+# Statements are built once, with bind parameters: building a statement and its cache key
+# anew for every claim cost more CPU than SQLite spends running it.
+_d = deliveries.alias("d")
+_p = deliveries.alias("p")
+_NOW = sa.bindparam("b_now", type_=sa.Float)
+_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
+
+
+@functools.cache
+def _due(exclude: bool, with_channel: bool, for_update: bool) -> sa.Select[Any]:
+    """Due deliveries that may go out now, oldest first. Parameters: ``b_now`` (epoch
+    seconds), ``b_limit`` and, with ``exclude``, ``b_exclude`` (channel ids to skip)."""
+    d, p = _d, _p
     earlier_pending = (
         sa.select(sa.literal(1))
         .where(p.c.order_key == d.c.order_key)
@@ -73,16 +93,47 @@ def _due_ids(now: float, limit: int, exclude_channels: Collection[int]) -> sa.Se
     q = (
         sa.select(d.c.id)
         .where(d.c.status == DELIVERY_PENDING)
-        .where(d.c.next_attempt_at <= now)
-        .where(sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now))
+        .where(d.c.next_attempt_at <= _NOW)
+        .where(sa.or_(d.c.lease_until.is_(None), d.c.lease_until < _NOW))
         # Per channel x run x target, only the oldest pending delivery may go out.
         .where(sa.or_(d.c.order_key.is_(None), ~sa.exists(earlier_pending)))
         .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(limit)
+        .limit(sa.bindparam("b_limit", type_=sa.Integer))
     )
-    if exclude_channels:
-        q = q.where(d.c.channel_id.not_in(list(exclude_channels)))
+    if exclude:
+        q = q.where(d.c.channel_id.not_in(sa.bindparam("b_exclude", expanding=True)))
+    if with_channel:
+        q = q.add_columns(d.c.channel_id)
+    if for_update:
+        q = q.with_for_update(skip_locked=True)
     return q
+
+
+_lease = (
+    sa.update(deliveries)
+    .where(deliveries.c.id.in_(_IDS))
+    .values(lease_until=sa.bindparam("b_lease"), lease_owner=sa.bindparam("b_owner"))
+)
+
+_claimed = (
+    sa.select(
+        deliveries.c.id,
+        deliveries.c.uuid,
+        deliveries.c.channel_id,
+        deliveries.c.target,
+        deliveries.c.attempts,
+        deliveries.c.series,
+        events.c.id.label("event_id"),
+        events.c.type.label("event_type"),
+        events.c.occurred_at,
+        events.c.project_id,
+        events.c.context,
+        deliveries.c.lease_until,
+    )
+    .join(events, events.c.id == deliveries.c.event_id)
+    .where(deliveries.c.id.in_(_IDS))
+    .order_by(deliveries.c.id)
+)
 
 
 async def claim(
@@ -92,43 +143,56 @@ async def claim(
     limit: int,
     lease_seconds: float,
     exclude_channels: Collection[int] = (),
+    channel_cap: int | None = None,
+    channel_room: Mapping[int, int] | None = None,
 ) -> ClaimBatch:
     """Lease up to ``limit`` due deliveries and load what rendering them needs, in one
-    transaction."""
-    now = time.time()
-    due = _due_ids(now, limit, exclude_channels)
-    if engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    transaction.
+
+    With ``channel_cap``, at most ``channel_room[channel]`` (default ``channel_cap``) rows
+    of each channel are leased, so a worker never claims more of one busy channel than it
+    can start: rows it would have to hand straight back are left alone.
+    """
     async with engine.begin() as conn:
-        ids = [
-            r[0]
-            for r in await conn.execute(
-                sa.update(deliveries)
-                .where(deliveries.c.id.in_(due.scalar_subquery()))
-                .values(lease_until=now + lease_seconds, lease_owner=owner)
-                .returning(deliveries.c.id)
-            )
-        ]
+        # Read once the transaction holds SQLite's write lock: a claim that queued for it
+        # still leases for the full ``lease_seconds``.
+        now = time.time()
+        due = _due(
+            exclude=bool(exclude_channels),
+            with_channel=channel_cap is not None,
+            for_update=engine.dialect.name == "postgresql",
+        )
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
+        if exclude_channels:
+            params["b_exclude"] = list(exclude_channels)
+        if channel_cap is None:
+            ids = [
+                r[0]
+                for r in await conn.execute(
+                    sa.update(deliveries)
+                    .where(deliveries.c.id.in_(due.scalar_subquery()))
+                    .values(lease_until=now + lease_seconds, lease_owner=owner)
+                    .returning(deliveries.c.id),
+                    params,
+                )
+            ]
+        else:
+            # The rows are locked (PostgreSQL) or the database is (SQLite BEGIN IMMEDIATE)
+            # from this SELECT to the commit, so choosing in Python is race-free.
+            room = channel_room or {}
+            taken: Counter[int] = Counter()
+            ids = []
+            for delivery_id, channel_id in await conn.execute(due, params):
+                if taken[channel_id] < room.get(channel_id, channel_cap):
+                    taken[channel_id] += 1
+                    ids.append(delivery_id)
+            if ids:
+                await conn.execute(
+                    _lease, {"b_ids": ids, "b_lease": now + lease_seconds, "b_owner": owner}
+                )
         if not ids:
             return ClaimBatch([], {}, {})
-        rows = await conn.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.uuid,
-                deliveries.c.channel_id,
-                deliveries.c.target,
-                deliveries.c.attempts,
-                deliveries.c.series,
-                events.c.id.label("event_id"),
-                events.c.type.label("event_type"),
-                events.c.occurred_at,
-                events.c.project_id,
-                events.c.context,
-            )
-            .join(events, events.c.id == deliveries.c.event_id)
-            .where(deliveries.c.id.in_(ids))
-            .order_by(deliveries.c.id)
-        )
+        rows = await conn.execute(_claimed, {"b_ids": ids})
         claimed = [Claimed(**r._mapping) for r in rows]
         channel_rows = await load_channel_rows(conn, {c.channel_id for c in claimed})
         pairs = {
@@ -142,10 +206,14 @@ async def claim(
         return ClaimBatch(claimed, channel_rows, overrides)
 
 
+_channels = sa.select(channels).where(channels.c.id.in_(_IDS))
+_overrides = sa.select(channel_overrides).where(channel_overrides.c.channel_id.in_(_IDS))
+
+
 async def load_channel_rows(
     conn: AsyncConnection, channel_ids: Collection[int]
 ) -> dict[int, sa.Row[Any]]:
-    rows = await conn.execute(sa.select(channels).where(channels.c.id.in_(list(channel_ids))))
+    rows = await conn.execute(_channels, {"b_ids": list(channel_ids)})
     return {r.id: r for r in rows}
 
 
@@ -154,11 +222,7 @@ async def load_override_rows(
 ) -> dict[tuple[int, int], sa.Row[Any]]:
     if not pairs:
         return {}
-    rows = await conn.execute(
-        sa.select(channel_overrides).where(
-            channel_overrides.c.channel_id.in_({c for c, _ in pairs})
-        )
-    )
+    rows = await conn.execute(_overrides, {"b_ids": sorted({c for c, _ in pairs})})
     return {(r.channel_id, r.project_id): r for r in rows if (r.channel_id, r.project_id) in pairs}
 
 
@@ -166,6 +230,7 @@ _complete = (
     sa.update(deliveries)
     .where(deliveries.c.id == sa.bindparam("b_id"))
     .where(deliveries.c.series == sa.bindparam("b_series"))
+    .where(deliveries.c.lease_until == sa.bindparam("b_lease"))
     .values(
         status=sa.bindparam("b_status"),
         attempts=sa.bindparam("b_attempts"),
@@ -182,8 +247,9 @@ _complete = (
 async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str) -> None:
     """Write a batch of attempt results and their deliveries' new state in one transaction.
 
-    A delivery redelivered meanwhile (its series moved on) keeps its new state: the
-    ``series`` guard makes the late result touch only the attempt log.
+    A delivery redelivered meanwhile (its series moved on) or claimed again after its lease
+    ran out keeps its new state: the ``series`` and ``lease_until`` guards make the late
+    result touch only the attempt log.
     """
     if not done:
         return
@@ -195,6 +261,7 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
                 {
                     "b_id": c.delivery_id,
                     "b_series": c.series,
+                    "b_lease": c.lease_until,
                     "b_status": c.status,
                     "b_attempts": c.attempt_number,
                     "b_next": c.next_attempt_at,
@@ -227,8 +294,11 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
         )
 
 
-async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float]]) -> None:
-    """Release paced deliveries until ``due`` without counting an attempt."""
+async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, float]]) -> None:
+    """Release paced deliveries until ``due`` without counting an attempt.
+
+    Items are (delivery id, series, lease_until of the claim, due).
+    """
     if not items:
         return
     async with engine.begin() as conn:
@@ -236,8 +306,12 @@ async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float]]) ->
             sa.update(deliveries)
             .where(deliveries.c.id == sa.bindparam("b_id"))
             .where(deliveries.c.series == sa.bindparam("b_series"))
+            .where(deliveries.c.lease_until == sa.bindparam("b_lease"))
             .values(next_attempt_at=sa.bindparam("b_next"), lease_until=None, lease_owner=None),
-            [{"b_id": i, "b_series": s, "b_next": due} for i, s, due in items],
+            [
+                {"b_id": i, "b_series": s, "b_lease": lease, "b_next": due}
+                for i, s, lease, due in items
+            ],
         )
 
 
@@ -263,7 +337,9 @@ async def next_due(engine: AsyncEngine) -> float | None:
         .where(d.c.status == DELIVERY_PENDING)
         .where(sa.or_(d.c.order_key.is_(None), ~sa.exists(earlier_pending)))
     )
-    async with engine.connect() as conn:
+    # Read-only: on SQLite a plain connection would BEGIN IMMEDIATE and queue for the
+    # write lock behind the claims and result flushes.
+    async with reader(engine).connect() as conn:
         value = (await conn.execute(q)).scalar()
         await conn.rollback()
     return float(value) if value is not None else None

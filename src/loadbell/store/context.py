@@ -23,7 +23,8 @@ from loadbell.store.tables import load_tests, organizations, projects, runs, use
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    # Same spelling as the API's own datetimes (pydantic): UTC as "Z".
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def run_dict(row: Any, user_name: str | None, public_url: str) -> dict[str, Any]:

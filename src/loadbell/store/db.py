@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from loadbell.settings import Settings
+from loadbell.store.sqlite_driver import creator
+from loadbell.store.writegate import WriteGate
 
 # A writer waits this long for SQLite's lock before giving up (milliseconds). Several
 # processes (serve + worker) may share one file.
@@ -24,9 +27,11 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
 
 
 def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
-    engine = create_async_engine(
-        settings.database_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
-    )
+    url = make_url(settings.database_url)
+    cargs, cparams = url.get_dialect()().create_connect_args(url)
+    cparams["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+    # aiosqlite, one thread hop per statement (sqlite_driver.py).
+    engine = create_async_engine(url, async_creator=creator(*cargs, **cparams), **kwargs)
     synchronous = settings.sqlite_synchronous
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -40,6 +45,9 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    gate = WriteGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+    gate.install(engine.sync_engine)
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front. A DEFERRED transaction that later writes
@@ -47,8 +55,13 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         # Readers (see ``reader``) use a plain BEGIN: in WAL mode they never block writers.
         if conn.get_execution_options().get(READONLY):
             conn.exec_driver_sql("BEGIN")
-        else:
+            return
+        gate.enter_for(conn)  # queue behind this process's other writers (writegate.py)
+        try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave_for(conn)
+            raise
 
     return engine
 
@@ -60,3 +73,11 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 def is_postgres(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def sqlite_path(database_url: str) -> str:
+    """The file behind a sqlite URL."""
+    path = make_url(database_url).database
+    if not path:
+        raise ValueError(f"{database_url} names no SQLite file")
+    return path

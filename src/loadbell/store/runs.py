@@ -67,6 +67,10 @@ async def update_run(
     Raises TransitionError (409) for backward moves and changes after the end, and
     ValueError (422) for a result on a run that is not finishing.
     """
+    # Re-read the run under a row lock: two clients reporting the same status at once must
+    # not both see the old one and both emit the event (PostgreSQL runs READ COMMITTED; on
+    # SQLite BEGIN IMMEDIATE already serialises writers and FOR UPDATE is not rendered).
+    run = (await conn.execute(sa.select(runs).where(runs.c.id == run.id).with_for_update())).one()
     current = RunStatus(run.status)
     target = status if status is not None else current
     changes = check_transition(current, target)

@@ -244,3 +244,47 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("worker", sa.String(64)),
 )
+
+# One row per "set up Slack integration" click. The browser carries only the state (a random
+# token; its SHA-256 is stored) to Slack and back, so the state is the callback's credential:
+# single use (``used_at``), short-lived (``expires_at``, epoch seconds) and bound to the
+# channel, the project (NULL: organization level) and the admin who started it.
+slack_install_states = sa.Table(
+    "slack_install_states",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("state_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), nullable=False),
+    sa.Column("project_id", sa.ForeignKey("projects.id")),
+    sa.Column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),  # oauth.v2.access must repeat it
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.Column("used_at", sa.Float),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+)
+
+# Live snapshots a load-test tool sends while a run is going (the series behind the run
+# page's charts). They never change the run's final ``metrics``.
+run_reports = sa.Table(
+    "run_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("metrics", sa.JSON, nullable=False),
+)
+
+# One row per threshold that was reported crossed during a run: the unique key is what
+# makes ``test.threshold_failed`` fire once per threshold per run, whoever reports it.
+run_threshold_failures = sa.Table(
+    "run_threshold_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("metric", sa.String(255), nullable=False),
+    sa.Column("expression", sa.String(255), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.UniqueConstraint(
+        "run_id", "metric", "expression", name="uq_run_threshold_failures_run_metric_expression"
+    ),
+)

@@ -1,0 +1,86 @@
+"""The drain: loadbell's own Worker delivering a pre-staged backlog, timed until every
+delivery is recorded as succeeded (attempt log and all, not merely sent)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.backlog import any_pending, count_by_status
+from loadbell.delivery.wakeup import Wakeup
+from loadbell.delivery.worker import Worker
+from loadbell.security.secretbox import SecretBox
+from loadbell.settings import Settings
+from loadbell.store.tables import DELIVERY_PENDING
+
+_CHECK_EVERY = 0.02  # seconds between "anything still pending?" reads
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    deliveries: int  # finished (succeeded or failed) when the clock stopped
+    seconds: float
+    statuses: dict[str, int]
+    timed_out: bool
+    cpu_seconds: float  # this process's CPU time: the worker plus the "pending?" checks
+
+    @property
+    def per_second(self) -> float:
+        return self.deliveries / self.seconds if self.seconds > 0 else 0.0
+
+
+async def drain(
+    engine: AsyncEngine,
+    settings: Settings,
+    box: SecretBox,
+    n: int,
+    *,
+    timeout: float,
+    profile: Path | None = None,
+) -> DrainResult:
+    """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds."""
+    worker = Worker(engine, box, settings, Wakeup(), name="bench-drain")
+    stop = asyncio.Event()
+    # CPU of this thread only: the aiosqlite threads and waiting do not blur the picture.
+    profiler = cProfile.Profile(time.thread_time) if profile is not None else None
+    started = time.perf_counter()
+    cpu = time.process_time()
+    if profiler is not None:
+        profiler.enable()
+    task = asyncio.create_task(worker.run(stop), name="bench-worker")
+    timed_out = False
+    try:
+        while True:
+            await asyncio.sleep(_CHECK_EVERY)
+            if task.done():
+                task.result()  # raises what stopped the worker
+                raise RuntimeError("the worker stopped before the backlog was drained")
+            if not await any_pending(engine):
+                break
+            if time.perf_counter() - started > timeout:
+                timed_out = True
+                break
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(profile)
+    statuses = await count_by_status(engine)
+    return DrainResult(
+        deliveries=n - statuses.get(DELIVERY_PENDING, 0),  # all of them, unless timed out
+        seconds=seconds,
+        statuses=statuses,
+        timed_out=timed_out,
+        cpu_seconds=cpu,
+    )

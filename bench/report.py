@@ -1,0 +1,215 @@
+"""Printing the figures, and writing them into ``docs/benchmarks.md``.
+
+The document is hand-written except for one block per backend, between
+``<!-- bench:<backend>:begin -->`` and ``<!-- bench:<backend>:end -->``, which
+``--write-docs`` replaces.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from bench.drain import DrainResult
+from bench.latency import LatencyResult
+from bench.raw import RawResult
+from loadbell.settings import Settings
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+DRAIN_TARGET = 0.5  # drain rate / raw loop rate
+P99_TARGET_MS = 50.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(math.ceil(q / 100 * len(ordered)), 1)
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpus: int
+    cpu_model: str
+    load_at_start: tuple[float, float, float]
+    python: str
+    database: str
+    libraries: str
+
+    @classmethod
+    def describe(cls, database: str) -> Machine:
+        model = "unknown CPU"
+        with_cpuinfo = Path("/proc/cpuinfo")
+        if with_cpuinfo.exists():
+            found = re.search(r"^model name\s*:\s*(.+)$", with_cpuinfo.read_text(), re.M)
+            if found:
+                model = found.group(1).strip()
+        libs = ", ".join(
+            f"{name} {_version(name)}" for name in ("aiohttp", "uvloop", "SQLAlchemy", "uvicorn")
+        )
+        return cls(
+            cpus=os.cpu_count() or 0,
+            cpu_model=model,
+            load_at_start=os.getloadavg(),
+            python=f"{platform.python_implementation()} {platform.python_version()}",
+            database=database,
+            libraries=libs,
+        )
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@dataclass(frozen=True)
+class Report:
+    backend: str
+    command: str
+    machine: Machine
+    settings: Settings
+    raw: RawResult
+    drain: DrainResult
+    receiver_cpu: tuple[float, float]  # receiver CPU seconds during the raw loop, the drain
+    channels: int  # webhook channels the backlog was spread over
+    latency: LatencyResult
+    rate: float
+
+    @property
+    def ratio(self) -> float:
+        return self.drain.per_second / self.raw.per_second if self.raw.per_second else 0.0
+
+    def durability(self) -> str:
+        if self.backend == "sqlite":
+            return f"SQLite WAL, `synchronous={self.settings.sqlite_synchronous}`"
+        return "PostgreSQL, server defaults (`synchronous_commit=on` unless configured)"
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        s = self.settings
+        lat_ms = [v * 1000 for v in self.latency.samples]
+        api_ms = [v * 1000 for v in self.latency.api_seconds]
+        p99 = percentile(lat_ms, 99)
+        ratio_ok = "met" if self.ratio >= DRAIN_TARGET else "**not met**"
+        p99_ok = "met" if p99 <= P99_TARGET_MS and not self.latency.missing else "**not met**"
+        drain_note = " (TIMED OUT)" if self.drain.timed_out else ""
+        return [
+            (
+                f"Raw aiohttp POST loop, {s.worker_concurrency} in flight",
+                f"{self.raw.per_second:,.0f} req/s",
+                f"{self.raw.requests:,} in {self.raw.seconds:.2f} s",
+            ),
+            (
+                f"Worker drain of {self.drain.deliveries:,} queued deliveries, "
+                f"{self.channels} channel{'s' if self.channels > 1 else ''}",
+                f"{self.drain.per_second:,.0f} deliveries/s{drain_note}",
+                f"{self.drain.seconds:.2f} s; final states {_states(self.drain.statuses)}",
+            ),
+            (
+                "CPU per request: raw loop / receiver",
+                f"{_us(self.raw.cpu_seconds, self.raw.requests)} / "
+                f"{_us(self.receiver_cpu[0], self.raw.requests)} µs",
+                "CPU time, so less sensitive to a busy machine than the rates",
+            ),
+            (
+                "CPU per delivery: worker / receiver",
+                f"{_us(self.drain.cpu_seconds, self.drain.deliveries)} / "
+                f"{_us(self.receiver_cpu[1], self.drain.deliveries)} µs",
+                "worker includes claims, rendering and the attempt log",
+            ),
+            (
+                "Drain / raw loop",
+                f"{self.ratio:.2f}×",
+                f"target ≥ {DRAIN_TARGET}×: {ratio_ok}",
+            ),
+            (
+                f"API → first attempt at {self.rate:g} events/s, p50",
+                f"{percentile(lat_ms, 50):.1f} ms",
+                f"{len(lat_ms):,} events measured; client kept {self.latency.offered_rate:.1f}/s",
+            ),
+            ("same, p90", f"{percentile(lat_ms, 90):.1f} ms", ""),
+            (
+                "same, p99",
+                f"{p99:.1f} ms",
+                f"target ≤ {P99_TARGET_MS:g} ms: {p99_ok}",
+            ),
+            (
+                "same, max",
+                f"{max(lat_ms, default=math.nan):.1f} ms",
+                f"{self.latency.missing} never arrived",
+            ),
+            (
+                "PATCH /runs/{id} response time, p50 / p99",
+                f"{percentile(api_ms, 50):.1f} / {percentile(api_ms, 99):.1f} ms",
+                f"answered {self.latency.answered_rate:.1f}/s; {self.latency.api_errors} errors",
+            ),
+        ]
+
+    def table(self) -> str:
+        rows = [("Measure", "Value", "Notes"), *self.rows()]
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        m = self.machine
+        s = self.settings
+        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
+        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        out = [
+            f"### {m.database}: {self.durability()}",
+            "",
+            f"Measured {when} with:",
+            "",
+            "```sh",
+            self.command,
+            "```",
+            "",
+            f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load}.",
+            f"- {m.python}; {m.database}; {m.libraries}.",
+            f"- Settings: worker_concurrency={s.worker_concurrency}, "
+            f"per_channel_concurrency={s.per_channel_concurrency}, "
+            f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}, "
+            f"lease_seconds={s.lease_seconds:g}; {self.durability()}.",
+            "- Receiver, raw loop, worker, API server and database all on the same machine.",
+            "",
+            "| Measure | Value | Notes |",
+            "|---|---|---|",
+            *(f"| {a} | {b} | {c} |" for a, b, c in self.rows()),
+        ]
+        return "\n".join(out)
+
+
+def _us(seconds: float, count: int) -> str:
+    return f"{seconds / count * 1e6:,.0f}" if count else "n/a"
+
+
+def _states(statuses: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(statuses.items())) or "none"
+
+
+def write_docs(report: Report, path: Path = DOCS) -> None:
+    begin = f"<!-- bench:{report.backend}:begin -->"
+    end = f"<!-- bench:{report.backend}:end -->"
+    block = f"{begin}\n{report.markdown()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)

@@ -1,0 +1,143 @@
+"""Live reports of a run, sent by the integrations (k6 wrapper, Locust plugin, generic command).
+
+- ``POST /runs/{id}/reports``: an intermediate snapshot (the metrics document of
+  ``domain/metrics.py``). Stored for the run page's charts, emits
+  ``test.report_intermediate``, and changes nothing in the run's final metrics.
+- ``GET /runs/{id}/reports``: the series, oldest first.
+- ``POST /runs/{id}/threshold-failures``: a threshold crossed during the run. Emits
+  ``test.threshold_failed`` once per (metric, expression) per run; repeats answer 200 with
+  ``"emitted": false``.
+- ``POST /runs/{id}/report-available``: after the run ended, emits
+  ``test.report_available`` (once) with the link to the run page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from loadbell.api import lookups
+from loadbell.api.auth import Principal, current_principal
+from loadbell.api.errors import conflict
+from loadbell.api.state import AppState, get_state
+from loadbell.domain.statuses import RunStatus
+from loadbell.store import reports as report_store
+
+router = APIRouter(tags=["reports"])
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metrics: dict[str, Any] = Field(
+        description="requests, rps, avg_ms, p95_ms, error_rate, apdex, vus, checks, ..."
+    )
+
+
+class ThresholdFailureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(min_length=1, max_length=255, description="e.g. http_req_duration")
+    expression: str = Field(
+        default="*",
+        min_length=1,
+        max_length=255,
+        description="e.g. p(95)<500; '*' when only the metric is known to be failing",
+    )
+    value: float | None = Field(default=None, description="the observed value, if known")
+
+
+def _running(run: Any, what: str) -> None:
+    status = RunStatus(run.status)
+    if status.is_terminal:
+        raise conflict(
+            f"run {run.id} already ended ({status.text}); {what} only while it runs. "
+            "Send the final figures with the finishing PATCH /runs/{id}.",
+            "status",
+        )
+
+
+@router.post("/runs/{run_id}/reports", status_code=201)
+async def add_report(
+    run_id: int,
+    body: ReportIn,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    async with state.engine.begin() as conn:
+        run = await lookups.run(conn, principal, run_id)
+        _running(run, "intermediate reports are accepted")
+        report, ids = await report_store.add_report(
+            conn, state.box, run_id, body.metrics, state.settings.public_url
+        )
+    if ids:
+        state.wakeup.poke()
+    return report
+
+
+@router.get("/runs/{run_id}/reports")
+async def list_reports(
+    run_id: int,
+    after_id: int | None = None,
+    limit: int = Query(1000, ge=1, le=10_000),
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    async with state.reader.connect() as conn:
+        await lookups.run(conn, principal, run_id)
+        items = await report_store.list_reports(conn, run_id, after_id=after_id, limit=limit)
+    return {"items": items, "next_after_id": items[-1]["id"] if len(items) == limit else None}
+
+
+@router.post("/runs/{run_id}/threshold-failures", status_code=201)
+async def threshold_failed(
+    run_id: int,
+    body: ThresholdFailureIn,
+    response: Response,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    async with state.engine.begin() as conn:
+        run = await lookups.run(conn, principal, run_id)
+        _running(run, "threshold failures are reported")
+        ids = await report_store.record_threshold_failure(
+            conn,
+            state.box,
+            run_id,
+            metric=body.metric,
+            expression=body.expression,
+            value=body.value,
+            public_url=state.settings.public_url,
+        )
+    if ids is None:
+        response.status_code = 200
+    elif ids:
+        state.wakeup.poke()
+    return {"emitted": ids is not None, "metric": body.metric, "expression": body.expression}
+
+
+@router.post("/runs/{run_id}/report-available", status_code=201)
+async def report_available(
+    run_id: int,
+    response: Response,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    async with state.engine.begin() as conn:
+        run = await lookups.run(conn, principal, run_id)
+        status = RunStatus(run.status)
+        if not status.is_terminal:
+            raise conflict(
+                f"run {run_id} is still at {int(status)} ({status.text}); the report is "
+                "available once it ends: send the finishing PATCH /runs/{id} first.",
+                "status",
+            )
+        ids = await report_store.report_available(
+            conn, state.box, run_id, state.settings.public_url
+        )
+    if ids is None:
+        response.status_code = 200
+    elif ids:
+        state.wakeup.poke()
+    url = f"{state.settings.public_url.rstrip('/')}/runs/{run_id}"
+    return {"emitted": ids is not None, "report_url": url}

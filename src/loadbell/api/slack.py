@@ -1,0 +1,301 @@
+"""Installing the Slack app into a ``slack_app`` channel: Slack's OAuth v2 flow (seed 003).
+
+1. ``GET /slack/install?channel_id=&project_id=`` (owner/admin, API token) answers 302 to
+   Slack's authorize page, with a fresh ``state``.
+2. Slack sends the browser back to ``GET /slack/oauth/callback?code=&state=``. A browser
+   redirect cannot carry our bearer token, so **the state is the credential**: 256 random
+   bits, stored hashed, usable once, for 10 minutes, and bound to the channel, the level
+   (organization, or one project's override) and the admin who asked. The callback
+   re-checks that this admin may still manage the channel, exchanges the code with
+   ``oauth.v2.access`` and stores the bot token encrypted, with the workspace name.
+3. ``DELETE /slack/install?channel_id=&project_id=`` removes the install data at that
+   level; a project then falls back to the organization's install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
+from yarl import URL
+
+from loadbell.api import lookups, slack_checks
+from loadbell.api.auth import Principal, current_principal
+from loadbell.api.errors import ApiError, invalid
+from loadbell.api.state import AppState, get_state
+from loadbell.channels.slack_app import INSTALL_KEYS, parse_targets
+from loadbell.domain.roles import Role
+from loadbell.integrations.slack_api import SlackClient, SlackError, SlackUnreachable
+from loadbell.settings import Settings
+from loadbell.store import slack_installs
+from loadbell.store.channels import channel_from_row, effective, load_overrides
+from loadbell.store.slack_installs import STATE_TTL, InstallState, StateProblem
+from loadbell.store.tables import channels, memberships, projects
+
+router = APIRouter(prefix="/slack", tags=["slack"])
+
+# chat:write posts, chat:write.public posts to public channels without an invitation,
+# channels:read lets the target check see public channels.
+SCOPES = "chat:write,chat:write.public,channels:read"
+CALLBACK_PATH = "/api/v1/slack/oauth/callback"
+
+_AGAIN = "start again from loadbell (GET /api/v1/slack/install?channel_id=...)"
+_STATE_PROBLEMS: dict[StateProblem, str] = {
+    StateProblem.UNKNOWN: f"this install link is not one loadbell issued; {_AGAIN}",
+    StateProblem.USED: f"this install link was already used; {_AGAIN}",
+    StateProblem.EXPIRED: f"this install link expired after {STATE_TTL / 60:g} minutes; {_AGAIN}",
+}
+# oauth.v2.access error code -> what went wrong, for the person who clicked "Allow".
+_OAUTH_ERRORS: dict[str, str] = {
+    "invalid_code": "the code from Slack was already used or has expired",
+    "bad_redirect_uri": "the redirect URL differs from the one the app has on file; add "
+    "LOADBELL_PUBLIC_URL + /api/v1/slack/oauth/callback to the app's Redirect URLs",
+    "invalid_client_id": "LOADBELL_SLACK_CLIENT_ID is not the app's client ID",
+    "bad_client_secret": "LOADBELL_SLACK_CLIENT_SECRET is not the app's client secret",
+    "oauth_authorization_url_mismatch": "the authorize URL does not match the app's OAuth "
+    "version (use Slack's /oauth/v2/authorize)",
+}
+
+
+def _credentials(settings: Settings) -> tuple[str, str]:
+    if not settings.slack_client_id or not settings.slack_client_secret:
+        raise ApiError(
+            503,
+            "slack_not_configured",
+            "this server has no Slack app: set LOADBELL_SLACK_CLIENT_ID and "
+            "LOADBELL_SLACK_CLIENT_SECRET (from the app's Basic Information page) and restart",
+        )
+    return settings.slack_client_id, settings.slack_client_secret
+
+
+async def _level(
+    conn: AsyncConnection, principal: Principal, channel_id: int, project_id: int | None
+) -> tuple[Any, int | None]:
+    """The channel, and where its install data lives: None for the channel itself (an
+    organization channel, or a project's own channel), else the project's override."""
+    row = await lookups.channel(conn, principal, channel_id)
+    principal.require_manage(row.organization_id, "set up or remove the Slack integration")
+    if row.kind != slack_checks.KIND:
+        raise invalid(
+            "channel_id",
+            f"channel {channel_id} is a {row.kind} channel; the Slack install is for "
+            "slack_app channels (create one with kind 'slack_app')",
+        )
+    if project_id is None:
+        return row, None
+    if row.project_id is not None:
+        if project_id != row.project_id:
+            raise invalid("project_id", f"this channel belongs to project {row.project_id} only")
+        return row, None  # a project's own channel has no overrides: its config is its own
+    project = await lookups.project(conn, principal, project_id)
+    if project.organization_id != row.organization_id:
+        raise invalid("project_id", f"project {project_id} is not in this channel's organization")
+    return row, project_id
+
+
+@router.get("/install", status_code=302)
+async def start_install(
+    channel_id: int,
+    project_id: int | None = None,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> JSONResponse:
+    """Redirect to Slack's authorize page. Scripts can read ``authorize_url`` from the body
+    and open it in the browser of the admin who installs."""
+    client_id, _ = _credentials(state.settings)
+    redirect_uri = state.settings.public_url.rstrip("/") + CALLBACK_PATH
+    async with state.engine.begin() as conn:
+        row, level = await _level(conn, principal, channel_id, project_id)
+        oauth_state = await slack_installs.create_state(
+            conn,
+            channel_id=row.id,
+            project_id=level,
+            user_id=principal.user_id,
+            redirect_uri=redirect_uri,
+        )
+    url = URL(state.settings.slack_oauth_authorize_url).update_query(
+        client_id=client_id, scope=SCOPES, redirect_uri=redirect_uri, state=oauth_state
+    )
+    return JSONResponse(
+        {"authorize_url": str(url), "expires_in": STATE_TTL},
+        status_code=302,
+        headers={"Location": str(url), "Cache-Control": "no-store"},
+    )
+
+
+@router.get("/oauth/callback", response_model=None)
+async def finish_install(
+    request: Request,
+    oauth_state: str | None = Query(default=None, alias="state"),
+    code: str | None = None,
+    error: str | None = None,
+    state: AppState = Depends(get_state),
+) -> dict[str, Any] | Response:
+    """Where Slack sends the browser back. No API token: the state authenticates.
+    A browser (Accept: text/html) goes back to the configuration page (seed 003), which
+    now shows the workspace; other clients get the JSON below."""
+    if not oauth_state:
+        raise ApiError(400, "invalid_state", f"the callback carries no state; {_AGAIN}")
+    async with state.engine.begin() as conn:
+        found = await slack_installs.consume_state(conn, oauth_state)
+    if isinstance(found, StateProblem):
+        raise ApiError(400, "invalid_state", _STATE_PROBLEMS[found])
+    if error:
+        raise ApiError(
+            400,
+            "slack_declined",
+            f"Slack did not install the app ({error}); nothing changed. If your workspace "
+            f"needs an admin's approval, get it, then {_AGAIN}",
+        )
+    if not code:
+        raise ApiError(400, "invalid_callback", f"the callback carries no code; {_AGAIN}")
+    client_id, client_secret = _credentials(state.settings)
+    row = await _still_allowed(state, found)
+    base = state.settings.slack_api_base_url.rstrip("/")
+    try:
+        async with SlackClient(base) as slack:
+            installed = await slack.oauth_access(
+                client_id=client_id,
+                client_secret=client_secret,
+                code=code,
+                redirect_uri=found.redirect_uri,
+            )
+    except SlackError as exc:
+        why = _OAUTH_ERRORS.get(exc.error, "see Slack's oauth.v2.access documentation")
+        raise ApiError(
+            400, "slack_refused", f"Slack refused the install: {exc.error} ({why}); {_AGAIN}"
+        ) from None
+    except SlackUnreachable as exc:
+        raise ApiError(
+            502, "slack_unreachable", f"could not reach Slack ({exc}); {_AGAIN}"
+        ) from None
+
+    async with state.engine.begin() as conn:
+        await slack_installs.write_level(
+            conn,
+            state.box,
+            channel_id=row.id,
+            project_id=found.project_id,
+            public={
+                "workspace": installed.team_name,
+                "team_id": installed.team_id,
+                "api_base_url": base,
+            },
+            secret={"bot_token": installed.bot_token},
+        )
+        config = await _effective_config(conn, state, row.id, found.project_id)
+    where = f"channel '{row.name}'" + (
+        f" for project {found.project_id}" if found.project_id is not None else ""
+    )
+    if "text/html" in request.headers.get("accept", ""):
+        page = f"/integrations/{row.id}"
+        if found.project_id is not None:
+            page += f"/projects/{found.project_id}"
+        return RedirectResponse(f"{page}?slack=done", status_code=303)
+    return {
+        "ok": True,
+        "channel_id": row.id,
+        "project_id": found.project_id,
+        "workspace": installed.team_name,
+        "team_id": installed.team_id,
+        "message": f"Slack integration done: {where} now posts to workspace "
+        f"'{installed.team_name}'.",
+        "warnings": await _target_warnings(config),
+    }
+
+
+async def _still_allowed(state: AppState, found: InstallState) -> Any:
+    """The admin who started may still manage a live slack_app channel (and project)."""
+    async with state.reader.connect() as conn:
+        row = (
+            await conn.execute(
+                sa.select(channels)
+                .where(channels.c.id == found.channel_id)
+                .where(channels.c.deleted_at.is_(None))
+            )
+        ).first()
+        if row is None or row.kind != slack_checks.KIND:
+            raise ApiError(409, "conflict", "the channel was deleted meanwhile; nothing changed")
+        role = (
+            await conn.execute(
+                sa.select(memberships.c.role)
+                .where(memberships.c.user_id == found.user_id)
+                .where(memberships.c.organization_id == row.organization_id)
+            )
+        ).scalar()
+        if role is None or not Role(role).can_manage:
+            raise ApiError(
+                403,
+                "forbidden",
+                "the person who started this install may no longer manage the channel",
+            )
+        if found.project_id is not None:
+            project = (
+                await conn.execute(
+                    sa.select(projects.c.id)
+                    .where(projects.c.id == found.project_id)
+                    .where(projects.c.organization_id == row.organization_id)
+                    .where(projects.c.deleted_at.is_(None))
+                )
+            ).first()
+            if project is None:
+                raise ApiError(
+                    409, "conflict", "the project was deleted meanwhile; nothing changed"
+                )
+    return row
+
+
+async def _effective_config(
+    conn: AsyncConnection, state: AppState, channel_id: int, project_id: int | None
+) -> dict[str, Any]:
+    row = (await conn.execute(sa.select(channels).where(channels.c.id == channel_id))).one()
+    channel = channel_from_row(row, state.box)
+    if project_id is None:
+        return effective(channel, None).config
+    overrides = await load_overrides(conn, [(channel_id, project_id)], state.box)
+    return effective(channel, overrides.get((channel_id, project_id))).config
+
+
+async def _target_warnings(config: dict[str, Any]) -> list[str]:
+    """The install stands either way; targets set before it are checked now."""
+    targets = parse_targets(config.get("targets"))
+    if not targets:
+        return ["no target channels yet: set config.targets (public channels, e.g. #load-tests)"]
+    try:
+        return await slack_checks.target_problems(config, targets)
+    except ApiError as exc:
+        return [f"could not check the target channels: {exc.message}"]
+
+
+@router.delete("/install")
+async def remove_install(
+    channel_id: int,
+    project_id: int | None = None,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    """Delete the install data at one level. The token stays valid in Slack until the app
+    is uninstalled there: another level may share the workspace's token."""
+    async with state.engine.begin() as conn:
+        row, level = await _level(conn, principal, channel_id, project_id)
+        removed = await slack_installs.write_level(
+            conn, state.box, channel_id=row.id, project_id=level, drop=INSTALL_KEYS
+        )
+        config = await _effective_config(conn, state, row.id, level)
+    workspace = config.get("workspace") if config.get("bot_token") else None
+    if level is None:
+        message = "Slack integration removed." if removed else "No Slack integration to remove."
+    elif workspace:
+        message = f"The project now uses the organization's Slack workspace '{workspace}'."
+    else:
+        message = "The project now has no Slack integration (the organization has none either)."
+    return {
+        "channel_id": row.id,
+        "project_id": level,
+        "removed": removed,
+        "workspace": workspace,
+        "message": message,
+    }

@@ -1,0 +1,227 @@
+"""What the channels API checks with Slack before it saves a ``slack_app`` channel.
+
+``validate`` cannot do I/O, so two rules of seed 003 live here:
+
+- **Targets must be public channels.** New targets are looked up in the workspace with the
+  effective bot token (own or inherited): IDs with ``conversations.info``, names with
+  ``conversations.list`` (``conversations.info`` takes IDs only). Private channels, DMs,
+  archived and unknown channels are refused with a 422 naming each. Without a token
+  there is nothing to ask yet; the install callback checks the targets then.
+- **Install data comes only from the install flow.** ``bot_token``, ``workspace``,
+  ``team_id`` and ``api_base_url`` cannot be typed in, changed or cleared through the
+  channels API; sending back what GET showed (the token masked) is fine.
+
+These run before the router opens its write transaction: a Slack call may take seconds,
+and SQLite's write lock must not wait on it. The router still does its own checks after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from loadbell.api import lookups
+from loadbell.api.auth import Principal
+from loadbell.api.channel_config import keep_masked, mask_value
+from loadbell.api.errors import ApiError, invalid
+from loadbell.api.state import AppState
+from loadbell.channels.base import ConfigError
+from loadbell.channels.registry import get_kind
+from loadbell.channels.slack_app import DEFAULT_API_BASE, INSTALL_KEYS, parse_targets
+from loadbell.domain.inheritance import drop_empty
+from loadbell.integrations.slack_api import (
+    Conversation,
+    SlackClient,
+    SlackError,
+    SlackUnreachable,
+)
+from loadbell.store.channels import OverrideRow, channel_from_row, effective, load_overrides
+
+KIND = "slack_app"
+_INSTALL_FLOW = (
+    "comes from the Slack install flow: set it up with GET /api/v1/slack/install"
+    "?channel_id=...[&project_id=...] and remove it with DELETE on the same URL"
+)
+
+
+def refuse_install_data(
+    kind: str, submitted: Mapping[str, Any] | None, own: Mapping[str, Any], *, replacing: bool
+) -> None:
+    """422 when ``submitted`` would set, change or clear install data at this level.
+    ``replacing``: the request replaces the level's config (PUT of an override), so leaving
+    a key out would drop it."""
+    if kind != KIND or submitted is None:
+        return
+    for key in INSTALL_KEYS:
+        before, present = own.get(key), key in submitted
+        value = submitted.get(key)
+        if before in (None, ""):
+            if present and value not in (None, ""):
+                raise invalid(f"config.{key}", _INSTALL_FLOW)
+        elif not present and replacing:
+            raise invalid(
+                f"config.{key}",
+                "this request replaces the project's override and would drop its own Slack "
+                "install; send back the override values GET /channels/{id}/effective?"
+                "project_id=... shows (the token masked), or remove the install with "
+                "DELETE /api/v1/slack/install?channel_id=...&project_id=...",
+            )
+        elif present and value not in (before, mask_value(key, before)):
+            raise invalid(f"config.{key}", _INSTALL_FLOW)
+
+
+async def before_update(
+    state: AppState, principal: Principal, channel_id: int, submitted: Mapping[str, Any] | None
+) -> None:
+    """PATCH /channels/{id}: refuse install-data edits and non-public new targets."""
+    if submitted is None:
+        return
+    async with state.reader.connect() as conn:
+        row = await lookups.channel(conn, principal, channel_id)
+        if row.kind != KIND:
+            return
+        principal.require_manage(row.organization_id)
+        channel = channel_from_row(row, state.box)
+    refuse_install_data(KIND, submitted, channel.config, replacing=False)
+    kind = get_kind(KIND)
+    try:
+        after = kind.validate(
+            {**channel.config, **keep_masked(kind, channel.config, dict(submitted))}
+        )
+    except ConfigError:
+        return  # the router reports it
+    await _check_new_targets(after, after.get("targets"), channel.config.get("targets"))
+
+
+async def before_override(
+    state: AppState,
+    principal: Principal,
+    channel_id: int,
+    project_id: int,
+    submitted: Mapping[str, Any],
+) -> None:
+    """PUT /channels/{id}/overrides/{project_id}: the same, against the effective config
+    the project will have (its own install, or the organization's)."""
+    async with state.reader.connect() as conn:
+        row = await lookups.channel(conn, principal, channel_id)
+        if row.kind != KIND or row.project_id is not None:
+            return
+        principal.require_manage(row.organization_id, "change channel settings")
+        project = await lookups.project(conn, principal, project_id)
+        if project.organization_id != row.organization_id:
+            return
+        channel = channel_from_row(row, state.box)
+        found = await load_overrides(conn, [(channel_id, project_id)], state.box)
+    before = found.get((channel_id, project_id))
+    own = before.config if before else {}
+    refuse_install_data(KIND, submitted, own, replacing=True)
+    values = drop_empty(keep_masked(get_kind(KIND), own, dict(submitted)))
+    after = effective(channel, OverrideRow(enabled=None, config=values)).config
+    await _check_new_targets(after, values.get("targets"), own.get("targets"))
+
+
+async def _check_new_targets(config: Mapping[str, Any], targets: Any, before: Any) -> None:
+    """Check the targets this request adds at its level (its own value, not inherited
+    ones), with the bot token ``config`` (the level's effective config) will use."""
+    try:
+        old = set(parse_targets(before))
+        added = [t for t in parse_targets(targets) if t not in old]
+    except ConfigError:
+        return  # the router reports it
+    if not added or not config.get("bot_token"):
+        return
+    problems = await target_problems(config, added)
+    if problems:
+        raise invalid("config.targets", "; ".join(problems))
+
+
+async def target_problems(config: Mapping[str, Any], targets: list[str]) -> list[str]:
+    """One sentence per target the config's bot may not post to; [] when all are public.
+    Raises ApiError when Slack cannot answer (down, token revoked, rate-limited)."""
+    workspace = config.get("workspace") or "the workspace"
+    base = str(config.get("api_base_url") or DEFAULT_API_BASE)
+    token = str(config["bot_token"])
+    problems: list[str] = []
+    try:
+        async with SlackClient(base) as slack:
+            by_name: dict[str, Conversation] | None = None
+            for target in targets:
+                found: Conversation | None
+                if target.startswith("#"):
+                    if by_name is None:
+                        by_name = {c.name: c for c in await slack.public_channels(token)}
+                    found = by_name.get(target[1:])
+                else:
+                    try:
+                        found = await slack.conversation(token, target)
+                    except SlackError as exc:
+                        # With channels:read only, Slack hides private channels
+                        # (channel_not_found), or asks for groups:read when the bot is in one.
+                        if exc.error == "missing_scope":
+                            problems.append(_PRIVATE.format(target=target))
+                            continue
+                        if exc.error != "channel_not_found":
+                            raise
+                        found = None
+                problem = _problem(target, found, workspace)
+                if problem:
+                    problems.append(problem)
+    except SlackError as exc:
+        raise _slack_failed(exc) from None
+    except SlackUnreachable as exc:
+        raise ApiError(
+            502,
+            "slack_unreachable",
+            f"could not reach Slack to check config.targets ({exc}); try again",
+            "config.targets",
+        ) from None
+    return problems
+
+
+_PRIVATE = "{target} is a private channel or a conversation; use a public channel"
+
+
+def _problem(target: str, found: Conversation | None, workspace: str) -> str | None:
+    if found is None:
+        return (
+            f"{target} is not a public channel of {workspace} (it does not exist, or it is "
+            "private: the Slack app posts to public channels only)"
+        )
+    if not found.is_public_channel:
+        return _PRIVATE.format(target=target)
+    if found.is_archived:
+        return f"{target} is archived; unarchive it in Slack or pick another channel"
+    return None
+
+
+def _slack_failed(exc: SlackError) -> ApiError:
+    if exc.error in ("invalid_auth", "not_authed", "token_revoked", "account_inactive"):
+        return ApiError(
+            409,
+            "slack_install_broken",
+            f"Slack no longer accepts the bot token ({exc.error}): the app was probably "
+            "uninstalled. Set up the Slack integration again, then save the targets",
+            "config.targets",
+        )
+    if exc.error == "missing_scope":
+        return ApiError(
+            409,
+            "slack_install_broken",
+            "the installed Slack app lacks the channels:read scope needed to check targets; "
+            "set up the Slack integration again",
+            "config.targets",
+        )
+    if exc.error == "ratelimited":
+        wait = f" in {exc.retry_after:g} s" if exc.retry_after is not None else " shortly"
+        return ApiError(
+            503,
+            "slack_rate_limited",
+            f"Slack is rate-limiting the channel check; try again{wait}",
+            "config.targets",
+        )
+    return ApiError(
+        502,
+        "slack_error",
+        f"Slack refused the channel check ({exc.method}: {exc.error}); try again",
+        "config.targets",
+    )

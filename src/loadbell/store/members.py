@@ -1,0 +1,216 @@
+"""People of an organization: memberships, sign-in data and API tokens (web Members page).
+
+Staging functions: callers own the transaction. Rules that protect an organization live
+here, next to the rows they guard: the last owner can never be demoted, and an email
+address belongs to one user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loadbell.domain.roles import Role
+from loadbell.store.tables import api_tokens, memberships, users
+
+
+class MembershipError(ValueError):
+    """A change the organization's rules refuse; the message is written for the user."""
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: int
+    name: str
+    email: str | None
+    role: Role
+    has_password: bool
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    name: str
+    prefix: str
+    user_name: str
+    role: Role | None
+    organization_id: int | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: int
+    name: str
+    email: str | None
+    password_hash: str | None
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def email_problem(email: str) -> str | None:
+    """A sentence for the user when ``email`` does not look like an address."""
+    local, at, domain = email.partition("@")
+    if not at or not local or "." not in domain or " " in email or len(email) > 320:
+        return f"'{email}' is not an email address such as ana@example.com"
+    return None
+
+
+async def list_members(conn: AsyncConnection, organization_id: int) -> list[Member]:
+    rows = await conn.execute(
+        sa.select(
+            users.c.id, users.c.name, users.c.email, users.c.password_hash, memberships.c.role
+        )
+        .join(memberships, memberships.c.user_id == users.c.id)
+        .where(memberships.c.organization_id == organization_id)
+        .order_by(users.c.name, users.c.id)
+    )
+    return [Member(r.id, r.name, r.email, Role(r.role), r.password_hash is not None) for r in rows]
+
+
+async def account(conn: AsyncConnection, user_id: int) -> Account | None:
+    row = (
+        await conn.execute(
+            sa.select(users.c.id, users.c.name, users.c.email, users.c.password_hash).where(
+                users.c.id == user_id
+            )
+        )
+    ).first()
+    return Account(row.id, row.name, row.email, row.password_hash) if row else None
+
+
+async def account_by_email(conn: AsyncConnection, email: str) -> Account | None:
+    row = (
+        await conn.execute(
+            sa.select(users.c.id, users.c.name, users.c.email, users.c.password_hash).where(
+                sa.func.lower(users.c.email) == normalize_email(email)
+            )
+        )
+    ).first()
+    return Account(row.id, row.name, row.email, row.password_hash) if row else None
+
+
+async def set_sign_in(
+    conn: AsyncConnection,
+    user_id: int,
+    *,
+    email: str | None = None,
+    password_hash: str | None = None,
+    name: str | None = None,
+) -> None:
+    """Set a user's email, password hash and/or name. An email another user has is refused."""
+    values: dict[str, str] = {}
+    if email is not None:
+        email = normalize_email(email)
+        other = await account_by_email(conn, email)
+        if other is not None and other.user_id != user_id:
+            raise MembershipError(f"{email} already belongs to another user")
+        values["email"] = email
+    if password_hash is not None:
+        values["password_hash"] = password_hash
+    if name is not None:
+        values["name"] = name
+    if values:
+        await conn.execute(sa.update(users).where(users.c.id == user_id).values(**values))
+
+
+async def role_of(conn: AsyncConnection, organization_id: int, user_id: int) -> Role | None:
+    role = (
+        await conn.execute(
+            sa.select(memberships.c.role)
+            .where(memberships.c.organization_id == organization_id)
+            .where(memberships.c.user_id == user_id)
+        )
+    ).scalar()
+    return Role(role) if role else None
+
+
+async def change_role(
+    conn: AsyncConnection, organization_id: int, user_id: int, role: Role, *, by: Role
+) -> None:
+    """Owners may grant and take away any role; admins move people between admin and
+    member. The last owner stays an owner."""
+    current = await role_of(conn, organization_id, user_id)
+    if current is None:
+        raise MembershipError(f"user {user_id} is not a member of this organization")
+    if Role.OWNER in (current, role) and by is not Role.OWNER:
+        raise MembershipError("only an owner may make someone an owner or change an owner's role")
+    if current is Role.OWNER and role is not Role.OWNER:
+        owners = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(memberships)
+                .where(memberships.c.organization_id == organization_id)
+                .where(memberships.c.role == Role.OWNER.value)
+            )
+        ).scalar_one()
+        if owners <= 1:
+            raise MembershipError(
+                "this is the organization's last owner; make someone else an owner first"
+            )
+    await conn.execute(
+        sa.update(memberships)
+        .where(memberships.c.organization_id == organization_id)
+        .where(memberships.c.user_id == user_id)
+        .values(role=role.value)
+    )
+
+
+async def list_tokens(conn: AsyncConnection, organization_id: int) -> list[TokenInfo]:
+    """Tokens that can act on this organization: scoped to it, or personal tokens of its
+    members. Newest first, revoked ones included (they show as revoked)."""
+    member_ids = sa.select(memberships.c.user_id).where(
+        memberships.c.organization_id == organization_id
+    )
+    rows = await conn.execute(
+        sa.select(api_tokens, users.c.name.label("user_name"), memberships.c.role)
+        .join(users, users.c.id == api_tokens.c.user_id)
+        .outerjoin(
+            memberships,
+            sa.and_(
+                memberships.c.user_id == api_tokens.c.user_id,
+                memberships.c.organization_id == organization_id,
+            ),
+        )
+        .where(
+            sa.or_(
+                api_tokens.c.organization_id == organization_id,
+                sa.and_(
+                    api_tokens.c.organization_id.is_(None), api_tokens.c.user_id.in_(member_ids)
+                ),
+            )
+        )
+        .order_by(api_tokens.c.id.desc())
+    )
+    return [
+        TokenInfo(
+            r.id,
+            r.name,
+            r.prefix,
+            r.user_name,
+            Role(r.role) if r.role else None,
+            r.organization_id,
+            r.created_at,
+            r.revoked_at,
+        )
+        for r in rows
+    ]
+
+
+async def revoke_token(conn: AsyncConnection, organization_id: int, token_id: int) -> bool:
+    """Revoke a token listed for this organization. False when there is no such token."""
+    if token_id not in {t.id for t in await list_tokens(conn, organization_id)}:
+        return False
+    await conn.execute(
+        sa.update(api_tokens)
+        .where(api_tokens.c.id == token_id)
+        .where(api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    return True

@@ -1,0 +1,21 @@
+"""The web pages ``loadbell serve`` shows at ``/``: server-rendered Jinja2 with a little
+JavaScript, no build step. One module per page; every change goes through the API's
+handlers with the signed-in person as the caller (see ``pages.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+STATIC = Path(__file__).parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages and their static files to ``app``."""
+    from loadbell.web import deliveries, integrations, members, overrides, runs, signin
+
+    for module in (signin, integrations, overrides, deliveries, runs, members):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

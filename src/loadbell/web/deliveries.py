@@ -1,0 +1,138 @@
+"""The delivery log: filter by channel, run, status and event; each delivery with its
+attempts (request headers masked, response, timing, error); "Redeliver" one, or every
+delivery that failed since a given time."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from loadbell.api import channels as channels_api
+from loadbell.api import deliveries as deliveries_api
+from loadbell.api.errors import ApiError
+from loadbell.domain.events import EventType
+from loadbell.store.redelivery import restart_failed_since
+from loadbell.web.pages import Ctx, PageRoute
+from loadbell.web.signin import safe_next
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+PAGE = 50
+
+
+def _int(value: str | None) -> int | None:
+    value = (value or "").strip().lstrip("#")
+    return int(value) if value.isdigit() else None
+
+
+async def channel_names(ctx: Ctx, org_id: int) -> dict[int, str]:
+    listed = await channels_api.list_channels(
+        organization_id=org_id, project_id=None, principal=ctx.who, state=ctx.state
+    )
+    return {c["id"]: c["name"] for c in listed["items"]}
+
+
+def current_attempts(delivery: dict[str, Any]) -> list[dict[str, Any]]:
+    """Attempts newest series first, so a redelivery's outcome is on top."""
+    return sorted(delivery["attempts"], key=lambda a: (-a["series"], a["number"]))
+
+
+@router.get("/orgs/{org_id}/deliveries")
+async def delivery_log(
+    request: Request,
+    org_id: int,
+    channel_id: str | None = None,
+    run_id: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    before_id: str | None = None,
+) -> Response:
+    ctx = await Ctx.of(request)
+    # Narrowed to this organization: the list shows its deliveries only.
+    only_here = replace(ctx.who, roles={org_id: ctx.who.role_in(org_id)})
+    by_channel, by_run = _int(channel_id), _int(run_id)
+    filters = {
+        "channel_id": by_channel,
+        "run_id": by_run,
+        "status": status or None,
+        "event_type": event_type or None,
+    }
+    error = None
+    items: list[dict[str, Any]] = []
+    try:
+        listed = await deliveries_api.list_deliveries(
+            channel_id=by_channel,
+            run_id=by_run,
+            status=status or None,
+            event_type=event_type or None,
+            limit=PAGE,
+            before_id=_int(before_id),
+            after_id=None,
+            principal=only_here,
+            state=ctx.state,
+        )
+        items = listed["items"]
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise
+        error = exc.message
+    older = None
+    if len(items) == PAGE and by_run is None:
+        older = items[-1]["id"]
+    return await ctx.render(
+        "deliveries.html",
+        org_id=org_id,
+        section="deliveries",
+        items=items,
+        filters={k: ("" if v is None else str(v)) for k, v in filters.items()},
+        names=await channel_names(ctx, org_id),
+        events=[e.value for e in EventType],
+        statuses=deliveries_api.STATUSES,
+        older=older,
+        error=error,
+        can_manage=ctx.can_manage(org_id),
+        attempts_of=current_attempts,
+        now=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
+        query=str(request.url.query),
+    )
+
+
+@router.post("/deliveries/{delivery_id}/redeliver")
+async def redeliver(request: Request, delivery_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    form = await ctx.form()
+    await deliveries_api.redeliver(delivery_id=delivery_id, principal=ctx.who, state=ctx.state)
+    back = safe_next(str(form.get("back") or "/"))
+    return ctx.redirect(back, f"Delivery {delivery_id} is being sent again.")
+
+
+@router.post("/orgs/{org_id}/deliveries/redeliver-failed")
+async def redeliver_failed(request: Request, org_id: int) -> Response:
+    """Every delivery that failed since the given time (UTC), optionally of one channel."""
+    ctx = await Ctx.of(request)
+    form = await ctx.form()
+    ctx.require_manage(org_id, "redeliver notifications")
+    back = f"/orgs/{org_id}/deliveries"
+    raw = str(form.get("since") or "").strip()
+    try:
+        since = datetime.fromisoformat(raw)
+    except ValueError:
+        return ctx.redirect(
+            back, f"'{raw}' is not a time; give one such as 2025-07-03T14:30 (UTC)."
+        )
+    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
+    channel_id = _int(str(form.get("channel_id") or ""))
+    async with ctx.state.engine.begin() as conn:
+        ids = await restart_failed_since(conn, org_id, since, channel_id=channel_id)
+    if ids:
+        ctx.state.wakeup.poke()
+    when = since.strftime("%Y-%m-%d %H:%M UTC")
+    if not ids:
+        return ctx.redirect(back, f"No delivery failed since {when}; nothing to send again.")
+    return ctx.redirect(
+        back + "?status=pending",
+        f"{len(ids)} failed deliveries since {when} are being sent again.",
+    )

@@ -1,0 +1,571 @@
+"""Integrations: every channel kind with its state, and each kind's "Setup" form.
+
+Seed 000: "Integrations" in the left menu, "Setup" per kind, a URL field with "Save
+Changes" and "Test Hook". Every change goes through the channels API's own handlers with
+the signed-in person as the caller, so the pages obey exactly the rules of the API (roles,
+validation, masking, inheritance) and never re-implement them.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pydantic
+from fastapi import APIRouter, Request
+from starlette.datastructures import FormData
+from starlette.responses import JSONResponse, Response
+
+from loadbell.api import channel_config as cc
+from loadbell.api import channels as channels_api
+from loadbell.api import deliveries as deliveries_api
+from loadbell.api import lookups
+from loadbell.api import previews as previews_api
+from loadbell.api.errors import ApiError
+from loadbell.channels.registry import KINDS, get_kind
+from loadbell.domain.events import EventType
+from loadbell.formats import samples
+from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
+from loadbell.store.channels import channel_from_row, load_overrides
+from loadbell.web.channel_form import (
+    FORMS,
+    KindForm,
+    Posted,
+    event_choices,
+    form_for,
+    new_values,
+    parse_channel_form,
+    status_choices,
+    stored_values,
+)
+from loadbell.web.pages import Ctx, PageError, PageRoute, field_errors
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+ROTATION_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One channel on the Integrations page."""
+
+    id: int
+    name: str
+    state: str  # "set up" | "disabled" | "inherited" | "overridden"
+    state_text: str
+    summary: str
+    href: str
+    level: str  # "organization" | "project"
+
+
+def summary_of(config: dict[str, Any]) -> str:
+    for key in ("url", "webhook_url", "targets", "to", "workspace"):
+        value = config.get(key)
+        if value:
+            return ", ".join(value) if isinstance(value, list) else str(value)
+    return ""
+
+
+async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
+    async with ctx.state.reader.connect() as conn:
+        row = await lookups.project(conn, ctx.who, project_id)
+    return int(row.organization_id), str(row.name)
+
+
+@router.get("/orgs/{org_id}/integrations")
+async def org_integrations(request: Request, org_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    ctx.who.role_in(org_id)
+    listed = await channels_api.list_channels(
+        organization_id=org_id, project_id=None, principal=ctx.who, state=ctx.state
+    )
+    by_kind: dict[str, list[Listed]] = {k.value: [] for k in KINDS}
+    for ch in listed["items"]:
+        if ch["project_id"] is not None:
+            continue
+        state = "set up" if ch["enabled"] else "disabled"
+        by_kind.setdefault(ch["kind"], []).append(
+            Listed(
+                ch["id"],
+                ch["name"],
+                state,
+                "Set up" if ch["enabled"] else "Disabled",
+                summary_of(ch["config"]),
+                f"/integrations/{ch['id']}",
+                "organization",
+            )
+        )
+    return await ctx.render(
+        "integrations.html",
+        org_id=org_id,
+        section="integrations",
+        kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
+        project=None,
+        can_manage=ctx.can_manage(org_id),
+    )
+
+
+@router.get("/projects/{project_id}/integrations")
+async def project_integrations(request: Request, project_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    org_id, project_name = await project_org(ctx, project_id)
+    listed = await channels_api.list_channels(
+        organization_id=org_id, project_id=None, principal=ctx.who, state=ctx.state
+    )
+    items = [ch for ch in listed["items"] if ch["project_id"] in (None, project_id)]
+    async with ctx.state.reader.connect() as conn:
+        overrides = await load_overrides(
+            conn,
+            [(ch["id"], project_id) for ch in items if ch["project_id"] is None],
+            ctx.state.box,
+        )
+    by_kind: dict[str, list[Listed]] = {k.value: [] for k in KINDS}
+    for ch in items:
+        if ch["project_id"] is not None:
+            state = "set up" if ch["enabled"] else "disabled"
+            text = "Set up in this project" if ch["enabled"] else "Disabled"
+            entry = Listed(
+                ch["id"],
+                ch["name"],
+                state,
+                text,
+                summary_of(ch["config"]),
+                f"/integrations/{ch['id']}",
+                "project",
+            )
+        else:
+            override = overrides.get((ch["id"], project_id))
+            enabled = (
+                ch["enabled"]
+                if override is None or override.enabled is None
+                else (override.enabled)
+            )
+            if not enabled:
+                state = "disabled"
+                text = (
+                    "Disabled in this project"
+                    if override is not None and override.enabled is False
+                    else "Disabled in the organization"
+                )
+            elif override is not None and (override.config or override.enabled is not None):
+                state, text = "overridden", "Inherited, with project overrides"
+            else:
+                state, text = "inherited", "Inherited from the organization"
+            entry = Listed(
+                ch["id"],
+                ch["name"],
+                state,
+                text,
+                summary_of(ch["config"]),
+                f"/integrations/{ch['id']}/projects/{project_id}",
+                "organization",
+            )
+        by_kind.setdefault(ch["kind"], []).append(entry)
+    return await ctx.render(
+        "integrations.html",
+        org_id=org_id,
+        project_id=project_id,
+        section="integrations",
+        kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
+        project={"id": project_id, "name": project_name},
+        can_manage=ctx.can_manage(org_id),
+    )
+
+
+# -- the Setup form --------------------------------------------------------------------
+
+
+async def _render_form(
+    ctx: Ctx,
+    kind: KindForm,
+    *,
+    org_id: int,
+    project_id: int | None,
+    channel: dict[str, Any] | None,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    tested: dict[str, Any] | None = None,
+    preview: dict[str, Any] | None = None,
+    new_secret: str | None = None,
+    signing: list[dict[str, str]] | None = None,
+    notice: str | None = None,
+) -> Response:
+    kind_impl = get_kind(kind.kind)
+    preview_events = [
+        e.value for e in EventType if e in kind_impl.events(channel["config"] if channel else {})
+    ]
+    return await ctx.render(
+        "channel.html",
+        status=status,
+        org_id=org_id,
+        project_id=project_id,
+        section="integrations",
+        form=kind,
+        channel=channel,
+        values=values,
+        errors=errors or {},
+        can_manage=ctx.can_manage(org_id),
+        events=event_choices(kind.kind),
+        statuses=status_choices(),
+        tested=tested,
+        preview=preview,
+        preview_events=preview_events,
+        new_secret=new_secret,
+        signing=signing or [],
+        windows=list(ROTATION_WINDOWS),
+        notice=notice,
+    )
+
+
+def _kind_or_404(kind: str) -> KindForm:
+    try:
+        get_kind(kind)
+    except KeyError as exc:
+        raise PageError(404, str(exc.args[0])) from None
+    return form_for(kind)
+
+
+@router.get("/orgs/{org_id}/integrations/new")
+async def new_channel_form(
+    request: Request, org_id: int, kind: str, project_id: int | None = None
+) -> Response:
+    ctx = await Ctx.of(request)
+    ctx.require_manage(org_id, "set up integrations")
+    if project_id is not None and (await project_org(ctx, project_id))[0] != org_id:
+        raise PageError(404, f"project {project_id} not found in this organization")
+    form = _kind_or_404(kind)
+    return await _render_form(
+        ctx, form, org_id=org_id, project_id=project_id, channel=None, values=new_values(form)
+    )
+
+
+def _sign_secret() -> str:
+    return SIGNING_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _drop_none(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def _pydantic_errors(exc: pydantic.ValidationError) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        out[key] = str(err["msg"]).removeprefix("Value error, ")
+    return out
+
+
+@router.post("/orgs/{org_id}/integrations/new")
+async def create_channel(
+    request: Request, org_id: int, kind: str, project_id: int | None = None
+) -> Response:
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    ctx.require_manage(org_id, "set up integrations")
+    form = _kind_or_404(kind)
+    posted = parse_channel_form(form, form_data, None)
+    posted.values["preview_event"] = form_event(form_data)
+    new_secret = _sign_secret() if form.signing and form_data.get("sign") else None
+    if new_secret:
+        posted.config["signing_secrets"] = [new_secret]
+    posted.values["sign"] = bool(new_secret)
+    action = form_data.get("action")
+    if not posted.errors and action != "preview":
+        try:
+            created = await channels_api.create_channel(
+                body=channels_api.ChannelIn(
+                    organization_id=org_id,
+                    project_id=project_id,
+                    kind=form.kind,
+                    name=posted.name,
+                    enabled=posted.enabled,
+                    config=_drop_none(posted.config),
+                    events=posted.events,
+                    filters=posted.filters,
+                ),
+                principal=ctx.who,
+                state=ctx.state,
+            )
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                raise
+            posted.errors.update(field_errors(exc))
+        except pydantic.ValidationError as exc:
+            posted.errors.update(_pydantic_errors(exc))
+        else:
+            if new_secret:
+                # The one time the secret is shown: render, do not redirect.
+                ctx.flash("Saved. Copy the signing secret now: it is not shown again.")
+                return await _after_save(ctx, created, action, new_secret=new_secret)
+            return await _after_save(ctx, created, action)
+    preview = await _preview(ctx, form, posted, None) if action == "preview" else None
+    return await _render_form(
+        ctx,
+        form,
+        org_id=org_id,
+        project_id=project_id,
+        channel=None,
+        values=posted.values,
+        errors=posted.errors,
+        status=200 if action == "preview" and not posted.errors else 422,
+        preview=preview,
+    )
+
+
+async def _after_save(
+    ctx: Ctx, channel: dict[str, Any], action: Any, *, new_secret: str | None = None
+) -> Response:
+    where = f"/integrations/{channel['id']}"
+    if action == "test":
+        return await _test_and_show(ctx, channel["id"], None, where, saved=True)
+    if new_secret:
+        return await _show_channel(ctx, channel["id"], new_secret=new_secret)
+    return ctx.redirect(where, "Changes saved.")
+
+
+async def _test_and_show(
+    ctx: Ctx, channel_id: int, project_id: int | None, where: str, *, saved: bool
+) -> Response:
+    """Send the test hook (seed 000: {"event": "test.notification_channel"}) and show the
+    receiver's answer, read back from the attempt log."""
+    prefix = "Changes saved. " if saved else ""
+    try:
+        result = await channels_api.send_test(
+            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+        )
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise
+        return ctx.redirect(where, f"{prefix}No test message was sent: {exc.message}")
+    delivery = result.get("delivery_id")
+    sep = "&" if "?" in where else "?"
+    return ctx.redirect(f"{where}{sep}tested={delivery}", f"{prefix}Test message sent.")
+
+
+async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | None:
+    """The first attempt of a test delivery, as the page shows it after "Test Hook"."""
+    if delivery_id is None:
+        return None
+    try:
+        delivery = await deliveries_api.get_delivery(
+            delivery_id=delivery_id, principal=ctx.who, state=ctx.state
+        )
+    except ApiError:
+        return None
+    attempts = [a for a in delivery["attempts"] if a["series"] == delivery["series"]]
+    return {"delivery": delivery, "attempt": attempts[0] if attempts else None}
+
+
+async def _channel(ctx: Ctx, channel_id: int) -> dict[str, Any]:
+    return await channels_api.get_channel(channel_id=channel_id, principal=ctx.who, state=ctx.state)
+
+
+async def _signing_state(ctx: Ctx, channel_id: int) -> list[dict[str, str]]:
+    """Each signing secret's status, never the secret itself."""
+    raw = await _raw_config(ctx, channel_id)
+    out = []
+    for i, entry in enumerate(raw.get("signing_secrets") or []):
+        out.append({"n": str(i + 1), "expires_at": entry.get("expires_at", "")})
+    return out
+
+
+async def _raw_config(ctx: Ctx, channel_id: int) -> dict[str, Any]:
+    """The stored config with secrets opened: server-side only, never rendered."""
+    async with ctx.state.reader.connect() as conn:
+        row = await lookups.channel(conn, ctx.who, channel_id)
+    return channel_from_row(row, ctx.state.box).config
+
+
+async def _show_channel(
+    ctx: Ctx,
+    channel_id: int,
+    *,
+    tested: int | None = None,
+    new_secret: str | None = None,
+    notice: str | None = None,
+) -> Response:
+    channel = await _channel(ctx, channel_id)
+    form = form_for(channel["kind"])
+    return await _render_form(
+        ctx,
+        form,
+        org_id=channel["organization_id"],
+        project_id=channel["project_id"],
+        channel=channel,
+        values=stored_values(form, channel),
+        tested=await tested_result(ctx, tested),
+        new_secret=new_secret,
+        signing=await _signing_state(ctx, channel_id) if form.signing else None,
+        notice=notice,
+    )
+
+
+SLACK_DONE = "Slack integration done: messages now go to the workspace shown below."
+
+
+@router.get("/integrations/{channel_id}")
+async def channel_page(
+    request: Request, channel_id: int, tested: int | None = None, slack: str | None = None
+) -> Response:
+    ctx = await Ctx.of(request)
+    notice = SLACK_DONE if slack == "done" else None
+    return await _show_channel(ctx, channel_id, tested=tested, notice=notice)
+
+
+@router.post("/integrations/{channel_id}")
+async def save_channel(request: Request, channel_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    channel = await _channel(ctx, channel_id)
+    ctx.require_manage(channel["organization_id"], "change integrations")
+    form = form_for(channel["kind"])
+    posted = parse_channel_form(form, form_data, channel["config"])
+    posted.values["preview_event"] = form_event(form_data)
+    action = form_data.get("action")
+    if not posted.errors and action != "preview":
+        try:
+            saved = await channels_api.update_channel(
+                channel_id=channel_id,
+                body=channels_api.ChannelPatch(
+                    name=posted.name,
+                    enabled=posted.enabled,
+                    config=posted.config,
+                    events=posted.events,
+                    filters=posted.filters,
+                ),
+                principal=ctx.who,
+                state=ctx.state,
+            )
+        except ApiError as exc:
+            if exc.status in (403, 404):
+                raise
+            posted.errors.update(field_errors(exc))
+        except pydantic.ValidationError as exc:
+            posted.errors.update(_pydantic_errors(exc))
+        else:
+            return await _after_save(ctx, saved, action)
+    preview = await _preview(ctx, form, posted, channel_id) if action == "preview" else None
+    return await _render_form(
+        ctx,
+        form,
+        org_id=channel["organization_id"],
+        project_id=channel["project_id"],
+        channel=channel,
+        values=posted.values,
+        errors=posted.errors,
+        status=200 if action == "preview" and not posted.errors else 422,
+        preview=preview,
+        signing=await _signing_state(ctx, channel_id) if form.signing else None,
+    )
+
+
+@router.post("/integrations/{channel_id}/delete")
+async def delete_channel(request: Request, channel_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    await ctx.form()
+    channel = await _channel(ctx, channel_id)
+    await channels_api.delete_channel(channel_id=channel_id, principal=ctx.who, state=ctx.state)
+    where = (
+        f"/projects/{channel['project_id']}/integrations"
+        if channel["project_id"]
+        else f"/orgs/{channel['organization_id']}/integrations"
+    )
+    return ctx.redirect(where, f"Integration '{channel['name']}' removed.")
+
+
+@router.post("/integrations/{channel_id}/signing")
+async def signing(request: Request, channel_id: int) -> Response:
+    """Turn signing on, rotate its secret (the old one keeps signing for a window), or off."""
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    channel = await _channel(ctx, channel_id)
+    ctx.require_manage(channel["organization_id"], "change integrations")
+    action = form_data.get("action")
+    raw = await _raw_config(ctx, channel_id)
+    now = datetime.now(UTC)
+    new_secret: str | None = None
+    if action == "off":
+        secrets_list: list[dict[str, str]] = []
+    else:
+        window = ROTATION_WINDOWS.get(str(form_data.get("window")), ROTATION_WINDOWS["24h"])
+        until = (now + window).isoformat().replace("+00:00", "Z")
+        secrets_list = []
+        for entry in raw.get("signing_secrets") or []:
+            expires = entry.get("expires_at")
+            if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= now:
+                continue  # already expired: nothing signs with it any more
+            secrets_list.append({"secret": entry["secret"], "expires_at": expires or until})
+        new_secret = _sign_secret()
+        secrets_list.append({"secret": new_secret})
+    await channels_api.update_channel(
+        channel_id=channel_id,
+        body=channels_api.ChannelPatch(config={"signing_secrets": secrets_list}),
+        principal=ctx.who,
+        state=ctx.state,
+    )
+    if new_secret is None:
+        return ctx.redirect(f"/integrations/{channel_id}", "Signing turned off.")
+    ctx.flash("Copy the new signing secret now: it is not shown again.")
+    return await _show_channel(ctx, channel_id, new_secret=new_secret)
+
+
+# -- live preview ----------------------------------------------------------------------
+
+
+async def _preview(
+    ctx: Ctx, form: KindForm, posted: Posted, channel_id: int | None
+) -> dict[str, Any]:
+    """What the channel would send for the chosen event, rendered by the preview API's own
+    function from the form as it stands (saved secrets filled in, never shown)."""
+    kind = get_kind(form.kind)
+    stored = await _raw_config(ctx, channel_id) if channel_id is not None else {}
+    config = {**stored, **cc.keep_masked(kind, stored, posted.config)}
+    config = _drop_none(config)
+    for f in form.fields:
+        if f.required and f.input == "secret" and not config.get(f.key):
+            config[f.key] = "https://example.invalid/preview"  # a preview needs no real URL
+    event = str(posted.values.get("preview_event") or "test.finished")
+    try:
+        clean = {**kind.defaults, **cc.validated_config(kind, config)}
+        event_type = EventType(event)
+        if event_type not in kind.events(clean):
+            event_type = next(e for e in EventType if e in kind.events(clean))
+        message = samples.sample_message(event_type, public_url=ctx.state.settings.public_url)
+        return {"ok": True, **previews_api.render_preview(kind, clean, message)}
+    except ApiError as exc:
+        return {"ok": False, "error": exc.message}
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+@router.post("/integrations-preview")
+async def live_preview(request: Request) -> Response:
+    """The form's live preview (JavaScript posts the whole form here). Sends nothing."""
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    kind_name = str(form_data.get("kind") or "")
+    if kind_name not in FORMS:
+        return JSONResponse({"ok": False, "error": f"unknown kind '{kind_name}'"}, 422)
+    form = form_for(kind_name)
+    channel_id = int_or_none(form_data.get("channel_id"))
+    stored = None
+    if channel_id is not None:
+        stored = (await _channel(ctx, channel_id))["config"]
+    posted = parse_channel_form(form, form_data, stored)
+    posted.values["preview_event"] = form_data.get("preview_event")
+    result = await _preview(ctx, form, posted, channel_id)
+    return JSONResponse(orjson.loads(orjson.dumps(result)))
+
+
+def int_or_none(value: object) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def form_event(form_data: FormData) -> str:
+    value = form_data.get("preview_event")
+    return value if isinstance(value, str) else "test.finished"

@@ -1,0 +1,227 @@
+"""A project's settings of an organization channel (seed 003, XTC), and the Slack app
+install buttons.
+
+Each value shows where it comes from: inherited from the organization, or overridden in
+this project. "Send messages" offers inherit, enabled and disabled; a blank value inherits
+(a project never overrides with "empty"). "Set Up Slack Integration" leaves the page for
+Slack without saving the form, "Remove Slack Integration" falls back to the organization's
+install, and "Send Test Message" needs a complete configuration, own or inherited.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from loadbell.api import channels as channels_api
+from loadbell.api import slack as slack_api
+from loadbell.api.errors import ApiError
+from loadbell.channels.registry import get_kind
+from loadbell.channels.slack_app import INSTALL_KEYS
+from loadbell.web.channel_form import (
+    event_choices,
+    form_for,
+    override_values,
+    parse_override_form,
+    status_choices,
+)
+from loadbell.web.integrations import SLACK_DONE, int_or_none, tested_result
+from loadbell.web.pages import Ctx, PageRoute, field_errors
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def _display(value: Any) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
+
+
+async def _page(
+    ctx: Ctx,
+    channel_id: int,
+    project_id: int,
+    *,
+    values: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    tested: int | None = None,
+    notice: str | None = None,
+) -> Response:
+    channel = await channels_api.get_channel(
+        channel_id=channel_id, principal=ctx.who, state=ctx.state
+    )
+    if channel["project_id"] is not None:
+        return ctx.redirect(f"/integrations/{channel_id}")
+    eff = await channels_api.effective_config(
+        channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+    )
+    form = form_for(channel["kind"])
+    own = (eff["override"] or {}).get("config") or {}
+    rows = [
+        {
+            "field": f,
+            "org": _display(channel["config"].get(f.key)),
+            "effective": _display(eff["config"].get(f.key)),
+            "source": eff["sources"].get(f.key, "default"),
+            "own_secret": f.input == "secret" and bool(own.get(f.key)),
+        }
+        for f in form.fields
+        if f.override
+    ]
+    missing = getattr(get_kind(channel["kind"]), "missing", None)
+    lacks: list[str] = missing(eff["config"]) if missing is not None else []
+    install = None
+    if form.slack_install:
+        install = {
+            "done": bool(eff["config"].get("bot_token")),
+            "workspace": eff["config"].get("workspace"),
+            "source": eff["sources"].get("bot_token"),
+            "own": bool(own.get("bot_token")),
+            "org": bool(channel["config"].get("bot_token")),
+        }
+    return await ctx.render(
+        "project_settings.html",
+        status=status,
+        org_id=channel["organization_id"],
+        project_id=project_id,
+        section="integrations",
+        channel=channel,
+        form=form,
+        eff=eff,
+        rows=rows,
+        values=values or override_values(form, eff["override"]),
+        errors=errors or {},
+        can_manage=ctx.can_manage(channel["organization_id"]),
+        lacks=lacks,
+        install=install,
+        events=event_choices(form.kind),
+        statuses=status_choices(),
+        tested=await tested_result(ctx, tested),
+        notice=notice,
+    )
+
+
+@router.get("/integrations/{channel_id}/projects/{project_id}")
+async def project_settings(
+    request: Request,
+    channel_id: int,
+    project_id: int,
+    tested: int | None = None,
+    slack: str | None = None,
+) -> Response:
+    ctx = await Ctx.of(request)
+    notice = SLACK_DONE if slack == "done" else None
+    return await _page(ctx, channel_id, project_id, tested=tested, notice=notice)
+
+
+@router.post("/integrations/{channel_id}/projects/{project_id}")
+async def save_project_settings(request: Request, channel_id: int, project_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    here = f"/integrations/{channel_id}/projects/{project_id}"
+    eff = await channels_api.effective_config(
+        channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+    )
+    channel = await channels_api.get_channel(
+        channel_id=channel_id, principal=ctx.who, state=ctx.state
+    )
+    ctx.require_manage(channel["organization_id"], "change a project's integration settings")
+    action = form_data.get("action")
+    if action == "reset":
+        await channels_api.delete_override(
+            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+        )
+        return ctx.redirect(here, "Every value is inherited from the organization again.")
+    if action == "test":
+        return await _send_test(ctx, channel_id, project_id, here)
+    form = form_for(channel["kind"])
+    own = (eff["override"] or {}).get("config") or {}
+    enabled, config, values = parse_override_form(form, form_data, own)
+    if form.slack_install:
+        # The project's own install is not part of the form; send it back unchanged.
+        config.update({k: own[k] for k in INSTALL_KEYS if own.get(k)})
+    try:
+        await channels_api.put_override(
+            channel_id=channel_id,
+            project_id=project_id,
+            body=channels_api.OverrideIn(enabled=enabled, config=config),
+            principal=ctx.who,
+            state=ctx.state,
+        )
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise
+        return await _page(
+            ctx, channel_id, project_id, values=values, errors=field_errors(exc), status=422
+        )
+    except pydantic.ValidationError as exc:
+        return await _page(
+            ctx, channel_id, project_id, values=values, errors={"": str(exc)}, status=422
+        )
+    return ctx.redirect(here, "Project settings saved.")
+
+
+async def _send_test(ctx: Ctx, channel_id: int, project_id: int | None, here: str) -> Response:
+    try:
+        result = await channels_api.send_test(
+            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+        )
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise
+        return ctx.redirect(here, f"No test message was sent: {exc.message}")
+    sep = "&" if "?" in here else "?"
+    return ctx.redirect(f"{here}{sep}tested={result.get('delivery_id')}", "Test message sent.")
+
+
+def _back(channel_id: int, project_id: int | None) -> str:
+    if project_id is None:
+        return f"/integrations/{channel_id}"
+    return f"/integrations/{channel_id}/projects/{project_id}"
+
+
+@router.post("/integrations/{channel_id}/slack/install")
+async def slack_install(request: Request, channel_id: int) -> Response:
+    """Forward the browser to Slack's authorize page (the form is not saved: seed 003)."""
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    project_id = int_or_none(form_data.get("project_id"))
+    try:
+        answer = await slack_api.start_install(
+            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+        )
+    except ApiError as exc:
+        if exc.status in (403, 404):
+            raise
+        return ctx.redirect(_back(channel_id, project_id), exc.message)
+    return ctx.redirect(answer.headers["location"])
+
+
+@router.post("/integrations/{channel_id}/slack/remove")
+async def slack_remove(request: Request, channel_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    project_id = int_or_none(form_data.get("project_id"))
+    answer = await slack_api.remove_install(
+        channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
+    )
+    return ctx.redirect(_back(channel_id, project_id), str(answer["message"]))
+
+
+@router.post("/integrations/{channel_id}/test")
+async def send_test_message(request: Request, channel_id: int) -> Response:
+    """ "Send Test Message" / "Test Hook" outside a form: the saved configuration."""
+    ctx = await Ctx.of(request)
+    form_data = await ctx.form()
+    project_id = int_or_none(form_data.get("project_id"))
+    return await _send_test(ctx, channel_id, project_id, _back(channel_id, project_id))

@@ -1,0 +1,316 @@
+"""What every page handler uses: the request context, rendering, redirects and errors.
+
+A page handler starts with ``ctx = await Ctx.of(request)`` (which sends people who are not
+signed in to the sign-in page), reads forms with ``await ctx.form()`` (which checks the
+CSRF token) and ends with ``await ctx.render(...)`` or ``ctx.redirect(...)``. Errors the
+API layer raises (``ApiError``: 403, 404, 409, 422) become an HTML page with the same
+status and the same sentence, through :class:`PageRoute`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from fastapi import Request
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from starlette.datastructures import FormData
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from loadbell import __version__
+from loadbell.api.auth import Principal
+from loadbell.api.errors import ApiError
+from loadbell.api.state import AppState, get_state
+from loadbell.domain.roles import Role
+from loadbell.store.tables import organizations, projects
+from loadbell.web.session import COOKIE, CSRF_FIELD, FLASH_COOKIE, Session, Sessions, principal_of
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Pages are HTML with our own CSS and JS only: no inline script, no third-party origin.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+class PageError(Exception):
+    """An error page: ``status`` and a sentence that says what to do."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return str(value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(value)
+
+
+def _duration(seconds: Any) -> str:
+    if seconds is None:
+        return "–"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, rest = divmod(round(s), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _ms(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{float(value):.0f} ms" if float(value) >= 10 else f"{float(value):.1f} ms"
+
+
+class Web:
+    """Built once per app, on the first page request (the secret key exists by then)."""
+
+    def __init__(self, state: AppState) -> None:
+        self.sessions = Sessions(state.settings)
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html", "svg"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(when=_when, duration=_duration, ms=_ms)
+        self.env.globals.update(version=__version__, csrf_field=CSRF_FIELD)
+
+    @staticmethod
+    def of(request: Request) -> Web:
+        web: Web | None = getattr(request.app.state, "loadbell_web", None)
+        if web is None:
+            web = Web(get_state(request))
+            request.app.state.loadbell_web = web
+        return web
+
+
+@dataclass(frozen=True)
+class Nav:
+    """The organization and project switcher, and the left menu."""
+
+    orgs: list[tuple[int, str]]
+    projects: list[tuple[int, str]]
+    org_id: int | None
+    project_id: int | None
+    section: str
+    role: Role | None
+
+    @property
+    def org_name(self) -> str:
+        return next((n for i, n in self.orgs if i == self.org_id), "")
+
+    @property
+    def project_name(self) -> str:
+        return next((n for i, n in self.projects if i == self.project_id), "")
+
+
+@dataclass
+class Ctx:
+    request: Request
+    state: AppState
+    web: Web
+    session: Session
+    principal: Principal | None
+    _send_session: bool = False
+    _flash: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def of(cls, request: Request, *, signed_in: bool = True) -> Ctx:
+        state = get_state(request)
+        web = Web.of(request)
+        session = web.sessions.load(request.cookies.get(COOKIE))
+        fresh = session is None
+        session = session or Session.anonymous()
+        principal = await principal_of(state, session)
+        if principal is None and session.user_id is not None:
+            session, fresh = Session.anonymous(), True  # the session no longer stands
+        ctx = cls(request, state, web, session, principal, fresh)
+        if signed_in and principal is None:
+            raise SignInRequired
+        return ctx
+
+    @property
+    def who(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+    def can_manage(self, organization_id: int) -> bool:
+        role = self.who.roles.get(organization_id)
+        return role is not None and role.can_manage
+
+    def require_manage(self, organization_id: int, what: str) -> None:
+        self.who.require_manage(organization_id, what)
+
+    def sign_in(self, session: Session) -> None:
+        self.session, self._send_session = session, True
+
+    def sign_out(self) -> None:
+        self.session, self._send_session = Session.anonymous(), True
+
+    async def form(self) -> FormData:
+        """The posted form, after the CSRF check (403 when it fails)."""
+        data = await self.request.form()
+        submitted = data.get(CSRF_FIELD)
+        if not self.session.csrf_ok(submitted if isinstance(submitted, str) else None):
+            raise PageError(
+                403,
+                "This form has expired or did not come from loadbell (its CSRF token does not "
+                "match your session). Go back, reload the page and send it again.",
+            )
+        return data
+
+    def flash(self, message: str) -> None:
+        self._flash.append(message)
+
+    def _finish(self, response: Response) -> Response:
+        if self._send_session:
+            self.web.sessions.store(response, self.session)
+        for message in self._flash:
+            self.web.sessions.flash(response, message)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def redirect(self, url: str, flash: str | None = None) -> Response:
+        if flash:
+            self.flash(flash)
+        return self._finish(RedirectResponse(url, status_code=303))
+
+    async def nav(self, org_id: int | None, project_id: int | None, section: str) -> Nav:
+        p = self.who
+        async with self.state.reader.connect() as conn:
+            orgs = [
+                (r.id, r.name)
+                for r in await conn.execute(
+                    sa.select(organizations.c.id, organizations.c.name)
+                    .where(organizations.c.id.in_(list(p.roles)))
+                    .order_by(organizations.c.id)
+                )
+            ]
+            prjs = (
+                [
+                    (r.id, r.name)
+                    for r in await conn.execute(
+                        sa.select(projects.c.id, projects.c.name)
+                        .where(projects.c.organization_id == org_id)
+                        .where(projects.c.deleted_at.is_(None))
+                        .order_by(projects.c.id)
+                    )
+                ]
+                if org_id is not None
+                else []
+            )
+        return Nav(orgs, prjs, org_id, project_id, section, p.roles.get(org_id or -1))
+
+    async def render(
+        self,
+        template: str,
+        *,
+        status: int = 200,
+        org_id: int | None = None,
+        project_id: int | None = None,
+        section: str = "",
+        **values: Any,
+    ) -> Response:
+        nav = await self.nav(org_id, project_id, section) if self.principal else None
+        raw_flash = self.request.cookies.get(FLASH_COOKIE)
+        html = self.web.env.get_template(template).render(
+            ctx=self,
+            me=self.principal,
+            nav=nav,
+            csrf=self.session.csrf,
+            flash=self.web.sessions.read_flash(raw_flash),
+            path=self.request.url.path,
+            org_id=org_id,
+            project_id=project_id,
+            **{"notice": None, **values},
+        )
+        response = HTMLResponse(html, status_code=status)
+        if raw_flash:
+            self.web.sessions.clear_flash(response)
+        return self._finish(response)
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    web = Web.of(request)
+    html = web.env.get_template("error.html").render(
+        status=status,
+        message=message,
+        me=None,
+        nav=None,
+        flash=None,
+        notice=None,
+        path=request.url.path,
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+class PageRoute(APIRoute):
+    """Routes of the web pages: sign-in redirects and HTML error pages instead of JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def run(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except SignInRequired:
+                target = request.url.path
+                if request.url.query:
+                    target += "?" + request.url.query
+                if request.method != "GET":
+                    target = "/"
+                response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+                response.headers.update(SECURITY_HEADERS)
+                return response
+            except ApiError as exc:
+                return error_page(request, exc.status, exc.message)
+            except PageError as exc:
+                return error_page(request, exc.status, exc.message)
+
+        return run
+
+
+def field_errors(exc: ApiError) -> dict[str, str]:
+    """An API error as the message to show next to its form field ('' for the form)."""
+    field = exc.field or ""
+    message = exc.message
+    if field and message.startswith(f"{field}: "):
+        message = message.removeprefix(f"{field}: ")
+    return {field: message}
+
+
+def checked(values: Mapping[str, Any], key: str) -> Markup:
+    return Markup(" checked") if values.get(key) else Markup("")

@@ -1,0 +1,141 @@
+"""Runs: the list per project (or organization), and the run page that notifications'
+``reportLink`` / ``watchLive`` links open (``run.url`` = LOADBELL_PUBLIC_URL/runs/{id})."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from loadbell.api import deliveries as deliveries_api
+from loadbell.api import reports as reports_api
+from loadbell.api import runs as runs_api
+from loadbell.domain.metrics import failed_thresholds
+from loadbell.web.charts import charts
+from loadbell.web.deliveries import _int, channel_names, current_attempts
+from loadbell.web.integrations import project_org
+from loadbell.web.pages import Ctx, PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+PAGE = 50
+
+# (metric key, label, how to show it), in the order of the run page's figures.
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("requests", "Requests", "int"),
+    ("rps", "Requests per second", "float"),
+    ("avg_ms", "Average response time", "ms"),
+    ("p95_ms", "95th percentile response time", "ms"),
+    ("error_rate", "Error rate", "percent"),
+    ("apdex", "Apdex", "float2"),
+    ("vus_max", "Most virtual users", "int"),
+    ("duration_s", "Test duration", "duration"),
+)
+
+
+def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key, label, how in FIGURES:
+        value = metrics.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if how == "int":
+            shown = f"{int(value):,}"
+        elif how == "ms":
+            shown = f"{value:,.1f} ms"
+        elif how == "percent":
+            shown = f"{value * 100:.2f} %"
+        elif how == "float2":
+            shown = f"{value:.2f}"
+        elif how == "duration":
+            shown = f"{value:,.0f} s"
+        else:
+            shown = f"{value:,.1f}"
+        out.append((label, shown))
+    checks = metrics.get("checks")
+    if isinstance(checks, dict) and checks:
+        out.append(
+            ("Checks", f"{checks.get('passes', 0):,} passed, {checks.get('fails', 0):,} failed")
+        )
+    return out
+
+
+async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | None) -> Any:
+    only_here = replace(ctx.who, roles={org_id: ctx.who.role_in(org_id)})
+    return await runs_api.list_runs(
+        project_id=project_id,
+        load_test_id=None,
+        limit=PAGE,
+        before_id=_int(before_id),
+        principal=only_here,
+        state=ctx.state,
+    )
+
+
+@router.get("/orgs/{org_id}/runs")
+async def org_runs(request: Request, org_id: int, before_id: str | None = None) -> Response:
+    ctx = await Ctx.of(request)
+    listed = await _list(ctx, org_id, None, before_id)
+    return await ctx.render(
+        "runs.html",
+        org_id=org_id,
+        section="runs",
+        runs=listed["items"],
+        older=listed["next_before_id"],
+        project=None,
+    )
+
+
+@router.get("/projects/{project_id}/runs")
+async def project_runs(request: Request, project_id: int, before_id: str | None = None) -> Response:
+    ctx = await Ctx.of(request)
+    org_id, name = await project_org(ctx, project_id)
+    listed = await _list(ctx, org_id, project_id, before_id)
+    return await ctx.render(
+        "runs.html",
+        org_id=org_id,
+        project_id=project_id,
+        section="runs",
+        runs=listed["items"],
+        older=listed["next_before_id"],
+        project={"id": project_id, "name": name},
+    )
+
+
+@router.get("/runs/{run_id}")
+async def run_page(request: Request, run_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    run = await runs_api.get_run(run_id=run_id, principal=ctx.who, state=ctx.state)
+    reports = await reports_api.list_reports(
+        run_id=run_id, after_id=None, limit=10_000, principal=ctx.who, state=ctx.state
+    )
+    notified = await deliveries_api.list_deliveries(
+        channel_id=None,
+        run_id=run_id,
+        status=None,
+        event_type=None,
+        limit=500,
+        before_id=None,
+        after_id=None,
+        principal=ctx.who,
+        state=ctx.state,
+    )
+    metrics = run.get("metrics") or {}
+    thresholds = metrics.get("thresholds") or []
+    return await ctx.render(
+        "run.html",
+        org_id=run["organization_id"],
+        project_id=run["project_id"],
+        section="runs",
+        run=run,
+        figures=figures(metrics),
+        thresholds=thresholds,
+        failed=len(failed_thresholds(metrics)),
+        charts=charts(reports["items"]),
+        reports=len(reports["items"]),
+        deliveries=notified["items"],
+        names=await channel_names(ctx, run["organization_id"]),
+        can_manage=ctx.can_manage(run["organization_id"]),
+        attempts_of=current_attempts,
+    )

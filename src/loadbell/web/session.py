@@ -1,0 +1,169 @@
+"""Browser sessions: a signed cookie, its CSRF token, and the principal behind it.
+
+The cookie (``loadbell_session``) holds no secret of its own: the user id, the API token
+id when the person signed in with a token, a fingerprint of the password hash, and the
+CSRF token that every form repeats. It is signed (itsdangerous, HMAC-SHA1 over a key
+derived from the server's secret key) and expires after ``MAX_AGE``. It is sent with
+HttpOnly and SameSite=Lax, and with Secure when ``LOADBELL_PUBLIC_URL`` is https.
+
+The principal is loaded again on every request, so a revoked token, a changed password
+or a changed role takes effect at once: nothing about rights is trusted from the cookie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.responses import Response
+
+from loadbell.api.auth import Principal
+from loadbell.api.state import AppState
+from loadbell.domain.roles import Role
+from loadbell.security.passwords import fingerprint
+from loadbell.settings import Settings
+from loadbell.store.tables import api_tokens, memberships, users
+
+COOKIE = "loadbell_session"
+FLASH_COOKIE = "loadbell_flash"
+MAX_AGE = 14 * 24 * 3600  # seconds a session lasts without signing in again
+CSRF_FIELD = "csrf"
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str
+    user_id: int | None = None
+    token_id: int | None = None  # set when the person signed in with an API token
+    password: str | None = None  # fingerprint of the password hash at sign-in
+
+    @classmethod
+    def anonymous(cls) -> Session:
+        return cls(csrf=secrets.token_urlsafe(32))
+
+    def signed_in(self, user_id: int, *, token_id: int | None, password: str | None) -> Session:
+        # A fresh CSRF token at sign-in: one seen before signing in is worth nothing after.
+        return replace(Session.anonymous(), user_id=user_id, token_id=token_id, password=password)
+
+    def csrf_ok(self, submitted: str | None) -> bool:
+        return bool(submitted) and hmac.compare_digest(self.csrf, str(submitted))
+
+
+def signing_key(settings: Settings) -> str:
+    """A key for cookies, derived from (never equal to) the secret key of secrets at rest."""
+    material = settings.secret_key
+    if not material:
+        material = settings.secret_key_file.read_text().strip()
+    return hashlib.sha256(b"loadbell web session\0" + material.encode()).hexdigest()
+
+
+class Sessions:
+    """Reads and writes the session and flash cookies."""
+
+    def __init__(self, settings: Settings) -> None:
+        key = signing_key(settings)
+        self._session = URLSafeTimedSerializer(key, salt="loadbell.web.session")
+        self._flash = URLSafeTimedSerializer(key, salt="loadbell.web.flash")
+        self.secure = settings.public_url.lower().startswith("https://")
+
+    def load(self, raw: str | None) -> Session | None:
+        if not raw:
+            return None
+        try:
+            data: Any = self._session.loads(raw, max_age=MAX_AGE)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("c"), str):
+            return None
+        return Session(
+            csrf=data["c"],
+            user_id=_int(data.get("u")),
+            token_id=_int(data.get("t")),
+            password=data.get("p") if isinstance(data.get("p"), str) else None,
+        )
+
+    def store(self, response: Response, session: Session) -> None:
+        data = {"c": session.csrf, "u": session.user_id, "t": session.token_id}
+        if session.password is not None:
+            data["p"] = session.password
+        response.set_cookie(
+            COOKIE,
+            self._session.dumps(data),
+            max_age=MAX_AGE,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+
+    def flash(self, response: Response, message: str) -> None:
+        response.set_cookie(
+            FLASH_COOKIE,
+            self._flash.dumps(message),
+            max_age=60,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+
+    def clear_flash(self, response: Response) -> None:
+        response.delete_cookie(FLASH_COOKIE, path="/", secure=self.secure, samesite="lax")
+
+    def read_flash(self, raw: str | None) -> str | None:
+        if not raw:
+            return None
+        try:
+            message = self._flash.loads(raw, max_age=60)
+        except BadSignature:
+            return None
+        return message if isinstance(message, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+async def principal_of(state: AppState, session: Session) -> Principal | None:
+    """The person behind ``session`` as the API sees a caller, or None when the session no
+    longer stands (user gone, token revoked, password changed since sign-in)."""
+    if session.user_id is None:
+        return None
+    async with state.reader.connect() as conn:
+        user = (
+            await conn.execute(
+                sa.select(users.c.name, users.c.password_hash).where(users.c.id == session.user_id)
+            )
+        ).first()
+        if user is None:
+            await conn.rollback()
+            return None
+        scoped: int | None = None
+        if session.token_id is not None:
+            token = (
+                await conn.execute(
+                    sa.select(api_tokens.c.user_id, api_tokens.c.organization_id)
+                    .where(api_tokens.c.id == session.token_id)
+                    .where(api_tokens.c.revoked_at.is_(None))
+                )
+            ).first()
+            if token is None or token.user_id != session.user_id:
+                await conn.rollback()
+                return None
+            scoped = token.organization_id
+        elif user.password_hash is None or session.password != fingerprint(user.password_hash):
+            await conn.rollback()
+            return None
+        q = sa.select(memberships.c.organization_id, memberships.c.role).where(
+            memberships.c.user_id == session.user_id
+        )
+        if scoped is not None:
+            q = q.where(memberships.c.organization_id == scoped)
+        roles = {r.organization_id: Role(r.role) for r in await conn.execute(q)}
+        await conn.rollback()
+    return Principal(session.user_id, user.name, session.token_id or 0, scoped, roles)

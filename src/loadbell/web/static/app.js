@@ -1,0 +1,100 @@
+// loadbell pages: small progressive enhancements. Every page works without this file.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  // The organization / project switcher submits itself on change.
+  for (const form of document.querySelectorAll("form[data-autosubmit]")) {
+    form.addEventListener("change", (event) => {
+      if (event.target.name === "org") {
+        const project = form.querySelector("select[name=project]");
+        if (project) project.value = "";
+      }
+      form.submit();
+    });
+  }
+
+  // Confirmation before destructive actions.
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    const button = event.submitter;
+    const message = (button && button.dataset.confirm) || form.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  // Seed 003: "Set Up Slack Integration" leaves the page without saving the form.
+  const setup = document.getElementById("setup-form") || document.getElementById("project-form");
+  let dirty = false;
+  if (setup) setup.addEventListener("input", () => { dirty = true; });
+  for (const form of document.querySelectorAll("form[data-leave-warning]")) {
+    form.addEventListener("submit", (event) => {
+      if (dirty && !window.confirm(
+        "You have unsaved changes. Setting up Slack leaves this page without saving them. Continue?"
+      )) event.preventDefault();
+    });
+  }
+
+  // "Add a header": a new empty row.
+  for (const button of document.querySelectorAll("[data-add-row]")) {
+    button.addEventListener("click", () => {
+      const rows = document.getElementById(button.dataset.addRow);
+      const last = rows.lastElementChild.cloneNode(true);
+      for (const input of last.querySelectorAll("input")) { input.value = ""; input.placeholder = input.name === "header_name" ? "X-Token" : "value"; }
+      rows.appendChild(last);
+      last.querySelector("input").focus();
+    });
+  }
+
+  // Events the chosen format cannot express are greyed out; the template shows only
+  // for the template format.
+  const format = document.querySelector("select[name=format]");
+  const syncFormat = () => {
+    if (!format) return;
+    for (const label of document.querySelectorAll("label[data-formats]")) {
+      const able = label.dataset.formats.split(" ").includes(format.value);
+      label.classList.toggle("unavailable", !able);
+    }
+    for (const el of document.querySelectorAll("[data-show-format]")) {
+      el.hidden = el.dataset.showFormat !== format.value;
+    }
+  };
+  if (format) { format.addEventListener("change", syncFormat); syncFormat(); }
+
+  // Live preview: the whole form goes to the server, which renders it exactly as the
+  // channel would (nothing is sent). Debounced so typing stays smooth.
+  const out = document.getElementById("preview-out");
+  if (setup && out && setup.dataset.preview) {
+    let timer = null;
+    let seq = 0;
+    const refresh = async () => {
+      const mine = ++seq;
+      const body = new FormData(setup);
+      try {
+        const response = await fetch(setup.dataset.preview, { method: "POST", body, credentials: "same-origin" });
+        const data = await response.json();
+        if (mine !== seq) return;
+        out.replaceChildren();
+        if (data.ok) {
+          const pre = document.createElement("pre");
+          pre.className = "excerpt";
+          pre.id = "preview-body";
+          pre.textContent = data.body;
+          out.appendChild(pre);
+        } else {
+          const p = document.createElement("p");
+          p.className = "field-error";
+          p.textContent = data.error || "The preview failed.";
+          out.appendChild(p);
+        }
+      } catch (err) {
+        // The server-side "Preview" button still works.
+      }
+    };
+    const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 350); };
+    setup.addEventListener("input", later);
+    setup.addEventListener("change", later);
+    refresh();
+  }
+
+  const summary = document.getElementById("error-summary");
+  if (summary) summary.focus();
+});

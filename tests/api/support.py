@@ -1,0 +1,115 @@
+"""Helpers shared by the end-to-end API tests (real server, real receivers, both databases)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from conftest import webhook_channel
+from loadbell.domain.roles import Role
+from loadbell.settings import Settings
+from loadbell.store import accounts
+from loadbell.store.db import create_engine
+from loadbell.store.tables import metadata
+
+Items = list[dict[str, Any]]
+
+
+async def create_webhook(api: httpx.AsyncClient, url: str, **extra: Any) -> dict[str, Any]:
+    r = await api.post("/channels", json=webhook_channel(url, **extra))
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def new_run(
+    api: httpx.AsyncClient,
+    *,
+    project_id: int = 1,
+    name: str = "checkout",
+    trigger: str = "manual",
+) -> dict[str, Any]:
+    r = await api.post(
+        "/runs", json={"project_id": project_id, "load_test_name": name, "trigger": trigger}
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+async def set_status(api: httpx.AsyncClient, run_id: int, status: int, **extra: Any) -> Any:
+    r = await api.patch(f"/runs/{run_id}", json={"status": status, **extra})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def list_deliveries(api: httpx.AsyncClient, **params: Any) -> Items:
+    r = await api.get("/deliveries", params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def list_events(api: httpx.AsyncClient, **params: Any) -> Items:
+    r = await api.get("/events", params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+async def wait_deliveries(
+    api: httpx.AsyncClient,
+    until: Callable[[Items], bool],
+    timeout: float = 10.0,
+    **params: Any,
+) -> Items:
+    """Poll GET /deliveries until ``until(items)`` holds; fail with the last items otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items = await list_deliveries(api, **params)
+        if until(items):
+            return items
+        if time.monotonic() > deadline:
+            raise AssertionError(f"deliveries never reached the expected state: {items}")
+        await asyncio.sleep(0.05)
+
+
+def all_done(items: Items) -> bool:
+    return bool(items) and all(d["status"] != "pending" for d in items)
+
+
+async def scoped_token(settings: Settings, organization_id: int, role: Role) -> str:
+    """A token limited to one organization, as `loadbell token create --org` makes it."""
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            return await accounts.service_token(conn, organization_id, role, f"{role.value} bot")
+    finally:
+        await engine.dispose()
+
+
+async def row_counts(settings: Settings) -> dict[str, int]:
+    """How many rows each table holds: the proof that a refused request stored nothing."""
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            return {
+                t.name: (await conn.execute(sa.select(sa.func.count()).select_from(t))).scalar_one()
+                for t in metadata.sorted_tables
+            }
+    finally:
+        await engine.dispose()
+
+
+def assert_error(r: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
+    """The response is a JSON error with error/message/field; returns its body."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = r.json()
+    assert {"error", "message", "field"} <= set(body), body
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["message"], str) and len(body["message"]) > 10
+    if field is not None:
+        assert body["field"] == field, body
+    return body

@@ -1,0 +1,303 @@
+"""The Locust plugin (``import loadbell.locust``) with the real Locust against a local target."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import free_port
+from loadbell.testing import RecordingReceiver
+
+from .conftest import LOCUST_BIN, events_of, loadbell_env, wait_for_event
+
+pytestmark = pytest.mark.slow
+
+# Three successes for one failure: Apdex (any T above the target's few ms) is exactly 0.75.
+MIXED = """
+import loadbell.locust  # noqa: F401
+from locust import HttpUser, constant, task
+
+class Shopper(HttpUser):
+    wait_time = constant(0.02)
+
+    @task(3)
+    def ok(self):
+        self.client.get("/")
+
+    @task(1)
+    def fail(self):
+        self.client.get("/fail")
+"""
+
+HEALTHY = """
+import loadbell.locust  # noqa: F401
+from locust import HttpUser, constant, task
+
+class Shopper(HttpUser):
+    wait_time = constant(0.02)
+
+    @task
+    def ok(self):
+        self.client.get("/")
+"""
+
+# The shape is test code; its exception kills the shape greenlet, which ends the run.
+BROKEN_SHAPE = (
+    HEALTHY
+    + """
+from locust import LoadTestShape
+
+class Broken(LoadTestShape):
+    def tick(self):
+        if self.get_run_time() > 1.5:
+            raise RuntimeError("broken shape")
+        return (2, 2)
+"""
+)
+
+
+def locustfile(tmp_path: Path, source: str, name: str = "locustfile.py") -> str:
+    path = tmp_path / name
+    path.write_text(source)
+    return str(path)
+
+
+async def locust(
+    spawn: Callable[..., Any], env: dict[str, str], path: str, target: str, *options: str
+) -> Any:
+    return await spawn(
+        LOCUST_BIN, "-f", path, "--host", target, "--loglevel", "WARNING", *options, env=env
+    )
+
+
+def headless(seconds: str, users: str = "2") -> tuple[str, ...]:
+    return ("--headless", "-u", users, "-r", users, "-t", seconds)
+
+
+async def test_headless_passing_run(
+    app_server: Any, hook: RecordingReceiver, spawn: Callable[..., Any], target: str, tmp_path: Path
+) -> None:
+    """A clean headless run: Initializing → Running → intermediate reports → Finished/passed
+    with exact Apdex, then report_available; exit code 0. Options come from the environment
+    (LOADBELL_*) and from the command line (--loadbell-test)."""
+    path = locustfile(tmp_path, HEALTHY)
+    proc = await locust(
+        spawn,
+        loadbell_env(app_server),
+        path,
+        target,
+        *headless("6s"),
+        "--loadbell-report-interval",
+        "1",
+        "--loadbell-test",
+        "shop",
+    )
+    assert await proc.finish() == 0, proc.stderr
+    await wait_for_event(hook, "test.report_available")
+    order = [p["event"] for p in [r.json() for r in hook.requests]]
+    assert order[:2] == ["test.starting", "test.started"]
+    assert "test.report_intermediate" in order
+    assert order.index("test.finished") < order.index("test.report_available")
+    run = events_of(hook, "test.finished")[0]["run"]
+    assert (run["status"], run["result"]) == (3, "passed")
+    m = run["metrics"]
+    assert m["requests"] > 10 and m["error_rate"] == 0 and m["apdex"] == 1.0
+    assert m["vus_max"] == 2 and m["avg_ms"] > 0 and m["rps"] > 0
+    live = events_of(hook, "test.report_intermediate")[0]["extra"]["report"]["metrics"]
+    assert live["vus"] == 2 and live["requests"] > 0
+    assert f"loadbell: run {run['id']}:" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("max_ratio", "code", "result"),
+    [
+        ("0.1", 3, "failed"),  # 25 % failures > 10 %: failed, and Locust exits 3
+        ("0.5", 0, "passed"),  # within the ratio: passed, and the failures no longer exit 1
+    ],
+)
+async def test_max_fail_ratio(
+    app_server: Any,
+    hook: RecordingReceiver,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+    max_ratio: str,
+    code: int,
+    result: str,
+) -> None:
+    """--loadbell-max-fail-ratio decides the result, the threshold line and the exit code."""
+    path = locustfile(tmp_path, MIXED)
+    env = {**loadbell_env(app_server), "LOADBELL_MAX_FAIL_RATIO": max_ratio}
+    proc = await locust(spawn, env, path, target, *headless("5s"))
+    assert await proc.finish() == code, proc.stderr
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["result"]) == (3, result)
+    [threshold] = run["metrics"]["thresholds"]
+    assert threshold == {
+        "metric": "fail_ratio",
+        "expression": f"fail_ratio<={max_ratio}",
+        "ok": result == "passed",
+    }
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_interrupted_run_is_aborted_by_user(
+    app_server: Any,
+    hook: RecordingReceiver,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+    signum: int,
+) -> None:
+    """Ctrl-C or SIGTERM during a run: Aborted by user, with the figures so far."""
+    path = locustfile(tmp_path, HEALTHY)
+    proc = await locust(spawn, loadbell_env(app_server), path, target, *headless("60s"))
+    await wait_for_event(hook, "test.started")
+    await asyncio.sleep(1)
+    proc.signal(signum)
+    await proc.finish(timeout=30)
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["status_text"]) == (5, "Aborted by user")
+    assert run["metrics"]["requests"] > 0
+    await wait_for_event(hook, "test.report_available")
+
+
+async def test_exception_in_test_code_is_a_script_error(
+    app_server: Any, hook: RecordingReceiver, spawn: Callable[..., Any], target: str, tmp_path: Path
+) -> None:
+    """An exception in the test code that stops the run: Aborted by script error (Locust
+    itself exits 2 for the unhandled exception)."""
+    path = locustfile(tmp_path, BROKEN_SHAPE)
+    proc = await locust(spawn, loadbell_env(app_server), path, target, "--headless")
+    assert await proc.finish() == 2, proc.stderr
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["status_text"]) == (7, "Aborted by script error")
+
+
+async def test_distributed_master_reports_and_workers_stay_silent(
+    app_server: Any,
+    hook: RecordingReceiver,
+    api: httpx.AsyncClient,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+) -> None:
+    """A master and two workers make one run; its final figures are the master's totals
+    once the workers' last stats are in, and Apdex is summed exactly from the workers."""
+    path = locustfile(tmp_path, MIXED)
+    master_port = str(free_port())
+    proc = await locust(
+        spawn,
+        loadbell_env(app_server),
+        path,
+        target,
+        *headless("6s", users="4"),
+        "--processes",
+        "2",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        master_port,
+        "--master-port",  # what the forked workers connect to
+        master_port,
+        "--json",
+    )
+    await proc.finish(timeout=60)
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    await wait_for_event(hook, "test.report_available")
+    assert len((await api.get("/runs")).json()["items"]) == 1
+    assert len(events_of(hook, "test.starting")) == 1
+    # Locust's own final numbers, printed by --json after quitting (workers print "[]").
+    stats = max(_json_lists(proc.stdout), key=len)
+    total = sum(s["num_requests"] for s in stats)
+    failures = sum(s["num_failures"] for s in stats)
+    m = run["metrics"]
+    assert m["requests"] == total > 0
+    assert m["error_rate"] == pytest.approx(failures / total, abs=1e-6)
+    assert m["apdex"] == pytest.approx((total - failures) / total, abs=1e-4)
+    assert m["vus_max"] == 4
+
+
+async def test_web_ui_runs_are_runs(
+    app_server: Any,
+    hook: RecordingReceiver,
+    api: httpx.AsyncClient,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+) -> None:
+    """In web-UI mode every start/stop is its own run, closed after the stop; quitting
+    between runs sends nothing more."""
+    path = locustfile(tmp_path, HEALTHY)
+    port = free_port()
+    proc = await locust(
+        spawn,
+        loadbell_env(app_server),
+        path,
+        target,
+        "--web-host",
+        "127.0.0.1",
+        "--web-port",
+        str(port),
+    )
+    ui = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=ui, timeout=10) as web:
+        for _ in range(100):
+            try:
+                await web.get("/")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        for n in (1, 2):
+            r = await web.post("/swarm", data={"user_count": 2, "spawn_rate": 2, "host": target})
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(1.5)
+            assert (await web.post("/stop")).status_code == 200
+            deadline = asyncio.get_running_loop().time() + 15
+            while len(events_of(hook, "test.finished")) < n:
+                assert asyncio.get_running_loop().time() < deadline, "run not closed"
+                await asyncio.sleep(0.1)
+    proc.signal(signal.SIGTERM)
+    await proc.finish(timeout=30)
+    finished = events_of(hook, "test.finished")
+    assert [(f["run"]["status"], f["run"]["result"]) for f in finished] == [
+        (3, "passed"),
+        (3, "passed"),
+    ]
+    assert len({f["run"]["id"] for f in finished}) == 2
+    assert all(f["run"]["metrics"]["requests"] > 0 for f in finished)
+
+
+def _json_lists(text: str) -> list[list[dict[str, Any]]]:
+    decoder = json.JSONDecoder()
+    found = []
+    for i, char in enumerate(text):
+        if char == "[" and (i == 0 or text[i - 1] == "\n"):
+            value, _ = decoder.raw_decode(text, i)
+            found.append(value)
+    return found
+
+
+async def test_plugin_listed_with_f(
+    app_server: Any, hook: RecordingReceiver, spawn: Callable[..., Any], target: str, tmp_path: Path
+) -> None:
+    """`-f locustfile.py,<plugin file>` turns the plugin on without touching the locustfile."""
+    # find_spec, not import: importing Locust here would monkey-patch this test process.
+    spec = importlib.util.find_spec("loadbell.locust")
+    assert spec is not None and spec.origin is not None
+    path = locustfile(tmp_path, HEALTHY.replace("import loadbell.locust  # noqa: F401\n", ""))
+    proc = await locust(
+        spawn, loadbell_env(app_server), f"{path},{spec.origin}", target, *headless("3s")
+    )
+    assert await proc.finish() == 0, proc.stderr
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["result"]) == (3, "passed")
+    assert len(events_of(hook, "test.starting")) == 1

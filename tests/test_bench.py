@@ -1,0 +1,37 @@
+"""The delivery benchmark (bench/deliveries.py) runs end to end and rewrites only its block."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> None:
+    """A tiny run drains its backlog, measures latency through `loadbell serve`, and replaces
+    the SQLite block of the document it is given, leaving the rest alone."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\nhand-written\n\n<!-- bench:sqlite:begin -->\nstale\n"
+        "<!-- bench:sqlite:end -->\n\n<!-- bench:postgresql:begin -->\nkept\n"
+        "<!-- bench:postgresql:end -->\n"
+    )
+    args = ["--n", "300", "--rate", "20", "--seconds", "1", "--warmup", "0.5"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.deliveries", *args, "--write-docs", "--docs", str(docs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Drain / raw loop" in done.stdout
+    text = docs.read_text()
+    assert "hand-written" in text and "kept" in text and "stale" not in text
+    assert "Worker drain of 300 queued deliveries" in text
+    assert "final states succeeded 300" in text

@@ -1,0 +1,89 @@
+"""Journey 3: a run started through the API finishes failed; its page (where the
+notifications' links land) shows the metrics, the chart and the failed delivery, and
+"Redeliver" succeeds once the receiver is back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from playwright.async_api import Page, expect
+
+from api.support import create_webhook, set_status, wait_deliveries
+from conftest import Server
+from loadbell.testing import RecordingReceiver
+from web.conftest import sign_in_with_token
+
+FINAL = {
+    "requests": 15012,
+    "rps": 50.04,
+    "avg_ms": 245.7,
+    "p95_ms": 612.3,
+    "error_rate": 0.0312,
+    "apdex": 0.81,
+    "thresholds": [
+        {"metric": "http_req_duration", "expression": "p(95)<500", "ok": False},
+        {"metric": "http_req_failed", "expression": "rate<0.05", "ok": True},
+    ],
+}
+
+
+async def test_failed_run_page_and_redeliver(
+    page: Page, app_server: Server, api: httpx.AsyncClient
+) -> None:
+    """Metrics, thresholds, three charts, the failed notification, then a redelivery."""
+    receiver = await RecordingReceiver().start()
+    port = receiver.port
+    await create_webhook(
+        api, f"{receiver.url}/hook", events=["test.finished"], retry={"max_attempts": 1}
+    )
+    await receiver.stop()  # the receiver is down while the run finishes
+
+    run = (await api.post("/runs", json={"project_id": 1, "load_test_name": "checkout"})).json()
+    await set_status(api, run["id"], 2)
+    for i, (rps, p95, errors) in enumerate([(20, 300, 0.0), (45, 420, 0.01), (52, 640, 0.05)]):
+        r = await api.post(
+            f"/runs/{run['id']}/reports",
+            json={"metrics": {"rps": rps, "p95_ms": p95, "error_rate": errors, "vus": 10 * i}},
+        )
+        assert r.status_code == 201, r.text
+        await asyncio.sleep(0.05)
+    await set_status(api, run["id"], 3, result="failed", metrics=FINAL)
+    [failed] = await wait_deliveries(
+        api, lambda items: bool(items) and items[0]["status"] == "failed", run_id=run["id"]
+    )
+
+    # The link notifications carry (run.url = public URL + /runs/{id}) is this page.
+    assert run["url"] == f"http://loadbell.test/runs/{run['id']}"
+    await sign_in_with_token(page, app_server.token, f"/runs/{run['id']}")
+    assert page.url.endswith(f"/runs/{run['id']}")
+    await expect(page.locator("#run-status")).to_contain_text("Finished")
+    await expect(page.locator("#run-result")).to_contain_text("failed")
+    metrics = page.locator("#metrics")
+    await expect(metrics).to_contain_text("15,012")
+    await expect(metrics).to_contain_text("612.3 ms")
+    await expect(metrics).to_contain_text("3.12 %")
+    await expect(metrics.locator("table.thresholds")).to_contain_text("fail")
+    charts = page.locator("#charts svg.chart")
+    await expect(charts).to_have_count(3)
+    await expect(charts.first.locator("polyline")).to_have_count(1)
+    await expect(page.locator("#charts")).to_contain_text("Requests per second")
+    notes = page.locator("#notifications")
+    item = notes.locator(f"#delivery-{failed['id']}")
+    await expect(item).to_contain_text("failed")
+    await expect(item).to_contain_text("test.finished")
+
+    async with RecordingReceiver(port=port) as back:
+        await item.get_by_role("button", name="Redeliver").click()
+        await expect(page.locator(".flash")).to_contain_text("being sent again")
+        await back.wait_for(1)
+        await wait_deliveries(
+            api, lambda items: items[0]["status"] == "succeeded", run_id=run["id"]
+        )
+        await page.reload()
+        await expect(item.locator(".badge.status-succeeded")).to_be_visible()
+        await item.locator("summary").first.click()
+        await expect(item.locator("table.attempts")).to_contain_text("200")
+        await expect(item.locator("table.attempts")).to_contain_text("failed")
+    assert back.requests[0].json()["event"] == "test.finished"
+    assert back.requests[0].json()["load_test_run_id"] == run["id"]
