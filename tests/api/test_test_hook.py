@@ -61,7 +61,8 @@ async def test_test_hook_reports_a_failing_endpoint(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ok"] is False
-    assert body["outcome"] == "retry"
+    assert body["outcome"] == "failed"  # its only attempt: nothing left to retry
+    assert "no attempts left" in body["error"]
     assert body["response_status"] == 500
     assert body["response_body"] == "kaputt"
     assert "500" in body["error"]

@@ -15,13 +15,14 @@ import os
 import socket
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loadbell.channels.base import ChannelKind, Message
+from loadbell.channels.base import ChannelKind, ConfigError, Message
 from loadbell.channels.registry import get_kind
 from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.delivery.pacing import Pacer, configured_rate
@@ -30,7 +31,7 @@ from loadbell.delivery.sender import Sender
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.domain.events import EventType
 from loadbell.domain.inheritance import merge
-from loadbell.security.secretbox import SecretBox
+from loadbell.security.secretbox import SecretBox, SecretKeyError
 from loadbell.settings import Settings
 from loadbell.store import claims
 from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SUCCEEDED
@@ -165,6 +166,10 @@ class Worker:
                 interpret = getattr(kind, "interpret", None)
                 if interpret is not None:
                     outcome = interpret(outcome)
+        except ConfigError as exc:  # e.g. a Slack app channel with no targets or install
+            outcome = Outcome(Verdict.FAILED, error=f"channel configuration: {exc}")
+        except SecretKeyError as exc:  # fixable by restarting with the right key: keep it
+            outcome = Outcome(Verdict.RETRY, error=str(exc))
         except Exception as exc:  # a bug in one kind must not stop the worker
             log.exception("delivery %s: rendering failed", item.id)
             outcome = Outcome(Verdict.FAILED, error=f"internal error while rendering: {exc}")
@@ -253,6 +258,14 @@ class Worker:
             next_at += policy.delay(number, outcome.retry_after)
         else:
             status = DELIVERY_FAILED
+            if outcome.verdict is Verdict.RETRY:
+                # The log shows what happened to the delivery: this was its last attempt.
+                outcome = replace(
+                    outcome,
+                    verdict=Verdict.FAILED,
+                    error=f"{outcome.error or 'retryable failure'} (no attempts left: "
+                    f"{policy.max_attempts} made)",
+                )
         if status != DELIVERY_SUCCEEDED:
             log.info("delivery %s attempt %d: %s (%s)", item.id, number, status, outcome.error)
         self._done.append(
