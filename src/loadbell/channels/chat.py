@@ -23,7 +23,7 @@ from loadbell import __version__
 from loadbell.channels.base import ConfigError, Message
 from loadbell.channels.webhook import validate_url
 from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import validate_rate_limit
+from loadbell.delivery.pacing import Rate, validate_rate_limit
 from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunStatus
@@ -328,3 +328,42 @@ def explain(outcome: Outcome, service: str, detail: str) -> Outcome:
 
 def retry_later(outcome: Outcome, error: str, after: float | None) -> Outcome:
     return replace(outcome, verdict=Verdict.RETRY, error=error, retry_after=after)
+
+
+class UrlChatKind:
+    """A chat kind that POSTs one JSON message to one secret URL (Slack's incoming webhook,
+    Teams, Discord, Mattermost). A subclass names itself and gives its ``payload`` and
+    ``explain``; validation, rendering, pacing and the destination key are the same for all.
+    """
+
+    name: str
+    url_key = "url"
+    secret_keys = frozenset({"url"})  # the URL carries the service's token
+    default_rate: Rate | None = None  # None: no limit unless ``config.rate_limit`` sets one
+    defaults: Mapping[str, Any] = {}
+
+    @staticmethod
+    def payload(message: Message) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def explain(outcome: Outcome) -> Outcome:
+        return outcome
+
+    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return validate_config(self.name, config, self.url_key)
+
+    def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
+        return CHAT_EVENTS
+
+    def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
+        return json_request(config[self.url_key], self.payload(message))
+
+    def interpret(self, outcome: Outcome) -> Outcome:
+        return self.explain(outcome)
+
+    def rate(self, config: Mapping[str, Any]) -> Rate | None:
+        return self.default_rate
+
+    def destination(self, message: Message, config: Mapping[str, Any]) -> str:
+        return destination(config[self.url_key])

@@ -24,8 +24,6 @@ from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView, truncate
 from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.delivery.pacing import Rate
-from loadbell.delivery.sender import OutboundRequest
-from loadbell.domain.events import EventType
 from loadbell.formats.summary import Severity
 
 MAX_TITLE = 256
@@ -128,27 +126,10 @@ def explain(outcome: Outcome) -> Outcome:
     return chat.explain(outcome, "Discord", detail)
 
 
-class DiscordKind:
+class DiscordKind(chat.UrlChatKind):
     """``discord``: config ``{"url": "https://discord.com/api/webhooks/{id}/{token}"}``."""
 
     name = "discord"
-    secret_keys = frozenset({"url"})
-    defaults: Mapping[str, Any] = {}
-
-    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return chat.validate_config("discord", config, "url")
-
-    def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
-        return chat.CHAT_EVENTS
-
-    def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
-        return chat.json_request(config["url"], payload(message))
-
-    def interpret(self, outcome: Outcome) -> Outcome:
-        return explain(outcome)
-
-    def rate(self, config: Mapping[str, Any]) -> Rate | None:
-        return RATE
-
-    def destination(self, message: Message, config: Mapping[str, Any]) -> str:
-        return chat.destination(config["url"])
+    default_rate = RATE
+    payload = staticmethod(payload)
+    explain = staticmethod(explain)

@@ -22,9 +22,6 @@ from loadbell.channels import chat
 from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView, truncate
 from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Rate
-from loadbell.delivery.sender import OutboundRequest
-from loadbell.domain.events import EventType
 
 MAX_TEXT = 4000  # Mattermost posts hold 16,383 characters; a notification needs far less
 MAX_FIELD_VALUE = 8000
@@ -80,27 +77,10 @@ def explain(outcome: Outcome) -> Outcome:
     return chat.explain(outcome, "the server", detail) if detail else outcome
 
 
-class MattermostKind:
+class MattermostKind(chat.UrlChatKind):
     """``mattermost`` (Rocket.Chat too): config ``{"url": "https://chat.example.com/hooks/..."}``."""
 
     name = "mattermost"
-    secret_keys = frozenset({"url"})
-    defaults: Mapping[str, Any] = {}
-
-    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return chat.validate_config("mattermost", config, "url")
-
-    def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
-        return chat.CHAT_EVENTS
-
-    def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
-        return chat.json_request(config["url"], payload(message))
-
-    def interpret(self, outcome: Outcome) -> Outcome:
-        return explain(outcome)
-
-    def rate(self, config: Mapping[str, Any]) -> Rate | None:
-        return None  # self-hosted: the server's admin sets the limit; `rate_limit` follows it
-
-    def destination(self, message: Message, config: Mapping[str, Any]) -> str:
-        return chat.destination(config["url"])
+    # Self-hosted: the server's admin sets the limit; `config.rate_limit` can follow it.
+    payload = staticmethod(payload)
+    explain = staticmethod(explain)

@@ -15,7 +15,6 @@ Slack takes about one message per second per webhook, so that is the default pac
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -24,8 +23,6 @@ from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView, truncate
 from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.delivery.pacing import Rate
-from loadbell.delivery.sender import OutboundRequest
-from loadbell.domain.events import EventType
 from loadbell.formats.summary import Severity
 
 MAX_BLOCKS = 50
@@ -186,27 +183,12 @@ def explain(outcome: Outcome) -> Outcome:
     return outcome
 
 
-class SlackKind:
+class SlackKind(chat.UrlChatKind):
     """``slack``: config ``{"webhook_url": "https://hooks.slack.com/services/..."}``."""
 
     name = "slack"
+    url_key = "webhook_url"
     secret_keys = frozenset({"webhook_url"})
-    defaults: Mapping[str, Any] = {}
-
-    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return chat.validate_config("slack", config, "webhook_url")
-
-    def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
-        return chat.CHAT_EVENTS
-
-    def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
-        return chat.json_request(config["webhook_url"], payload(message))
-
-    def interpret(self, outcome: Outcome) -> Outcome:
-        return explain(outcome)
-
-    def rate(self, config: Mapping[str, Any]) -> Rate | None:
-        return RATE
-
-    def destination(self, message: Message, config: Mapping[str, Any]) -> str:
-        return chat.destination(config["webhook_url"])
+    default_rate = RATE
+    payload = staticmethod(payload)
+    explain = staticmethod(explain)

@@ -16,7 +16,6 @@ message: a card over that drops threshold lines until it fits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -26,8 +25,6 @@ from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView
 from loadbell.delivery.outcome import Outcome
 from loadbell.delivery.pacing import Rate
-from loadbell.delivery.sender import OutboundRequest
-from loadbell.domain.events import EventType
 from loadbell.formats.summary import Severity
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
@@ -120,27 +117,10 @@ def explain(outcome: Outcome) -> Outcome:
     return chat.explain(outcome, "Teams", detail) if detail else outcome
 
 
-class TeamsKind:
+class TeamsKind(chat.UrlChatKind):
     """``teams``: config ``{"url": "<the Workflows webhook URL>"}``."""
 
     name = "teams"
-    secret_keys = frozenset({"url"})
-    defaults: Mapping[str, Any] = {}
-
-    def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        return chat.validate_config("teams", config, "url")
-
-    def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
-        return chat.CHAT_EVENTS
-
-    def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
-        return chat.json_request(config["url"], payload(message))
-
-    def interpret(self, outcome: Outcome) -> Outcome:
-        return explain(outcome)
-
-    def rate(self, config: Mapping[str, Any]) -> Rate | None:
-        return RATE
-
-    def destination(self, message: Message, config: Mapping[str, Any]) -> str:
-        return chat.destination(config["url"])
+    default_rate = RATE
+    payload = staticmethod(payload)
+    explain = staticmethod(explain)
