@@ -109,11 +109,28 @@ def _due(exclude: bool, with_channel: bool, for_update: bool) -> sa.Select[Any]:
     return q
 
 
-_lease = (
-    sa.update(deliveries)
-    .where(deliveries.c.id.in_(_IDS))
-    .values(lease_until=sa.bindparam("b_lease"), lease_owner=sa.bindparam("b_owner"))
-)
+@functools.cache
+def _lease(for_update: bool) -> sa.Update:
+    """Lease the chosen rows (``b_ids``) that are still claimable; returns their ids.
+
+    The candidates were read without locks, so each row is checked again here. On
+    PostgreSQL a row another worker is claiming right now is skipped, not waited for, and
+    only the chosen rows are locked, not every candidate read."""
+    still_free = (
+        sa.select(deliveries.c.id)
+        .where(deliveries.c.id.in_(_IDS))
+        .where(deliveries.c.status == DELIVERY_PENDING)
+        .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < _NOW))
+    )
+    if for_update:
+        still_free = still_free.with_for_update(skip_locked=True)
+    return (
+        sa.update(deliveries)
+        .where(deliveries.c.id.in_(still_free.scalar_subquery()))
+        .values(lease_until=sa.bindparam("b_lease"), lease_owner=sa.bindparam("b_owner"))
+        .returning(deliveries.c.id)
+    )
+
 
 _claimed = (
     sa.select(
@@ -157,10 +174,12 @@ async def claim(
         # Read once the transaction holds SQLite's write lock: a claim that queued for it
         # still leases for the full ``lease_seconds``.
         now = time.time()
+        postgres = engine.dialect.name == "postgresql"
         due = _due(
             exclude=bool(exclude_channels),
             with_channel=channel_cap is not None,
-            for_update=engine.dialect.name == "postgresql",
+            # Choosing per channel reads more rows than it leases: lock only the chosen.
+            for_update=postgres and channel_cap is None,
         )
         params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if exclude_channels:
@@ -177,19 +196,25 @@ async def claim(
                 )
             ]
         else:
-            # The rows are locked (PostgreSQL) or the database is (SQLite BEGIN IMMEDIATE)
-            # from this SELECT to the commit, so choosing in Python is race-free.
             room = channel_room or {}
             taken: Counter[int] = Counter()
-            ids = []
+            chosen = []
             for delivery_id, channel_id in await conn.execute(due, params):
                 if taken[channel_id] < room.get(channel_id, channel_cap):
                     taken[channel_id] += 1
-                    ids.append(delivery_id)
-            if ids:
-                await conn.execute(
-                    _lease, {"b_ids": ids, "b_lease": now + lease_seconds, "b_owner": owner}
+                    chosen.append(delivery_id)
+            ids = []
+            if chosen:
+                leased = await conn.execute(
+                    _lease(postgres),
+                    {
+                        "b_ids": chosen,
+                        "b_now": now,
+                        "b_lease": now + lease_seconds,
+                        "b_owner": owner,
+                    },
                 )
+                ids = [r[0] for r in leased]
         if not ids:
             return ClaimBatch([], {}, {})
         rows = await conn.execute(_claimed, {"b_ids": ids})
