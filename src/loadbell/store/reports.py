@@ -23,35 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
-from loadbell.store.context import run_context
-from loadbell.store.outbox import record_event
+from loadbell.store.runs import emit_run_event
 from loadbell.store.tables import events, run_reports, run_threshold_failures, runs
-
-
-async def _emit(
-    conn: AsyncConnection,
-    box: SecretBox,
-    run_id: int,
-    event_type: EventType,
-    public_url: str,
-    extra: dict[str, Any],
-    metrics: dict[str, Any] | None = None,
-) -> list[int]:
-    context = await run_context(conn, run_id, public_url)
-    if metrics is not None:
-        context["run"]["metrics"] = metrics
-    context["extra"] = extra
-    _, ids = await record_event(
-        conn,
-        box,
-        event_type=event_type,
-        organization_id=context["organization"]["id"],
-        project_id=context["project"]["id"],
-        load_test_id=context["load_test"]["id"],
-        run_id=run_id,
-        context=context,
-    )
-    return ids
 
 
 async def add_report(
@@ -72,7 +45,7 @@ async def add_report(
     ).scalar_one()
     report = {"id": int(report_id), "run_id": run_id, "at": at.isoformat(), "metrics": metrics}
     extra = {"report": {"id": report["id"], "at": report["at"], "metrics": metrics}}
-    ids = await _emit(
+    ids = await emit_run_event(
         conn, box, run_id, EventType.TEST_REPORT_INTERMEDIATE, public_url, extra, metrics
     )
     return report, ids
@@ -128,7 +101,7 @@ async def record_threshold_failure(
         "value": value,
         "severity": "warning",
     }
-    return await _emit(
+    return await emit_run_event(
         conn, box, run_id, EventType.TEST_THRESHOLD_FAILED, public_url, {"threshold": threshold}
     )
 
@@ -152,6 +125,6 @@ async def report_available(
     if already is not None:
         return None
     url = f"{public_url.rstrip('/')}/runs/{run_id}"
-    return await _emit(
+    return await emit_run_event(
         conn, box, run_id, EventType.TEST_REPORT_AVAILABLE, public_url, {"report_url": url}
     )

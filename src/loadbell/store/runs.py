@@ -115,8 +115,13 @@ async def emit_run_event(
     event_type: EventType,
     public_url: str,
     extra: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
 ) -> list[int]:
+    """Stage a run event. ``metrics`` replaces the run's stored metrics in the context: an
+    intermediate report shows its live snapshot, not the final figures."""
     context = await run_context(conn, run_id, public_url)
+    if metrics is not None:
+        context["run"]["metrics"] = metrics
     if extra:
         context["extra"] = extra
     _, ids = await record_event(

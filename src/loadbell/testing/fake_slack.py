@@ -43,6 +43,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from loadbell.testing.receiver import start_site
+
 CODE_TTL = 600.0  # seconds, as Slack's OAuth codes
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
@@ -236,13 +238,7 @@ class FakeSlackApi:
         app = web.Application()
         app.router.add_get("/oauth/v2/authorize", self._authorize)
         app.router.add_route("*", "/api/{method}", self._api)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await start_site(app, self.host, self.port)
         return self
 
     async def stop(self) -> None:

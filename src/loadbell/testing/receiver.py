@@ -39,6 +39,18 @@ class Received:
 Handler = Callable[[Received], Awaitable[web.StreamResponse] | web.StreamResponse]
 
 
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on ``host:port`` (0: a free port); returns the runner and the port."""
+    # A handler that hangs must not hold shutdown for aiohttp's default 60 s.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert server is not None
+    return runner, server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+
 @dataclass
 class RecordingReceiver:
     host: str = "127.0.0.1"
@@ -61,14 +73,7 @@ class RecordingReceiver:
     async def start(self) -> RecordingReceiver:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        # A handler that hangs must not hold shutdown for aiohttp's default 60 s.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await start_site(app, self.host, self.port)
         return self
 
     async def stop(self) -> None:
