@@ -1,7 +1,10 @@
 """Latency: a new delivery wakes an idle worker at once, in-process and across processes on
 PostgreSQL (LISTEN/NOTIFY) and on SQLite (data_version), instead of waiting for the next poll.
 
-The poll interval is set to 5 s, so any event that waited for a poll would take seconds.
+The poll interval is set to 10 minutes, so an event that waited for a poll would not arrive
+during the test at all. The limit on each latency is generous (a loaded CI machine can take a
+second or two for an API call); the figures themselves are printed, and measured properly by
+``bench/`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from conftest import Server, SpawnLoadbell, seed, start_server, webhook_channel,
 from loadbell.settings import Settings
 from loadbell.testing import RecordingReceiver
 
-POLL = 5.0  # seconds; LOADBELL_POLL_SECONDS
-LIMIT = 1.0  # seconds from the API call to the receiver; a poll would take up to POLL
+POLL = 600.0  # seconds; LOADBELL_POLL_SECONDS
+LIMIT = 15.0  # seconds from the API call to the receiver; a poll would take up to POLL
 EVENTS = 3
 
 
@@ -52,7 +55,7 @@ async def _latencies(api: httpx.AsyncClient, rx: RecordingReceiver) -> list[floa
         called = time.time()
         r = await api.patch(f"/runs/{run['id']}", json={"status": 2})
         assert r.status_code == 200, r.text
-        got = await rx.wait_for(i + 1, timeout=2 * POLL)
+        got = await rx.wait_for(i + 1, timeout=LIMIT)
         latencies.append(got[i].at - called)
     return latencies
 
@@ -76,7 +79,7 @@ async def _pg(database_url: str, sql: str, *args: object) -> list[Any]:
 async def test_in_process_worker_wakes_at_once(
     app_server: Server, api: httpx.AsyncClient, receiver: RecordingReceiver
 ) -> None:
-    """With a 5 s poll, each run event of `loadbell serve` reaches the webhook in under 1 s."""
+    """With a 10-minute poll, each run event of `loadbell serve` reaches the webhook at once."""
     latencies = await _latencies(api, receiver)
     print(f"in-process wake-up latency (s): {[round(x, 3) for x in latencies]}")
     assert max(latencies) < LIMIT, latencies
@@ -86,8 +89,8 @@ async def test_in_process_worker_wakes_at_once(
 async def test_worker_process_wakes_on_notify(
     settings: Settings, spawn_loadbell: SpawnLoadbell, receiver: RecordingReceiver
 ) -> None:
-    """With a 5 s poll, a separate `loadbell worker` delivers each event of an API-only
-    process in under 1 s, woken by LISTEN/NOTIFY, and still does after its LISTEN connection
+    """With a 10-minute poll, a separate `loadbell worker` delivers each event of an API-only
+    process at once, woken by LISTEN/NOTIFY, and still does after its LISTEN connection
     is killed on the server."""
     token = await seed(settings)
     server, serving, url = await start_server(settings, run_worker=False)
@@ -124,8 +127,8 @@ async def test_worker_process_wakes_on_notify(
 async def test_worker_process_wakes_on_sqlite_commit(
     settings: Settings, spawn_loadbell: SpawnLoadbell, receiver: RecordingReceiver
 ) -> None:
-    """With a 5 s poll, a separate `loadbell worker` on the same SQLite file delivers each
-    event of an API-only process in under 1 s, woken by SQLite's data_version."""
+    """With a 10-minute poll, a separate `loadbell worker` on the same SQLite file delivers
+    each event of an API-only process at once, woken by SQLite's data_version."""
     token = await seed(settings)
     server, serving, url = await start_server(settings, run_worker=False)
     try:
