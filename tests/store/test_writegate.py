@@ -32,8 +32,16 @@ async def _write(engine: AsyncEngine, name: str, hold: float, log: list[str]) ->
         log.append(f"end {name}")  # the last step inside the transaction
 
 
+async def _open_connections(engine: AsyncEngine, count: int) -> None:
+    """Fill the pool, so that no writer of a test waits for a new connection."""
+    conns = [await engine.connect() for _ in range(count)]
+    for conn in conns:
+        await conn.close()
+
+
 async def test_writers_take_turns_in_arrival_order(engine: AsyncEngine) -> None:
     """Five concurrent write transactions run one after another, first come first served."""
+    await _open_connections(engine, 5)  # arrival at the gate, not at connect, sets the order
     log: list[str] = []
     tasks = []
     for i in range(5):

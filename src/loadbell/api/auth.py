@@ -49,32 +49,42 @@ _UNAUTHORIZED = ApiError(
 )
 
 
+# A token, its user and the user's roles in one statement, built once (every API call runs
+# it). A token scoped to one organization sees only its role there.
+_PRINCIPAL = (
+    sa.select(
+        api_tokens.c.id,
+        api_tokens.c.user_id,
+        api_tokens.c.organization_id,
+        users.c.name,
+        memberships.c.organization_id.label("member_of"),
+        memberships.c.role,
+    )
+    .join(users, users.c.id == api_tokens.c.user_id)
+    .outerjoin(
+        memberships,
+        sa.and_(
+            memberships.c.user_id == api_tokens.c.user_id,
+            sa.or_(
+                api_tokens.c.organization_id.is_(None),
+                memberships.c.organization_id == api_tokens.c.organization_id,
+            ),
+        ),
+    )
+    .where(api_tokens.c.token_hash == sa.bindparam("b_hash"))
+    .where(api_tokens.c.revoked_at.is_(None))
+)
+
+
 async def principal_for_token(state: AppState, token: str) -> Principal | None:
     async with state.reader.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(
-                    api_tokens.c.id,
-                    api_tokens.c.user_id,
-                    api_tokens.c.organization_id,
-                    users.c.name,
-                )
-                .join(users, users.c.id == api_tokens.c.user_id)
-                .where(api_tokens.c.token_hash == hash_token(token))
-                .where(api_tokens.c.revoked_at.is_(None))
-            )
-        ).first()
-        if row is None:
-            await conn.rollback()
-            return None
-        q = sa.select(memberships.c.organization_id, memberships.c.role).where(
-            memberships.c.user_id == row.user_id
-        )
-        if row.organization_id is not None:
-            q = q.where(memberships.c.organization_id == row.organization_id)
-        roles = {r.organization_id: Role(r.role) for r in await conn.execute(q)}
+        rows = (await conn.execute(_PRINCIPAL, {"b_hash": hash_token(token)})).all()
         await conn.rollback()
-    return Principal(row.user_id, row.name, row.id, row.organization_id, roles)
+    if not rows:
+        return None
+    first = rows[0]
+    roles = {r.member_of: Role(r.role) for r in rows if r.member_of is not None}
+    return Principal(first.user_id, first.name, first.id, first.organization_id, roles)
 
 
 async def current_principal(request: Request, state: AppState = Depends(get_state)) -> Principal:

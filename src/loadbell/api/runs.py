@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.api import load_tests as load_test_api
 from loadbell.api import lookups
 from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import ApiError, conflict, invalid
+from loadbell.api.errors import ApiError, conflict, invalid, not_found
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunResult, RunStatus, TransitionError, Trigger
 from loadbell.store import runs as run_store
-from loadbell.store.context import run_dict
-from loadbell.store.tables import load_tests, run_status_changes, runs, users
+from loadbell.store.context import run_dict, run_with_names
+from loadbell.store.tables import run_status_changes, runs
 
 router = APIRouter(tags=["runs"])
 
@@ -54,24 +56,23 @@ class RunPatch(BaseModel):
         return v
 
 
-async def _out(conn: Any, run_id: int, public_url: str) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            sa.select(runs, users.c.name.label("user_name"), load_tests.c.name.label("lt_name"))
-            .join(users, users.c.id == runs.c.user_id)
-            .join(load_tests, load_tests.c.id == runs.c.load_test_id)
-            .where(runs.c.id == run_id)
-        )
-    ).one()
-    out = run_dict(row, row.user_name, public_url)
+def _run_out(run: Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    """A run as the API shows it, from a mapping shaped like ``run_with_names``."""
+    out = run_dict(run, run["user_name"], public_url)
     out.update(
-        load_test_id=row.load_test_id,
-        load_test_name=row.lt_name,
-        project_id=row.project_id,
-        organization_id=row.organization_id,
-        updated_at=row.updated_at,
+        load_test_id=run["load_test_id"],
+        load_test_name=run["load_test_name"],
+        project_id=run["project_id"],
+        organization_id=run["organization_id"],
+        updated_at=run["updated_at"],
     )
     return out
+
+
+async def _out(conn: AsyncConnection, run_id: int, public_url: str) -> dict[str, Any]:
+    run = await run_with_names(conn, run_id)
+    assert run is not None, f"run {run_id} vanished inside its transaction"
+    return _run_out(run, public_url)
 
 
 @router.post("/runs", status_code=201)
@@ -118,9 +119,11 @@ async def update_run(
     if body.status is None and body.result is None and body.metrics is None:
         raise invalid("body", "give at least one of status, result, metrics")
     async with state.engine.begin() as conn:
-        run = await lookups.run(conn, principal, run_id)
+        run = await run_with_names(conn, run_id, lock=True)
+        if run is None or run["organization_id"] not in principal.roles:
+            raise not_found("run", run_id)
         try:
-            new = await run_store.update_run(
+            now, new = await run_store.update_run(
                 conn,
                 state.box,
                 run,
@@ -133,10 +136,9 @@ async def update_run(
             raise conflict(str(exc), "status") from None
         except ValueError as exc:
             raise ApiError(422, "invalid", str(exc), "result") from None
-        result = await _out(conn, run_id, state.settings.public_url)
     if new:
         state.wakeup.poke()
-    return result
+    return _run_out(now, state.settings.public_url)
 
 
 @router.get("/runs/{run_id}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,12 +19,18 @@ class AppState:
     engine: AsyncEngine
     box: SecretBox
     wakeup: Wakeup
+    reader: AsyncEngine = field(init=False)  # the same pool, for read-only work
 
-    @property
-    def reader(self) -> AsyncEngine:
-        return reader(self.engine)
+    def __post_init__(self) -> None:
+        self.reader = reader(self.engine)
 
 
-def get_state(request: Request) -> AppState:
+def state_of(request: Request) -> AppState:
     state: AppState = request.app.state.loadbell
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    """The dependency form of :func:`state_of`. async: FastAPI runs a plain ``def``
+    dependency on a thread pool, a thread hop per request for an attribute lookup."""
+    return state_of(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -34,12 +35,12 @@ from loadbell.domain.inheritance import merge
 from loadbell.security.secretbox import SecretBox, SecretKeyError
 from loadbell.settings import Settings
 from loadbell.store import claims
+from loadbell.store.db import relaxed
 from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SUCCEEDED
 
 log = logging.getLogger(__name__)
 
 _FLUSH_GATHER = 0.002  # seconds to let more results join a batch before writing it
-_SECRET_CACHE_MAX = 4096
 
 
 class Worker:
@@ -53,7 +54,8 @@ class Worker:
         sender: Sender | None = None,
         name: str | None = None,
     ) -> None:
-        self.engine = engine
+        # Claims and results may be lost in a power cut: the delivery is then sent again.
+        self.engine = relaxed(engine)
         self.box = box
         self.settings = settings
         self.wakeup = wakeup
@@ -63,10 +65,11 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: list[claims.Completion] = []
         self._flush_needed = asyncio.Event()
-        self._secrets: dict[str, dict[str, Any]] = {}
         # (delivery id, series, lease_until, due at)
         self._deferred: list[tuple[int, int, float, float]] = []
         self.pacer = Pacer()
+        self._backlog = False  # the last claim left due work for lack of slots
+        self._next_due: float | None = None  # earliest retry or deferral this worker wrote
         self.base_policy = RetryPolicy()
 
     # -- main loop -----------------------------------------------------------------------
@@ -93,7 +96,8 @@ class Worker:
     async def _step(self) -> None:
         free = self.settings.worker_concurrency - sum(self._inflight.values())
         if free <= 0:
-            await self.wakeup.wait(self.settings.poll_seconds)
+            self._backlog = True  # a finishing attempt pokes us
+            await self.wakeup.wait(self._idle_timeout())
             return
         cap = self.settings.per_channel_concurrency
         saturated = [cid for cid, n in self._inflight.items() if n >= cap]
@@ -111,22 +115,25 @@ class Worker:
             log.warning("claim failed, retrying in 1 s: %s", exc)
             await asyncio.sleep(1.0)
             return
-        if batch.deliveries:
-            self._dispatch(batch)
-            return
-        await self.wakeup.wait(await self._idle_timeout(saturated))
+        # Work may be waiting for a slot: a saturated channel's, or what this claim left.
+        self._backlog = batch.limited or bool(saturated)
+        self._dispatch(batch)
+        if batch.deliveries and batch.limited:
+            return  # more is due now: claim again at once
+        await self.wakeup.wait(self._idle_timeout())
 
-    async def _idle_timeout(self, saturated: list[int]) -> float:
+    def _idle_timeout(self) -> float:
+        """Seconds to wait for a wake-up: until a retry or deferral this worker scheduled
+        falls due, at most ``poll_seconds``. New deliveries wake the worker (wakeup.py);
+        the poll covers anything else (another worker's retries, leases that ran out)."""
         poll = self.settings.poll_seconds
-        if saturated:
-            return poll  # a finishing attempt pokes us
-        try:
-            due = await claims.next_due(self.engine)
-        except SQLAlchemyError:
+        if self._next_due is None:
             return poll
-        if due is None:
-            return poll
-        return min(max(due - time.time(), 0.001), poll)
+        wait = self._next_due - time.time()
+        if wait <= 0:
+            self._next_due = None  # due now: the next claim takes it
+            return 0.0
+        return min(wait, poll)
 
     # -- attempts ------------------------------------------------------------------------
 
@@ -178,7 +185,8 @@ class Worker:
             if self._inflight[item.channel_id] <= 0:
                 del self._inflight[item.channel_id]
         self._record(item, started, outcome, policy)
-        self.wakeup.poke()  # a slot is free
+        if self._backlog:
+            self.wakeup.poke()  # a slot is free for work that waits
 
     def _pace(self, kind: ChannelKind, message: Message, config: dict[str, Any]) -> float:
         rate_of = getattr(kind, "rate", None)
@@ -201,7 +209,7 @@ class Worker:
             return Outcome(Verdict.FAILED, error="the channel was deleted")
         event_type = EventType(item.event_type)
         kind = get_kind(row.kind)
-        config = {**(row.config or {}), **self._open(row.secrets)}
+        config = {**(row.config or {}), **self.box.open(row.secrets)}
         enabled = bool(row.enabled)
         if row.project_id is None and item.project_id is not None:
             ov = batch.overrides.get((item.channel_id, item.project_id))
@@ -210,7 +218,7 @@ class Worker:
                 org_config=config,
                 project_enabled=ov.enabled if ov is not None else None,
                 project_config=(
-                    {**(ov.config or {}), **self._open(ov.secrets)} if ov is not None else {}
+                    {**(ov.config or {}), **self.box.open(ov.secrets)} if ov is not None else {}
                 ),
                 defaults=kind.defaults,
             )
@@ -235,16 +243,6 @@ class Worker:
         )
         policy = self.base_policy.with_overrides(row.retry or {})
         return kind, message, config, policy
-
-    def _open(self, sealed: str | None) -> dict[str, Any]:
-        if not sealed:
-            return {}
-        cached = self._secrets.get(sealed)
-        if cached is None:
-            if len(self._secrets) >= _SECRET_CACHE_MAX:
-                self._secrets.clear()
-            cached = self._secrets[sealed] = self.box.open(sealed)
-        return cached
 
     def _record(
         self, item: claims.Claimed, started: datetime, outcome: Outcome, policy: RetryPolicy
@@ -278,6 +276,7 @@ class Worker:
                 status=status,
                 next_attempt_at=next_at,
                 lease_until=item.lease_until,
+                order_key=item.order_key,
             )
         )
         self._flush_needed.set()
@@ -294,7 +293,7 @@ class Worker:
             deferred, self._deferred = self._deferred, []
             if batch or deferred:
                 try:
-                    await claims.complete(self.engine, batch, self.name)
+                    followers = await claims.complete(self.engine, batch, self.name)
                     await claims.defer(self.engine, deferred)
                 except SQLAlchemyError as exc:
                     # Keep them. Their leases hide the rows from other workers meanwhile; a
@@ -305,7 +304,14 @@ class Worker:
                     await asyncio.sleep(0.5)
                     self._flush_needed.set()
                     continue
-                self.wakeup.poke()  # the next delivery of an ordered sequence may go now
+                later = [c.next_attempt_at for c in batch if c.status == DELIVERY_PENDING]
+                later += [due for *_, due in deferred]
+                if later:
+                    self._next_due = min([*later, self._next_due or math.inf])
+                if followers or later:
+                    # The next delivery of an ordered sequence may go now; a retry is due
+                    # at a new time.
+                    self.wakeup.poke()
             if stop.is_set() and not self._tasks and not self._done and not self._deferred:
                 return
 

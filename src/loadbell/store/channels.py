@@ -82,6 +82,11 @@ def effective(channel: ChannelRow, override: OverrideRow | None) -> Effective:
     )
 
 
+_OVERRIDES = sa.select(channel_overrides).where(
+    channel_overrides.c.channel_id.in_(sa.bindparam("b_ids", expanding=True))
+)
+
+
 async def load_overrides(
     conn: AsyncConnection, pairs: Iterable[tuple[int, int]], box: SecretBox
 ) -> dict[tuple[int, int], OverrideRow]:
@@ -89,10 +94,7 @@ async def load_overrides(
     pairs = {p for p in pairs}
     if not pairs:
         return {}
-    channel_ids = {c for c, _ in pairs}
-    rows = await conn.execute(
-        sa.select(channel_overrides).where(channel_overrides.c.channel_id.in_(channel_ids))
-    )
+    rows = await conn.execute(_OVERRIDES, {"b_ids": sorted({c for c, _ in pairs})})
     out: dict[tuple[int, int], OverrideRow] = {}
     for r in rows:
         key = (r.channel_id, r.project_id)
@@ -103,20 +105,29 @@ async def load_overrides(
     return out
 
 
+# Live channels of an organization, built once (this runs for every event).
+_LIVE = (
+    sa.select(channels)
+    .where(channels.c.organization_id == sa.bindparam("b_org"))
+    .where(channels.c.deleted_at.is_(None))
+    .order_by(channels.c.id)
+)
+_ORG_WIDE = _LIVE.where(channels.c.project_id.is_(None))
+_ORG_WIDE_AND_PROJECT = _LIVE.where(
+    sa.or_(channels.c.project_id.is_(None), channels.c.project_id == sa.bindparam("b_project"))
+)
+
+
 async def channels_for_project(
     conn: AsyncConnection, organization_id: int, project_id: int | None, box: SecretBox
 ) -> list[ChannelRow]:
     """Live channels an event of this project may reach: the organization's and its own."""
-    scope: sa.ColumnElement[bool] = channels.c.project_id.is_(None)
-    if project_id is not None:
-        scope = sa.or_(scope, channels.c.project_id == project_id)
-    rows = await conn.execute(
-        sa.select(channels)
-        .where(channels.c.organization_id == organization_id)
-        .where(channels.c.deleted_at.is_(None))
-        .where(scope)
-        .order_by(channels.c.id)
-    )
+    if project_id is None:
+        rows = await conn.execute(_ORG_WIDE, {"b_org": organization_id})
+    else:
+        rows = await conn.execute(
+            _ORG_WIDE_AND_PROJECT, {"b_org": organization_id, "b_project": project_id}
+        )
     return [channel_from_row(r, box) for r in rows]
 
 

@@ -25,7 +25,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loadbell.delivery.outcome import Outcome
-from loadbell.store.db import reader
 from loadbell.store.tables import (
     DELIVERY_PENDING,
     channel_overrides,
@@ -33,6 +32,7 @@ from loadbell.store.tables import (
     deliveries,
     delivery_attempts,
     events,
+    is_pending,
 )
 
 
@@ -42,6 +42,7 @@ class Claimed:
     uuid: str
     channel_id: int
     target: str | None
+    order_key: str | None
     attempts: int  # made so far in this series
     series: int
     event_id: int
@@ -57,6 +58,9 @@ class ClaimBatch:
     deliveries: list[Claimed]
     channels: dict[int, sa.Row[Any]]
     overrides: dict[tuple[int, int], sa.Row[Any]]
+    # More deliveries were due than this claim took (it hit its limit or a channel's
+    # room): claim again as soon as there is room, rather than wait for a wake-up.
+    limited: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Completion:
     status: str  # the delivery's new status
     next_attempt_at: float
     lease_until: float  # of the claim that made the attempt
+    order_key: str | None = None
 
 
 # Statements are built once, with bind parameters: building a statement and its cache key
@@ -87,12 +92,12 @@ def _due(exclude: bool, with_channel: bool, for_update: bool) -> sa.Select[Any]:
     earlier_pending = (
         sa.select(sa.literal(1))
         .where(p.c.order_key == d.c.order_key)
-        .where(p.c.status == DELIVERY_PENDING)
+        .where(is_pending(p))
         .where(p.c.id < d.c.id)
     )
     q = (
         sa.select(d.c.id)
-        .where(d.c.status == DELIVERY_PENDING)
+        .where(is_pending(d))
         .where(d.c.next_attempt_at <= _NOW)
         .where(sa.or_(d.c.lease_until.is_(None), d.c.lease_until < _NOW))
         # Per channel x run x target, only the oldest pending delivery may go out.
@@ -119,7 +124,7 @@ def _lease(for_update: bool) -> sa.Update:
     still_free = (
         sa.select(deliveries.c.id)
         .where(deliveries.c.id.in_(_IDS))
-        .where(deliveries.c.status == DELIVERY_PENDING)
+        .where(is_pending(deliveries))
         .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < _NOW))
     )
     if for_update:
@@ -138,6 +143,7 @@ _claimed = (
         deliveries.c.uuid,
         deliveries.c.channel_id,
         deliveries.c.target,
+        deliveries.c.order_key,
         deliveries.c.attempts,
         deliveries.c.series,
         events.c.id.label("event_id"),
@@ -184,6 +190,7 @@ async def claim(
         params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if exclude_channels:
             params["b_exclude"] = list(exclude_channels)
+        limited = False
         if channel_cap is None:
             ids = [
                 r[0]
@@ -195,14 +202,17 @@ async def claim(
                     params,
                 )
             ]
+            limited = len(ids) >= limit
         else:
             room = channel_room or {}
             taken: Counter[int] = Counter()
             chosen = []
-            for delivery_id, channel_id in await conn.execute(due, params):
+            candidates = (await conn.execute(due, params)).all()
+            for delivery_id, channel_id in candidates:
                 if taken[channel_id] < room.get(channel_id, channel_cap):
                     taken[channel_id] += 1
                     chosen.append(delivery_id)
+            limited = len(candidates) >= limit or len(chosen) < len(candidates)
             ids = []
             if chosen:
                 leased = await conn.execute(
@@ -216,7 +226,7 @@ async def claim(
                 )
                 ids = [r[0] for r in leased]
         if not ids:
-            return ClaimBatch([], {}, {})
+            return ClaimBatch([], {}, {}, limited)
         rows = await conn.execute(_claimed, {"b_ids": ids})
         claimed = [Claimed(**r._mapping) for r in rows]
         channel_rows = await load_channel_rows(conn, {c.channel_id for c in claimed})
@@ -228,7 +238,7 @@ async def claim(
             and channel_rows[c.channel_id].project_id is None
         }
         overrides = await load_override_rows(conn, pairs)
-        return ClaimBatch(claimed, channel_rows, overrides)
+        return ClaimBatch(claimed, channel_rows, overrides, limited)
 
 
 _channels = sa.select(channels).where(channels.c.id.in_(_IDS))
@@ -269,15 +279,27 @@ _complete = (
 )
 
 
-async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str) -> None:
+_INSERT_ATTEMPTS = sa.insert(delivery_attempts)
+_FOLLOWER = (
+    sa.select(deliveries.c.id)
+    .where(deliveries.c.order_key.in_(sa.bindparam("b_keys", expanding=True)))
+    .where(is_pending(deliveries))
+    .limit(1)
+)
+
+
+async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str) -> bool:
     """Write a batch of attempt results and their deliveries' new state in one transaction.
 
     A delivery redelivered meanwhile (its series moved on) or claimed again after its lease
     ran out keeps its new state: the ``series`` and ``lease_until`` guards make the late
     result touch only the attempt log.
+
+    Returns whether a delivery that waited behind one of these (same order key) is pending:
+    it may go out now.
     """
     if not done:
-        return
+        return False
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         await conn.execute(
@@ -298,7 +320,7 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
             ],
         )
         await conn.execute(
-            sa.insert(delivery_attempts),
+            _INSERT_ATTEMPTS,
             [
                 {
                     "delivery_id": c.delivery_id,
@@ -317,6 +339,19 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
                 for c in done
             ],
         )
+        ended = sorted({c.order_key for c in done if c.order_key and c.status != DELIVERY_PENDING})
+        if not ended:
+            return False
+        return (await conn.execute(_FOLLOWER, {"b_keys": ended})).first() is not None
+
+
+_DEFER = (
+    sa.update(deliveries)
+    .where(deliveries.c.id == sa.bindparam("b_id"))
+    .where(deliveries.c.series == sa.bindparam("b_series"))
+    .where(deliveries.c.lease_until == sa.bindparam("b_lease"))
+    .values(next_attempt_at=sa.bindparam("b_next"), lease_until=None, lease_owner=None)
+)
 
 
 async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, float]]) -> None:
@@ -328,43 +363,9 @@ async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, floa
         return
     async with engine.begin() as conn:
         await conn.execute(
-            sa.update(deliveries)
-            .where(deliveries.c.id == sa.bindparam("b_id"))
-            .where(deliveries.c.series == sa.bindparam("b_series"))
-            .where(deliveries.c.lease_until == sa.bindparam("b_lease"))
-            .values(next_attempt_at=sa.bindparam("b_next"), lease_until=None, lease_owner=None),
+            _DEFER,
             [
                 {"b_id": i, "b_series": s, "b_lease": lease, "b_next": due}
                 for i, s, lease, due in items
             ],
         )
-
-
-async def next_due(engine: AsyncEngine) -> float | None:
-    """When the earliest claimable delivery becomes due (epoch seconds), or None.
-
-    Only the head of each ordered sequence counts, and a leased row counts from when its
-    lease runs out, so a worker never spins on rows it could not claim anyway.
-    """
-    d = deliveries.alias("d")
-    p = deliveries.alias("p")
-    earlier_pending = (
-        sa.select(sa.literal(1))
-        .where(p.c.order_key == d.c.order_key)
-        .where(p.c.status == DELIVERY_PENDING)
-        .where(p.c.id < d.c.id)
-    )
-    ready_at = sa.case(
-        (d.c.lease_until > d.c.next_attempt_at, d.c.lease_until), else_=d.c.next_attempt_at
-    )
-    q = (
-        sa.select(sa.func.min(ready_at))
-        .where(d.c.status == DELIVERY_PENDING)
-        .where(sa.or_(d.c.order_key.is_(None), ~sa.exists(earlier_pending)))
-    )
-    # Read-only: on SQLite a plain connection would BEGIN IMMEDIATE and queue for the
-    # write lock behind the claims and result flushes.
-    async with reader(engine).connect() as conn:
-        value = (await conn.execute(q)).scalar()
-        await conn.rollback()
-    return float(value) if value is not None else None

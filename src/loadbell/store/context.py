@@ -12,6 +12,7 @@ Shape (every key always present; values may be null)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -79,11 +80,49 @@ async def load_test_context(conn: AsyncConnection, load_test_id: int) -> dict[st
     return ctx
 
 
+# One statement for a run and the names its context shows. Built once: composing a
+# statement costs more CPU than SQLite spends running it, and this one runs on every
+# run update.
+_RUN_WITH_NAMES = (
+    sa.select(
+        runs,
+        users.c.name.label("user_name"),
+        load_tests.c.name.label("load_test_name"),
+        projects.c.name.label("project_name"),
+        organizations.c.name.label("organization_name"),
+    )
+    .outerjoin(users, users.c.id == runs.c.user_id)
+    .join(load_tests, load_tests.c.id == runs.c.load_test_id)
+    .join(projects, projects.c.id == load_tests.c.project_id)
+    .join(organizations, organizations.c.id == projects.c.organization_id)
+    .where(runs.c.id == sa.bindparam("b_run_id"))
+)
+_RUN_WITH_NAMES_LOCKED = _RUN_WITH_NAMES.with_for_update(of=runs)
+
+
+async def run_with_names(
+    conn: AsyncConnection, run_id: int, *, lock: bool = False
+) -> dict[str, Any] | None:
+    """The run's row plus ``user_name``, ``load_test_name``, ``project_name`` and
+    ``organization_name``; with ``lock``, the run row is locked (PostgreSQL) until commit."""
+    q = _RUN_WITH_NAMES_LOCKED if lock else _RUN_WITH_NAMES
+    row = (await conn.execute(q, {"b_run_id": run_id})).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def context_of_run(run: Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    """The event context of a run, from a mapping shaped like :func:`run_with_names`."""
+    return {
+        "organization": {"id": run["organization_id"], "name": run["organization_name"]},
+        "project": {"id": run["project_id"], "name": run["project_name"]},
+        "load_test": {"id": run["load_test_id"], "name": run["load_test_name"]},
+        "run": run_dict(run, run["user_name"], public_url),
+        "extra": {},
+    }
+
+
 async def run_context(conn: AsyncConnection, run_id: int, public_url: str) -> dict[str, Any]:
-    run = (await conn.execute(sa.select(runs).where(runs.c.id == run_id))).one()
-    user_name = (
-        await conn.execute(sa.select(users.c.name).where(users.c.id == run.user_id))
-    ).scalar()
-    ctx = await load_test_context(conn, run.load_test_id)
-    ctx["run"] = run_dict(run, user_name, public_url)
-    return ctx
+    run = await run_with_names(conn, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} does not exist")
+    return context_of_run(run, public_url)

@@ -16,6 +16,8 @@ from loadbell.store.writegate import WriteGate
 # processes (serve + worker) may share one file.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 READONLY = "loadbell_readonly"
+RELAXED = "loadbell_relaxed"
+_SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
@@ -30,7 +32,7 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.database_url)
     cargs, cparams = url.get_dialect()().create_connect_args(url)
     cparams["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
-    # aiosqlite, one thread hop per statement (sqlite_driver.py).
+    # aiosqlite, with statements run on the event loop's thread (sqlite_driver.py).
     engine = create_async_engine(url, async_creator=creator(*cargs, **cparams), **kwargs)
     synchronous = settings.sqlite_synchronous
 
@@ -58,6 +60,10 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
             return
         gate.enter_for(conn)  # queue behind this process's other writers (writegate.py)
         try:
+            level = synchronous
+            if conn.get_execution_options().get(RELAXED):
+                level = min(synchronous, "NORMAL", key=_SYNC_LEVELS.index)
+            conn.connection.driver_connection.set_synchronous(level)
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             gate.leave_for(conn)
@@ -69,6 +75,18 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """The same engine and pool, for read-only work (no write lock on SQLite)."""
     return engine.execution_options(**{READONLY: True})
+
+
+def relaxed(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, for writes that may be lost in a power cut.
+
+    The delivery worker's claims and results: losing one only means a delivery is sent
+    again, which at-least-once delivery allows. On SQLite they commit with
+    ``synchronous=NORMAL`` (no fsync per commit in WAL mode; it survives a crash of the
+    process, not of the machine), while events staged by the API keep the configured
+    ``LOADBELL_SQLITE_SYNCHRONOUS``. Elsewhere it changes nothing.
+    """
+    return engine.execution_options(**{RELAXED: True})
 
 
 def is_postgres(engine: AsyncEngine) -> bool:

@@ -24,6 +24,10 @@ from loadbell.store.tables import DELIVERY_PENDING, deliveries, events
 NOTIFY_CHANNEL = "loadbell_outbox"
 
 
+_INSERT_EVENT = sa.insert(events).returning(events.c.id)
+_INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id)
+
+
 def order_key(channel_id: int, run_id: int | None, target: str | None) -> str | None:
     if run_id is None:
         return None
@@ -48,20 +52,18 @@ async def record_event(
     test hook reaches a channel whatever it subscribes to.
     Returns the event id and the new delivery ids.
     """
-    now = datetime.now(UTC)
     event_id = (
         await conn.execute(
-            sa.insert(events)
-            .values(
-                type=event_type.value,
-                occurred_at=now,
-                organization_id=organization_id,
-                project_id=project_id,
-                load_test_id=load_test_id,
-                run_id=run_id,
-                context=context,
-            )
-            .returning(events.c.id)
+            _INSERT_EVENT,
+            {
+                "type": event_type.value,
+                "occurred_at": datetime.now(UTC),
+                "organization_id": organization_id,
+                "project_id": project_id,
+                "load_test_id": load_test_id,
+                "run_id": run_id,
+                "context": context,
+            },
         )
     ).scalar_one()
 
@@ -87,12 +89,12 @@ async def record_event(
     ]
     ids: list[int] = []
     if rows:
-        result = await conn.execute(sa.insert(deliveries).returning(deliveries.c.id), rows)
+        result = await conn.execute(_INSERT_DELIVERIES, rows)
         ids = [r[0] for r in result]
         if conn.dialect.name == "postgresql":
             # Delivered at commit; a hint only, the worker also polls (NOTIFY is coalesced
             # to one per transaction).
-            await conn.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+            await conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
     return event_id, ids
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +19,7 @@ from loadbell.domain.statuses import (
     default_result,
 )
 from loadbell.security.secretbox import SecretBox
-from loadbell.store.context import run_context
+from loadbell.store.context import context_of_run, run_with_names
 from loadbell.store.outbox import record_event
 from loadbell.store.tables import run_status_changes, runs
 
@@ -52,35 +54,48 @@ async def create_run(
     return int(run_id)
 
 
+_ADD_STATUS_CHANGE = sa.insert(run_status_changes)
+
+
+@functools.cache
+def _update_run(columns: frozenset[str]) -> sa.Update:
+    """``UPDATE runs SET <columns> WHERE id = :b_run_id``, built once per set of columns
+    (a run update sets one of a handful of combinations)."""
+    return (
+        sa.update(runs)
+        .where(runs.c.id == sa.bindparam("b_run_id"))
+        .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
+    )
+
+
 async def update_run(
     conn: AsyncConnection,
     box: SecretBox,
-    run: sa.Row[Any],
+    run: Mapping[str, Any],
     *,
     status: RunStatus | None,
     result: RunResult | None,
     metrics: dict[str, Any] | None,
     public_url: str,
-) -> list[int]:
-    """Apply a PATCH. Returns the ids of the new deliveries (empty for an idempotent repeat).
+) -> tuple[dict[str, Any], list[int]]:
+    """Apply a PATCH to ``run``, read with :func:`context.run_with_names` under its row lock
+    (two clients reporting the same status at once must not both see the old one and both
+    emit the event; on SQLite ``BEGIN IMMEDIATE`` already serialises writers).
 
-    Raises TransitionError (409) for backward moves and changes after the end, and
-    ValueError (422) for a result on a run that is not finishing.
+    Returns the run as it is now (same shape as ``run``) and the ids of the new deliveries
+    (empty for an idempotent repeat). Raises TransitionError (409) for backward moves and
+    changes after the end, and ValueError (422) for a result on a run that is not finishing.
     """
-    # Re-read the run under a row lock: two clients reporting the same status at once must
-    # not both see the old one and both emit the event (PostgreSQL runs READ COMMITTED; on
-    # SQLite BEGIN IMMEDIATE already serialises writers and FOR UPDATE is not rendered).
-    run = (await conn.execute(sa.select(runs).where(runs.c.id == run.id).with_for_update())).one()
-    current = RunStatus(run.status)
+    current = RunStatus(run["status"])
     target = status if status is not None else current
     changes = check_transition(current, target)
     if current.is_terminal:
-        if (result is not None and result.value != run.result) or metrics:
+        if (result is not None and result.value != run["result"]) or metrics:
             raise TransitionError(
-                f"run {run.id} already ended ({current.text}, result {run.result}); its "
+                f"run {run['id']} already ended ({current.text}, result {run['result']}); its "
                 "result and metrics can no longer change. Send them with the finishing update."
             )
-        return []
+        return dict(run), []
     if result is not None and not target.is_terminal:
         raise ValueError(
             "result: a result can only be given with a finishing status (3 to 9); "
@@ -90,22 +105,27 @@ async def update_run(
     now = datetime.now(UTC)
     values: dict[str, Any] = {"updated_at": now}
     if metrics:
-        values["metrics"] = {**(run.metrics or {}), **metrics}
+        values["metrics"] = {**(run["metrics"] or {}), **metrics}
     if changes:
         values["status"] = int(target)
-        if target >= RunStatus.RUNNING and run.started_at is None and not target.is_terminal:
+        if target >= RunStatus.RUNNING and run["started_at"] is None and not target.is_terminal:
             values["started_at"] = now
         if target.is_terminal:
             values["ended_at"] = now
             values["result"] = (result or default_result(target) or RunResult.FAILED).value
-    await conn.execute(sa.update(runs).where(runs.c.id == run.id).values(**values))
+    await conn.execute(
+        _update_run(frozenset(values)),
+        {"b_run_id": run["id"], **{f"v_{c}": v for c, v in values.items()}},
+    )
+    updated = {**run, **values}
     if not changes:
-        return []
-    await conn.execute(sa.insert(run_status_changes).values(run_id=run.id, status=int(target)))
+        return updated, []
+    await conn.execute(_ADD_STATUS_CHANGE, {"run_id": run["id"], "status": int(target)})
     event_type = event_for_status(target)
     if event_type is None:
-        return []
-    return await emit_run_event(conn, box, run.id, event_type, public_url)
+        return updated, []
+    context = context_of_run(updated, public_url)
+    return updated, await _record(conn, box, updated, event_type, context)
 
 
 async def emit_run_event(
@@ -119,19 +139,32 @@ async def emit_run_event(
 ) -> list[int]:
     """Stage a run event. ``metrics`` replaces the run's stored metrics in the context: an
     intermediate report shows its live snapshot, not the final figures."""
-    context = await run_context(conn, run_id, public_url)
+    run = await run_with_names(conn, run_id)
+    if run is None:
+        raise LookupError(f"run {run_id} does not exist")
+    context = context_of_run(run, public_url)
     if metrics is not None:
         context["run"]["metrics"] = metrics
     if extra:
         context["extra"] = extra
+    return await _record(conn, box, run, event_type, context)
+
+
+async def _record(
+    conn: AsyncConnection,
+    box: SecretBox,
+    run: Mapping[str, Any],
+    event_type: EventType,
+    context: dict[str, Any],
+) -> list[int]:
     _, ids = await record_event(
         conn,
         box,
         event_type=event_type,
-        organization_id=context["organization"]["id"],
-        project_id=context["project"]["id"],
-        load_test_id=context["load_test"]["id"],
-        run_id=run_id,
+        organization_id=run["organization_id"],
+        project_id=run["project_id"],
+        load_test_id=run["load_test_id"],
+        run_id=run["id"],
         context=context,
     )
     return ids

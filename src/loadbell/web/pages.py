@@ -27,7 +27,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from loadbell import __version__
 from loadbell.api.auth import Principal
 from loadbell.api.errors import ApiError
-from loadbell.api.state import AppState, get_state
+from loadbell.api.state import AppState, state_of
 from loadbell.domain.roles import Role
 from loadbell.store.tables import organizations, projects
 from loadbell.web.session import COOKIE, CSRF_FIELD, FLASH_COOKIE, Session, Sessions, principal_of
@@ -110,7 +110,7 @@ class Web:
     def of(request: Request) -> Web:
         web: Web | None = getattr(request.app.state, "loadbell_web", None)
         if web is None:
-            web = Web(get_state(request))
+            web = Web(state_of(request))
             request.app.state.loadbell_web = web
         return web
 
@@ -147,7 +147,7 @@ class Ctx:
 
     @classmethod
     async def of(cls, request: Request, *, signed_in: bool = True) -> Ctx:
-        state = get_state(request)
+        state = state_of(request)
         web = Web.of(request)
         session = web.sessions.load(request.cookies.get(COOKIE))
         fresh = session is None
