@@ -1,9 +1,11 @@
 """The delivery worker: claim due deliveries, render them, send them, record the attempts.
 
 One worker runs many attempts at once (``worker_concurrency``), at most
-``per_channel_concurrency`` per channel so a dead endpoint cannot take every slot. Results
-are written in batches (one transaction for many attempts), which is what lets SQLite keep
-up with thousands of deliveries per second.
+``per_channel_concurrency`` per channel so a dead endpoint cannot take every slot. A claim
+may take up to twice a channel's slots: the extra wait in the worker and start as the
+channel's attempts finish, so a busy channel is fed by a few large claims rather than one
+small claim per attempt. Results are written in batches (one transaction for many
+attempts), which is what lets SQLite keep up with thousands of deliveries per second.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 import os
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +64,8 @@ class Worker:
         self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10_000}"
         self._inflight: Counter[int] = Counter()  # channel id -> attempts in flight
+        # channel id -> claimed deliveries waiting for one of the channel's slots
+        self._queued: dict[int, deque[tuple[claims.Claimed, claims.ClaimBatch]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: list[claims.Completion] = []
         self._flush_needed = asyncio.Event()
@@ -83,6 +87,7 @@ class Worker:
                 await self._step()
         finally:
             stopper.cancel()
+            self._release_queued()
             await self._drain()
             stop.set()
             self._flush_needed.set()
@@ -94,28 +99,31 @@ class Worker:
         self.wakeup.poke()
 
     async def _step(self) -> None:
-        free = self.settings.worker_concurrency - sum(self._inflight.values())
-        if free <= 0:
-            self._backlog = True  # a finishing attempt pokes us
+        # Hold up to twice what can run: one claim then feeds a channel's next slots as its
+        # attempts finish, instead of one small claim (a write transaction) per attempt.
+        cap = self.settings.per_channel_concurrency
+        room = 2 * self.settings.worker_concurrency - self._held_total()
+        if room <= 0:
+            self._backlog = True  # finishing attempts poke us
             await self.wakeup.wait(self._idle_timeout())
             return
-        cap = self.settings.per_channel_concurrency
-        saturated = [cid for cid, n in self._inflight.items() if n >= cap]
+        held = {cid: self._held(cid) for cid in {*self._inflight, *self._queued}}
+        saturated = [cid for cid, n in held.items() if n >= 2 * cap]
         try:
             batch = await claims.claim(
                 self.engine,
                 owner=self.name,
-                limit=min(free, self.settings.claim_batch),
+                limit=min(room, self.settings.claim_batch),
                 lease_seconds=self.settings.lease_seconds,
                 exclude_channels=saturated,
-                channel_cap=cap,
-                channel_room={cid: cap - n for cid, n in self._inflight.items()},
+                channel_cap=2 * cap,
+                channel_room={cid: 2 * cap - n for cid, n in held.items()},
             )
         except SQLAlchemyError as exc:
             log.warning("claim failed, retrying in 1 s: %s", exc)
             await asyncio.sleep(1.0)
             return
-        # Work may be waiting for a slot: a saturated channel's, or what this claim left.
+        # Work may be waiting for room: a saturated channel's, or what this claim left.
         self._backlog = batch.limited or bool(saturated)
         self._dispatch(batch)
         if batch.deliveries and batch.limited:
@@ -137,19 +145,42 @@ class Worker:
 
     # -- attempts ------------------------------------------------------------------------
 
+    def _held(self, channel_id: int) -> int:
+        queued = self._queued.get(channel_id)
+        return self._inflight[channel_id] + (len(queued) if queued else 0)
+
+    def _held_total(self) -> int:
+        return sum(self._inflight.values()) + sum(len(q) for q in self._queued.values())
+
     def _dispatch(self, batch: claims.ClaimBatch) -> None:
-        cap = self.settings.per_channel_concurrency
         for item in batch.deliveries:
-            if self._inflight[item.channel_id] >= cap:
-                # One claim can return more of a channel's backlog than its free slots. Hand
-                # the rest back at once rather than exceed the cap: a dead endpoint would
-                # otherwise hold every slot for a whole timeout.
-                self._defer(item, 0.0)
-                continue
-            self._inflight[item.channel_id] += 1
-            task = asyncio.create_task(self._attempt(item, batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._queued.setdefault(item.channel_id, deque()).append((item, batch))
+        self._start_ready()
+
+    def _start_ready(self) -> None:
+        """Start queued deliveries while their channel and the worker have free slots."""
+        cap = self.settings.per_channel_concurrency
+        running = sum(self._inflight.values())
+        # The longest an attempt may take; a queued lease must outlive it (worst case).
+        longest = self.settings.lease_seconds * 0.8
+        for channel_id in list(self._queued):
+            queue = self._queued[channel_id]
+            while queue and running < self.settings.worker_concurrency:
+                if self._inflight[channel_id] >= cap:
+                    break
+                item, batch = queue.popleft()
+                if item.lease_until - time.time() < longest:
+                    # Waited so long that its lease might run out mid-attempt, and another
+                    # worker could send it too: hand it back to be claimed afresh.
+                    self._defer(item, 0.0)
+                    continue
+                self._inflight[channel_id] += 1
+                running += 1
+                task = asyncio.create_task(self._attempt(item, batch))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if not queue:
+                del self._queued[channel_id]
 
     async def _attempt(self, item: claims.Claimed, batch: claims.ClaimBatch) -> None:
         started = datetime.now(UTC)
@@ -184,9 +215,10 @@ class Worker:
             self._inflight[item.channel_id] -= 1
             if self._inflight[item.channel_id] <= 0:
                 del self._inflight[item.channel_id]
+            self._start_ready()
         self._record(item, started, outcome, policy)
-        if self._backlog:
-            self.wakeup.poke()  # a slot is free for work that waits
+        if self._backlog and self._held(item.channel_id) <= self.settings.per_channel_concurrency:
+            self.wakeup.poke()  # room to claim more of what waits
 
     def _pace(self, kind: ChannelKind, message: Message, config: dict[str, Any]) -> float:
         rate_of = getattr(kind, "rate", None)
@@ -314,6 +346,13 @@ class Worker:
                     self.wakeup.poke()
             if stop.is_set() and not self._tasks and not self._done and not self._deferred:
                 return
+
+    def _release_queued(self) -> None:
+        """Hand back what was claimed but not started, so it need not wait for its lease."""
+        queued, self._queued = self._queued, {}
+        for queue in queued.values():
+            for item, _ in queue:
+                self._defer(item, 0.0)
 
     async def _drain(self) -> None:
         """Let attempts in flight finish (bounded by their timeouts) before exiting."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -20,7 +21,14 @@ RELAXED = "loadbell_relaxed"
 _SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    # orjson for JSON columns: every claim reads its events' contexts, every event writes one.
+    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     if settings.is_sqlite:
         return _sqlite_engine(settings, **kwargs)
     kwargs.setdefault("pool_size", 10)
