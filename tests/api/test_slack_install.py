@@ -3,6 +3,8 @@ through the real server, against the fake Slack, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +22,11 @@ from loadbell.settings import Settings
 from loadbell.store.db import create_engine
 from loadbell.store.tables import channel_overrides, channels, slack_install_states
 from loadbell.testing.fake_slack import FakeSlackApi
+
+UNTIL_FIXED = (
+    "until these targets are fixed, 'Send Test Message' is refused and messages to them are "
+    "not posted: fix them in Slack and save config.targets again, or remove them"
+)
 
 
 @pytest.fixture
@@ -230,9 +237,15 @@ async def test_targets_must_be_public_channels(
         assert says in body["message"], (targets, body)
     assert (await api.get(url)).json()["config"]["targets"] == "#load-tests"
 
-    r = await patch(f"#load-tests {alerts.id} #Alerts")
+    # A name and the ID of one channel would post every message there twice.
+    body = assert_error(await patch(f"#load-tests {alerts.id} #Alerts"), 422, "config.targets")
+    assert body["message"] == (
+        f"config.targets: #alerts is the same channel as {alerts.id}; list it once "
+        "(each target gets its own message)"
+    )
+    r = await patch(f"#load-tests {alerts.id}")
     assert r.status_code == 200, r.text
-    assert r.json()["config"]["targets"] == f"#load-tests {alerts.id} #alerts"
+    assert r.json()["config"]["targets"] == f"#load-tests {alerts.id}"
     methods = [m for m, _ in slack.calls]
     assert "conversations.info" in methods and "conversations.list" in methods
 
@@ -286,7 +299,8 @@ async def test_project_override_with_its_own_install_then_removal_falls_back(
     assert done["warnings"] == [
         "#org-tests is not a public channel of Project Workspace (it "
         "does not exist, or it is private: the Slack app posts to "
-        "public channels only)"
+        "public channels only)",
+        UNTIL_FIXED,
     ]
 
     eff = await _effective(api, channel["id"], 1)
@@ -364,3 +378,106 @@ async def test_send_test_only_with_a_complete_configuration(
         channel_overrides.c.project_id == 1,
     )
     assert row.config == {"targets": proj.id} and row.secrets is None
+
+
+async def test_targets_saved_before_the_install_are_checked_by_it(
+    api: httpx.AsyncClient, app_server: Server, slack: FakeSlackApi
+) -> None:
+    """Targets saved without a token are checked when the app is installed: a private
+    channel, and a name and ID of one channel, block the test message with a 409 naming
+    them, and real deliveries to them fail without a post, until the targets are saved
+    again and pass."""
+    load_tests = slack.add_channel("load-tests")
+    alerts = slack.add_channel("alerts")
+    private = slack.add_channel("secret-ops", private=True)
+    channel = await create_slack_app(api, f"#load-tests #secret-ops #alerts {alerts.id}")
+    url = f"/channels/{channel['id']}"
+
+    done = await install(api, app_server.url, slack, channel["id"])
+    secret_ops = (
+        "#secret-ops is not a public channel of Fake Workspace (it does not exist, or it is "
+        "private: the Slack app posts to public channels only)"
+    )
+    same = (
+        f"{alerts.id} is the same channel as #alerts; list it once "
+        "(each target gets its own message)"
+    )
+    assert done["warnings"] == [secret_ops, same, UNTIL_FIXED]
+    shown = (await api.get(url)).json()["config"]
+    assert shown["target_problems"] == {
+        "team_id": "T0FAKE001",
+        "targets": {"#secret-ops": secret_ops, alerts.id: same},
+    }
+
+    body = assert_error(await api.post(f"{url}/test"), 409)
+    assert secret_ops in body["message"] and same in body["message"]
+    assert "save config.targets again" in body["message"]
+    assert slack.messages == []
+
+    # A run: the good targets get one message each, the refused ones fail unposted.
+    r = await api.patch(url, json={"events": ["test.started"]})
+    assert r.status_code == 200, r.text
+    run = (await api.post("/runs", json={"project_id": 1, "load_test_name": "checkout"})).json()
+    assert (await api.patch(f"/runs/{run['id']}", json={"status": 2})).status_code == 200
+    deliveries = await _settled(api, channel["id"], 4)
+    by_target = {d["target"]: d for d in deliveries}
+    assert by_target["#load-tests"]["status"] == "succeeded"
+    assert by_target["#alerts"]["status"] == "succeeded"
+    for target in ("#secret-ops", alerts.id):
+        assert by_target[target]["status"] == "failed"
+        assert "not posted" in by_target[target]["last_error"]
+    assert sorted(m.channel_id for m in slack.messages) == sorted([load_tests.id, alerts.id])
+
+    # Typing the check's result is refused; echoing what GET showed is fine.
+    assert_error(await api.patch(url, json={"config": {"target_problems": None}}), 422)
+    unchanged = {k: v for k, v in shown.items() if k != "targets"}
+    r = await api.patch(url, json={"config": unchanged})
+    assert r.status_code == 200, r.text
+    assert r.json()["config"]["target_problems"] == shown["target_problems"]
+    # Saving the targets again checks them: still refused while the channel is private...
+    body = assert_error(await api.patch(url, json={"config": shown}), 422, "config.targets")
+    assert secret_ops in body["message"] and same in body["message"]
+    # ...and once it is public, and listed once, the check passes and is forgotten.
+    private.is_private = False
+    r = await api.patch(url, json={"config": {"targets": "#load-tests #secret-ops #alerts"}})
+    assert r.status_code == 200, r.text
+    assert "target_problems" not in r.json()["config"]
+    r = await api.post(f"{url}/test")
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is True, r.json()
+
+
+async def test_removing_the_install_forgets_its_target_check(
+    api: httpx.AsyncClient, app_server: Server, slack: FakeSlackApi
+) -> None:
+    """A project's own install checks the inherited targets in its workspace; removing it
+    drops that check, and the organization's install (where they exist) applies again."""
+    slack.add_channel("org-tests")
+    project_ws = slack.add_team("T0PROJ002", "Project Workspace")
+    channel = await create_slack_app(api, "#org-tests")
+    await install(api, app_server.url, slack, channel["id"])
+    slack.install_team = project_ws.id
+    await install(api, app_server.url, slack, channel["id"], project_id=1)
+    test = f"/channels/{channel['id']}/test"
+    body = assert_error(await api.post(test, params={"project_id": 1}), 409)
+    assert "#org-tests is not a public channel of Project Workspace" in body["message"]
+    r = await api.post(test)  # the organization's own check passed
+    assert r.status_code == 200 and r.json()["ok"] is True, r.text
+
+    r = await api.delete("/slack/install", params={"channel_id": channel["id"], "project_id": 1})
+    assert r.status_code == 200, r.text
+    assert "target_problems" not in (await _effective(api, channel["id"], 1))["config"]
+    r = await api.post(test, params={"project_id": 1})
+    assert r.status_code == 200 and r.json()["ok"] is True, r.text
+
+
+async def _settled(api: httpx.AsyncClient, channel_id: int, count: int) -> list[dict[str, Any]]:
+    """The channel's deliveries once ``count`` exist and none is pending."""
+    deadline = time.monotonic() + 15
+    while True:
+        r = await api.get("/deliveries", params={"channel_id": channel_id})
+        items = r.json()["items"]
+        if len(items) >= count and all(d["status"] != "pending" for d in items):
+            return list(items)
+        assert time.monotonic() < deadline, items
+        await asyncio.sleep(0.05)

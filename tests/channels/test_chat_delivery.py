@@ -176,6 +176,21 @@ async def test_discord_429_uses_the_body_retry_after(api: httpx.AsyncClient) -> 
     assert second.at - first.at >= 0.25  # the wait came from the body, as logged above
 
 
+async def test_discord_429_holds_the_whole_webhook(api: httpx.AsyncClient) -> None:
+    """After a 429 with retry_after, the next message to the same webhook waits for it too,
+    instead of running into another 429 (its pacing alone would let it through at once)."""
+    async with FakeDiscord() as discord:
+        cid = await create(api, "discord", {"url": discord.webhook_url()})
+        discord.then(FakeDiscord.rate_limited(1.0))
+        first = await send_test(api, cid)
+        second = await send_test(api, cid)
+        await settled(api, cid)
+    assert first["outcome"] == "retry"
+    assert second["ok"] is True
+    assert len(discord.requests) == 3  # the 429, then both messages once the hold ended
+    assert all(r.at - discord.requests[0].at >= 0.9 for r in discord.requests[1:])
+
+
 async def test_discord_deleted_webhook_is_never_retried(api: httpx.AsyncClient) -> None:
     """A 404 Unknown Webhook fails at once: Discord punishes senders that keep trying."""
     async with FakeDiscord() as discord:
@@ -293,3 +308,41 @@ async def test_slack_pacing_per_webhook(api: httpx.AsyncClient) -> None:
     assert since[4] - since[3] >= 0.9, since
     assert quiet_at - finished_at < 1.0  # the other webhook did not wait its turn
     assert quiet_at < times[-1]
+
+
+@pytest.mark.slow
+async def test_rate_limit_spaces_one_destination_only(api: httpx.AsyncClient) -> None:
+    """A channel's ``rate_limit`` replaces its kind's default pace: 2 per second without a
+    burst spaces four messages to its webhook half a second apart (Slack's default would
+    send three at once), while another webhook's message is not held up behind them."""
+    async with FakeSlackWebhook() as slack:
+        paced_url, other_url = slack.webhook_url(), slack.webhook_url()
+        limit = {"count": 2, "per": 1.0, "burst": 1}
+        paced = await create(
+            api, "slack", {"webhook_url": paced_url, "rate_limit": limit}, ["test.started"]
+        )
+        other = await create(api, "slack", {"webhook_url": other_url}, ["test.finished"])
+        runs: list[int] = []
+        for _ in range(4):
+            r = await api.post("/runs", json={"project_id": 1, "load_test_name": "checkout"})
+            runs.append(int(r.json()["id"]))
+        for run_id in runs:
+            assert (await api.patch(f"/runs/{run_id}", json={"status": 2})).status_code == 200
+        finished_at = time.time()
+        r = await api.patch(f"/runs/{runs[0]}", json={"status": 3, "result": "passed"})
+        assert r.status_code == 200
+        await slack.wait_for(5, timeout=20)
+        paced_deliveries = await settled(api, paced, 4)
+        await settled(api, other, 1)
+    assert all(d["attempt_count"] == 1 for d in paced_deliveries)  # waiting is not an attempt
+    paced_path = paced_url.removeprefix(slack.base_url)
+    times = sorted(r.at for r in slack.requests if r.path == paced_path)
+    [other_at] = [r.at for r in slack.requests if r.path != paced_path]
+    since = [round(t - times[0], 2) for t in times]
+    # One token every 0.5 s: message n (from 0) leaves no earlier than n * 0.5 s after the
+    # first; the margins absorb the first request's slower arrival (a new connection).
+    # Slack's default (a burst of 3) would have sent messages 1 and 2 at once.
+    assert since[1] >= 0.35 and since[2] >= 0.85 and since[3] >= 1.35, since
+    assert since[3] - since[1] >= 0.9, since
+    assert other_at - finished_at < 0.5  # the other webhook did not wait its turn
+    assert other_at < times[-1]

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from loadbell.channels.base import ConfigError
-from loadbell.channels.slack_app import MAX_TARGETS, SlackAppKind
+from loadbell.channels.slack_app import MAX_TARGETS, SlackAppKind, refused_targets
 from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.domain.events import EventType
 from loadbell.formats.samples import sample_message
@@ -242,3 +242,41 @@ def test_pacing_is_per_workspace_and_channel() -> None:
     assert rate is not None and (rate.count, rate.per) == (1, 1.0)
     message = replace(sample_message(EventType.TEST_FINISHED), target="#load-tests")
     assert KIND.destination(message, INSTALLED) == "T1:#load-tests"
+
+
+REFUSED = {"team_id": "T1", "targets": {"C0ALERTS1": "C0ALERTS1 is archived", "#gone": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("check", "refused"),
+    [
+        # the install's check in this workspace: listed targets only (#gone was removed)
+        (REFUSED, {"C0ALERTS1": "C0ALERTS1 is archived"}),
+        # a check made in another workspace (an inherited one) does not apply
+        ({**REFUSED, "team_id": "T2"}, {}),
+        (None, {}),  # never checked, or checked and fine
+    ],
+)
+def test_the_install_check_blocks_refused_targets(
+    check: dict[str, Any] | None, refused: dict[str, str]
+) -> None:
+    """Targets the install's check refused make the config incomplete and are not
+    rendered; the others still are."""
+    config = KIND.validate({**INSTALLED, "target_problems": check})
+    assert refused_targets(config) == refused
+    lacks = [m for m in KIND.missing(config) if m.startswith("target channels Slack accepts")]
+    assert bool(lacks) == bool(refused)
+    message = replace(sample_message(EventType.TEST_STARTED), target="C0ALERTS1")
+    if refused:
+        with pytest.raises(ConfigError, match="C0ALERTS1 is archived; not posted"):
+            KIND.render(message, config)
+    else:
+        assert KIND.render(message, config).url.endswith("/chat.postMessage")
+    assert KIND.render(replace(message, target="#load-tests"), config).body
+
+
+def test_a_malformed_check_is_refused() -> None:
+    """target_problems has one shape, written by loadbell."""
+    with pytest.raises(ConfigError) as err:
+        KIND.validate({**INSTALLED, "target_problems": {"targets": ["#a"]}})
+    assert err.value.field == "config.target_problems"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -15,6 +18,7 @@ from loadbell.channels.base import ConfigError, Message
 from loadbell.channels.webhook import WebhookKind
 from loadbell.domain.events import EventType
 from loadbell.formats import loadmance
+from loadbell.testing import Received, RecordingReceiver
 
 EXPECTED = Path(__file__).parent / "expected" / "loadmance"
 WHEN = datetime(2025, 7, 3, 14, 35, 0, tzinfo=UTC)
@@ -283,3 +287,118 @@ def test_events_without_a_loadmance_type_are_not_offered(event: EventType) -> No
     assert event not in WebhookKind().events(_config())
     with pytest.raises(loadmance.FormatError, match=event.value):
         loadmance.body(_message(event, _context()))
+
+
+async def test_delivered_end_to_end_with_headers_and_event_selection(
+    api: httpx.AsyncClient, receiver: RecordingReceiver
+) -> None:
+    """Through the server: a run's selected events arrive as the Loadmance envelope with
+    Content-Type and the custom headers, and the unselected ones are never sent (a second
+    channel subscribed to everything shows they happened)."""
+    selected = {
+        "organization_id": 1,
+        "kind": "webhook",
+        "name": "loadmance",
+        "config": {
+            "url": f"{receiver.url}/selected",
+            "format": "loadmance",
+            "source": "perf-lab",
+            "headers": {"X-Api-Key": "k-123", "X-Team": "perf"},
+        },
+        "events": ["test.started", "test.finished"],
+    }
+    r = await api.post("/channels", json=selected)
+    assert r.status_code == 201, r.text
+    channel_id = r.json()["id"]
+    catch_all = {**selected, "config": {"url": f"{receiver.url}/all", "format": "loadmance"}}
+    r = await api.post("/channels", json={**catch_all, "events": None})
+    assert r.status_code == 201, r.text
+
+    r = await api.post("/runs", json={"project_id": 1, "load_test_name": "checkout"})
+    assert r.status_code == 201, r.text  # also load_test.created: not selected
+    run_id = r.json()["id"]
+    r = await api.patch(
+        f"/runs/{run_id}", json={"status": 2, "metrics": {"vus_max": 20, "duration_s": 60}}
+    )
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        f"/runs/{run_id}/threshold-failures",
+        json={"metric": "http_req_duration", "expression": "p(95)<500", "value": 612.5},
+    )
+    assert r.status_code == 201, r.text  # test.threshold_failed: not selected
+    final = {"requests": 1200, "rps": 20.04, "avg_ms": 98.76, "apdex": 0.951, "vus_max": 20}
+    r = await api.patch(
+        f"/runs/{run_id}",
+        json={"status": 3, "result": "passed", "metrics": {**final, "duration_s": 60}},
+    )
+    assert r.status_code == 200, r.text
+
+    def at(path: str) -> list[Received]:
+        return [got for got in receiver.requests if got.path == path]
+
+    deadline = time.monotonic() + 15
+    while len(at("/all")) < 4 or len(at("/selected")) < 2:
+        assert time.monotonic() < deadline, [(g.path, g.json()) for g in receiver.requests]
+        await asyncio.sleep(0.05)
+    assert [g.json()["eventType"] for g in at("/all")] == [
+        "TEST_BUILDER_CREATED",
+        "TEST_STARTED",
+        "TEST_THRESHOLD_EXCEEDED",
+        "TEST_FINISH",
+    ]
+    deliveries = (await api.get("/deliveries", params={"channel_id": channel_id})).json()
+    assert sorted(d["event_type"] for d in deliveries["items"]) == [
+        "test.finished",
+        "test.started",
+    ]
+
+    started, finished = at("/selected")
+    link = f"http://loadbell.test/runs/{run_id}"
+    subject = "Load test 'checkout' in project 'Default Project'"
+    for got in (started, finished):
+        assert got.method == "POST"
+        assert got.header("Content-Type") == "application/json"
+        assert got.header("X-Api-Key") == "k-123" and got.header("X-Team") == "perf"
+        assert got.header("User-Agent") == f"loadbell/{__version__}"
+        assert not [h for h in got.headers if h.lower().startswith(("x-loadimpact", "webhook-"))]
+        body = got.json()
+        assert list(body) == ENVELOPE
+        when = datetime.strptime(body.pop("timestamp"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        assert abs(datetime.now(UTC) - when) < timedelta(minutes=1)
+        if got is started:
+            assert body == {
+                "type": "notification",
+                "source": "perf-lab",
+                "eventType": "TEST_STARTED",
+                "title": "Load Test Started",
+                "message": f"{subject} has begun execution.",
+                "metadata": {
+                    "testRunId": str(run_id),
+                    "maxUser": "20",
+                    "duration": "60",
+                    "watchLive": link,
+                },
+                "severity": "info",
+            }
+        else:
+            running = body["metadata"].pop("runningTime")
+            assert running.isdigit()  # wall seconds from Running to the end
+            assert body == {
+                "type": "notification",
+                "source": "perf-lab",
+                "eventType": "TEST_FINISH",
+                "title": "Load Test Completed",
+                "message": f"{subject} has finished successfully.",
+                "metadata": {
+                    "testRunId": str(run_id),
+                    "status": "FINISHED",
+                    "duration": "60",
+                    "maxUser": "20",
+                    "totalRequestCount": "1200",
+                    "avgResponseTime": "98.8",
+                    "throughput": "20.0",
+                    "apdexScore": "0.95",
+                    "reportLink": link,
+                },
+                "severity": "success",
+            }

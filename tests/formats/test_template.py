@@ -10,7 +10,7 @@ import pytest
 
 from loadbell.channels.base import ConfigError
 from loadbell.channels.webhook import WebhookKind
-from loadbell.domain.events import EventType
+from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.formats import samples, template
 from loadbell.testing import RecordingReceiver
 
@@ -40,6 +40,15 @@ def _config(source: str, **extra: Any) -> dict[str, Any]:
     return WebhookKind().validate(
         {"url": "http://127.0.0.1:9/hook", "format": "template", "template": source, **extra}
     )
+
+
+def _check(
+    source: str, events: tuple[EventType, ...] = SUBSCRIBABLE, **extra: Any
+) -> dict[str, Any]:
+    """What saving does: validate, then render the sample of each subscribed event."""
+    config = _config(source, **extra)
+    WebhookKind().check_events(config, events)
+    return config
 
 
 def _render(source: str, event: EventType = EventType.TEST_FINISHED, **extra: Any) -> str:
@@ -94,28 +103,55 @@ def test_tojson_indent() -> None:
 
 
 @pytest.mark.parametrize(
-    ("source", "line", "words"),
+    ("source", "prefix", "words"),
     [
-        # syntax error on line 2
-        ('{\n  "a": {{ run.id }\n}', 2, "unexpected '}'"),
+        # syntax error on line 2: no event needed to find it
+        ('{\n  "a": {{ run.id }\n}', "line 2: ", "unexpected '}'"),
         # an unknown variable is an error, not an empty string (StrictUndefined)
-        ('{\n  "a": 1,\n  "b": {{ runn.id }}\n}', 3, "'runn' is undefined"),
+        ('{\n  "a": 1,\n  "b": {{ runn.id }}\n}', "event test.starting, line 3: ", "'runn'"),
         # the sandbox refuses Python internals
-        ('{"a": "{{ run.__class__ }}"}', 1, "unsafe"),
+        ('{"a": "{{ run.__class__ }}"}', "event test.starting, line 1: ", "unsafe"),
         # and work that would stall the worker
-        ('{"a": "{{ "x" * 100000000 }}"}', 1, "1 MiB"),
-        ('{"a": {{ 2 ** 100000 }}}', 1, "exponent"),
-        # valid template, invalid JSON: the rendered line 3 lacks a comma
-        ('{\n  "a": {{ run.id }}\n  "b": 2\n}', 3, "not valid JSON"),
+        ('{"a": "{{ "x" * 100000000 }}"}', "event test.starting, line 1: ", "1 MiB"),
+        ('{"a": {{ 2 ** 100000 }}}', "event test.starting, line 1: ", "exponent"),
+        # valid template, invalid JSON: line 3 lacks a comma
+        ('{\n  "a": 1\n  "b": 2\n}', "event test.starting, line 3: ", "not valid JSON"),
     ],
 )
-def test_bad_templates_are_refused_with_the_line(source: str, line: int, words: str) -> None:
-    """validate() refuses the template with config.template and 'line N: ...'."""
+def test_bad_templates_are_refused_with_the_line(source: str, prefix: str, words: str) -> None:
+    """Saving refuses the template with config.template and 'event E, line N: ...'."""
     with pytest.raises(ConfigError) as info:
-        _config(source)
+        _check(source)
     assert info.value.field == "config.template"
-    assert info.value.message.startswith(f"line {line}: "), info.value.message
+    assert info.value.message.startswith(prefix), info.value.message
     assert words in info.value.message
+
+
+def test_invalid_json_names_the_template_line_and_shows_the_rendered_one() -> None:
+    """A loop makes rendered and template lines differ: the message gives the template's
+    line, and quotes the rendered line with its number."""
+    source = (
+        "{\n"
+        "{% for t in metrics.thresholds %}\n"
+        '  "{{ t.metric }}": {{ t.ok | tojson }}\n'  # no comma between entries
+        "{% endfor %}\n"
+        "}"
+    )
+    with pytest.raises(template.TemplateError) as info:
+        _check(source, (EventType.TEST_FINISHED,))
+    assert info.value.message == (
+        "event test.finished, line 3: the body is not valid JSON (Expecting ',' delimiter "
+        'at line 5, column 3 of the rendered body, which reads: "http_req_failed": true)'
+    )
+
+
+def test_whitespace_control_keeps_the_template_line() -> None:
+    """Text trimmed by {%- ... %} is still traced to its template line."""
+    source = '{\n  "a": 1,\n  {%- if run %}\n  "b": 2\n  {%- endif %}\n  "c": 3\n}'
+    with pytest.raises(template.TemplateError) as info:
+        _check(source, (EventType.TEST_FINISHED,))
+    assert info.value.message.startswith("event test.finished, line 6: "), info.value.message
+    assert 'line 4, column 3 of the rendered body, which reads: "c": 3' in info.value.message
 
 
 def test_text_content_type_allows_non_json() -> None:
@@ -132,7 +168,7 @@ def test_text_content_type_allows_non_json() -> None:
 def test_json_content_types_are_checked(content_type: str) -> None:
     """Any JSON media type (also +json) makes the sample render be parsed."""
     with pytest.raises(ConfigError, match="not valid JSON"):
-        _config("not json", headers={"Content-Type": content_type})
+        _check("not json", headers={"Content-Type": content_type})
 
 
 def test_template_is_required_with_the_template_format() -> None:
@@ -151,13 +187,93 @@ def test_content_type_is_only_settable_with_templates() -> None:
     assert "template format" in info.value.message
 
 
-def test_run_only_fields_fail_for_other_events_with_the_line() -> None:
-    """An unguarded template saves (test.finished renders) but names its line for events
-    without a run, which the preview endpoint shows."""
+# The audit's example: fine for test.finished, but not every event has a run or a p95.
+RUN_ONLY = '{"run": {{ run.id }}, "p95": {{ metrics.p95_ms }}}'
+
+
+def test_each_subscribed_event_is_rendered_on_save() -> None:
+    """A template that renders test.finished but not other subscribed events is refused,
+    naming the first event that fails, its line, the events that work, and the way out."""
+    with pytest.raises(template.TemplateError) as info:
+        _check(RUN_ONLY)
+    assert info.value.message == (
+        "event test.starting, line 1: 'dict object' has no attribute 'p95_ms'; it renders "
+        "for test.finished, test.report_intermediate, test.report_available, "
+        "test.threshold_failed: if it is meant for those only, set the channel's events to "
+        "them, otherwise guard what test.starting lacks ({% if run %}...{% endif %}, "
+        "| default(...))"
+    )
+    with pytest.raises(template.TemplateError) as info:
+        _check(RUN_ONLY, (EventType.TEST_FINISHED, EventType.PROJECT_CREATED))
+    assert info.value.message.startswith("event project.created, line 1: 'None' has no")
+    _check(RUN_ONLY, (EventType.TEST_FINISHED, EventType.TEST_THRESHOLD_FAILED))
+
+
+def test_delivery_errors_still_name_the_line() -> None:
+    """At delivery (or preview) the render error names the template line."""
     config = _config('{\n  "run": {{ run.id }}\n}')
     with pytest.raises(template.TemplateError) as info:
         WebhookKind().render(samples.sample_message(EventType.PROJECT_CREATED), config)
     assert info.value.message == "line 2: 'None' has no attribute 'id'"
+
+
+async def test_save_checks_the_subscribed_events(api: httpx.AsyncClient) -> None:
+    """POST and PATCH answer 422 for an event the template cannot render; narrowing the
+    events saves it, and widening them again is refused."""
+    body = {
+        "organization_id": 1,
+        "kind": "webhook",
+        "name": "templated",
+        "config": {"url": "http://127.0.0.1:9/", "format": "template", "template": RUN_ONLY},
+    }
+    r = await api.post("/channels", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "config.template"
+    assert r.json()["message"].startswith("config.template: event test.starting, line 1: ")
+    assert "set the channel's events" in r.json()["message"]
+
+    r = await api.post("/channels", json={**body, "events": ["test.finished"]})
+    assert r.status_code == 201, r.text
+    url = f"/channels/{r.json()['id']}"
+    r = await api.patch(url, json={"events": ["test.finished", "project.created"]})
+    assert r.status_code == 422, r.text
+    assert "event project.created, line 1: 'None' has no attribute 'id'" in r.json()["message"]
+    r = await api.patch(url, json={"config": {"template": '{"p95": {{ metrics.p95_ms }}}'}})
+    assert r.status_code == 200, r.text  # test.finished has a p95
+    r = await api.patch(url, json={"config": {"template": "{{ run.id }} x"}})
+    assert r.status_code == 422, r.text
+    assert "event test.finished, line 1: the body is not valid JSON" in r.json()["message"]
+
+
+async def test_overrides_are_checked_against_the_channel_events(api: httpx.AsyncClient) -> None:
+    """A project's own template must render the channel's events, and so must it after the
+    organization widens them."""
+    r = await api.post(
+        "/channels",
+        json={
+            "organization_id": 1,
+            "kind": "webhook",
+            "name": "templated",
+            "config": {"url": "http://127.0.0.1:9/", "format": "template", "template": "{}"},
+            "events": ["test.finished"],
+        },
+    )
+    assert r.status_code == 201, r.text
+    channel = r.json()["id"]
+    put = f"/channels/{channel}/overrides/1"
+    r = await api.put(put, json={"config": {"template": '{"p95": {{ metrics.p95_ms }}}x'}})
+    assert r.status_code == 422, r.text
+    assert "event test.finished, line 1: the body is not valid JSON" in r.json()["message"]
+    r = await api.put(put, json={"config": {"template": RUN_ONLY}})
+    assert r.status_code == 200, r.text
+
+    r = await api.patch(
+        f"/channels/{channel}", json={"events": ["test.finished", "project.created"]}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == "config.template"
+    assert r.json()["message"].endswith("(project 1's override)")
+    assert "event project.created, line 1" in r.json()["message"]
 
 
 async def test_bad_template_is_a_422_with_the_line(api: httpx.AsyncClient) -> None:

@@ -1,12 +1,13 @@
 """Journey 1 and the Setup form: a new owner signs in, sets up a webhook, presses
 "Test Hook" and sees the receiver's answer; refused forms keep what was typed; secrets
-are never shown back."""
+are never shown back, except a new signing secret, once."""
 
 from __future__ import annotations
 
 import re
 
 from playwright.async_api import Page, expect
+from standardwebhooks import Webhook
 
 from conftest import Server
 from loadbell.testing import RecordingReceiver
@@ -82,3 +83,64 @@ async def test_live_preview_renders_the_chosen_format(page: Page, app_server: Se
     await page.get_by_label("Format").select_option("loadmance")
     await page.get_by_label("Event", exact=True).select_option("test.finished")
     await expect(preview).to_contain_text('"type":"notification"')
+
+
+async def test_signed_webhook_test_hook_shows_the_secret_once(
+    page: Page, app_server: Server, receiver: RecordingReceiver
+) -> None:
+    """With "Sign requests", "Test Hook" shows the new secret (once) and the test's answer,
+    and the receiver's signature verifies with that secret."""
+    await sign_in_with_token(page, app_server.token, "/orgs/1/integrations/new?kind=webhook")
+    await page.get_by_label("URL").fill(f"{receiver.url}/hook")
+    await page.get_by_label("Sign requests").check()
+    await page.get_by_role("button", name="Test Hook").click()
+
+    secret = (await page.locator("#new-secret").inner_text()).strip()
+    assert secret.startswith("whsec_")
+    await expect(page.locator("#test-result .status-code")).to_contain_text("200")
+    await expect(page.locator(".flash")).to_contain_text("Test message sent")
+    await expect(page.locator(".flash")).to_contain_text("Copy the signing secret now")
+    [request] = receiver.requests
+    assert Webhook(secret).verify(request.body, request.headers) == {
+        "event": "test.notification_channel"
+    }
+
+    await page.get_by_role("link", name="Integrations").first.click()
+    await expect(page.locator(".flash")).to_have_count(0)  # the flash was not left over
+    await page.locator("#kind-webhook a.channel-name").click()
+    await expect(page.locator("#signing-title")).to_be_visible()
+    await expect(page.locator("#new-secret")).to_have_count(0)
+    assert secret not in await page.content()
+
+
+async def test_rotated_secret_is_shown_once_and_both_sign(
+    page: Page, app_server: Server, receiver: RecordingReceiver
+) -> None:
+    """Rotating shows the new secret once, with its flash on the same page; until the
+    window ends each delivery verifies with the old and with the new secret."""
+    await sign_in_with_token(page, app_server.token, "/orgs/1/integrations/new?kind=webhook")
+    await page.get_by_label("URL").fill(f"{receiver.url}/hook")
+    await page.get_by_label("Sign requests").check()
+    await page.get_by_role("button", name="Save Changes").click()
+    await expect(page.locator(".flash")).to_contain_text("Copy the signing secret now")
+    old = (await page.locator("#new-secret").inner_text()).strip()
+
+    await page.get_by_label("Old secret keeps signing for").select_option("1h")
+    await page.get_by_role("button", name="Rotate secret").click()
+    await expect(page.locator(".flash")).to_contain_text("Copy the new signing secret now")
+    new = (await page.locator("#new-secret").inner_text()).strip()
+    assert new.startswith("whsec_") and new != old
+    signing = page.locator("section[aria-labelledby=signing-title]")
+    await expect(signing).to_contain_text("#1 expires")
+    await expect(signing).to_contain_text("#2 active")
+
+    await page.get_by_role("button", name="Test Hook").click()
+    await expect(page.locator("#test-result .status-code")).to_contain_text("200")
+    await expect(page.locator("#new-secret")).to_have_count(0)  # shown once only
+    await expect(page.locator(".flash")).not_to_contain_text("Copy")
+    [request] = receiver.requests
+    assert len(request.header("webhook-signature").split(" ")) == 2
+    for secret in (old, new):
+        Webhook(secret).verify(request.body, request.headers)
+    html = await page.content()
+    assert old not in html and new not in html

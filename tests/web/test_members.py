@@ -104,3 +104,50 @@ async def test_tokens_are_shown_once_and_roles_change(page: Page, app_server: Se
     await owner_row.get_by_role("combobox").select_option("member")
     await owner_row.get_by_role("button", name="Change").click()
     await expect(page.locator(".flash")).to_contain_text("last owner")
+
+
+async def test_member_previews_the_saved_settings(
+    page: Page,
+    browser: Browser,
+    app_server: Server,
+    api: httpx.AsyncClient,
+    receiver: RecordingReceiver,
+) -> None:
+    """Read-only includes the preview: a member's "Preview" and live preview render the
+    channel as saved (its format), and nothing is sent."""
+    url = f"{receiver.url}/hook"
+    channel = await create_webhook(api, url, config={"url": url, "format": "loadmance"})
+    await sign_in_with_token(page, app_server.token)
+    password = await invite(page, "Mia Member", "mia@example.com")
+
+    member = await new_page(browser, app_server)
+    try:
+        await sign_in_with_password(member, "mia@example.com", password)
+        await member.goto(f"/integrations/{channel['id']}")
+        preview = member.locator("#preview-body")
+        await expect(preview).to_contain_text('"type":"notification"')  # live, as saved
+        await member.get_by_label("Event", exact=True).select_option("test.started")
+        async with member.expect_navigation() as shown:
+            await member.get_by_role("button", name="Preview").click()
+        answer = await shown.value
+        assert answer is not None and answer.status == 200
+        await expect(member.locator("#read-only")).to_be_visible()
+        await expect(preview).to_contain_text('"type":"notification"')
+        await expect(preview).to_contain_text("TEST_STARTED")
+        await expect(member.get_by_label("Event", exact=True)).to_have_value("test.started")
+    finally:
+        await member.context.close()
+    assert receiver.requests == []
+
+
+async def test_refused_token_keeps_its_name(page: Page, app_server: Server) -> None:
+    """A token name that is too long is refused next to the field, and stays as typed."""
+    await sign_in_with_token(page, app_server.token, "/orgs/1/members")
+    form = page.locator("#token-form")
+    await form.get_by_label("Name").fill("x" * 201)
+    await form.get_by_label("Role").select_option("admin")
+    await form.get_by_role("button", name="Create token").click()
+    await expect(form.locator(".field-error")).to_contain_text("1 to 200 characters")
+    await expect(form.get_by_label("Name")).to_have_value("x" * 201)
+    await expect(form.get_by_label("Role")).to_have_value("admin")
+    await expect(page.locator("#token-value")).to_have_count(0)

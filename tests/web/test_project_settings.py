@@ -74,3 +74,26 @@ async def test_project_disables_inherited_slack(
         page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
         await page.get_by_role("button", name="Inherit everything").click()
         await expect(page.locator("#row-send-messages")).to_contain_text("inherited")
+
+
+async def test_refused_project_settings_focus_the_summary(
+    page: Page, app_server: Server, api: httpx.AsyncClient
+) -> None:
+    """A refused override comes back with the summary focused and the value as typed."""
+    r = await api.post(
+        "/channels",
+        json={
+            "organization_id": 1,
+            "kind": "slack",
+            "name": "#load-tests",
+            "config": {"webhook_url": "https://hooks.slack.com/services/T0/B0/XXXX"},
+        },
+    )
+    assert r.status_code == 201, r.text
+    await sign_in_with_token(page, app_server.token, f"/integrations/{r.json()['id']}/projects/1")
+    await page.get_by_label("URL").fill("ftp://example.com/x")
+    await page.get_by_role("button", name="Save Changes").click()
+    summary = page.locator("#error-summary")
+    await expect(summary).to_contain_text("http")
+    await expect(summary).to_be_focused()
+    await expect(page.get_by_label("URL")).to_have_value("ftp://example.com/x")

@@ -31,7 +31,8 @@ FINAL = {
 async def test_failed_run_page_and_redeliver(
     page: Page, app_server: Server, api: httpx.AsyncClient
 ) -> None:
-    """Metrics, thresholds, three charts, the failed notification, then a redelivery."""
+    """Status timeline, metrics, thresholds, three charts, the failed notification, then a
+    redelivery."""
     receiver = await RecordingReceiver().start()
     port = receiver.port
     await create_webhook(
@@ -59,6 +60,14 @@ async def test_failed_run_page_and_redeliver(
     assert page.url.endswith(f"/runs/{run['id']}")
     await expect(page.locator("#run-status")).to_contain_text("Finished")
     await expect(page.locator("#run-result")).to_contain_text("failed")
+    # The status timeline: every change the API recorded, in order, ending Running → Finished.
+    recorded = (await api.get(f"/runs/{run['id']}")).json()["timeline"]
+    assert [t["status"] for t in recorded][-2:] == [2, 3]
+    entries = page.locator("ol.timeline li")
+    await expect(entries).to_have_count(len(recorded))
+    for entry, t in zip(await entries.all(), recorded, strict=True):
+        await expect(entry).to_contain_text(f"{t['status']} {t['status_text']}")
+        await expect(entry.locator("time")).to_contain_text("UTC")
     metrics = page.locator("#metrics")
     await expect(metrics).to_contain_text("15,012")
     await expect(metrics).to_contain_text("612.3 ms")

@@ -141,6 +141,21 @@ async def test_screenshots(
         try:
             await sign_in_with_token(phone, app_server.token, f"/runs/{ids['run']}")
             await shot("phone-run", target=phone)
+            # Readable on a phone: nothing wider than the screen, no sideways scrolling.
+            for path in (
+                f"/runs/{ids['run']}",
+                "/orgs/1/integrations",
+                "/integrations/1",
+                f"/integrations/{ids['slack']}/projects/{ids['checkout']}",
+                "/projects/1/runs",
+                "/orgs/1/deliveries",
+                "/orgs/1/members",
+            ):
+                await phone.goto(path)
+                fits = await phone.evaluate(
+                    "document.documentElement.scrollWidth <= window.innerWidth"
+                )
+                assert fits, path
         finally:
             await phone.context.close()
     for name in shots:

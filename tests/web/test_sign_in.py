@@ -106,3 +106,29 @@ async def test_cli_sets_the_first_owners_password(page: Page, app_server: Server
     assert b"signs in as boss@example.com" in err
     await sign_in_with_password(page, "boss@example.com", "a long enough password")
     await expect(page.get_by_role("heading", name="Integrations")).to_be_visible()
+
+
+async def test_switcher_waits_for_go_after_a_key(page: Page, app_server: Server) -> None:
+    """Arrow keys on the project switcher do not leave the page; "Go" does; a choice made
+    without a key (the pointer) still switches at once."""
+    await sign_in_with_token(page, app_server.token, "/orgs/1/integrations")
+    project = page.locator("form.switcher select[name=project]")
+    await project.focus()
+    await page.keyboard.press("ArrowDown")
+    await expect(project).to_have_value("1")
+    await page.wait_for_timeout(500)  # room for a navigation, if one were started
+    assert page.url.endswith("/orgs/1/integrations")
+
+    await page.keyboard.press("Tab")
+    go = page.get_by_role("button", name="Go", exact=True)
+    await expect(go).to_be_focused()
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/projects/1/integrations")
+    await expect(page.locator(".side .scope")).to_contain_text("Project")
+
+    await page.locator("form.switcher select[name=project]").select_option("")
+    await page.wait_for_url("**/orgs/1/integrations")
+
+    # A project that is not the chosen organization's (a stale list) gives way to it.
+    await page.goto("/switch?org=1&project=999&section=runs")
+    assert page.url.endswith("/orgs/1/runs")

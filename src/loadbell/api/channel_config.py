@@ -67,6 +67,20 @@ def validated_events(
     return out
 
 
+def checked_rendering(
+    kind: ChannelKind, config: Mapping[str, Any], events: list[str], where: str = ""
+) -> None:
+    """422 when ``config`` cannot render one of the subscribed ``events`` (a webhook
+    template). ``where`` says whose config it is, e.g. " (project 7's override)"."""
+    check = getattr(kind, "check_events", None)
+    if check is None:
+        return
+    try:
+        check(config, [EventType(e) for e in events])
+    except ConfigError as exc:
+        raise invalid(exc.field, exc.message + where) from None
+
+
 def validated_filters(filters: Mapping[str, Any] | None, events: list[str]) -> dict[str, Any]:
     try:
         clean = validate_filters(filters or {})

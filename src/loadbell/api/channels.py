@@ -128,6 +128,7 @@ async def create_channel(
     slack_checks.refuse_install_data(kind.name, body.config, {}, replacing=False)
     config = cc.validated_config(kind, body.config)
     events = cc.validated_events(kind, config, body.events)
+    cc.checked_rendering(kind, config, events)
     filters = cc.validated_filters(body.filters, events)
     retry = cc.validated_retry(body.retry)
     public, secret = split_secrets(kind.name, config)
@@ -189,9 +190,12 @@ async def update_channel(
             config = cc.validated_config(
                 kind, {**config, **cc.keep_masked(kind, current.config, body.config)}
             )
+            config = slack_checks.settle_check(kind.name, body.config, current.config, config)
         events = cc.validated_events(
             kind, config, body.events if body.events is not None else current.events
         )
+        if body.config is not None or body.events is not None:
+            await _check_rendering(conn, state, replace(current, config=config), events)
         filters = cc.validated_filters(
             body.filters if body.filters is not None else current.filters, events
         )
@@ -212,6 +216,32 @@ async def update_channel(
             )
         )
         return out(await _fetch(conn, channel_id), state)
+
+
+async def _check_rendering(
+    conn: AsyncConnection, state: AppState, channel: ChannelRow, events: list[str]
+) -> None:
+    """The channel's config, and each project's override on top of it, must render every
+    subscribed event (a template of the organization or of an override)."""
+    kind = get_kind(channel.kind)
+    if getattr(kind, "check_events", None) is None:
+        return
+    cc.checked_rendering(kind, channel.config, events)
+    if channel.project_id is not None:
+        return
+    project_ids = (
+        await conn.execute(
+            sa.select(channel_overrides.c.project_id).where(
+                channel_overrides.c.channel_id == channel.id
+            )
+        )
+    ).scalars()
+    pairs = [(channel.id, pid) for pid in project_ids]
+    overrides = await load_overrides(conn, pairs, state.box) if pairs else {}
+    for (_, pid), override in sorted(overrides.items()):
+        if override.config:
+            config = effective(channel, override).config
+            cc.checked_rendering(kind, config, events, f" (project {pid}'s override)")
 
 
 @router.delete("/channels/{channel_id}", status_code=204)
@@ -308,10 +338,13 @@ async def put_override(
         kind = get_kind(ch.kind)
         old = await load_overrides(conn, [(channel_id, project_id)], state.box)
         before = old.get((channel_id, project_id))
-        values = drop_empty(cc.keep_masked(kind, before.config if before else {}, body.config))
+        own = before.config if before else {}
+        values = drop_empty(cc.keep_masked(kind, own, body.config))
+        values = slack_checks.settle_check(kind.name, body.config, own, values)
         # Validate what the project will actually use: the organization's values with
         # these on top. Unknown keys and bad values are refused here, not at send time.
         merged = cc.validated_config(kind, {**ch.config, **values})
+        cc.checked_rendering(kind, merged, ch.events)
         values = {k: merged[k] for k in values}
         public, secret = split_secrets(kind.name, values)
         stmt_values = {

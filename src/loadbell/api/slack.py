@@ -26,7 +26,7 @@ from loadbell.api import lookups, slack_checks
 from loadbell.api.auth import Principal, current_principal
 from loadbell.api.errors import ApiError, invalid
 from loadbell.api.state import AppState, get_state
-from loadbell.channels.slack_app import INSTALL_KEYS, parse_targets
+from loadbell.channels.slack_app import CHECK_KEY, INSTALL_KEYS, parse_targets
 from loadbell.domain.roles import Role
 from loadbell.integrations.slack_api import SlackClient, SlackError, SlackUnreachable
 from loadbell.settings import Settings
@@ -187,6 +187,7 @@ async def finish_install(
             secret={"bot_token": installed.bot_token},
         )
         config = await _effective_config(conn, state, row.id, found.project_id)
+    warnings = await _check_targets(state, row.id, found.project_id, config)
     where = f"channel '{row.name}'" + (
         f" for project {found.project_id}" if found.project_id is not None else ""
     )
@@ -203,7 +204,7 @@ async def finish_install(
         "team_id": installed.team_id,
         "message": f"Slack integration done: {where} now posts to workspace "
         f"'{installed.team_name}'.",
-        "warnings": await _target_warnings(config),
+        "warnings": warnings,
     }
 
 
@@ -259,15 +260,39 @@ async def _effective_config(
     return effective(channel, overrides.get((channel_id, project_id))).config
 
 
-async def _target_warnings(config: dict[str, Any]) -> list[str]:
-    """The install stands either way; targets set before it are checked now."""
+async def _check_targets(
+    state: AppState, channel_id: int, project_id: int | None, config: dict[str, Any]
+) -> list[str]:
+    """The install stands either way; targets saved before it (no token could check them
+    then) are checked now, with the new token. What Slack refuses is stored at the
+    install's level as ``target_problems``: the test message is refused and deliveries to
+    those targets fail without calling Slack, until the targets are saved again (which
+    checks them) or the install is redone. Returns the warnings for the answer."""
     targets = parse_targets(config.get("targets"))
     if not targets:
         return ["no target channels yet: set config.targets (public channels, e.g. #load-tests)"]
     try:
-        return await slack_checks.target_problems(config, targets)
+        problems = await slack_checks.target_problems(config, targets)
     except ApiError as exc:
         return [f"could not check the target channels: {exc.message}"]
+    check = {"team_id": config.get("team_id"), "targets": problems}
+    # Outside the install's transaction: SQLite's write lock must not wait on Slack.
+    async with state.engine.begin() as conn:
+        await slack_installs.write_level(
+            conn,
+            state.box,
+            channel_id=channel_id,
+            project_id=project_id,
+            public={CHECK_KEY: check} if problems else None,
+            drop=() if problems else (CHECK_KEY,),
+        )
+    if not problems:
+        return []
+    return [
+        *problems.values(),
+        "until these targets are fixed, 'Send Test Message' is refused and messages to them "
+        "are not posted: fix them in Slack and save config.targets again, or remove them",
+    ]
 
 
 @router.delete("/install")
@@ -282,7 +307,11 @@ async def remove_install(
     async with state.engine.begin() as conn:
         row, level = await _level(conn, principal, channel_id, project_id)
         removed = await slack_installs.write_level(
-            conn, state.box, channel_id=row.id, project_id=level, drop=INSTALL_KEYS
+            conn,
+            state.box,
+            channel_id=row.id,
+            project_id=level,
+            drop=(*INSTALL_KEYS, CHECK_KEY),  # a check made with the removed token
         )
         config = await _effective_config(conn, state, row.id, level)
     workspace = config.get("workspace") if config.get("bot_token") else None

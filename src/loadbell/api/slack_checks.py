@@ -2,14 +2,18 @@
 
 ``validate`` cannot do I/O, so two rules of seed 003 live here:
 
-- **Targets must be public channels.** New targets are looked up in the workspace with the
-  effective bot token (own or inherited): IDs with ``conversations.info``, names with
-  ``conversations.list`` (``conversations.info`` takes IDs only). Private channels, DMs,
-  archived and unknown channels are refused with a 422 naming each. Without a token
-  there is nothing to ask yet; the install callback checks the targets then.
+- **Targets must be public channels, each listed once.** When a request adds targets (or
+  saves again targets the install's check refused), the level's targets are looked up in
+  the workspace with the effective bot token (own or inherited): IDs with
+  ``conversations.info``, names with ``conversations.list`` (``conversations.info`` takes
+  IDs only). Private channels, DMs, archived and unknown channels, and a name and an ID of
+  the same channel, are refused with a 422 naming each. Without a token there is nothing
+  to ask yet: the install callback checks the targets then, and stores what Slack refused
+  as ``target_problems`` (see channels/slack_app.py) until the targets are saved again.
 - **Install data comes only from the install flow.** ``bot_token``, ``workspace``,
   ``team_id`` and ``api_base_url`` cannot be typed in, changed or cleared through the
-  channels API; sending back what GET showed (the token masked) is fine.
+  channels API, nor can ``target_problems``; sending back what GET showed (the token
+  masked) is fine.
 
 These run before the router opens its write transaction: a Slack call may take seconds,
 and SQLite's write lock must not wait on it. The router still does its own checks after.
@@ -27,7 +31,13 @@ from loadbell.api.errors import ApiError, invalid
 from loadbell.api.state import AppState
 from loadbell.channels.base import ConfigError
 from loadbell.channels.registry import get_kind
-from loadbell.channels.slack_app import DEFAULT_API_BASE, INSTALL_KEYS, parse_targets
+from loadbell.channels.slack_app import (
+    CHECK_KEY,
+    DEFAULT_API_BASE,
+    INSTALL_KEYS,
+    parse_targets,
+    refused_targets,
+)
 from loadbell.domain.inheritance import drop_empty
 from loadbell.integrations.slack_api import (
     Conversation,
@@ -68,6 +78,29 @@ def refuse_install_data(
             )
         elif present and value not in (before, mask_value(key, before)):
             raise invalid(f"config.{key}", _INSTALL_FLOW)
+    if CHECK_KEY in submitted and submitted[CHECK_KEY] != own.get(CHECK_KEY):
+        raise invalid(
+            f"config.{CHECK_KEY}",
+            "is written by loadbell when it checks the targets with Slack; fix "
+            "config.targets instead (saving them checks them again)",
+        )
+
+
+def settle_check(
+    kind: str,
+    submitted: Mapping[str, Any] | None,
+    own: Mapping[str, Any],
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    """The level's ``target_problems`` after a save: gone when the request saved targets
+    (checked again before the save), else kept as stored. ``values`` are the level's
+    values about to be written; ``own`` what the level had."""
+    if kind != KIND:
+        return values
+    out = {k: v for k, v in values.items() if k != CHECK_KEY}
+    if (submitted is None or "targets" not in submitted) and own.get(CHECK_KEY):
+        out[CHECK_KEY] = own[CHECK_KEY]
+    return out
 
 
 async def before_update(
@@ -90,7 +123,8 @@ async def before_update(
         )
     except ConfigError:
         return  # the router reports it
-    await _check_new_targets(after, after.get("targets"), channel.config.get("targets"))
+    if "targets" in submitted:
+        await _check_new_targets(after, after.get("targets"), channel.config.get("targets"))
 
 
 async def before_override(
@@ -121,27 +155,32 @@ async def before_override(
 
 
 async def _check_new_targets(config: Mapping[str, Any], targets: Any, before: Any) -> None:
-    """Check the targets this request adds at its level (its own value, not inherited
-    ones), with the bot token ``config`` (the level's effective config) will use."""
+    """Check the level's targets (its own value, not inherited ones) with the bot token
+    ``config`` (the level's effective config) will use, when this request adds one or
+    saves again one the install's check refused. All of them are looked up, so that a
+    name and the ID of the same channel are caught."""
     try:
         old = set(parse_targets(before))
-        added = [t for t in parse_targets(targets) if t not in old]
+        listed = parse_targets(targets)
     except ConfigError:
         return  # the router reports it
-    if not added or not config.get("bot_token"):
+    refused = set(refused_targets(config))
+    if not config.get("bot_token") or not any(t not in old or t in refused for t in listed):
         return
-    problems = await target_problems(config, added)
+    problems = await target_problems(config, listed)
     if problems:
-        raise invalid("config.targets", "; ".join(problems))
+        raise invalid("config.targets", "; ".join(problems.values()))
 
 
-async def target_problems(config: Mapping[str, Any], targets: list[str]) -> list[str]:
-    """One sentence per target the config's bot may not post to; [] when all are public.
-    Raises ApiError when Slack cannot answer (down, token revoked, rate-limited)."""
+async def target_problems(config: Mapping[str, Any], targets: list[str]) -> dict[str, str]:
+    """One sentence per target the config's bot may not post to, or that names the same
+    channel as an earlier target ({} when all are distinct public channels). Raises
+    ApiError when Slack cannot answer (down, token revoked, rate-limited)."""
     workspace = config.get("workspace") or "the workspace"
     base = str(config.get("api_base_url") or DEFAULT_API_BASE)
     token = str(config["bot_token"])
-    problems: list[str] = []
+    problems: dict[str, str] = {}
+    seen: dict[str, str] = {}  # channel ID -> the target that named it first
     try:
         async with SlackClient(base) as slack:
             by_name: dict[str, Conversation] | None = None
@@ -158,14 +197,21 @@ async def target_problems(config: Mapping[str, Any], targets: list[str]) -> list
                         # With channels:read only, Slack hides private channels
                         # (channel_not_found), or asks for groups:read when the bot is in one.
                         if exc.error == "missing_scope":
-                            problems.append(_PRIVATE.format(target=target))
+                            problems[target] = _PRIVATE.format(target=target)
                             continue
                         if exc.error != "channel_not_found":
                             raise
                         found = None
                 problem = _problem(target, found, workspace)
+                if problem is None and found is not None and found.id in seen:
+                    problem = (
+                        f"{target} is the same channel as {seen[found.id]}; list it once "
+                        "(each target gets its own message)"
+                    )
                 if problem:
-                    problems.append(problem)
+                    problems[target] = problem
+                elif found is not None:
+                    seen[found.id] = target
     except SlackError as exc:
         raise _slack_failed(exc) from None
     except SlackUnreachable as exc:

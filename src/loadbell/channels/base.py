@@ -8,7 +8,7 @@ shared sender, and applies the retry policy and the attempt log for you.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -90,6 +90,15 @@ class Completeness(Protocol):
     before its install). The test hook refuses with these phrases instead of sending."""
 
     def missing(self, config: Mapping[str, Any]) -> list[str]: ...
+
+
+class EventsCheck(Protocol):
+    """Optional: on save, check that ``config`` can render each of ``events`` (the ones
+    the channel subscribes to), from the samples of ``formats/samples.py``. A webhook
+    template that fails for ``project.created`` is refused here rather than at delivery.
+    Raise :class:`ConfigError` naming the field and the event."""
+
+    def check_events(self, config: Mapping[str, Any], events: Sequence[EventType]) -> None: ...
 
 
 class Paced(Protocol):

@@ -11,6 +11,12 @@ Config, as the API shows it::
     api_base_url  the Slack Web API the token belongs to (LOADBELL_SLACK_API_BASE_URL at
                   install time; render() has no settings, and a token is only good for the
                   API that issued it)
+    -- written by the target check (api/slack_checks.py), never typed --
+    target_problems  {"team_id": "T...", "targets": {"#secret": "why"}}: targets saved
+                  before the install that Slack refused when the install checked them
+                  (private, unknown, archived, or the same channel as another target).
+                  Until they are fixed, the test message is refused and deliveries to
+                  them fail without calling Slack.
 
 Slack answers ``chat.postMessage`` with HTTP 200 even when it fails, so ``interpret`` reads
 the body: ``{"ok": false, "error": "channel_not_found"}`` fails the attempt with the code and
@@ -40,6 +46,7 @@ from loadbell.domain.events import EventType
 
 DEFAULT_API_BASE = "https://slack.com/api"
 INSTALL_KEYS = ("bot_token", "workspace", "team_id", "api_base_url")
+CHECK_KEY = "target_problems"
 MAX_TARGETS = 20
 # chat.postMessage: about one message per second per channel, short bursts allowed.
 RATE = Rate(count=1, per=1.0, burst=3)
@@ -135,6 +142,39 @@ def parse_targets(value: Any) -> list[str]:
     return out
 
 
+def _check_value(value: Any) -> dict[str, Any]:
+    field = f"config.{CHECK_KEY}"
+    targets = value.get("targets") if isinstance(value, Mapping) else None
+    if (
+        not isinstance(value, Mapping)
+        or not isinstance(value.get("team_id"), str)
+        or not isinstance(targets, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in targets.items())
+    ):
+        raise ConfigError(field, "is written by loadbell's check of the targets with Slack")
+    return {"team_id": value["team_id"], "targets": dict(targets)}
+
+
+def refused_targets(config: Mapping[str, Any]) -> dict[str, str]:
+    """The listed targets the install's check refused, with why: {"#secret": "..."}.
+    A check made in another workspace (an inherited one) does not apply."""
+    check = config.get(CHECK_KEY)
+    if not isinstance(check, Mapping) or check.get("team_id") != config.get("team_id"):
+        return {}
+    listed = set(_listed(config))
+    return {t: str(why) for t, why in (check.get("targets") or {}).items() if t in listed}
+
+
+def _listed(config: Mapping[str, Any]) -> list[str]:
+    try:
+        return parse_targets(config.get("targets"))
+    except ConfigError:
+        return []
+
+
+_FIX = "fix them in Slack and save config.targets again, or remove them from config.targets"
+
+
 def _install_value(key: str, value: Any) -> str:
     field = f"config.{key}"
     if key == "api_base_url":
@@ -200,7 +240,7 @@ class SlackAppKind:
     defaults: Mapping[str, Any] = {"targets": ""}
 
     def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        allowed = ("targets", "rate_limit", *INSTALL_KEYS)
+        allowed = ("targets", "rate_limit", *INSTALL_KEYS, CHECK_KEY)
         unknown = sorted(set(config) - set(allowed))
         if unknown:
             raise ConfigError(
@@ -212,6 +252,8 @@ class SlackAppKind:
         for key in INSTALL_KEYS:
             if config.get(key) not in (None, ""):
                 clean[key] = _install_value(key, config[key])
+        if config.get(CHECK_KEY):
+            clean[CHECK_KEY] = _check_value(config[CHECK_KEY])
         if config.get("rate_limit") is not None:
             try:
                 clean["rate_limit"] = validate_rate_limit(config["rate_limit"])
@@ -234,6 +276,11 @@ class SlackAppKind:
             )
         if not parse_targets(config.get("targets")):
             out.append('target channels (config.targets, e.g. "#load-tests")')
+        refused = refused_targets(config)
+        if refused:
+            out.append(
+                "target channels Slack accepts: " + "; ".join(refused.values()) + f". {_FIX}"
+            )
         return out
 
     def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
@@ -246,6 +293,9 @@ class SlackAppKind:
             )
         if not message.target:
             raise ConfigError("config.targets", "no target channel is set; add #channels")
+        refused = refused_targets(config).get(message.target)
+        if refused:  # known to fail (or to post twice): Slack is not asked
+            raise ConfigError("config.targets", f"{refused}; not posted. {_FIX}")
         base = str(config.get("api_base_url") or DEFAULT_API_BASE).rstrip("/")
         body = {"channel": message.target, **slack.payload(message), "unfurl_links": False}
         return OutboundRequest(

@@ -8,7 +8,7 @@ and ``rate_limit`` (per-URL pacing; unlimited by default).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,9 +180,10 @@ class WebhookKind:
             if not isinstance(source_text, str) or not source_text.strip():
                 raise ConfigError(template.FIELD, "must be a non-empty Jinja2 template string")
             # Kept under any format, so that switching back to `template` finds it; it is
-            # checked when it is in use (switching back runs this check too).
+            # compiled when it is in use (switching back does it too). Rendering each
+            # subscribed event's sample needs the events: see check_events.
             if fmt_name == "template":
-                template.check(source_text, template.content_type(clean))
+                template.compile_template(source_text)
             clean["template"] = source_text
         elif fmt_name == "template":
             raise ConfigError(
@@ -194,6 +195,11 @@ class WebhookKind:
 
     def events(self, config: Mapping[str, Any]) -> frozenset[EventType]:
         return FORMATS[config.get("format") or "loadimpact"].events
+
+    def check_events(self, config: Mapping[str, Any], events: Sequence[EventType]) -> None:
+        """A template must render the sample of every event the channel receives."""
+        if config.get("format") == "template":
+            template.check(config["template"], template.content_type(config), events)
 
     def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
         fmt = FORMATS[config["format"]]

@@ -4,6 +4,10 @@ A delivery whose destination has no token left is not held in memory: the worker
 back with ``next_attempt_at`` moved to when a token will be free, without counting an
 attempt. So a slow or rate-limited destination never holds slots that others need.
 
+A receiver's ``Retry-After`` (a 429) holds the whole destination: :meth:`Pacer.hold` makes
+every delivery to it wait until then, not only the one that got the answer, and the
+destination then starts again with one message rather than a burst.
+
 Buckets live in one worker process. With several workers, each paces on its own; set the
 per-channel rate lower (or run one worker) when a destination's limit must hold globally.
 """
@@ -48,6 +52,11 @@ class _Bucket:
             return 0.0
         return (1 - self.tokens) * self.rate.per / self.rate.count
 
+    def restart(self) -> None:
+        """One message may go now, then the rate applies: no burst right after a hold."""
+        self.tokens = min(1.0, self.rate.capacity)
+        self.updated = time.monotonic()
+
 
 def configured_rate(config: Mapping[str, Any]) -> Rate | None:
     """A channel's own ``rate_limit`` config ({"count": 1, "per": 1.0, "burst": 3})."""
@@ -74,14 +83,44 @@ def validate_rate_limit(raw: Any) -> dict[str, Any] | None:
     return {"count": count, "per": float(per), **({"burst": burst} if burst else {})}
 
 
+# A Retry-After beyond this is taken as this: a wild value must not park a destination
+# for hours. The delivery that got it still follows its retry policy.
+MAX_HOLD = 300.0  # seconds
+
+
 class Pacer:
+    """Token buckets and holds, per destination key (``kind:destination``)."""
+
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
+        self._holds: dict[str, float] = {}  # destination -> time.monotonic() it opens at
 
     def take(self, destination: str, rate: Rate | None) -> float:
+        """0 when a message may go to ``destination`` now (and count it), else the seconds
+        to wait. A hold applies whatever the rate, ``None`` (unpaced) included."""
+        until = self._holds.get(destination)
+        released = False
+        if until is not None:
+            wait = until - time.monotonic()
+            if wait > 0:
+                return wait
+            del self._holds[destination]
+            released = True
         if rate is None:
             return 0.0
         bucket = self._buckets.get(destination)
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[destination] = _Bucket(rate)
+        if released:
+            bucket.restart()
         return bucket.take()
+
+    def hold(self, destination: str, seconds: float) -> None:
+        """Block ``destination`` for ``seconds`` (at most :data:`MAX_HOLD`), e.g. a 429's
+        ``Retry-After``: until then :meth:`take` answers the time left. A shorter hold
+        never shortens a longer one; 0 or less does nothing."""
+        if not seconds > 0:  # also refuses NaN
+            return
+        until = time.monotonic() + min(seconds, MAX_HOLD)
+        if until > self._holds.get(destination, 0.0):
+            self._holds[destination] = until

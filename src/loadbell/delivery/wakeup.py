@@ -38,6 +38,10 @@ class Wakeup:
     def poke(self) -> None:
         self._event.set()
 
+    def clear(self) -> None:
+        """Forget pokes so far: the claim about to run answers them."""
+        self._event.clear()
+
     async def wait(self, timeout: float) -> None:
         if not self._event.is_set():
             with contextlib.suppress(TimeoutError):

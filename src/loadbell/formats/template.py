@@ -5,14 +5,16 @@ examples). It runs in Jinja2's ``SandboxedEnvironment`` with ``StrictUndefined``
 is an error, not an empty string) and autoescaping off (bodies are JSON or text, not
 HTML). Use ``{{ value | tojson }}`` to put any value into a JSON body safely.
 
-Errors name the template line: ``line 3: 'None' has no attribute 'id'``.
+Errors name the template line: ``line 3: 'None' has no attribute 'id'``. On save,
+:func:`check` renders the sample of every event the channel will receive and names the
+event too: ``event project.created, line 3: ...``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC
 from types import TracebackType
 from typing import Any
@@ -33,11 +35,18 @@ _MAX_EXPONENT = 1_000  # `**` beyond this would burn the worker's CPU
 
 
 class TemplateError(ConfigError):
-    """A template that does not compile or render; ``message`` starts with ``line N:``."""
+    """A template that does not compile or render. ``message`` starts with ``line N:``
+    (the template's line), or with ``event E, line N:`` when a save-time check rendered
+    the sample of event ``E``."""
 
-    def __init__(self, line: int | None, message: str) -> None:
-        super().__init__(FIELD, f"line {line}: {message}" if line else message)
+    def __init__(self, line: int | None, message: str, *, event: EventType | None = None) -> None:
+        where = ", ".join(
+            ([f"event {event.value}"] if event else []) + ([f"line {line}"] if line else [])
+        )
+        super().__init__(FIELD, f"{where}: {message}" if where else message)
         self.line = line
+        self.event = event
+        self.reason = message  # without the "event E, line N: " prefix
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
@@ -144,26 +153,98 @@ def is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def check(source: str, content_type: str) -> None:
-    """Reject, on save, a template that cannot compile, that fails to render a sample
-    ``test.finished`` event, or that renders invalid JSON for a JSON content type.
-
-    Other events are not rendered here: a template may be written for run events only.
-    The preview endpoint shows how each event renders.
+def check(source: str, content_type: str, events: Iterable[EventType]) -> None:
+    """Reject, on save, a template that cannot compile, that fails to render the sample
+    (``formats/samples.py``) of one of ``events``, or that renders invalid JSON for a JSON
+    content type. The first failure is raised, naming the event and the template's line;
+    when other events render fine, the message says so: a template may be meant for some
+    events only, and the channel's ``events`` can say which.
     """
-    text = render(source, samples.sample_message(EventType.TEST_FINISHED))
-    if not is_json(content_type):
+    compile_template(source)
+    events = list(events)
+    failures = [(e, _failure(source, content_type, e)) for e in events]
+    failed = [(e, f) for e, f in failures if f is not None]
+    if not failed:
         return
+    event, first = failed[0]
+    assert first is not None
+    fine = [e.value for e, f in failures if f is None]
+    hint = (
+        f"; it renders for {', '.join(fine)}: if it is meant for those only, set the "
+        f"channel's events to them, otherwise guard what {event.value} lacks "
+        "({% if run %}...{% endif %}, | default(...))"
+        if fine
+        else ""
+    )
+    raise TemplateError(first.line, first.reason + hint, event=event)
+
+
+def _failure(source: str, content_type: str, event: EventType) -> TemplateError | None:
+    message = samples.sample_message(event)
+    try:
+        text = render(source, message)
+    except TemplateError as exc:
+        return exc
+    if not is_json(content_type):
+        return None
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
         lines = text.splitlines()
         bad = lines[exc.lineno - 1] if exc.lineno <= len(lines) else ""
-        raise TemplateError(
-            exc.lineno,
-            f"the body rendered for a sample test.finished event is not valid JSON "
-            f"({exc.msg}, column {exc.colno}); the rendered line is: {bad.strip()[:200]}",
-        ) from None
+        return TemplateError(
+            _source_line(source, message, exc.pos),
+            f"the body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno} "
+            f"of the rendered body, which reads: {bad.strip()[:200]})",
+        )
+    return None
+
+
+def _chunks(source: str, message: Message) -> list[tuple[str, int | None, bool]]:
+    """Render again, keeping each piece of output with the template line that wrote it
+    and whether it is literal text. Jinja's compiled code maps its lines back to the
+    template's (``debug_info``); literal text is a ``yield '...'`` line of that code."""
+    template = compile_template(source)
+    code = _ENV.compile(source, raw=True).splitlines()
+    pieces: list[tuple[str, int | None, bool]] = []
+    gen: Any = template.root_render_func(template.new_context(variables(message)))
+    for chunk in gen:
+        inner = gen
+        while getattr(inner, "gi_yieldfrom", None) is not None:  # blocks: `yield from`
+            inner = inner.gi_yieldfrom
+        frame = getattr(inner, "gi_frame", None)
+        if frame is None or frame.f_code.co_filename != "<template>":
+            pieces.append((str(chunk), None, False))
+            continue
+        statement = code[frame.f_lineno - 1].strip() if frame.f_lineno <= len(code) else ""
+        literal = statement.startswith(("yield '", 'yield "'))
+        pieces.append((str(chunk), template.get_corresponding_lineno(frame.f_lineno), literal))
+    return pieces
+
+
+def _source_line(source: str, message: Message, pos: int) -> int | None:
+    """The template line that wrote character ``pos`` of the rendered body, or None.
+
+    A value (``{{ ... }}``) is on the line Jinja reports for it. Literal text is found in
+    the source from that line on (Jinja reports the line of the tag before the text), and
+    the newlines before ``pos`` within it are counted.
+    """
+    try:
+        pieces = _chunks(source, message)
+    except Exception:  # the first render succeeded, so this is not expected; stay vague
+        return None
+    offset = 0
+    for i, (text, line, literal) in enumerate(pieces):
+        if pos < offset + len(text) or i == len(pieces) - 1:  # past the end: the last one
+            if line is None or not literal:
+                return line
+            line_start = sum(len(x) + 1 for x in source.split("\n")[: line - 1])
+            found = source.find(text, line_start)
+            if found < 0:  # text changed by whitespace control ({%- ... -%})
+                return None
+            return source.count("\n", 0, found + min(pos - offset, len(text))) + 1
+        offset += len(text)
+    return None
 
 
 def content_type(config: Mapping[str, Any]) -> str:

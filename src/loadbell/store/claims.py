@@ -17,7 +17,7 @@ import functools
 import time
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,9 +58,12 @@ class ClaimBatch:
     deliveries: list[Claimed]
     channels: dict[int, sa.Row[Any]]
     overrides: dict[tuple[int, int], sa.Row[Any]]
-    # More deliveries were due than this claim took (it hit its limit or a channel's
-    # room): claim again as soon as there is room, rather than wait for a wake-up.
-    limited: bool = False
+    # The claim took its whole limit: more may be due right now.
+    full: bool = False
+    # Due deliveries were left because their channel had no room: claim again once it has.
+    left: bool = False
+    # What the worker derives once per (channel id, project id) of this claim.
+    setups: dict[tuple[int, int | None], Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class Completion:
     status: str  # the delivery's new status
     next_attempt_at: float
     lease_until: float  # of the claim that made the attempt
+    channel_id: int = 0
     order_key: str | None = None
 
 
@@ -190,7 +194,7 @@ async def claim(
         params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if exclude_channels:
             params["b_exclude"] = list(exclude_channels)
-        limited = False
+        full = left = False
         if channel_cap is None:
             ids = [
                 r[0]
@@ -202,7 +206,7 @@ async def claim(
                     params,
                 )
             ]
-            limited = len(ids) >= limit
+            full = len(ids) >= limit
         else:
             room = channel_room or {}
             taken: Counter[int] = Counter()
@@ -212,7 +216,8 @@ async def claim(
                 if taken[channel_id] < room.get(channel_id, channel_cap):
                     taken[channel_id] += 1
                     chosen.append(delivery_id)
-            limited = len(candidates) >= limit or len(chosen) < len(candidates)
+            left = len(chosen) < len(candidates)
+            full = len(candidates) >= limit and not left
             ids = []
             if chosen:
                 leased = await conn.execute(
@@ -226,7 +231,7 @@ async def claim(
                 )
                 ids = [r[0] for r in leased]
         if not ids:
-            return ClaimBatch([], {}, {}, limited)
+            return ClaimBatch([], {}, {}, full, left)
         rows = await conn.execute(_claimed, {"b_ids": ids})
         claimed = [Claimed(**r._mapping) for r in rows]
         channel_rows = await load_channel_rows(conn, {c.channel_id for c in claimed})
@@ -238,7 +243,7 @@ async def claim(
             and channel_rows[c.channel_id].project_id is None
         }
         overrides = await load_override_rows(conn, pairs)
-        return ClaimBatch(claimed, channel_rows, overrides, limited)
+        return ClaimBatch(claimed, channel_rows, overrides, full, left)
 
 
 _channels = sa.select(channels).where(channels.c.id.in_(_IDS))

@@ -13,9 +13,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    """Add the pages and their static files to ``app``."""
-    from loadbell.web import deliveries, integrations, members, overrides, runs, signin
+    """Add the pages, their static files and HTML error pages (outside ``/api/``) to
+    ``app``. Call it after ``api.errors.install``: the error pages wrap its handlers."""
+    from loadbell.web import deliveries, errors, integrations, members, overrides, runs, signin
 
     for module in (signin, integrations, overrides, deliveries, runs, members):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    errors.install(app)

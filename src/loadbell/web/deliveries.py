@@ -5,7 +5,7 @@ delivery that failed since a given time."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +21,8 @@ from loadbell.web.signin import safe_next
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE = 50
+# "Redeliver all failed since" proposes this long ago: "now" would match nothing.
+BULK_SINCE = timedelta(hours=24)
 
 
 def _int(value: str | None) -> int | None:
@@ -95,7 +97,7 @@ async def delivery_log(
         error=error,
         can_manage=ctx.can_manage(org_id),
         attempts_of=current_attempts,
-        now=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
+        since=(datetime.now(UTC) - BULK_SINCE).strftime("%Y-%m-%dT%H:%M"),
         query=str(request.url.query),
     )
 

@@ -298,11 +298,7 @@ async def create_channel(
         except pydantic.ValidationError as exc:
             posted.errors.update(_pydantic_errors(exc))
         else:
-            if new_secret:
-                # The one time the secret is shown: render, do not redirect.
-                ctx.flash("Saved. Copy the signing secret now: it is not shown again.")
-                return await _after_save(ctx, created, action, new_secret=new_secret)
-            return await _after_save(ctx, created, action)
+            return await _after_save(ctx, created, action, new_secret=new_secret)
     preview = await _preview(ctx, form, posted, None) if action == "preview" else None
     return await _render_form(
         ctx,
@@ -320,20 +316,29 @@ async def create_channel(
 async def _after_save(
     ctx: Ctx, channel: dict[str, Any], action: Any, *, new_secret: str | None = None
 ) -> Response:
+    """After "Save Changes" or "Test Hook": send the test if asked, then show the channel.
+
+    A new signing secret exists only in this request, so its page is rendered here (the
+    one time it is shown), with the test's answer; otherwise the browser is redirected."""
     where = f"/integrations/{channel['id']}"
+    tested: int | None = None
+    message = "Changes saved."
     if action == "test":
-        return await _test_and_show(ctx, channel["id"], None, where, saved=True)
+        tested, outcome = await send_test_hook(ctx, channel["id"], None)
+        message = f"{message} {outcome}"
     if new_secret:
-        return await _show_channel(ctx, channel["id"], new_secret=new_secret)
-    return ctx.redirect(where, "Changes saved.")
+        ctx.flash(f"{message} Copy the signing secret now: it is not shown again.")
+        return await _show_channel(ctx, channel["id"], tested=tested, new_secret=new_secret)
+    if tested is not None:
+        where = f"{where}?tested={tested}"
+    return ctx.redirect(where, message)
 
 
-async def _test_and_show(
-    ctx: Ctx, channel_id: int, project_id: int | None, where: str, *, saved: bool
-) -> Response:
-    """Send the test hook (seed 000: {"event": "test.notification_channel"}) and show the
-    receiver's answer, read back from the attempt log."""
-    prefix = "Changes saved. " if saved else ""
+async def send_test_hook(
+    ctx: Ctx, channel_id: int, project_id: int | None
+) -> tuple[int | None, str]:
+    """Send the test hook (seed 000: {"event": "test.notification_channel"}) and wait for
+    its first attempt: the delivery to show (None when nothing was sent) and a sentence."""
     try:
         result = await channels_api.send_test(
             channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
@@ -341,10 +346,9 @@ async def _test_and_show(
     except ApiError as exc:
         if exc.status in (403, 404):
             raise
-        return ctx.redirect(where, f"{prefix}No test message was sent: {exc.message}")
+        return None, f"No test message was sent: {exc.message}"
     delivery = result.get("delivery_id")
-    sep = "&" if "?" in where else "?"
-    return ctx.redirect(f"{where}{sep}tested={delivery}", f"{prefix}Test message sent.")
+    return (int(delivery) if delivery is not None else None), "Test message sent."
 
 
 async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | None:
@@ -388,17 +392,25 @@ async def _show_channel(
     tested: int | None = None,
     new_secret: str | None = None,
     notice: str | None = None,
+    preview_event: str | None = None,
 ) -> Response:
+    """The channel's page as saved; with ``preview_event``, also what it sends for it."""
     channel = await _channel(ctx, channel_id)
     form = form_for(channel["kind"])
+    values = stored_values(form, channel)
+    preview = None
+    if preview_event is not None:
+        values["preview_event"] = preview_event
+        preview = await _preview(ctx, form, Posted(values=values), channel_id)
     return await _render_form(
         ctx,
         form,
         org_id=channel["organization_id"],
         project_id=channel["project_id"],
         channel=channel,
-        values=stored_values(form, channel),
+        values=values,
         tested=await tested_result(ctx, tested),
+        preview=preview,
         new_secret=new_secret,
         signing=await _signing_state(ctx, channel_id) if form.signing else None,
         notice=notice,
@@ -422,11 +434,14 @@ async def save_channel(request: Request, channel_id: int) -> Response:
     ctx = await Ctx.of(request)
     form_data = await ctx.form()
     channel = await _channel(ctx, channel_id)
+    action = form_data.get("action")
+    if action == "preview" and not ctx.can_manage(channel["organization_id"]):
+        # Members see everything read-only, what the channel sends too: its saved settings.
+        return await _show_channel(ctx, channel_id, preview_event=form_event(form_data))
     ctx.require_manage(channel["organization_id"], "change integrations")
     form = form_for(channel["kind"])
     posted = parse_channel_form(form, form_data, channel["config"])
     posted.values["preview_event"] = form_event(form_data)
-    action = form_data.get("action")
     if not posted.errors and action != "preview":
         try:
             saved = await channels_api.update_channel(
@@ -553,10 +568,12 @@ async def live_preview(request: Request) -> Response:
         return JSONResponse({"ok": False, "error": f"unknown kind '{kind_name}'"}, 422)
     form = form_for(kind_name)
     channel_id = int_or_none(form_data.get("channel_id"))
-    stored = None
-    if channel_id is not None:
-        stored = (await _channel(ctx, channel_id))["config"]
-    posted = parse_channel_form(form, form_data, stored)
+    channel = await _channel(ctx, channel_id) if channel_id is not None else None
+    if channel is not None and not ctx.can_manage(channel["organization_id"]):
+        # A member's form is read-only (disabled fields are not posted): the saved settings.
+        posted = Posted()
+    else:
+        posted = parse_channel_form(form, form_data, channel["config"] if channel else None)
     posted.values["preview_event"] = form_data.get("preview_event")
     result = await _preview(ctx, form, posted, channel_id)
     return JSONResponse(orjson.loads(orjson.dumps(result)))

@@ -140,7 +140,7 @@ async def create_token(request: Request, org_id: int) -> Response:
             org_id,
             status=422,
             errors={"token_name": "give the token a name of 1 to 200 characters, such as 'CI'"},
-            values={"token_role": role.value},
+            values={"token_name": name, "token_role": role.value},
         )
     async with ctx.state.engine.begin() as conn:
         token = await accounts.service_token(conn, org_id, role, name)

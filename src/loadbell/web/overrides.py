@@ -28,7 +28,7 @@ from loadbell.web.channel_form import (
     parse_override_form,
     status_choices,
 )
-from loadbell.web.integrations import SLACK_DONE, int_or_none, tested_result
+from loadbell.web.integrations import SLACK_DONE, int_or_none, send_test_hook, tested_result
 from loadbell.web.pages import Ctx, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -172,16 +172,10 @@ async def save_project_settings(request: Request, channel_id: int, project_id: i
 
 
 async def _send_test(ctx: Ctx, channel_id: int, project_id: int | None, here: str) -> Response:
-    try:
-        result = await channels_api.send_test(
-            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-        )
-    except ApiError as exc:
-        if exc.status in (403, 404):
-            raise
-        return ctx.redirect(here, f"No test message was sent: {exc.message}")
-    sep = "&" if "?" in here else "?"
-    return ctx.redirect(f"{here}{sep}tested={result.get('delivery_id')}", "Test message sent.")
+    tested, message = await send_test_hook(ctx, channel_id, project_id)
+    if tested is not None:
+        here = f"{here}{'&' if '?' in here else '?'}tested={tested}"
+    return ctx.redirect(here, message)
 
 
 def _back(channel_id: int, project_id: int | None) -> str:

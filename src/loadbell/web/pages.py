@@ -4,7 +4,9 @@ A page handler starts with ``ctx = await Ctx.of(request)`` (which sends people w
 signed in to the sign-in page), reads forms with ``await ctx.form()`` (which checks the
 CSRF token) and ends with ``await ctx.render(...)`` or ``ctx.redirect(...)``. Errors the
 API layer raises (``ApiError``: 403, 404, 409, 422) become an HTML page with the same
-status and the same sentence, through :class:`PageRoute`.
+status and the same sentence, through :class:`PageRoute`; errors no handler sees (unknown
+addresses, wrong methods, bad path parameters, failures) get the same page from
+``web/errors.py``.
 """
 
 from __future__ import annotations
@@ -191,6 +193,8 @@ class Ctx:
         return data
 
     def flash(self, message: str) -> None:
+        """A message for the next page shown: this one when it renders, else the target of
+        the redirect (through a short-lived cookie)."""
         self._flash.append(message)
 
     def _finish(self, response: Response) -> Response:
@@ -244,12 +248,16 @@ class Ctx:
     ) -> Response:
         nav = await self.nav(org_id, project_id, section) if self.principal else None
         raw_flash = self.request.cookies.get(FLASH_COOKIE)
+        # The message a redirect left for this page, then this request's own: shown now,
+        # not left in a cookie for the page after.
+        shown = [self.web.sessions.read_flash(raw_flash), *self._flash]
+        self._flash = []
         html = self.web.env.get_template(template).render(
             ctx=self,
             me=self.principal,
             nav=nav,
             csrf=self.session.csrf,
-            flash=self.web.sessions.read_flash(raw_flash),
+            flash=" ".join(m for m in shown if m) or None,
             path=self.request.url.path,
             org_id=org_id,
             project_id=project_id,

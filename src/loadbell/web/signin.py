@@ -7,12 +7,14 @@ printed on first run, then set an email and password on the Members page (or wit
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from loadbell.api.auth import principal_for_token
 from loadbell.security.passwords import fingerprint, verify_password
 from loadbell.store.members import account_by_email
+from loadbell.store.tables import projects
 from loadbell.web.pages import Ctx, PageError, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -98,11 +100,25 @@ async def logout(request: Request) -> Response:
 async def switch(
     request: Request, org: int | None = None, project: str | None = None, section: str = ""
 ) -> Response:
-    """The organization and project switcher (a GET form; JavaScript submits it on change)."""
+    """The organization and project switcher (a GET form, sent with "Go"; JavaScript also
+    sends it when an option is picked with the pointer)."""
     ctx = await Ctx.of(request)
     section = section if section in SECTIONS else "integrations"
     org_id = org if org is not None and org in ctx.who.roles else min(ctx.who.roles)
     project_id = int(project) if project and project.isdigit() else None
+    if project_id is not None:
+        async with ctx.state.reader.connect() as conn:
+            owner = (
+                await conn.execute(
+                    sa.select(projects.c.organization_id)
+                    .where(projects.c.id == project_id)
+                    .where(projects.c.deleted_at.is_(None))
+                )
+            ).scalar_one_or_none()
+        if owner != org_id:
+            # The project list was the previous organization's (a new organization was
+            # chosen without JavaScript, which would have cleared it): the organization wins.
+            project_id = None
     if project_id is not None and section in ("integrations", "runs"):
         return ctx.redirect(f"/projects/{project_id}/{section}")
     return ctx.redirect(f"/orgs/{org_id}/{section}")

@@ -2,14 +2,19 @@
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
-  // The organization / project switcher submits itself on change.
+  // The organization / project switcher submits itself when an option is picked with the
+  // mouse or a finger. Not after a key: arrow keys on a closed select change its value (and
+  // fire "change") at each press, so keyboard users pick their option, then press "Go".
   for (const form of document.querySelectorAll("form[data-autosubmit]")) {
+    let keyed = false;
+    form.addEventListener("keydown", () => { keyed = true; });
+    form.addEventListener("pointerdown", () => { keyed = false; });
     form.addEventListener("change", (event) => {
       if (event.target.name === "org") {
         const project = form.querySelector("select[name=project]");
         if (project) project.value = "";
       }
-      form.submit();
+      if (!keyed) form.submit();
     });
   }
 

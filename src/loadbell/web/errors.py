@@ -1,0 +1,111 @@
+"""Error pages in HTML for every address outside ``/api/``.
+
+The API answers its errors in JSON (``api/errors.py``). A person who types a wrong address,
+follows a stale link or meets a server failure gets the HTML error page instead: the
+handlers installed here wrap the API's, keep JSON for ``/api/*`` and render ``error.html``
+for everything else. Errors raised inside a page handler (``ApiError``, ``PageError``) never
+get this far: :class:`~loadbell.web.pages.PageRoute` turns them into the same page.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from loadbell.web.pages import error_page
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"  # everything under it keeps the API's JSON errors
+
+PageFor = Callable[[Request, Any], Response]
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
+
+
+def is_api(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(API_PREFIX) or path == API_PREFIX.rstrip("/")
+
+
+def _problem(err: Any) -> str:
+    """One validation error of an address, in words: ``run_id must be a whole number``."""
+    name = str(err["loc"][-1]) if err.get("loc") else "a value"
+    kind = err.get("type", "")
+    if kind == "missing":
+        return f"{name} is missing"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number, not '{err.get('input')}'"
+    return f"{name}: {str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}"
+
+
+def validation_page(request: Request, exc: RequestValidationError) -> Response:
+    """A wrong part of the path is a page that does not exist (404); a wrong or missing
+    query parameter is a request to check (422)."""
+    errors = list(exc.errors())
+    words = "; ".join(_problem(e) for e in errors) or "a value is invalid"
+    if any(e.get("loc", ("",))[0] == "path" for e in errors):
+        return error_page(request, 404, f"There is no page at {request.url.path}: {words}.")
+    return error_page(
+        request, 422, f"This address cannot be shown: {words}. Check the link you followed."
+    )
+
+
+def http_page(request: Request, exc: StarletteHTTPException) -> Response:
+    status = exc.status_code
+    if status == 404:
+        message = (
+            f"There is no page at {request.url.path}. Check the address, or start again "
+            "from the start page."
+        )
+    elif status == 405:
+        message = (
+            f"{request.url.path} does not answer a {request.method} request. Use the links "
+            "and buttons of the pages rather than typing this address."
+        )
+    else:
+        message = exc.detail if isinstance(exc.detail, str) else "The request failed."
+    response = error_page(request, status, message)
+    if exc.headers:
+        response.headers.update(exc.headers)  # 405 says which methods are allowed
+    return response
+
+
+def failure_page(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the server log, not to the browser.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_page(
+        request,
+        500,
+        f"loadbell failed while making this page ({exc.__class__.__name__}). The details are "
+        "in the server log. Try again; if it keeps failing, tell your administrator the time "
+        "it happened.",
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Wrap the API's JSON error handlers (installed first, by ``api.errors.install``)."""
+    pages: dict[type[Exception], PageFor] = {
+        RequestValidationError: validation_page,
+        StarletteHTTPException: http_page,
+        Exception: failure_page,
+    }
+    for exc_class, page in pages.items():
+        json_handler: Handler = app.exception_handlers[exc_class]
+        app.add_exception_handler(exc_class, _either(json_handler, page))
+
+
+def _either(json_handler: Handler, page: PageFor) -> Handler:
+    async def handle(request: Request, exc: Any) -> Response:
+        if not is_api(request):
+            return page(request, exc)
+        answer = json_handler(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    return handle
