@@ -44,13 +44,15 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         async with engine.connect() as conn:
             await check_secret_key(conn, box)
             await conn.rollback()
-        app.state.loadbell = AppState(settings=settings, engine=engine, box=box, wakeup=wakeup)
+        worker = Worker(engine, box, settings, wakeup) if run_worker else None
+        app.state.loadbell = AppState(
+            settings=settings, engine=engine, box=box, wakeup=wakeup, worker=worker
+        )
         stop = asyncio.Event()
         app.state.worker_task = None
-        if run_worker:
+        if worker is not None:
             if not settings.is_sqlite:
                 await wakeup.listen_postgres(settings.database_url)
-            worker = Worker(engine, box, settings, wakeup)
             app.state.worker_task = asyncio.create_task(worker.run(stop), name="loadbell-worker")
         try:
             yield

@@ -7,6 +7,7 @@ change it gets a 403.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -49,6 +50,12 @@ _UNAUTHORIZED = ApiError(
 )
 
 
+# A token's principal is kept this long (seconds) by the process that read it: every API
+# call needs it, and reading it was a connection and a statement per call. A token revoked
+# or a role changed by this process takes effect at once (AppState.forget_principals);
+# other processes see the change within this time.
+PRINCIPAL_TTL = 1.0
+
 # A token, its user and the user's roles in one statement, built once (every API call runs
 # it). A token scoped to one organization sees only its role there.
 _PRINCIPAL = (
@@ -77,14 +84,21 @@ _PRINCIPAL = (
 
 
 async def principal_for_token(state: AppState, token: str) -> Principal | None:
+    key = hash_token(token)
+    known = state.principals.get(key)
+    if known is not None and known[0] > time.monotonic():
+        cached: Principal = known[1]
+        return cached
     async with state.reader.connect() as conn:
-        rows = (await conn.execute(_PRINCIPAL, {"b_hash": hash_token(token)})).all()
+        rows = (await conn.execute(_PRINCIPAL, {"b_hash": key})).all()
         await conn.rollback()
     if not rows:
         return None
     first = rows[0]
     roles = {r.member_of: Role(r.role) for r in rows if r.member_of is not None}
-    return Principal(first.user_id, first.name, first.id, first.organization_id, roles)
+    principal = Principal(first.user_id, first.name, first.id, first.organization_id, roles)
+    state.principals[key] = (time.monotonic() + PRINCIPAL_TTL, principal)
+    return principal
 
 
 async def current_principal(request: Request, state: AppState = Depends(get_state)) -> Principal:

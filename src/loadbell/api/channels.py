@@ -397,6 +397,7 @@ async def send_test(
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     """Send ``{"event": "test.notification_channel"}`` and wait for the first attempt."""
+    handoff = state.handoff()
     async with state.engine.begin() as conn:
         row = await lookups.channel(conn, principal, channel_id)
         principal.require_manage(row.organization_id, "send test hooks")
@@ -426,8 +427,9 @@ async def send_test(
             project_id=pid,
             context=context,
             only_channel=channel,
+            handoff=handoff,
         )
-    state.wakeup.poke()
+    state.staged(ids, handoff)
     policy = RetryPolicy().with_overrides(row.retry or {})
     results = await _first_attempts(state, ids, policy.timeout + 5.0)
     first = results[0] if results else {}

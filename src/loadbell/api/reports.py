@@ -64,14 +64,14 @@ async def add_report(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    handoff = state.handoff()
     async with state.engine.begin() as conn:
         run = await lookups.run(conn, principal, run_id)
         _running(run, "intermediate reports are accepted")
         report, ids = await report_store.add_report(
-            conn, state.box, run_id, body.metrics, state.settings.public_url
+            conn, state.box, run_id, body.metrics, state.settings.public_url, handoff
         )
-    if ids:
-        state.wakeup.poke()
+    state.staged(ids, handoff)
     return report
 
 
@@ -97,6 +97,7 @@ async def threshold_failed(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    handoff = state.handoff()
     async with state.engine.begin() as conn:
         run = await lookups.run(conn, principal, run_id)
         _running(run, "threshold failures are reported")
@@ -108,11 +109,12 @@ async def threshold_failed(
             expression=body.expression,
             value=body.value,
             public_url=state.settings.public_url,
+            handoff=handoff,
         )
     if ids is None:
         response.status_code = 200
-    elif ids:
-        state.wakeup.poke()
+    else:
+        state.staged(ids, handoff)
     return {"emitted": ids is not None, "metric": body.metric, "expression": body.expression}
 
 
@@ -123,6 +125,7 @@ async def report_available(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    handoff = state.handoff()
     async with state.engine.begin() as conn:
         run = await lookups.run(conn, principal, run_id)
         status = RunStatus(run.status)
@@ -133,11 +136,11 @@ async def report_available(
                 "status",
             )
         ids = await report_store.report_available(
-            conn, state.box, run_id, state.settings.public_url
+            conn, state.box, run_id, state.settings.public_url, handoff
         )
     if ids is None:
         response.status_code = 200
-    elif ids:
-        state.wakeup.poke()
+    else:
+        state.staged(ids, handoff)
     url = f"{state.settings.public_url.rstrip('/')}/runs/{run_id}"
     return {"emitted": ids is not None, "report_url": url}

@@ -81,6 +81,7 @@ async def create_run(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    new_load_test = False  # its load_test.created event has deliveries to wake workers for
     async with state.engine.begin() as conn:
         if body.load_test_id is not None:
             lt = await lookups.load_test(conn, principal, body.load_test_id)
@@ -91,6 +92,7 @@ async def create_run(
             project = await lookups.project(conn, principal, body.project_id)
             name = body.load_test_name.strip()
             existing = await load_test_api.find_by_name(conn, project.id, name)
+            new_load_test = existing is None
             lt_id = (
                 existing.id
                 if existing
@@ -105,7 +107,8 @@ async def create_run(
             user_id=principal.user_id,
         )
         result = await _out(conn, run_id, state.settings.public_url)
-    state.wakeup.poke()
+    if new_load_test:
+        state.wakeup.poke()
     return result
 
 
@@ -118,6 +121,7 @@ async def update_run(
 ) -> dict[str, Any]:
     if body.status is None and body.result is None and body.metrics is None:
         raise invalid("body", "give at least one of status, result, metrics")
+    handoff = state.handoff()
     async with state.engine.begin() as conn:
         run = await run_with_names(conn, run_id, lock=True)
         if run is None or run["organization_id"] not in principal.roles:
@@ -131,13 +135,13 @@ async def update_run(
                 result=body.result,
                 metrics=body.metrics,
                 public_url=state.settings.public_url,
+                handoff=handoff,
             )
         except TransitionError as exc:
             raise conflict(str(exc), "status") from None
         except ValueError as exc:
             raise ApiError(422, "invalid", str(exc), "result") from None
-    if new:
-        state.wakeup.poke()
+    state.staged(new, handoff)
     return _run_out(now, state.settings.public_url)
 
 

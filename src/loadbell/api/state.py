@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from loadbell.delivery.handoff import Handoff
 from loadbell.delivery.wakeup import Wakeup
+from loadbell.delivery.worker import Worker
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.db import reader
@@ -19,10 +22,28 @@ class AppState:
     engine: AsyncEngine
     box: SecretBox
     wakeup: Wakeup
+    worker: Worker | None = None  # the delivery worker of this process, if it runs one
     reader: AsyncEngine = field(init=False)  # the same pool, for read-only work
+    # token hash -> (valid until, time.monotonic(); Principal): see api/auth.py
+    principals: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reader = reader(self.engine)
+
+    def forget_principals(self) -> None:
+        """A token was revoked or a role changed: read every token afresh."""
+        self.principals.clear()
+
+    def handoff(self) -> Handoff | None:
+        """For an API call that stages deliveries: the worker of this process takes them
+        straight from its transaction (delivery/handoff.py)."""
+        return Handoff(self.worker) if self.worker is not None else None
+
+    def staged(self, delivery_ids: list[int], handoff: Handoff | None) -> None:
+        """After the commit: release what the handoff took, wake workers for the rest."""
+        handed = handoff.release() if handoff is not None else 0
+        if len(delivery_ids) > handed:
+            self.wakeup.poke()
 
 
 def state_of(request: Request) -> AppState:

@@ -51,6 +51,10 @@ def channel_from_row(row: sa.Row[Any], box: SecretBox) -> ChannelRow:
     )
 
 
+def override_from_row(row: sa.Row[Any], box: SecretBox) -> OverrideRow:
+    return OverrideRow(enabled=row.enabled, config={**(row.config or {}), **box.open(row.secrets)})
+
+
 def split_secrets(kind: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     secret_keys = get_kind(kind).secret_keys
     public = {k: v for k, v in config.items() if k not in secret_keys}
@@ -99,9 +103,7 @@ async def load_overrides(
     for r in rows:
         key = (r.channel_id, r.project_id)
         if key in pairs:
-            out[key] = OverrideRow(
-                enabled=r.enabled, config={**(r.config or {}), **box.open(r.secrets)}
-            )
+            out[key] = override_from_row(r, box)
     return out
 
 
@@ -118,17 +120,45 @@ _ORG_WIDE_AND_PROJECT = _LIVE.where(
 )
 
 
-async def channels_for_project(
+# Live channels of a project with its override of each organization channel: one statement.
+_ov = channel_overrides
+_ORG_WIDE_AND_PROJECT_WITH_OVERRIDES = _ORG_WIDE_AND_PROJECT.add_columns(
+    _ov.c.id.label("ov_id"),
+    _ov.c.enabled.label("ov_enabled"),
+    _ov.c.config.label("ov_config"),
+    _ov.c.secrets.label("ov_secrets"),
+).outerjoin(
+    _ov,
+    sa.and_(
+        _ov.c.channel_id == channels.c.id,
+        _ov.c.project_id == sa.bindparam("b_project"),
+        channels.c.project_id.is_(None),
+    ),
+)
+
+
+async def channels_with_overrides(
     conn: AsyncConnection, organization_id: int, project_id: int | None, box: SecretBox
-) -> list[ChannelRow]:
-    """Live channels an event of this project may reach: the organization's and its own."""
+) -> list[tuple[ChannelRow, OverrideRow | None]]:
+    """Live channels an event of this project may reach (the organization's and its own),
+    each with the project's override if it has one."""
     if project_id is None:
         rows = await conn.execute(_ORG_WIDE, {"b_org": organization_id})
-    else:
-        rows = await conn.execute(
-            _ORG_WIDE_AND_PROJECT, {"b_org": organization_id, "b_project": project_id}
+        return [(channel_from_row(r, box), None) for r in rows]
+    rows = await conn.execute(
+        _ORG_WIDE_AND_PROJECT_WITH_OVERRIDES, {"b_org": organization_id, "b_project": project_id}
+    )
+    return [
+        (
+            channel_from_row(r, box),
+            OverrideRow(
+                enabled=r.ov_enabled, config={**(r.ov_config or {}), **box.open(r.ov_secrets)}
+            )
+            if r.ov_id is not None
+            else None,
         )
-    return [channel_from_row(r, box) for r in rows]
+        for r in rows
+    ]
 
 
 async def check_secret_key(conn: AsyncConnection, box: SecretBox) -> None:

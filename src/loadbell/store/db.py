@@ -40,6 +40,12 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.database_url)
     cargs, cparams = url.get_dialect()().create_connect_args(url)
     cparams["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+    # SQLAlchemy hands a connection back to the pool in a task of its own, a turn of the
+    # event loop after the ``async with`` ends; under load many connections are "closing"
+    # at once. With the default pool (5 + 10 overflow) each one past that opened and
+    # closed a SQLite connection and its thread per request.
+    kwargs.setdefault("pool_size", 32)
+    kwargs.setdefault("max_overflow", 32)
     # aiosqlite, with statements run on the event loop's thread (sqlite_driver.py).
     engine = create_async_engine(url, async_creator=creator(*cargs, **cparams), **kwargs)
     synchronous = settings.sqlite_synchronous

@@ -1,14 +1,23 @@
 """The transactional outbox: an event and its deliveries are staged in one transaction.
 
 Callers own the transaction ("the edge commits"); these functions only stage rows.
+
+With a :class:`Handoff` (a delivery worker in the same process, ``delivery/handoff.py``),
+the new deliveries are written already leased to that worker and handed to it once the
+transaction commits: no claim transaction, no wake-up. A delivery is handed off only when
+no earlier delivery of its ordered sequence (channel x run x target) is still pending,
+and only while the worker has room; the others are left for any worker to claim. If the
+process dies before sending, the lease runs out and another worker sends it, as after a
+claim.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,14 +27,42 @@ from loadbell.channels.registry import get_kind
 from loadbell.domain.events import EventType
 from loadbell.domain.filters import RunFacts, matches
 from loadbell.security.secretbox import SecretBox
-from loadbell.store.channels import ChannelRow, channels_for_project, effective, load_overrides
-from loadbell.store.tables import DELIVERY_PENDING, deliveries, events
+from loadbell.store.channels import (
+    ChannelRow,
+    OverrideRow,
+    channels_with_overrides,
+    effective,
+)
+from loadbell.store.claims import Claimed
+from loadbell.store.tables import DELIVERY_PENDING, deliveries, events, is_pending
 
 NOTIFY_CHANNEL = "loadbell_outbox"
 
 
 _INSERT_EVENT = sa.insert(events).returning(events.c.id)
-_INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id)
+_INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+_PENDING_KEYS = (
+    sa.select(deliveries.c.order_key)
+    .where(deliveries.c.order_key.in_(sa.bindparam("b_keys", expanding=True)))
+    .where(is_pending(deliveries))
+)
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str
+    until: float  # epoch seconds
+
+
+class Handoff(Protocol):
+    """Takes new deliveries from the transaction that stages them (delivery/handoff.py)."""
+
+    def lease_for(self, channel_id: int) -> Lease | None:
+        """The lease to write on a new delivery of the channel, or None to leave it to
+        the claims (no room)."""
+
+    def stage(self, claimed: Claimed, channel: ChannelRow, override: OverrideRow | None) -> None:
+        """A delivery written with that lease; it may be sent once the caller commits."""
 
 
 def order_key(channel_id: int, run_id: int | None, target: str | None) -> str | None:
@@ -45,19 +82,22 @@ async def record_event(
     load_test_id: int | None = None,
     run_id: int | None = None,
     only_channel: ChannelRow | None = None,
+    handoff: Handoff | None = None,
 ) -> tuple[int, list[int]]:
     """Stage an event and one delivery per subscribed channel x target.
 
     ``only_channel`` sends to that channel alone and skips subscription checks: it is how the
-    test hook reaches a channel whatever it subscribes to.
+    test hook reaches a channel whatever it subscribes to (its config already as the
+    project sees it). ``handoff``: see the module docstring.
     Returns the event id and the new delivery ids.
     """
+    occurred_at = datetime.now(UTC)
     event_id = (
         await conn.execute(
             _INSERT_EVENT,
             {
                 "type": event_type.value,
-                "occurred_at": datetime.now(UTC),
+                "occurred_at": occurred_at,
                 "organization_id": organization_id,
                 "project_id": project_id,
                 "load_test_id": load_test_id,
@@ -67,35 +107,86 @@ async def record_event(
         )
     ).scalar_one()
 
+    plan: list[tuple[ChannelRow, OverrideRow | None, list[str | None]]]
     if only_channel is not None:
-        plan = [(only_channel, targets_of(only_channel.config))]
+        plan = [(only_channel, None, targets_of(only_channel.config))]
     else:
         plan = await _subscribed(conn, box, event_type, organization_id, project_id, context)
+    if not plan:
+        return event_id, []
 
-    rows = [
-        {
-            "uuid": str(uuid.uuid4()),
-            "event_id": event_id,
-            "channel_id": channel.id,
-            "target": target,
-            "order_key": order_key(channel.id, run_id, target),
-            "status": DELIVERY_PENDING,
-            "series": 1,
-            "attempts": 0,
-            "next_attempt_at": time.time(),
-        }
-        for channel, targets in plan
+    now = time.time()
+    staged: list[tuple[ChannelRow, OverrideRow | None, dict[str, Any]]] = [
+        (
+            channel,
+            override,
+            {
+                "uuid": str(uuid.uuid4()),
+                "event_id": event_id,
+                "channel_id": channel.id,
+                "target": target,
+                "order_key": order_key(channel.id, run_id, target),
+                "status": DELIVERY_PENDING,
+                "series": 1,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "lease_until": None,
+                "lease_owner": None,
+            },
+        )
+        for channel, override, targets in plan
         for target in targets
     ]
-    ids: list[int] = []
-    if rows:
-        result = await conn.execute(_INSERT_DELIVERIES, rows)
-        ids = [r[0] for r in result]
-        if conn.dialect.name == "postgresql":
-            # Delivered at commit; a hint only, the worker also polls (NOTIFY is coalesced
-            # to one per transaction).
-            await conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+    handed = await _lease_to(conn, handoff, staged) if handoff is not None else []
+    result = await conn.execute(_INSERT_DELIVERIES, [row for _, _, row in staged])
+    ids = [r[0] for r in result]
+    for i in handed:
+        channel, override, row = staged[i]
+        handoff.stage(  # type: ignore[union-attr]
+            Claimed(
+                id=ids[i],
+                uuid=row["uuid"],
+                channel_id=channel.id,
+                target=row["target"],
+                order_key=row["order_key"],
+                attempts=0,
+                series=1,
+                event_id=event_id,
+                event_type=event_type.value,
+                occurred_at=occurred_at,
+                project_id=project_id,
+                context=context,
+                lease_until=row["lease_until"],
+            ),
+            channel,
+            override,
+        )
+    if len(handed) < len(staged) and conn.dialect.name == "postgresql":
+        # Delivered at commit; a hint only, the worker also polls (NOTIFY is coalesced
+        # to one per transaction).
+        await conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
     return event_id, ids
+
+
+async def _lease_to(
+    conn: AsyncConnection,
+    handoff: Handoff,
+    staged: list[tuple[ChannelRow, OverrideRow | None, dict[str, Any]]],
+) -> list[int]:
+    """Write the handoff's lease on the staged rows it may take; returns their indexes."""
+    keys = sorted({row["order_key"] for _, _, row in staged if row["order_key"]})
+    waiting = set()
+    if keys:
+        waiting = {r[0] for r in await conn.execute(_PENDING_KEYS, {"b_keys": keys})}
+    handed = []
+    for i, (channel, _, row) in enumerate(staged):
+        if row["order_key"] in waiting:
+            continue  # an earlier delivery of the sequence goes first
+        lease = handoff.lease_for(channel.id)
+        if lease is not None:
+            row["lease_until"], row["lease_owner"] = lease.until, lease.owner
+            handed.append(i)
+    return handed
 
 
 async def _subscribed(
@@ -105,25 +196,18 @@ async def _subscribed(
     organization_id: int,
     project_id: int | None,
     context: dict[str, Any],
-) -> list[tuple[ChannelRow, list[str | None]]]:
-    candidates = await channels_for_project(conn, organization_id, project_id, box)
-    overrides = (
-        await load_overrides(
-            conn, [(c.id, project_id) for c in candidates if c.project_id is None], box
-        )
-        if project_id is not None
-        else {}
-    )
+) -> list[tuple[ChannelRow, OverrideRow | None, list[str | None]]]:
+    candidates = await channels_with_overrides(conn, organization_id, project_id, box)
     run = context.get("run") or {}
     facts = RunFacts(trigger=run.get("trigger"), status=run.get("status"), result=run.get("result"))
-    plan: list[tuple[ChannelRow, list[str | None]]] = []
-    for channel in candidates:
-        eff = effective(channel, overrides.get((channel.id, project_id or 0)))
+    plan: list[tuple[ChannelRow, OverrideRow | None, list[str | None]]] = []
+    for channel, override in candidates:
+        eff = effective(channel, override)
         if not eff.enabled or event_type.value not in channel.events:
             continue
         if event_type not in get_kind(channel.kind).events(eff.config):
             continue
         if not matches(event_type, channel.filters, facts):
             continue
-        plan.append((channel, targets_of(eff.config)))
+        plan.append((channel, override, targets_of(eff.config)))
     return plan

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
+from loadbell.store.outbox import Handoff
 from loadbell.store.runs import emit_run_event
 from loadbell.store.tables import events, run_reports, run_threshold_failures, runs
 
@@ -33,6 +34,7 @@ async def add_report(
     run_id: int,
     metrics: dict[str, Any],
     public_url: str,
+    handoff: Handoff | None = None,
 ) -> tuple[dict[str, Any], list[int]]:
     """Store one snapshot and emit ``test.report_intermediate``. Returns (report, delivery ids)."""
     at = datetime.now(UTC)
@@ -46,7 +48,14 @@ async def add_report(
     report = {"id": int(report_id), "run_id": run_id, "at": at.isoformat(), "metrics": metrics}
     extra = {"report": {"id": report["id"], "at": report["at"], "metrics": metrics}}
     ids = await emit_run_event(
-        conn, box, run_id, EventType.TEST_REPORT_INTERMEDIATE, public_url, extra, metrics
+        conn,
+        box,
+        run_id,
+        EventType.TEST_REPORT_INTERMEDIATE,
+        public_url,
+        extra,
+        metrics,
+        handoff=handoff,
     )
     return report, ids
 
@@ -77,6 +86,7 @@ async def record_threshold_failure(
     expression: str,
     value: float | None,
     public_url: str,
+    handoff: Handoff | None = None,
 ) -> list[int] | None:
     """Emit ``test.threshold_failed`` the first time (metric, expression) is reported for
     the run. Returns the delivery ids, or ``None`` for a repeat (nothing emitted).
@@ -102,12 +112,22 @@ async def record_threshold_failure(
         "severity": "warning",
     }
     return await emit_run_event(
-        conn, box, run_id, EventType.TEST_THRESHOLD_FAILED, public_url, {"threshold": threshold}
+        conn,
+        box,
+        run_id,
+        EventType.TEST_THRESHOLD_FAILED,
+        public_url,
+        {"threshold": threshold},
+        handoff=handoff,
     )
 
 
 async def report_available(
-    conn: AsyncConnection, box: SecretBox, run_id: int, public_url: str
+    conn: AsyncConnection,
+    box: SecretBox,
+    run_id: int,
+    public_url: str,
+    handoff: Handoff | None = None,
 ) -> list[int] | None:
     """Emit ``test.report_available`` once per run. Returns ``None`` when it was already sent.
 
@@ -126,5 +146,11 @@ async def report_available(
         return None
     url = f"{public_url.rstrip('/')}/runs/{run_id}"
     return await emit_run_event(
-        conn, box, run_id, EventType.TEST_REPORT_AVAILABLE, public_url, {"report_url": url}
+        conn,
+        box,
+        run_id,
+        EventType.TEST_REPORT_AVAILABLE,
+        public_url,
+        {"report_url": url},
+        handoff=handoff,
     )

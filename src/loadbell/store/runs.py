@@ -20,7 +20,7 @@ from loadbell.domain.statuses import (
 )
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.context import context_of_run, run_with_names
-from loadbell.store.outbox import record_event
+from loadbell.store.outbox import Handoff, record_event
 from loadbell.store.tables import run_status_changes, runs
 
 
@@ -77,6 +77,7 @@ async def update_run(
     result: RunResult | None,
     metrics: dict[str, Any] | None,
     public_url: str,
+    handoff: Handoff | None = None,
 ) -> tuple[dict[str, Any], list[int]]:
     """Apply a PATCH to ``run``, read with :func:`context.run_with_names` under its row lock
     (two clients reporting the same status at once must not both see the old one and both
@@ -125,7 +126,7 @@ async def update_run(
     if event_type is None:
         return updated, []
     context = context_of_run(updated, public_url)
-    return updated, await _record(conn, box, updated, event_type, context)
+    return updated, await _record(conn, box, updated, event_type, context, handoff)
 
 
 async def emit_run_event(
@@ -136,6 +137,7 @@ async def emit_run_event(
     public_url: str,
     extra: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    handoff: Handoff | None = None,
 ) -> list[int]:
     """Stage a run event. ``metrics`` replaces the run's stored metrics in the context: an
     intermediate report shows its live snapshot, not the final figures."""
@@ -147,7 +149,7 @@ async def emit_run_event(
         context["run"]["metrics"] = metrics
     if extra:
         context["extra"] = extra
-    return await _record(conn, box, run, event_type, context)
+    return await _record(conn, box, run, event_type, context, handoff)
 
 
 async def _record(
@@ -156,6 +158,7 @@ async def _record(
     run: Mapping[str, Any],
     event_type: EventType,
     context: dict[str, Any],
+    handoff: Handoff | None,
 ) -> list[int]:
     _, ids = await record_event(
         conn,
@@ -166,5 +169,6 @@ async def _record(
         load_test_id=run["load_test_id"],
         run_id=run["id"],
         context=context,
+        handoff=handoff,
     )
     return ids

@@ -123,6 +123,7 @@ async def change_role(request: Request, org_id: int, user_id: int) -> Response:
             await store.change_role(conn, org_id, user_id, role, by=ctx.who.role_in(org_id))
     except store.MembershipError as exc:
         return ctx.redirect(f"/orgs/{org_id}/members", f"Role not changed: {exc}")
+    ctx.state.forget_principals()
     return ctx.redirect(f"/orgs/{org_id}/members", f"Role changed to {role.value}.")
 
 
@@ -154,6 +155,7 @@ async def revoke_token(request: Request, org_id: int, token_id: int) -> Response
     ctx.require_manage(org_id, "revoke API tokens")
     async with ctx.state.engine.begin() as conn:
         found = await store.revoke_token(conn, org_id, token_id)
+    ctx.state.forget_principals()
     if not found:
         raise PageError(404, f"token {token_id} not found in this organization")
     return ctx.redirect(f"/orgs/{org_id}/members", "Token revoked.")
