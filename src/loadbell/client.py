@@ -4,6 +4,13 @@ It never raises into a load test. Every call has a timeout and a small retry; wh
 server cannot be reached or refuses a call, the client warns **once** on stderr and the
 call returns ``None`` (or ``False``). The load test goes on either way.
 
+A server that cannot be reached (refused, reset, or no answer within the timeout) opens
+a circuit breaker: later calls get one attempt each, with a short timeout, and after one
+of those fails too, calls are skipped for a while. A hanging server so costs a few
+seconds in all, not a timeout per call. Creating calls (``POST /runs``, a report) are
+never repeated once the request may have reached the server: a repeat could create a
+second run.
+
     from loadbell.client import Client, RunReporter
 
     client = Client()                      # LOADBELL_URL, LOADBELL_TOKEN, LOADBELL_PROJECT
@@ -21,6 +28,7 @@ background thread, in order, so a slow or dead server never holds up the load te
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
@@ -37,6 +45,8 @@ from loadbell import __version__
 DEFAULT_TIMEOUT = 5.0  # seconds, per attempt
 DEFAULT_RETRIES = 2  # extra attempts after a connection error, a timeout, a 429 or a 5xx
 _BACKOFF = (0.25, 1.0)  # seconds before the 2nd and 3rd attempts
+PROBE_TIMEOUT = 1.0  # seconds: the one attempt a call gets while the breaker is open
+PROBE_INTERVAL = 10.0  # seconds: calls are skipped this long after a failed probe
 
 
 class Client:
@@ -68,6 +78,8 @@ class Client:
         self._stderr = stderr
         self._warned = False
         self._lock = threading.Lock()
+        self._unreachable = False  # the breaker: the last attempt could not reach the server
+        self._skip_until = 0.0  # time.monotonic() before which calls are skipped
 
     @property
     def enabled(self) -> bool:
@@ -152,6 +164,10 @@ class Client:
         """Send one request; return the JSON answer, or ``None`` after warning once."""
         if not self.enabled:
             return None
+        with self._lock:
+            probing = self._unreachable
+            if probing and time.monotonic() < self._skip_until:
+                return None  # the server failed a probe a moment ago; it already warned
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
             f"{self.base}/api/v1{path}",
@@ -164,23 +180,52 @@ class Client:
                 "User-Agent": f"loadbell-client/{__version__}",
             },
         )
+        creates = method == "POST" and (path == "/runs" or path.endswith("/reports"))
+        attempts = 1 if probing else self.retries + 1
+        timeout = min(self.timeout, PROBE_TIMEOUT) if probing else self.timeout
         problem = "no attempt made"
-        for attempt in range(self.retries + 1):
+        unreachable = False
+        for attempt in range(attempts):
             if attempt:
                 time.sleep(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)])
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
                     raw = response.read()
+                unreachable = False
                 answer = json.loads(raw) if raw else {}
+                self._reached(True)
                 return answer if isinstance(answer, dict) else {"value": answer}
             except urllib.error.HTTPError as exc:
+                unreachable = False
                 problem = f"{method} {path} answered {exc.code}: {_error_text(exc)}"
                 if exc.code != 429 and exc.code < 500:
                     break  # the request itself is wrong; repeating it will not help
-            except (OSError, ValueError) as exc:  # refused, DNS, timeout, bad JSON
-                problem = f"cannot reach {self.base} ({exc.__class__.__name__}: {exc})"
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                # refused, DNS, timeout, reset, not HTTP, bad JSON
+                cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                problem = f"cannot reach {self.base} ({cause.__class__.__name__}: {cause})"
+                if isinstance(exc, ValueError):
+                    unreachable = False
+                    break  # it answered (2xx, not JSON): what it did is done
+                unreachable = True
+                if isinstance(cause, TimeoutError):
+                    break  # no answer in time: do not wait that long again, open the breaker
+                if creates and not isinstance(cause, ConnectionRefusedError):
+                    break  # it may have got the request: a repeat could create a second run
+        self._reached(not unreachable, probed=probing)
         self.warn(problem)
         return None
+
+    def _reached(self, reached: bool, *, probed: bool = False) -> None:
+        """Close the breaker after an answer; open it after a transport failure (and skip
+        calls for a while when a probe failed)."""
+        with self._lock:
+            if reached:
+                self._unreachable = False
+                return
+            self._unreachable = True
+            if probed:
+                self._skip_until = time.monotonic() + PROBE_INTERVAL
 
 
 def _project_id(raw: int | str | None) -> int | None:
@@ -319,8 +364,11 @@ class RunReporter:
 
         self._submit(self._with_run(go))
 
-    def close(self, timeout: float = 30.0) -> bool:
-        """Wait up to ``timeout`` seconds for queued calls; ``False`` if some were dropped."""
+    def close(self, timeout: float = 30.0, *, cancel: threading.Event | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for queued calls; ``False`` if some were dropped.
+
+        Setting ``cancel`` (e.g. from a signal handler) stops the wait early.
+        """
         if self._closed:
             return True
         self._closed = True
@@ -329,6 +377,8 @@ class RunReporter:
         deadline = time.monotonic() + timeout
         self._queue.put(None)
         while (left := deadline - time.monotonic()) > 0:
+            if cancel is not None and cancel.is_set():
+                return False
             if self._thread.is_alive():
                 self._thread.join(min(0.1, left))
                 continue

@@ -26,9 +26,11 @@ master. Workers stay silent. Percentiles are Locust's (bucketed: 204 ms shows as
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -44,6 +46,60 @@ from loadbell.integrations.apdex import Apdex
 FAIL_RATIO_EXIT_CODE = 3  # the same as locust-plugins' --check-fail-ratio
 _APDEX_KEY = "loadbell_apdex"
 _ACTIVE_STATES = ("spawning", "running", "stopping", "cleanup")
+
+
+_WARNED: set[str] = set()
+
+
+def _lenient(
+    flag: str,
+    envvar: str,
+    convert: Callable[[str], Any],
+    default: Any,
+    rule: Callable[[Any], str | None] = lambda value: None,
+) -> Callable[[str], Any]:
+    """An option type whose bad value stops Locust only when typed on its command line.
+
+    The same value from the environment (set once for a whole CI pipeline, say) or a
+    config file prints a warning naming the variable and falls back to ``default``: a
+    notification setting never keeps the load test from running.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+            problem = rule(value)
+        except ValueError as exc:
+            problem = str(exc) or f"not a valid value: {text!r}"
+        if problem is None:
+            return value
+        if any(arg == flag or arg.startswith(flag + "=") for arg in sys.argv[1:]):
+            raise argparse.ArgumentTypeError(problem)
+        shown = "unset" if default is None else default
+        source = envvar if os.environ.get(envvar) == text else f"{flag} (config file)"
+        warning = (
+            f"loadbell: ignoring {source}={text!r} ({problem}); {flag} keeps its default ({shown})"
+        )
+        if warning not in _WARNED:  # Locust may parse its arguments more than once
+            _WARNED.add(warning)
+            print(warning, file=sys.stderr, flush=True)
+        return default
+
+    return parse
+
+
+def _trigger(text: str) -> str:
+    if text not in ("manual", "scheduled"):
+        raise ValueError(f"{text!r} is not one of 'manual', 'scheduled'")
+    return text
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else f"{value:g} is not above 0"
+
+
+def _ratio(value: float) -> str | None:
+    return None if 0 <= value <= 1 else f"{value:g} is not between 0 and 1"
 
 
 @events.init_command_line_parser.add_listener
@@ -74,6 +130,7 @@ def _add_options(parser: Any, **_: Any) -> None:
     group.add_argument(
         "--loadbell-trigger",
         env_var="LOADBELL_TRIGGER",
+        type=_lenient("--loadbell-trigger", "LOADBELL_TRIGGER", _trigger, "manual"),
         default="manual",
         choices=["manual", "scheduled"],
         help="how the run was started",
@@ -81,21 +138,23 @@ def _add_options(parser: Any, **_: Any) -> None:
     group.add_argument(
         "--loadbell-apdex-t",
         env_var="LOADBELL_APDEX_T",
-        type=float,
+        type=_lenient("--loadbell-apdex-t", "LOADBELL_APDEX_T", float, 500.0, _positive),
         default=500.0,
         help="Apdex threshold T in ms (default 500)",
     )
     group.add_argument(
         "--loadbell-report-interval",
         env_var="LOADBELL_REPORT_INTERVAL",
-        type=float,
+        type=_lenient(
+            "--loadbell-report-interval", "LOADBELL_REPORT_INTERVAL", float, 60.0, _positive
+        ),
         default=60.0,
-        help="seconds between intermediate reports (default 60)",
+        help="seconds between intermediate reports (default 60; at least 1)",
     )
     group.add_argument(
         "--loadbell-max-fail-ratio",
         env_var="LOADBELL_MAX_FAIL_RATIO",
-        type=float,
+        type=_lenient("--loadbell-max-fail-ratio", "LOADBELL_MAX_FAIL_RATIO", float, None, _ratio),
         default=None,
         help=f"fail the run (exit code {FAIL_RATIO_EXIT_CODE}) above this ratio of failures",
     )
@@ -242,7 +301,7 @@ class _Reporter:
         total = self.env.stats.total
         if self.interrupted:
             return RunStatus.ABORTED_BY_USER, RunResult.FAILED
-        if locust_log.unhandled_greenlet_exception:
+        if locust_log.unhandled_greenlet_exception:  # since the last run was closed
             return RunStatus.ABORTED_BY_SCRIPT_ERROR, RunResult.FAILED
         exceptions = bool(runner is not None and runner.exceptions)
         if self.max_fail_ratio is not None:
@@ -264,6 +323,7 @@ class _Reporter:
             if greenlet is not None and greenlet is not gevent.getcurrent():
                 greenlet.kill(block=False)
         status, result = self.outcome()
+        _take_script_errors()
         run.finish(int(status), result.value, self.metrics(live=False))
         run.close(timeout=30)
         if run.run_url:  # on stderr: --json keeps stdout to itself
@@ -306,6 +366,12 @@ def _silent_worker(environment: Environment, counter: _Counter) -> None:
     """Workers only count Apdex and ship the counts with their stats to the master."""
 
     def on_test_start(**_: Any) -> None:
+        # The master's --loadbell-* values reach the worker with each spawn message, before
+        # test_start: count with the master's T, which its report names.
+        options: Any = environment.parsed_options
+        t_ms = getattr(options, "loadbell_apdex_t", None)
+        if isinstance(t_ms, (int, float)) and t_ms > 0:
+            counter.apdex.t_ms = float(t_ms)
         counter.apdex.reset()
 
     def on_report(client_id: str = "", data: Any = None, **_: Any) -> None:
@@ -317,6 +383,25 @@ def _silent_worker(environment: Environment, counter: _Counter) -> None:
 
 
 _REPORTERS: list[_Reporter] = []
+_script_errors_taken = False
+
+
+def _take_script_errors() -> None:
+    """Clear Locust's flag for unhandled exceptions once a run has been judged by it.
+
+    The flag is process-wide and never reset by Locust: left alone, one error would mark
+    every later web-UI run in this process as a script error. ``_give_back_script_errors``
+    sets it again before Locust picks its exit code, so that stays Locust's own.
+    """
+    global _script_errors_taken
+    if locust_log.unhandled_greenlet_exception:
+        _script_errors_taken = True
+        locust_log.unhandled_greenlet_exception = False
+
+
+def _give_back_script_errors() -> None:
+    if _script_errors_taken:
+        locust_log.unhandled_greenlet_exception = True
 
 
 @events.quitting.add_listener
@@ -324,3 +409,4 @@ def _on_quitting(environment: Environment, **kwargs: Any) -> None:
     for reporter in _REPORTERS:
         if reporter.env is environment:
             reporter.on_quitting(**kwargs)
+    _give_back_script_errors()  # Locust decides its exit code right after this event

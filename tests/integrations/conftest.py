@@ -13,8 +13,10 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ RUN_EVENTS = [
 ]
 TEMPLATE = (
     '{"event": {{ event | tojson }}, "run": {{ run | tojson }}, '
+    '"load_test": {{ load_test | tojson }}, '
     '"extra": {{ extra | tojson }}, "severity": {{ summary.severity | tojson }}}'
 )
 
@@ -164,3 +167,83 @@ async def spawn(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 def loadbell_env(server: Any) -> dict[str, str]:
     return {"LOADBELL_URL": server.url, "LOADBELL_TOKEN": server.token, "LOADBELL_PROJECT": "1"}
+
+
+class SilentServer:
+    """A server on 127.0.0.1 that accepts connections and reads each request, but answers
+    only those ``answer`` returns bytes for (a whole HTTP response; ``b""`` closes the
+    connection without a word). The others hang until the server closes: a loadbell
+    server that is up but stuck. ``requests`` holds the request lines, in arrival order.
+    """
+
+    def __init__(self, answer: Callable[[str], bytes | None] = lambda line: None) -> None:
+        self.answer = answer
+        self.requests: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._listener.settimeout(0.1)
+        self._held: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                conn.close()
+                return
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = 0
+        for header in head.split(b"\r\n")[1:]:
+            name, _, value = header.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length and (chunk := conn.recv(65536)):
+            body += chunk  # read it all: closing on unread bytes would reset the connection
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.requests.append(line.rsplit(" ", 1)[0])  # "POST /api/v1/runs"
+        reply = self.answer(line)
+        if reply is None:
+            self._held.append(conn)  # never answered, closed with the server
+            return
+        if reply:
+            conn.sendall(reply)
+        conn.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+
+    def __enter__(self) -> SilentServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def json_reply(body: str, status: int = 200) -> bytes:
+    """A whole HTTP/1.1 response with a JSON body, for ``SilentServer``'s ``answer``."""
+    raw = body.encode()
+    return (
+        f"HTTP/1.1 {status} OK\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(raw)}\r\nConnection: close\r\n\r\n"
+    ).encode() + raw

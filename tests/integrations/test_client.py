@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections import deque
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 from conftest import free_port
 from loadbell.client import Client, RunReporter
 from loadbell.testing import RecordingReceiver
+
+from .conftest import SilentServer, json_reply
 
 
 def test_disabled_without_url_and_token(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,3 +111,78 @@ async def test_reporter_against_a_real_server(app_server: Any, api: httpx.AsyncC
         "test.finished",
         "test.report_available",
     ]
+
+
+def _report_a_whole_run(client: Client) -> tuple[RunReporter, bool, float]:
+    """Every reporter call a wrapper makes; (reporter, close's answer, seconds it all took)."""
+    started = time.monotonic()
+    reporter = RunReporter(client)
+    reporter.start("t")
+    reporter.status(2)
+    reporter.report({"requests": 1})
+    reporter.threshold_failed("http_req_failed", "rate<0.01", 0.5)
+    reporter.finish(3, "passed", {"requests": 2})
+    closed = reporter.close(30)
+    return reporter, closed, time.monotonic() - started
+
+
+def test_hanging_server_costs_one_timeout_and_creates_once() -> None:
+    """A server that accepts but never answers: the run creation waits one timeout, is not
+    repeated (a repeat could create a second run), and nothing else is tried."""
+    err = io.StringIO()
+    with SilentServer() as server:
+        client = Client(server.url, "lb_t", 1, timeout=1.5, stderr=err)
+        reporter, closed, took = _report_a_whole_run(client)
+        assert server.requests == ["POST /api/v1/runs"]
+    assert closed and reporter.run_id is None
+    assert took < 3.5, took
+    assert err.getvalue().count("loadbell:") == 1 and "TimeoutError" in err.getvalue()
+
+
+def test_server_hanging_after_the_run_was_created() -> None:
+    """The first call that hangs opens the breaker: the next call is one short probe, and
+    after it fails the remaining calls are skipped, so closing takes seconds, not minutes."""
+    created = json_reply('{"id": 7, "url": "http://lb/runs/7"}', 201)
+
+    def answer(line: str) -> bytes | None:
+        return created if line.startswith("POST /api/v1/runs ") else None
+
+    err = io.StringIO()
+    with SilentServer(answer) as server:
+        client = Client(server.url, "lb_t", 1, timeout=2, stderr=err)
+        reporter, closed, took = _report_a_whole_run(client)
+        assert server.requests == [
+            "POST /api/v1/runs",
+            "PATCH /api/v1/runs/7",  # Initializing: one full timeout, not retried
+            "PATCH /api/v1/runs/7",  # Running: the probe, 1 s
+        ]
+    assert closed and reporter.run_id == 7
+    assert took < 5, took
+    assert err.getvalue().count("loadbell:") == 1
+
+
+def test_breaker_closes_when_the_server_answers_again() -> None:
+    """After a timeout the next call is a probe; once the server answers, calls are normal
+    again."""
+    answers = iter([None, json_reply('{"id": 1}'), json_reply('{"id": 1}')])
+    with SilentServer(lambda line: next(answers)) as server:
+        client = Client(server.url, "lb_t", 1, timeout=1, stderr=io.StringIO())
+        results = [client.update_run(1, status=2) for _ in range(3)]
+        assert len(server.requests) == 3
+    assert results == [None, {"id": 1}, {"id": 1}]
+
+
+def test_a_create_cut_off_midway_is_not_repeated() -> None:
+    """The server closes the connection after reading POST /runs: it may have created the
+    run, so the client does not send it again (a PATCH would be retried)."""
+    with SilentServer(lambda line: b"") as server:
+        client = Client(server.url, "lb_t", 1, timeout=2, stderr=io.StringIO())
+        assert client.create_run("t") is None
+        assert server.requests == ["POST /api/v1/runs"]
+
+
+def test_garbage_instead_of_http_never_raises() -> None:
+    """An answer that is not HTTP at all is a failed call, not an exception."""
+    with SilentServer(lambda line: b"SSH-2.0-OpenSSH_9.2\r\n") as server:
+        client = Client(server.url, "lb_t", 1, timeout=2, stderr=io.StringIO())
+        assert client.update_run(1, status=2) is None

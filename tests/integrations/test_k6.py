@@ -51,6 +51,14 @@ export const options = {
 export default function () { http.get(`${__ENV.TARGET}/fail`); }
 """
 
+# abortOnFail with a teardown that takes a while: k6's REST API says stopped meanwhile.
+ABORT_ON_FAIL_SLOW_TEARDOWN = (
+    ABORT_ON_FAIL
+    + """
+export function teardown() { const t = Date.now(); while (Date.now() - t < 1500) {} }
+"""
+)
+
 INIT_EXCEPTION = """
 throw new Error('broken script');
 export default function () {}
@@ -368,3 +376,131 @@ async def test_output_on_a_terminal_is_k6s_own(tmp_path: Path) -> None:
     notice = b"loadbell: LOADBELL_URL and LOADBELL_TOKEN are not both set"
     assert wrapped[1].startswith(notice)
     assert wrapped[1].split(b"\r\n", 1)[1] == alone[1]
+
+
+@pytest.mark.parametrize(
+    ("source", "log_output"),
+    [
+        # k6's log in a file: the abortOnFail message is read from there after the run
+        (ABORT_ON_FAIL, "file=k6.log"),
+        # no log at all: the REST API said stopped:true while teardown ran
+        (ABORT_ON_FAIL_SLOW_TEARDOWN, "none"),
+    ],
+)
+async def test_abort_on_fail_without_logs_on_stderr(
+    app_server: Any,
+    hook: RecordingReceiver,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+    source: str,
+    log_output: str,
+) -> None:
+    """With --log-output away from stderr, an abortOnFail stop is still Aborted by
+    threshold."""
+    path = script(tmp_path, "abort.js", source)
+    (tmp_path / "k6.log").write_text("an older run's log, kept: k6 appends\n")
+    proc = await spawn(
+        LOADBELL_BIN,
+        "run",
+        "--",
+        "k6",
+        "run",
+        "-q",
+        "--log-output",
+        log_output,
+        "-e",
+        f"TARGET={target}",
+        path,
+        env=loadbell_env(app_server),
+    )
+    assert await proc.finish(timeout=30) == 99, proc.stderr
+    assert "abortOnFail" not in proc.stderr
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["status_text"]) == (8, "Aborted by threshold")
+
+
+async def test_an_old_abort_in_the_log_file_does_not_count(
+    app_server: Any, hook: RecordingReceiver, spawn: Callable[..., Any], target: str, tmp_path: Path
+) -> None:
+    """Only what k6 wrote in this run counts: an earlier abortOnFail line in the same log
+    file does not make thresholds failing at the end an abort."""
+    path = script(tmp_path, "fail_end.js", FAIL_AT_END)
+    (tmp_path / "k6.log").write_text(
+        "level=error msg=\"thresholds on metrics 'x' were crossed; at least one has "
+        'abortOnFail enabled, stopping test prematurely"\n'
+    )
+    proc = await spawn(
+        LOADBELL_BIN,
+        "run",
+        "--",
+        "k6",
+        "run",
+        "-q",
+        "--log-output",
+        "file=k6.log",
+        "-e",
+        f"TARGET={target}",
+        path,
+        env=loadbell_env(app_server),
+    )
+    assert await proc.finish() == 99, proc.stderr
+    assert "have been crossed" in (tmp_path / "k6.log").read_text()
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["result"]) == (3, "failed")
+
+
+async def test_name_and_trigger_through_the_wrapper(
+    app_server: Any,
+    hook: RecordingReceiver,
+    api: httpx.AsyncClient,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+) -> None:
+    """The load test is named after the script, not after a flag's value ending in .js,
+    and LOADBELL_TRIGGER sets the run's trigger."""
+    path = script(tmp_path, "checkout.js", PASS.replace("'4s'", "'1s'"))
+    proc = await spawn(
+        LOADBELL_BIN,
+        "run",
+        "--",
+        "k6",
+        "run",
+        "-q",
+        "-e",
+        "CONFIG=conf.js",
+        "-e",
+        f"TARGET={target}",
+        path,
+        env={**loadbell_env(app_server), "LOADBELL_TRIGGER": "scheduled"},
+    )
+    assert await proc.finish() == 0, proc.stderr
+    finished = await wait_for_event(hook, "test.finished")
+    assert (finished["load_test"]["name"], finished["run"]["trigger"]) == (
+        "checkout.js",
+        "scheduled",
+    )
+    run = (await api.get(f"/runs/{finished['run']['id']}")).json()
+    assert (run["load_test_name"], run["trigger"]) == ("checkout.js", "scheduled")
+
+
+async def test_sigint_with_the_server_down(
+    spawn: Callable[..., Any], target: str, tmp_path: Path
+) -> None:
+    """Ctrl-C midway with nothing listening at LOADBELL_URL: k6 stops cleanly and the
+    wrapper exits with k6's 105."""
+    from conftest import free_port
+
+    path = script(tmp_path, "long.js", LONG)
+    env = {
+        "LOADBELL_URL": f"http://127.0.0.1:{free_port()}",
+        "LOADBELL_TOKEN": "lb_whatever",
+        "LOADBELL_PROJECT": "1",
+    }
+    proc = await k6_run(spawn, env, path, target)
+    await asyncio.sleep(3)
+    proc.signal(signal.SIGINT)
+    assert await proc.finish(timeout=30) == 105, proc.stderr
+    assert "received a 'interrupt' signal" in proc.stderr
+    assert "Aborting k6 in response to signal" not in proc.stderr

@@ -223,6 +223,32 @@ def test_build_command_keeps_the_users_own_flags(
         (["archive.tar"], "archive.tar"),
         (["-"], "k6 test"),  # script on stdin
         ([], "k6 test"),
+        # a flag's value is never the script, even when it ends in .js
+        (["-e", "CONFIG=conf.js", "tests/checkout.js"], "checkout.js"),
+        (["--env", "CONFIG=conf.js", "checkout.js"], "checkout.js"),
+        (["--config", "k6.config.js", "checkout.js"], "checkout.js"),
+        (["-c", "k6.config.js", "checkout.js"], "checkout.js"),
+        (["-o", "json=out.js", "checkout.js"], "checkout.js"),
+        (["--out", "csv=run.ts", "checkout.js"], "checkout.js"),
+        (["--tag", "suite=smoke.js", "checkout.js"], "checkout.js"),
+        (["--summary-export", "summary.js", "checkout.js"], "checkout.js"),
+        (
+            ["--address", "127.0.0.1:6565", "--log-output", "file=k6.js", "checkout.js"],
+            "checkout.js",
+        ),
+        (["--console-output", "console.js", "checkout.js"], "checkout.js"),
+        # --flag=value, combined shorthands (pflag), and `--` before the script
+        (["--env=CONFIG=conf.js", "checkout.js"], "checkout.js"),
+        (["-qe", "CONFIG=conf.js", "checkout.js"], "checkout.js"),
+        (["-u10", "-e=A=a.js", "checkout.js"], "checkout.js"),
+        (["-q", "--", "checkout.js"], "checkout.js"),
+        # boolean flags take no value: what follows is the script
+        (["-q", "checkout.js"], "checkout.js"),
+        (["--http-debug", "checkout.js"], "checkout.js"),
+        (["-e", "A=1", "https://example.com/scripts/checkout"], "checkout"),
+        # an unknown flag's value looks positional: the script-like one wins
+        (["--future-flag", "x", "checkout.js"], "checkout.js"),
+        (["--future-flag", "A=b.js", "checkout.js"], "checkout.js"),
     ],
 )
 def test_test_name_is_the_script_file_name(argv: list[str], name: str) -> None:
@@ -272,3 +298,21 @@ def test_apdex_counts_merge() -> None:
     master.merge(worker.counts())
     assert master.counts() == {"satisfied": 1, "tolerating": 1, "frustrated": 1}
     assert master.metrics() == {"apdex": 0.5, "apdex_t_ms": 500}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "path"),
+    [
+        (["s.js"], {}, None),  # k6's logs on stderr, the default
+        (["--log-output", "file=./k6.log", "s.js"], {}, "./k6.log"),
+        (["--log-output=file=/tmp/k.log,level=info", "s.js"], {}, "/tmp/k.log"),
+        (["--log-output", "none", "s.js"], {}, None),
+        (["s.js"], {"K6_LOG_OUTPUT": "file=env.log"}, "env.log"),
+        # the flag wins over the environment
+        (["--log-output", "stderr", "s.js"], {"K6_LOG_OUTPUT": "file=env.log"}, None),
+    ],
+)
+def test_log_file_of(argv: list[str], env: dict[str, str], path: str | None) -> None:
+    """Where k6 writes its logs when not on stderr, so the abortOnFail message is still
+    found."""
+    assert k6.log_file_of(argv, env) == path

@@ -64,6 +64,46 @@ class Broken(LoadTestShape):
 )
 
 
+SLOW = "/slow?ms=300"
+
+# Two fast successes, one slow success and one failure per round of tasks.
+DISTRIBUTED = f"""
+import loadbell.locust  # noqa: F401
+from locust import HttpUser, constant, task
+
+class Shopper(HttpUser):
+    wait_time = constant(0.02)
+
+    @task(2)
+    def ok(self):
+        self.client.get("/")
+
+    @task(1)
+    def slow(self):
+        self.client.get("{SLOW}")
+
+    @task(1)
+    def fail(self):
+        self.client.get("/fail")
+"""
+
+# An event listener that fails on the first test start only.
+BROKEN_FIRST_RUN = (
+    HEALTHY
+    + """
+from locust import events
+
+starts = []
+
+@events.test_start.add_listener
+def break_the_first_run(**_):
+    starts.append(1)
+    if len(starts) == 1:
+        raise RuntimeError("broken first run")
+"""
+)
+
+
 def locustfile(tmp_path: Path, source: str, name: str = "locustfile.py") -> str:
     path = tmp_path / name
     path.write_text(source)
@@ -190,40 +230,126 @@ async def test_distributed_master_reports_and_workers_stay_silent(
     target: str,
     tmp_path: Path,
 ) -> None:
-    """A master and two workers make one run; its final figures are the master's totals
-    once the workers' last stats are in, and Apdex is summed exactly from the workers."""
-    path = locustfile(tmp_path, MIXED)
-    master_port = str(free_port())
+    """A master and two worker processes make one run, reported by the master alone (the
+    workers have LOADBELL_* too): intermediate reports, then final figures that are the
+    master's totals once the workers' last stats are in. The master's --loadbell-url,
+    --loadbell-token and --loadbell-apdex-t flags apply; the workers count Apdex with the
+    master's T and the master sums their counts exactly."""
+    path = locustfile(tmp_path, DISTRIBUTED)
+    port = str(free_port())
+    master = await locust(
+        spawn,
+        {},  # no LOADBELL_* here: the flags below must be enough
+        path,
+        target,
+        *headless("6s", users="4"),
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        port,
+        "--expect-workers",
+        "2",
+        "--loadbell-url",
+        app_server.url,
+        "--loadbell-token",
+        app_server.token,
+        "--loadbell-apdex-t",
+        "150",
+        "--loadbell-report-interval",
+        "1",
+        "--json",
+    )
+    workers = [
+        await locust(
+            spawn,
+            loadbell_env(app_server),
+            path,
+            target,
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            port,
+        )
+        for _ in range(2)
+    ]
+    assert await master.finish(timeout=60) == 1, master.stderr  # failures: Locust's own 1
+    assert [await w.finish(timeout=30) for w in workers] == [0, 0]
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    await wait_for_event(hook, "test.report_available")
+    assert len((await api.get("/runs")).json()["items"]) == 1
+    assert len(events_of(hook, "test.starting")) == 1
+    assert len(events_of(hook, "test.started")) == 1
+    live = events_of(hook, "test.report_intermediate")
+    assert len(live) >= 2 and all(p["run"]["id"] == run["id"] for p in live)
+    assert live[-1]["extra"]["report"]["metrics"]["vus"] == 4
+    # Locust's own final numbers, printed by --json after quitting.
+    stats = {s["name"]: s for s in max(_json_lists(master.stdout), key=len)}
+    count = {name: s["num_requests"] for name, s in stats.items()}
+    total = sum(count.values())
+    failures = sum(s["num_failures"] for s in stats.values())
+    m = run["metrics"]
+    assert (run["status"], run["result"]) == (3, "failed")
+    assert m["requests"] == total > 0
+    assert failures == count["/fail"]
+    assert m["error_rate"] == pytest.approx(failures / total, abs=1e-6)
+    # T = 150 ms: / is satisfied, /slow (300 ms) tolerating, /fail frustrated
+    assert m["apdex_t_ms"] == 150
+    assert m["apdex"] == pytest.approx((count["/"] + count[SLOW] / 2) / total, abs=1e-4)
+    assert m["vus_max"] == 4
+
+
+async def test_a_script_error_marks_only_its_own_run(
+    app_server: Any,
+    hook: RecordingReceiver,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+) -> None:
+    """In the web UI, an unhandled exception during the first run makes that run Aborted by
+    script error; the next run in the same process is judged on its own. Locust's exit code
+    still counts the error."""
+    path = locustfile(tmp_path, BROKEN_FIRST_RUN)
+    port = free_port()
     proc = await locust(
         spawn,
         loadbell_env(app_server),
         path,
         target,
-        *headless("6s", users="4"),
-        "--processes",
-        "2",
-        "--master-bind-host",
+        "--web-host",
         "127.0.0.1",
-        "--master-bind-port",
-        master_port,
-        "--master-port",  # what the forked workers connect to
-        master_port,
-        "--json",
+        "--web-port",
+        str(port),
     )
-    await proc.finish(timeout=60)
-    run = (await wait_for_event(hook, "test.finished"))["run"]
-    await wait_for_event(hook, "test.report_available")
-    assert len((await api.get("/runs")).json()["items"]) == 1
-    assert len(events_of(hook, "test.starting")) == 1
-    # Locust's own final numbers, printed by --json after quitting (workers print "[]").
-    stats = max(_json_lists(proc.stdout), key=len)
-    total = sum(s["num_requests"] for s in stats)
-    failures = sum(s["num_failures"] for s in stats)
-    m = run["metrics"]
-    assert m["requests"] == total > 0
-    assert m["error_rate"] == pytest.approx(failures / total, abs=1e-6)
-    assert m["apdex"] == pytest.approx((total - failures) / total, abs=1e-4)
-    assert m["vus_max"] == 4
+    await _two_web_ui_runs(hook, f"http://127.0.0.1:{port}", target)
+    proc.signal(signal.SIGTERM)
+    assert await proc.finish(timeout=30) == 2, proc.stderr
+    finished = events_of(hook, "test.finished")
+    assert [(f["run"]["status"], f["run"]["result"]) for f in finished] == [
+        (7, "failed"),
+        (3, "passed"),
+    ]
+
+
+async def _two_web_ui_runs(hook: RecordingReceiver, ui: str, target: str) -> None:
+    """Start and stop two runs from the web UI, each one closed before the next."""
+    async with httpx.AsyncClient(base_url=ui, timeout=10) as web:
+        for _ in range(100):
+            try:
+                await web.get("/")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        for n in (1, 2):
+            r = await web.post("/swarm", data={"user_count": 2, "spawn_rate": 2, "host": target})
+            assert r.status_code == 200, r.text
+            await asyncio.sleep(1.5)
+            assert (await web.post("/stop")).status_code == 200
+            deadline = asyncio.get_running_loop().time() + 15
+            while len(events_of(hook, "test.finished")) < n:
+                assert asyncio.get_running_loop().time() < deadline, "run not closed"
+                await asyncio.sleep(0.1)
 
 
 async def test_web_ui_runs_are_runs(
@@ -248,23 +374,7 @@ async def test_web_ui_runs_are_runs(
         "--web-port",
         str(port),
     )
-    ui = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=ui, timeout=10) as web:
-        for _ in range(100):
-            try:
-                await web.get("/")
-                break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        for n in (1, 2):
-            r = await web.post("/swarm", data={"user_count": 2, "spawn_rate": 2, "host": target})
-            assert r.status_code == 200, r.text
-            await asyncio.sleep(1.5)
-            assert (await web.post("/stop")).status_code == 200
-            deadline = asyncio.get_running_loop().time() + 15
-            while len(events_of(hook, "test.finished")) < n:
-                assert asyncio.get_running_loop().time() < deadline, "run not closed"
-                await asyncio.sleep(0.1)
+    await _two_web_ui_runs(hook, f"http://127.0.0.1:{port}", target)
     proc.signal(signal.SIGTERM)
     await proc.finish(timeout=30)
     finished = events_of(hook, "test.finished")
@@ -301,3 +411,43 @@ async def test_plugin_listed_with_f(
     run = (await wait_for_event(hook, "test.finished"))["run"]
     assert (run["status"], run["result"]) == (3, "passed")
     assert len(events_of(hook, "test.starting")) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LOADBELL_TRIGGER", "nightly"),
+        ("LOADBELL_APDEX_T", "fast"),
+        ("LOADBELL_REPORT_INTERVAL", "-1"),
+        ("LOADBELL_MAX_FAIL_RATIO", "lots"),
+    ],
+)
+async def test_a_bad_environment_value_never_stops_locust(
+    app_server: Any,
+    hook: RecordingReceiver,
+    spawn: Callable[..., Any],
+    target: str,
+    tmp_path: Path,
+    variable: str,
+    value: str,
+) -> None:
+    """A bad LOADBELL_* value is named in a warning and replaced by the default: Locust
+    runs and the run is reported."""
+    path = locustfile(tmp_path, HEALTHY)
+    env = {**loadbell_env(app_server), variable: value}
+    proc = await locust(spawn, env, path, target, *headless("2s"))
+    assert await proc.finish() == 0, proc.stderr
+    assert f"loadbell: ignoring {variable}={value!r}" in proc.stderr
+    run = (await wait_for_event(hook, "test.finished"))["run"]
+    assert (run["status"], run["result"], run["trigger"]) == (3, "passed", "manual")
+    assert run["metrics"]["apdex_t_ms"] == 500
+
+
+async def test_a_bad_flag_is_still_a_usage_error(
+    spawn: Callable[..., Any], target: str, tmp_path: Path
+) -> None:
+    """Typed on Locust's command line, a bad value stops it with a usage error."""
+    path = locustfile(tmp_path, HEALTHY)
+    proc = await locust(spawn, {}, path, target, *headless("2s"), "--loadbell-apdex-t", "fast")
+    assert await proc.finish() == 2
+    assert "--loadbell-apdex-t" in proc.stderr and "fast" in proc.stderr

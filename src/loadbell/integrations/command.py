@@ -114,6 +114,11 @@ class Child:
         return code
 
     @property
+    def running(self) -> bool:
+        """Started and not yet reaped."""
+        return self.proc is not None and self.proc.returncode is None
+
+    @property
     def killed(self) -> bool:
         """A signal ended the child (it did not exit by itself)."""
         return self.proc is not None and (self.proc.returncode or 0) < 0
@@ -161,15 +166,54 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+class SignalRelay:
+    """SIGINT, SIGTERM and SIGHUP for the whole of ``loadbell run``, until it exits.
+
+    While the child runs, each one is forwarded to it (:meth:`Child.forward`); one that
+    comes before the child started is forwarded when it does. Once the child has exited
+    its exit code is decided, so a signal (a second Ctrl-C, a CI runner's SIGTERM while
+    the last notifications go out) only sets ``after_exit``: the wrapper stops waiting
+    for the server and still exits with the child's code, never 130 or 143.
+    """
+
+    def __init__(self) -> None:
+        self.child: Child | None = None
+        self.pending: int | None = None
+        self.after_exit = threading.Event()
+
+    def install(self) -> dict[int, Any]:
+        """Handle the signals from now on; returns the previous handlers."""
+        return {sig: signal.signal(sig, self._handle) for sig in FORWARDED_SIGNALS}
+
+    def attach(self, child: Child) -> None:
+        self.child = child
+        if self.pending is not None:
+            child.forward(self.pending)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        child = self.child
+        if child is None:
+            if self.pending is None:
+                self.pending = signum
+        elif child.running:
+            child.forward(signum)
+        else:
+            self.after_exit.set()
+
+
 @contextlib.contextmanager
-def forwarding(child: Child) -> Iterator[None]:
-    """Forward SIGINT, SIGTERM and SIGHUP to the child while the block runs."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        child.forward(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED_SIGNALS}
+def forwarding(child: Child, relay: SignalRelay | None = None) -> Iterator[None]:
+    """Forward SIGINT, SIGTERM and SIGHUP to the child while the block runs: through
+    ``relay`` when the caller installed one (its handlers outlive the block), else through
+    handlers of our own that the block's end removes."""
+    if relay is not None:
+        relay.attach(child)
+        yield
+        return
+    own = SignalRelay()
+    previous = own.install()
     try:
+        own.attach(child)
         yield
     finally:
         for sig, old in previous.items():
@@ -215,11 +259,13 @@ def run_generic(
     trigger: str,
     report_interval: float,
     metrics_file: str | None,
+    relay: SignalRelay | None = None,
 ) -> int:
     """Run any command and report it. Returns the command's exit code.
 
     While it runs, a ``--metrics-file`` that appears or changes is sent as an
-    intermediate report at most every ``report_interval`` seconds.
+    intermediate report at most every ``report_interval`` seconds. Signals go through
+    ``relay`` when given (see :class:`SignalRelay`).
     """
     child = Child(argv)
     try:
@@ -231,7 +277,7 @@ def run_generic(
     reporter.start(test_name, project=project, trigger=trigger)
     reporter.status(int(RunStatus.RUNNING))
     last_report, last_mtime = started, _mtime(metrics_file)
-    with forwarding(child):
+    with forwarding(child, relay):
         while child.poll() is None:
             child.wait_for(0.2)
             now = time.monotonic()

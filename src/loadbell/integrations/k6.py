@@ -41,10 +41,10 @@ EXIT_CODES: dict[int, tuple[RunStatus, RunResult]] = {
 def status_for_exit(code: int, *, aborted_by_threshold: bool) -> tuple[RunStatus, RunResult]:
     """Map k6's exit code to the run's final status and result.
 
-    99 means thresholds failed; when k6 logged the abortOnFail message the run was stopped
-    early, which is "Aborted by threshold". Any code not in the table (255: bad flag or
-    missing script, 106: REST API port busy, 109: Go panic, a signal...) is "Aborted by
-    system".
+    99 means thresholds failed; when the run was stopped early (k6 logged the abortOnFail
+    message, or its REST API said ``stopped``) that is "Aborted by threshold". Any code not
+    in the table (255: bad flag or missing script, 106: REST API port busy, 109: Go panic,
+    a signal...) is "Aborted by system".
     """
     if code == 99 and aborted_by_threshold:
         return RunStatus.ABORTED_BY_THRESHOLD, RunResult.FAILED
@@ -73,15 +73,62 @@ def find_k6(name: str) -> str | None:
     return str(beside) if os.access(beside, os.X_OK) else None
 
 
+# Flags of `k6 run` that take a value (k6 v1.1.0 `k6 run --help`, global flags included), so
+# the argument after them is never the script, even when it ends in .js (`-e CONF=c.js`).
+# `--http-debug` is not one: its optional value only comes as `--http-debug=full`.
+_VALUE_FLAGS = frozenset(
+    {
+        "--vus", "--duration", "--iterations", "--stage", "--execution-segment",
+        "--execution-segment-sequence", "--max-redirects", "--batch", "--batch-per-host",
+        "--rps", "--user-agent", "--min-iteration-duration", "--blacklist-ip",
+        "--block-hostnames", "--summary-trend-stats", "--summary-time-unit", "--system-tags",
+        "--tag", "--console-output", "--local-ips", "--dns", "--compatibility-mode", "--type",
+        "--env", "--summary-mode", "--summary-export", "--traces-output", "--out", "--address",
+        "--config", "--log-format", "--log-output", "--secret-source",
+    }
+)  # fmt: skip
+_VALUE_SHORTHANDS = frozenset("udisteoac")  # -u -d -i -s -t -e -o -a -c
+
+
+def positional_args(args: Sequence[str]) -> list[str]:
+    """The positional arguments of ``k6 run`` args (after ``run``): flags and their values
+    left out. Shorthands may be combined the way k6 (pflag) reads them: ``-qe A=1``,
+    ``-u10``."""
+    out: list[str] = []
+    takes_value = False
+    for i, arg in enumerate(args):
+        if takes_value:
+            takes_value = False
+        elif arg == "--":
+            out.extend(args[i + 1 :])
+            break
+        elif arg.startswith("--"):
+            takes_value = "=" not in arg and arg in _VALUE_FLAGS
+        elif arg.startswith("-") and arg != "-":
+            for j, letter in enumerate(arg[1:], start=2):
+                if letter in _VALUE_SHORTHANDS:
+                    takes_value = j == len(arg)  # else the rest of the argument is the value
+                    break
+        else:
+            out.append(arg)
+    return out
+
+
 def script_of(args: Sequence[str]) -> str | None:
-    """The script argument of ``k6 run`` args (after ``run``), or ``None`` if not found."""
-    for arg in args:
-        if arg.startswith("-"):
-            continue
-        if arg.lower().endswith(_SCRIPT_SUFFIXES) or arg == "-":
+    """The script argument of ``k6 run`` args (after ``run``), or ``None`` if not found.
+
+    k6 takes exactly one positional argument. If a flag this version does not know made
+    its value look positional too, the one that looks like a script wins (a file name
+    with a script suffix, no ``=``), then ``-`` (stdin), then the last one without ``=``.
+    """
+    positional = positional_args(args)
+    for arg in positional:
+        if "=" not in arg and arg.lower().endswith(_SCRIPT_SUFFIXES):
             return arg
-    positional = [a for a in args if not a.startswith("-")]
-    return positional[-1] if positional else None
+    if "-" in positional:
+        return "-"
+    plain = [a for a in positional if "=" not in a]
+    return plain[-1] if plain else None
 
 
 def test_name_of(script: str | None) -> str:
@@ -101,6 +148,17 @@ def option_value(args: Sequence[str], *names: str) -> str | None:
             elif arg.startswith(name + "="):
                 value = arg.split("=", 1)[1]
     return value
+
+
+def log_file_of(args: Sequence[str], env: Mapping[str, str]) -> str | None:
+    """The file k6 writes its logs to (``--log-output file=PATH[,level=...]``, else
+    ``K6_LOG_OUTPUT``), or ``None`` when they go anywhere else (stderr by default)."""
+    value = option_value(args, "--log-output")
+    if value is None:
+        value = env.get("K6_LOG_OUTPUT")
+    if not value or not value.startswith("file="):
+        return None
+    return value.removeprefix("file=").split(",", 1)[0] or None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@
 2. Start k6 with its REST API on a free loopback port (``--address``), a
    ``--summary-export`` file and ``--out json`` into a FIFO (for exact Apdex). The user's
    arguments follow, unchanged. stdout is k6's own; stderr passes through byte for byte
-   (k6's usual log format: no ``--log-format json``), scanned for the abortOnFail message.
-3. Poll ``/v1/status`` (twice a second): Running once k6 says the test runs. While it says
+   (k6's usual log format: no ``--log-format json``), scanned for the abortOnFail message
+   (or, when the user sent k6's logs to a file, that file after the run).
+3. Poll ``/v1/status`` (twice a second): Running once k6 says the test runs; ``stopped``
+   seen there also tells an abortOnFail stop (while teardown runs). While it says
    ``tainted``, read ``/v1/metrics`` every 2 s (k6's own threshold rate): each tainted
    metric sends its crossed thresholds, once each. Every ``report_interval`` seconds send a
    snapshot.
@@ -30,7 +32,13 @@ from loadbell.client import RunReporter
 from loadbell.domain.statuses import RunStatus
 from loadbell.integrations import k6
 from loadbell.integrations.apdex import Apdex
-from loadbell.integrations.command import NOT_FOUND, Child, forwarding, read_metrics_file
+from loadbell.integrations.command import (
+    NOT_FOUND,
+    Child,
+    SignalRelay,
+    forwarding,
+    read_metrics_file,
+)
 from loadbell.integrations.k6_live import K6Api, SampleStream
 
 THRESHOLD_POLL_S = 2.0  # k6 re-evaluates thresholds every 2 s
@@ -59,6 +67,7 @@ class K6Follower:
         self.api = api
         self.samples = samples
         self.running_at: float | None = None
+        self.stopped = False  # k6 said stopped:true (abortOnFail, a REST stop, a signal)
         self.last_status: dict[str, Any] | None = None
         self.last_snapshot: dict[str, Any] | None = None
         self.sent_thresholds: set[tuple[str, str]] = set()
@@ -74,6 +83,8 @@ class K6Follower:
         if status is None:
             return
         self.last_status = status
+        if status.get("stopped") is True:
+            self.stopped = True
         if self.running_at is None and int(status.get("status") or 0) in _RUNNING:
             self.running_at = now
             self.reporter.status(int(RunStatus.RUNNING))
@@ -124,11 +135,13 @@ def run_k6(
     report_interval: float,
     apdex_t_ms: float | None,
     metrics_file: str | None,
+    relay: SignalRelay | None = None,
 ) -> int:
     """Run ``k6 run ...`` and report it. Returns k6's exit code.
 
     ``apdex_t_ms=None`` skips the ``--out json`` stream (and Apdex): k6 then spends nothing
-    on encoding every sample, which matters only for the fastest tests.
+    on encoding every sample, which matters only for the fastest tests. Signals go
+    through ``relay`` when given (see :class:`SignalRelay`).
     """
     binary = k6.find_k6(argv[0])
     if binary is None:
@@ -150,6 +163,7 @@ def run_k6(
             report_interval=report_interval,
             apdex_t_ms=apdex_t_ms,
             metrics_file=metrics_file,
+            relay=relay,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -166,6 +180,7 @@ def _run(
     report_interval: float,
     apdex_t_ms: float | None,
     metrics_file: str | None,
+    relay: SignalRelay | None,
 ) -> int:
     samples: SampleStream | None = None
     if apdex_t_ms is not None and hasattr(os, "mkfifo"):
@@ -181,6 +196,8 @@ def _run(
         summary_path=str(workdir / "summary.json"),
         samples_path=samples.path if samples is not None else None,
     )
+    log_file = k6.log_file_of(argv[2:], os.environ)
+    log_start = _size(log_file)  # k6 appends to an existing log file
     child = Child(command.argv, tee_stderr=True, marker=k6.ABORT_ON_FAIL_MARKER)
     try:
         child.start()
@@ -192,7 +209,7 @@ def _run(
     reporter.start(test_name, project=project, trigger=trigger)
     follower = K6Follower(reporter, K6Api(command.address) if command.address else None, samples)
     next_thresholds = next_report = 0.0
-    with forwarding(child):
+    with forwarding(child, relay):
         while child.poll() is None:
             now = time.monotonic()
             try:
@@ -215,7 +232,12 @@ def _run(
     if samples is not None:
         samples.close()
     code = child.exit_code
-    status, result = k6.status_for_exit(code, aborted_by_threshold=child.marker_seen)
+    stopped_early = (
+        child.marker_seen
+        or follower.stopped
+        or (code == 99 and _logged(log_file, log_start, k6.ABORT_ON_FAIL_MARKER))
+    )
+    status, result = k6.status_for_exit(code, aborted_by_threshold=stopped_early)
     try:
         metrics = _final_metrics(command.summary_path, follower, ended)
     except Exception as exc:  # a summary we cannot read must not cost the exit code
@@ -243,3 +265,29 @@ def _final_metrics(summary_path: str | None, follower: K6Follower, ended: float)
     if "duration_s" not in metrics and follower.running_at is not None:
         metrics["duration_s"] = round(ended - follower.running_at, 3)
     return metrics
+
+
+def _size(path: str | None) -> int:
+    if not path:
+        return 0
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _logged(path: str | None, start: int, marker: bytes) -> bool:
+    """``marker`` is in what k6 wrote to its log file ``path`` past ``start``."""
+    if not path:
+        return False
+    tail = b""
+    try:
+        with open(path, "rb") as log:
+            log.seek(start)
+            while chunk := log.read(1 << 20):
+                if marker in chunk or marker in tail + chunk[: len(marker)]:
+                    return True
+                tail = chunk[-len(marker) :]
+    except OSError:
+        return False
+    return False
