@@ -76,7 +76,7 @@ def free_port() -> int:
     default=None,
     envvar="LOADBELL_SQLITE_SYNCHRONOUS",
     show_envvar=True,
-    help="SQLite PRAGMA synchronous. Default: loadbell's (FULL).",
+    help="SQLite PRAGMA synchronous. Default: loadbell's (NORMAL).",
 )
 @click.option(
     "--profile",
@@ -114,7 +114,7 @@ def main(
         f"python -m bench.deliveries --n {n} --db {backend} --rate {rate:g} --seconds {seconds:g}"
     )
     if backend == "sqlite":
-        command = f"LOADBELL_SQLITE_SYNCHRONOUS={(synchronous or 'FULL').upper()} {command}"
+        command = f"LOADBELL_SQLITE_SYNCHRONOUS={(synchronous or 'NORMAL').upper()} {command}"
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-bench-"))
     receiver = ReceiverProcess(free_port()).start()
     try:

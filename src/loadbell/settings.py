@@ -62,7 +62,11 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         default=1.0, gt=0, description="Fallback poll when no wake-up arrives (seconds)."
     )
-    sqlite_synchronous: str = Field(default="FULL", description="SQLite PRAGMA synchronous.")
+    sqlite_synchronous: str = Field(
+        default="NORMAL",
+        description="SQLite PRAGMA synchronous. NORMAL (WAL) survives a crash of the process; "
+        "FULL also a power cut, at one fsync per API write (docs/configuration.md).",
+    )
 
     @field_validator("sqlite_synchronous")
     @classmethod

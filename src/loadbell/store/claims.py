@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loadbell.delivery.outcome import Outcome
+from loadbell.store.db import transaction
 from loadbell.store.tables import (
     DELIVERY_PENDING,
     channel_overrides,
@@ -180,7 +181,7 @@ async def claim(
     of each channel are leased, so a worker never claims more of one busy channel than it
     can start: rows it would have to hand straight back are left alone.
     """
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         # Read once the transaction holds SQLite's write lock: a claim that queued for it
         # still leases for the full ``lease_seconds``.
         now = time.time()
@@ -306,7 +307,7 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
     if not done:
         return False
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(
             _complete,
             [
@@ -366,7 +367,7 @@ async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, floa
     """
     if not items:
         return
-    async with engine.begin() as conn:
+    async with transaction(engine) as conn:
         await conn.execute(
             _DEFER,
             [

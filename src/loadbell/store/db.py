@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loadbell.settings import Settings
+from loadbell.store.checkpoint import Checkpointer
 from loadbell.store.sqlite_driver import creator
 from loadbell.store.writegate import WriteGate
 
@@ -59,7 +62,15 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (checkpoint.py)
         cur.close()
+
+    if cargs and cargs[0] not in ("", ":memory:"):
+        checkpointer = Checkpointer(cargs[0]).start()
+
+        @event.listens_for(engine.sync_engine, "engine_disposed")
+        def _on_dispose(_engine: Any) -> None:
+            checkpointer.stop()
 
     gate = WriteGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
     gate.install(engine.sync_engine)
@@ -84,6 +95,29 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
             raise
 
     return engine
+
+
+@contextlib.asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """``engine.begin()`` without a turn of the event loop at its end, on SQLite.
+
+    SQLAlchemy closes the connection of ``engine.begin()`` in a task of its own, so that a
+    cancelled caller cannot leave it half closed: the connection goes back to the pool a
+    loop turn later, and other tasks run before the caller goes on. A worker's claim was
+    then woken by the very pokes its own result answered, and claimed again at once. On
+    SQLite the close waits for no I/O (``sqlite_driver.py``), so nothing can interrupt it
+    and it is done inline. Elsewhere this is ``engine.begin()``.
+    """
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    conn = await engine.connect()
+    try:
+        async with conn.begin():
+            yield conn
+    finally:
+        await conn.close()
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
