@@ -234,7 +234,7 @@ async def claim(
         if not ids:
             return ClaimBatch([], {}, {}, full, left)
         rows = await conn.execute(_claimed, {"b_ids": ids})
-        claimed = [Claimed(*r) for r in rows]  # the select lists the fields in their order
+        claimed = [Claimed(**r._mapping) for r in rows]
         channel_rows = await load_channel_rows(conn, {c.channel_id for c in claimed})
         pairs = {
             (c.channel_id, c.project_id)
