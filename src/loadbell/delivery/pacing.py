@@ -95,6 +95,11 @@ class Pacer:
         self._buckets: dict[str, _Bucket] = {}
         self._holds: dict[str, float] = {}  # destination -> time.monotonic() it opens at
 
+    @property
+    def holding(self) -> bool:
+        """Some destination is held (a Retry-After): unpaced ones must ask :meth:`take`."""
+        return bool(self._holds)
+
     def take(self, destination: str, rate: Rate | None) -> float:
         """0 when a message may go to ``destination`` now (and count it), else the seconds
         to wait. A hold applies whatever the rate, ``None`` (unpaced) included."""

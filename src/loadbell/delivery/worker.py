@@ -19,7 +19,7 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loadbell.channels.base import ChannelKind, ConfigError, Message
 from loadbell.channels.registry import get_kind
 from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Pacer, configured_rate
+from loadbell.delivery.pacing import Pacer, Rate, configured_rate
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.delivery.sender import Sender
 from loadbell.delivery.wakeup import Wakeup
@@ -45,8 +45,20 @@ from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SU
 
 log = logging.getLogger(__name__)
 
-# A channel as one project sees it: kind, effective config, enabled, retry policy.
-ChannelSetup = tuple[ChannelKind, dict[str, Any], bool, RetryPolicy]
+
+@dataclass(frozen=True)
+class ChannelSetup:
+    """A channel as one project sees it, worked out once per claim (or handoff) and shared
+    by its deliveries. Kinds treat ``config`` as read-only."""
+
+    kind: ChannelKind
+    config: dict[str, Any]
+    enabled: bool
+    policy: RetryPolicy
+    events: frozenset[EventType]  # what the kind can express with this config
+    paced: bool  # the kind paces per destination (it has ``rate``)
+    rate: Rate | None  # the pace: the channel's ``rate_limit`` or the kind's default
+
 
 # A worker holds up to HOLD x per_channel_concurrency deliveries of a channel (running and
 # queued), and claims more once half of that is left: claims of about
@@ -59,6 +71,12 @@ HOLD = 4
 # transaction. Only the attempt log and the next delivery of the same run wait for it.
 FLUSH_BATCH = 128
 FLUSH_WAIT = 0.05  # seconds
+
+
+def _destination(setup: ChannelSetup, message: Message) -> str:
+    """The pacing key: one bucket (and hold) per kind and destination."""
+    where = setup.kind.destination(message, setup.config)  # type: ignore[attr-defined]
+    return f"{setup.kind.name}:{where}"
 
 
 class Worker:
@@ -211,8 +229,9 @@ class Worker:
             if isinstance(prepared, Outcome):
                 outcome = prepared
             else:
-                kind, message, config, policy = prepared
-                wait = self._pace(kind, message, config)
+                setup, message = prepared
+                kind, config, policy = setup.kind, setup.config, setup.policy
+                wait = self._pace(setup, message)
                 if wait > 0:
                     self._defer(item, wait)
                     return
@@ -225,8 +244,10 @@ class Worker:
                 interpret = getattr(kind, "interpret", None)
                 if interpret is not None:
                     outcome = interpret(outcome)
-                if outcome.verdict is Verdict.RETRY and outcome.retry_after:
-                    self._hold(kind, message, config, outcome.retry_after)
+                if outcome.verdict is Verdict.RETRY and outcome.retry_after and setup.paced:
+                    # A Retry-After holds the destination for every delivery queued to it,
+                    # not only for the one that got it.
+                    self.pacer.hold(_destination(setup, message), outcome.retry_after)
         except ConfigError as exc:  # e.g. a Slack app channel with no targets or install
             outcome = Outcome(Verdict.FAILED, error=f"channel configuration: {exc}")
         except SecretKeyError as exc:  # fixable by restarting with the right key: keep it
@@ -252,21 +273,11 @@ class Worker:
         else:
             self._backlog = True
 
-    def _pace(self, kind: ChannelKind, message: Message, config: dict[str, Any]) -> float:
-        rate_of = getattr(kind, "rate", None)
-        if rate_of is None:
+    def _pace(self, setup: ChannelSetup, message: Message) -> float:
+        """Seconds the message must wait for its destination's pace or hold (0: go now)."""
+        if not setup.paced or (setup.rate is None and not self.pacer.holding):
             return 0.0
-        rate = configured_rate(config) or rate_of(config)
-        return self.pacer.take(f"{kind.name}:{kind.destination(message, config)}", rate)  # type: ignore[attr-defined]
-
-    def _hold(
-        self, kind: ChannelKind, message: Message, config: dict[str, Any], seconds: float
-    ) -> None:
-        """A Retry-After holds the destination for every delivery queued to it (with the
-        key ``_pace`` uses), not only for the delivery that got it."""
-        if getattr(kind, "rate", None) is not None:
-            key = f"{kind.name}:{kind.destination(message, config)}"  # type: ignore[attr-defined]
-            self.pacer.hold(key, seconds)
+        return self.pacer.take(_destination(setup, message), setup.rate)
 
     def _defer(self, item: claims.Claimed, wait: float) -> None:
         """Put a claimed delivery back (paced, or over its channel's cap) without counting
@@ -276,18 +287,17 @@ class Worker:
 
     def _prepare(
         self, item: claims.Claimed, batch: claims.ClaimBatch
-    ) -> tuple[ChannelKind, Message, dict[str, Any], RetryPolicy] | Outcome:
+    ) -> tuple[ChannelSetup, Message] | Outcome:
         key = (item.channel_id, item.project_id)
         setup = batch.setups.get(key)
         if setup is None:  # once per channel and project in a claim, not per delivery
             setup = batch.setups[key] = self._channel_setup(item, batch)
         if isinstance(setup, Outcome):
             return setup
-        kind, config, enabled, policy = setup
         event_type = EventType(item.event_type)
-        if not enabled and event_type is not EventType.TEST_NOTIFICATION_CHANNEL:
+        if not setup.enabled and event_type is not EventType.TEST_NOTIFICATION_CHANNEL:
             return Outcome(Verdict.FAILED, error="the channel is disabled for this project")
-        if event_type not in kind.events(config):
+        if event_type not in setup.events:
             return Outcome(
                 Verdict.FAILED,
                 error=f"the channel's format cannot express {event_type.value}",
@@ -301,7 +311,7 @@ class Worker:
             public_url=self.settings.public_url,
             target=item.target,
         )
-        return kind, message, config, policy
+        return setup, message
 
     def _channel_setup(
         self, item: claims.Claimed, batch: claims.ClaimBatch
@@ -320,9 +330,7 @@ class Worker:
     def _setup(
         self, channel: ChannelRow, override: OverrideRow | None, project_id: int | None
     ) -> ChannelSetup:
-        """The channel as ``project_id`` sees it: kind, effective config, enabled, retry
-        policy. Shared by a claim's deliveries of that channel and project; kinds treat
-        ``config`` as read-only."""
+        """The channel as ``project_id`` sees it."""
         kind = get_kind(channel.kind)
         if channel.project_id is None and project_id is not None:
             eff = merge(
@@ -335,7 +343,16 @@ class Worker:
             config, enabled = eff.config, eff.enabled
         else:
             config, enabled = {**kind.defaults, **channel.config}, channel.enabled
-        return kind, config, enabled, self.base_policy.with_overrides(channel.retry)
+        rate_of = getattr(kind, "rate", None)
+        return ChannelSetup(
+            kind=kind,
+            config=config,
+            enabled=enabled,
+            policy=self.base_policy.with_overrides(channel.retry),
+            events=kind.events(config),
+            paced=rate_of is not None,
+            rate=(configured_rate(config) or rate_of(config)) if rate_of is not None else None,
+        )
 
     # -- deliveries handed over by the API of this process (delivery/handoff.py) ---------
 
