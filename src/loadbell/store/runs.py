@@ -19,7 +19,7 @@ from loadbell.domain.statuses import (
     default_result,
 )
 from loadbell.security.secretbox import SecretBox
-from loadbell.store.context import context_of_run, run_with_names
+from loadbell.store.context import context_of_run, run_context
 from loadbell.store.outbox import Handoff, record_event
 from loadbell.store.tables import run_status_changes, runs
 
@@ -126,7 +126,7 @@ async def update_run(
     if event_type is None:
         return updated, []
     context = context_of_run(updated, public_url)
-    return updated, await _record(conn, box, updated, event_type, context, handoff)
+    return updated, await _record(conn, box, event_type, context, handoff)
 
 
 async def emit_run_event(
@@ -141,33 +141,30 @@ async def emit_run_event(
 ) -> list[int]:
     """Stage a run event. ``metrics`` replaces the run's stored metrics in the context: an
     intermediate report shows its live snapshot, not the final figures."""
-    run = await run_with_names(conn, run_id)
-    if run is None:
-        raise LookupError(f"run {run_id} does not exist")
-    context = context_of_run(run, public_url)
+    context = await run_context(conn, run_id, public_url)
     if metrics is not None:
         context["run"]["metrics"] = metrics
     if extra:
         context["extra"] = extra
-    return await _record(conn, box, run, event_type, context, handoff)
+    return await _record(conn, box, event_type, context, handoff)
 
 
 async def _record(
     conn: AsyncConnection,
     box: SecretBox,
-    run: Mapping[str, Any],
     event_type: EventType,
     context: dict[str, Any],
     handoff: Handoff | None,
 ) -> list[int]:
+    """Stage a run event whose references come from its context (``context_of_run``)."""
     _, ids = await record_event(
         conn,
         box,
         event_type=event_type,
-        organization_id=run["organization_id"],
-        project_id=run["project_id"],
-        load_test_id=run["load_test_id"],
-        run_id=run["id"],
+        organization_id=context["organization"]["id"],
+        project_id=context["project"]["id"],
+        load_test_id=context["load_test"]["id"],
+        run_id=context["run"]["id"],
         context=context,
         handoff=handoff,
     )
