@@ -339,7 +339,13 @@ async def test_end_to_end_through_the_server(api: httpx.AsyncClient, smtp: SmtpS
     subjects = [m["Subject"] for m in smtp.recorder.messages]
     assert subjects[0] == "Test notification from loadbell"
     assert subjects[1].startswith("Load test failed: checkout in ")
-    deliveries = (await api.get("/deliveries", params={"channel_id": channel_id})).json()["items"]
+    # The attempt log is written in batches (up to 50 ms after the attempt): wait for it.
+    for _ in range(100):
+        params = {"channel_id": channel_id}
+        deliveries = (await api.get("/deliveries", params=params)).json()["items"]
+        if deliveries and all(d["status"] != "pending" for d in deliveries):
+            break
+        await asyncio.sleep(0.05)
     assert deliveries
     attempts = (await api.get(f"/deliveries/{deliveries[0]['id']}")).json()
     assert f"smtp://127.0.0.1:{smtp.port}" in str(attempts)
