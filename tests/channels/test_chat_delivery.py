@@ -303,8 +303,10 @@ async def test_slack_pacing_per_webhook(api: httpx.AsyncClient) -> None:
     assert len(times) == 5
     since = [round(t - times[0], 2) for t in times]
     assert since[2] < 1.5, since  # the burst of 3 (one per second would need 2 s)
-    # Then one token per second: message n (from 0) cannot leave before n - 2 seconds.
-    assert since[3] >= 0.9 and since[4] >= 1.9, since
+    # Then one token per second: message n (from 0) leaves n - 2 seconds after the burst
+    # took its tokens. Times are arrivals, and the burst's can arrive a few hundred ms after
+    # it left (the first connections to the webhook), so the bounds leave room for that.
+    assert since[3] >= 0.5 and since[4] >= 1.4, since
     assert since[4] - since[3] >= 0.9, since
     assert quiet_at - finished_at < 1.0  # the other webhook did not wait its turn
     assert quiet_at < times[-1]
