@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.backlog import any_pending, count_by_status
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
+from loadbell.runtime import settle_heap
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.tables import DELIVERY_PENDING
@@ -46,6 +47,7 @@ async def drain(
 ) -> DrainResult:
     """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds."""
     worker = Worker(engine, box, settings, Wakeup(), name="bench-drain")
+    settle_heap()  # as `loadbell worker` does before it starts
     stop = asyncio.Event()
     # CPU of this thread only: the aiosqlite threads and waiting do not blur the picture.
     profiler = cProfile.Profile(time.thread_time) if profile is not None else None

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from loadbell import __version__
+from loadbell.runtime import settle_heap
 from loadbell.settings import Settings
 
 
@@ -128,8 +129,10 @@ def serve(
         click.echo("Owner API token (shown once, keep it safe):")
         click.echo(f"  {token}")
     click.echo(f"loadbell {__version__} on http://{host}:{port} (API docs at /docs)")
+    app = create_app(settings, run_worker=not no_worker)
+    settle_heap()
     uvicorn.run(
-        create_app(settings, run_worker=not no_worker),
+        app,
         host=host,
         port=port,
         log_level="info",
@@ -187,6 +190,7 @@ async def _work(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     w = Worker(engine, box, settings, wakeup)
+    settle_heap()
     click.echo(f"loadbell worker {w.name} started", err=True)
     try:
         await w.run(stop)

@@ -2,7 +2,7 @@
 
 One worker runs many attempts at once (``worker_concurrency``), at most
 ``per_channel_concurrency`` per channel so a dead endpoint cannot take every slot. A claim
-may take more than a channel's free slots (``HOLD``): the extra wait in the worker and
+may take more than a channel's free slots (its hold): the extra wait in the worker and
 start as the channel's attempts finish, so a busy channel is fed by a few large claims
 rather than one small claim per attempt. Results are written in batches (one transaction for many
 attempts), which is what lets SQLite keep up with thousands of deliveries per second.
@@ -60,11 +60,15 @@ class ChannelSetup:
     rate: Rate | None  # the pace: the channel's ``rate_limit`` or the kind's default
 
 
-# A worker holds up to HOLD x per_channel_concurrency deliveries of a channel (running and
-# queued), and claims more once half of that is left: claims of about
-# 2 x per_channel_concurrency rows, whose fixed cost (a write transaction of five
-# statements, about 1 ms) is then small per delivery.
-HOLD = 4
+# A worker holds deliveries of a channel (running and queued) for about HOLD_SECONDS of the
+# channel's recent pace, and claims more once half of that is left. A fast channel is thus
+# fed by claims of up to ``claim_batch`` rows, whose fixed cost (a write transaction of five
+# statements, about 1 ms) is small per delivery; a slow one holds little, so what it holds
+# starts well within its lease. Bounds, in multiples of per_channel_concurrency: MIN_HOLD
+# and MAX_HOLD, and DEFAULT_HOLD for a channel with no finished attempt yet.
+HOLD_SECONDS = 3.0
+MIN_HOLD, DEFAULT_HOLD, MAX_HOLD = 2, 4, 24
+PACE_WEIGHT = 0.1  # of the newest attempt in the moving average of attempt durations
 # Results are written in batches: a batch is written once FLUSH_BATCH results wait, or
 # FLUSH_WAIT seconds after the first one. Each write is a transaction (about 1 ms of CPU
 # for a handful of rows); at a steady 200 events/s a 2 ms wait wrote one result per
@@ -98,9 +102,14 @@ class Worker:
         self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10_000}"
         self._inflight: Counter[int] = Counter()  # channel id -> attempts in flight
+        # channel id -> moving average of its attempts' seconds (what sizes its hold)
+        self._durations: dict[int, float] = {}
         # channel id -> claimed deliveries waiting for one of the channel's slots
         self._queued: dict[int, deque[tuple[claims.Claimed, claims.ClaimBatch]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._idle: deque[asyncio.Future[bool]] = deque()  # lanes waiting for work
+        self._ready: deque[int] = deque()  # channels with a queued delivery and a free slot
+        self._ready_set: set[int] = set()
         self._done: list[claims.Completion] = []
         self._flush_needed = asyncio.Event()
         self._flush_full = asyncio.Event()  # FLUSH_BATCH results wait, or the worker stops
@@ -137,16 +146,18 @@ class Worker:
         self.wakeup.poke()
 
     async def _step(self) -> None:
-        # Hold up to HOLD times what can run: one claim then feeds a channel's next slots as
-        # its attempts finish, instead of one small claim (a write transaction) per attempt.
-        cap = HOLD * self.settings.per_channel_concurrency
-        room = HOLD * self.settings.worker_concurrency - self._held_total()
+        # Hold more than can run: one claim then feeds a channel's next slots as its
+        # attempts finish, instead of one small claim (a write transaction) per attempt.
+        room = DEFAULT_HOLD * self.settings.worker_concurrency - self._held_total()
         if room <= 0:
             self._backlog = True  # finishing attempts poke us
             await self.wakeup.wait(self._idle_timeout())
             return
-        held = {cid: self._held(cid) for cid in {*self._inflight, *self._queued}}
-        saturated = [cid for cid, n in held.items() if n >= cap]
+        channel_room = {
+            cid: self._hold(cid) - self._held(cid)
+            for cid in {*self._inflight, *self._queued, *self._durations}
+        }
+        saturated = [cid for cid, n in channel_room.items() if n <= 0]
         self.wakeup.clear()  # this claim sees everything poked so far
         try:
             batch = await claims.claim(
@@ -155,8 +166,8 @@ class Worker:
                 limit=min(room, self.settings.claim_batch),
                 lease_seconds=self.settings.lease_seconds,
                 exclude_channels=saturated,
-                channel_cap=cap,
-                channel_room={cid: cap - n for cid, n in held.items()},
+                channel_cap=DEFAULT_HOLD * self.settings.per_channel_concurrency,
+                channel_room=channel_room,
             )
         except SQLAlchemyError as exc:
             log.warning("claim failed, retrying in 1 s: %s", exc)
@@ -166,7 +177,12 @@ class Worker:
         self._backlog = batch.left or bool(saturated)
         self._dispatch(batch)
         if batch.full:
-            return  # more is due now: claim again at once
+            if any(self._half_empty(c.channel_id) for c in batch.deliveries):
+                return  # more is due now: claim again at once
+            # Its channels are now more than half full: claiming again would only fill
+            # the few slots left, a whole transaction for a handful of rows. They claim
+            # again once half empty (_more_due).
+            self._backlog = True
         await self.wakeup.wait(self._idle_timeout())
 
     def _idle_timeout(self) -> float:
@@ -184,6 +200,24 @@ class Worker:
 
     # -- attempts ------------------------------------------------------------------------
 
+    def _hold(self, channel_id: int) -> int:
+        """How many deliveries of the channel this worker may hold (running and queued)."""
+        cap = self.settings.per_channel_concurrency
+        duration = self._durations.get(channel_id)
+        if duration is None:
+            return DEFAULT_HOLD * cap
+        finishes = cap / max(duration, 1e-4) * HOLD_SECONDS  # attempts, all slots busy
+        return int(min(MAX_HOLD * cap, max(MIN_HOLD * cap, finishes)))
+
+    def _took(self, channel_id: int, seconds: float) -> None:
+        before = self._durations.get(channel_id)
+        self._durations[channel_id] = (
+            seconds if before is None else before + PACE_WEIGHT * (seconds - before)
+        )
+
+    def _half_empty(self, channel_id: int) -> bool:
+        return self._held(channel_id) <= self._hold(channel_id) // 2
+
     def _held(self, channel_id: int) -> int:
         queued = self._queued.get(channel_id)
         return self._inflight[channel_id] + (len(queued) if queued else 0)
@@ -194,32 +228,82 @@ class Worker:
     def _dispatch(self, batch: claims.ClaimBatch) -> None:
         for item in batch.deliveries:
             self._queued.setdefault(item.channel_id, deque()).append((item, batch))
-        self._start_ready()
+            self._mark_ready(item.channel_id)
+        self._wake()
 
-    def _start_ready(self) -> None:
-        """Start queued deliveries while their channel and the worker have free slots."""
+    # Attempts run in up to ``worker_concurrency`` long-lived lanes, each taking the next
+    # ready delivery as soon as it finishes one: no task per attempt (creating, scheduling
+    # and collecting one cost more than the rest of the worker's bookkeeping), and under
+    # load no wake-up either. ``_ready`` lists the channels with a queued delivery and a
+    # free slot, in turn.
+
+    def _mark_ready(self, channel_id: int) -> None:
+        if (
+            channel_id not in self._ready_set
+            and channel_id in self._queued
+            and self._inflight[channel_id] < self.settings.per_channel_concurrency
+        ):
+            self._ready_set.add(channel_id)
+            self._ready.append(channel_id)
+
+    def _wake(self) -> None:
+        """Put idle lanes (or new ones, up to worker_concurrency) on the ready channels."""
         cap = self.settings.per_channel_concurrency
-        running = sum(self._inflight.values())
+        wanted = sum(
+            min(len(self._queued.get(c, ())), cap - self._inflight[c]) for c in self._ready
+        )
+        while wanted > 0 and self._idle:
+            idle = self._idle.popleft()
+            if not idle.done():
+                idle.set_result(True)
+                wanted -= 1
+        while wanted > 0 and len(self._lanes) < self.settings.worker_concurrency:
+            lane = asyncio.create_task(self._lane())
+            self._lanes.add(lane)
+            lane.add_done_callback(self._lanes.discard)
+            wanted -= 1
+
+    def _next(self) -> tuple[claims.Claimed, claims.ClaimBatch] | None:
+        """The next delivery to attempt, taking the ready channels in turn."""
+        cap = self.settings.per_channel_concurrency
         # The longest an attempt may take; a queued lease must outlive it (worst case).
         longest = self.settings.lease_seconds * 0.8
-        for channel_id in list(self._queued):
-            queue = self._queued[channel_id]
-            while queue and running < self.settings.worker_concurrency:
-                if self._inflight[channel_id] >= cap:
-                    break
-                item, batch = queue.popleft()
-                if item.lease_until - time.time() < longest:
-                    # Waited so long that its lease might run out mid-attempt, and another
-                    # worker could send it too: hand it back to be claimed afresh.
-                    self._defer(item, 0.0)
-                    continue
-                self._inflight[channel_id] += 1
-                running += 1
-                task = asyncio.create_task(self._attempt(item, batch))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        while self._ready:
+            channel_id = self._ready.popleft()
+            queue = self._queued.get(channel_id)
+            if not queue or self._inflight[channel_id] >= cap:
+                self._ready_set.discard(channel_id)
+                continue
+            item, batch = queue.popleft()
             if not queue:
                 del self._queued[channel_id]
+            if item.lease_until - time.time() < longest:
+                # Waited so long that its lease might run out mid-attempt, and another
+                # worker could send it too: hand it back to be claimed afresh.
+                self._defer(item, 0.0)
+                self._ready.appendleft(channel_id)
+                continue
+            self._inflight[channel_id] += 1
+            if queue and self._inflight[channel_id] < cap:
+                self._ready.append(channel_id)  # its next turn
+            else:
+                self._ready_set.discard(channel_id)
+            return item, batch
+        return None
+
+    async def _lane(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = self._next()
+            if job is None:
+                if self._stopping:
+                    return
+                idle: asyncio.Future[bool] = loop.create_future()
+                self._idle.append(idle)
+                if not await idle:
+                    return
+                continue
+            await self._attempt(*job)
 
     async def _attempt(self, item: claims.Claimed, batch: claims.ClaimBatch) -> None:
         started = datetime.now(UTC)
@@ -237,10 +321,12 @@ class Worker:
                     return
                 timeout = min(policy.timeout, self.settings.lease_seconds * 0.8)
                 transport = getattr(kind, "send", None)
+                sent = time.perf_counter()
                 if transport is not None:
                     outcome = await transport(message, config, timeout)
                 else:
                     outcome = await self.sender.send(kind.render(message, config), timeout)
+                self._took(item.channel_id, time.perf_counter() - sent)
                 interpret = getattr(kind, "interpret", None)
                 if interpret is not None:
                     outcome = interpret(outcome)
@@ -259,7 +345,8 @@ class Worker:
             self._inflight[item.channel_id] -= 1
             if self._inflight[item.channel_id] <= 0:
                 del self._inflight[item.channel_id]
-            self._start_ready()
+            # This lane takes the next ready delivery once it has recorded this one.
+            self._mark_ready(item.channel_id)
         self._record(item, started, outcome, policy)
         if self._backlog:
             self._more_due(item.channel_id)
@@ -268,7 +355,7 @@ class Worker:
         """Work of ``channel_id`` may be waiting: claim now if the channel has slots to
         spare, or else as soon as it has (one claim per half-empty queue, not one per
         finished attempt)."""
-        if self._held(channel_id) <= HOLD // 2 * self.settings.per_channel_concurrency:
+        if self._half_empty(channel_id):
             self.wakeup.poke()
         else:
             self._backlog = True
@@ -360,9 +447,9 @@ class Worker:
         """A lease for a new delivery of ``channel_id`` if this worker has room for it."""
         if self._stopping:
             return None
-        if self._held(channel_id) >= HOLD * self.settings.per_channel_concurrency:
+        if self._held(channel_id) >= self._hold(channel_id):
             return None
-        if self._held_total() >= HOLD * self.settings.worker_concurrency:
+        if self._held_total() >= DEFAULT_HOLD * self.settings.worker_concurrency:
             return None
         return Lease(self.name, time.time() + self.settings.lease_seconds)
 
@@ -458,7 +545,7 @@ class Worker:
                     # The next delivery of an ordered sequence may go now.
                     for channel_id in {c.channel_id for c in batch}:
                         self._more_due(channel_id)
-            if stop.is_set() and not self._tasks and not self._done and not self._deferred:
+            if stop.is_set() and not self._lanes and not self._done and not self._deferred:
                 return
 
     def _release_queued(self) -> None:
@@ -470,6 +557,10 @@ class Worker:
 
     async def _drain(self) -> None:
         """Let attempts in flight finish (bounded by their timeouts) before exiting."""
-        if self._tasks:
+        for idle in self._idle:  # lanes with nothing to do stop now
+            if not idle.done():
+                idle.set_result(False)
+        self._idle.clear()
+        if self._lanes:
             with contextlib.suppress(Exception):
-                await asyncio.wait(set(self._tasks), timeout=self.settings.lease_seconds)
+                await asyncio.wait(set(self._lanes), timeout=self.settings.lease_seconds)

@@ -13,32 +13,25 @@ overwrite its result.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from loadbell.delivery.outcome import Outcome
 from loadbell.store.db import transaction
-from loadbell.store.tables import (
-    DELIVERY_PENDING,
-    channel_overrides,
-    channels,
-    deliveries,
-    delivery_attempts,
-    events,
-    is_pending,
-)
+from loadbell.store.driver_sql import dialect_of
+from loadbell.store.tables import DELIVERY_PENDING, channel_overrides, channels
 
 
-@dataclass(frozen=True)
-class Claimed:
+# Claimed and Completion are named tuples: one of each per delivery, built far faster than
+# frozen dataclasses.
+class Claimed(NamedTuple):
     id: int
     uuid: str
     channel_id: int
@@ -67,8 +60,7 @@ class ClaimBatch:
     setups: dict[tuple[int, int | None], Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Completion:
+class Completion(NamedTuple):
     delivery_id: int
     series: int
     attempt_number: int
@@ -81,87 +73,39 @@ class Completion:
     order_key: str | None = None
 
 
-# Statements are built once, with bind parameters: building a statement and its cache key
-# anew for every claim cost more CPU than SQLite spends running it.
-_d = deliveries.alias("d")
-_p = deliveries.alias("p")
-_NOW = sa.bindparam("b_now", type_=sa.Float)
-_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
+# The hot statements are SQL text run through the driver (driver_sql.py): compiled Core
+# execution cost several times what the database spends on them.
+_DUE = """
+SELECT d.id, d.channel_id FROM deliveries d
+WHERE d.status = 'pending' AND d.next_attempt_at <= ?
+  AND (d.lease_until IS NULL OR d.lease_until < ?)
+  AND (d.order_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries p
+        WHERE p.order_key = d.order_key AND p.status = 'pending' AND p.id < d.id))
+  {exclude}
+ORDER BY d.next_attempt_at, d.id
+LIMIT ?
+"""
+# Due deliveries that may go out now, oldest first; per channel x run x target (order
+# key) only the oldest pending one. ``status = 'pending'`` is written out: the due and
+# order indexes are partial on it (tables.is_pending). Parameters: now, now[, channel ids
+# to skip], limit.
+_DUE_ALL = _DUE.replace("{exclude}", "")
+_DUE_EXCLUDING = _DUE.replace("{exclude}", "AND NOT (d.channel_id {in_ints})")
 
-
-@functools.cache
-def _due(exclude: bool, with_channel: bool, for_update: bool) -> sa.Select[Any]:
-    """Due deliveries that may go out now, oldest first. Parameters: ``b_now`` (epoch
-    seconds), ``b_limit`` and, with ``exclude``, ``b_exclude`` (channel ids to skip)."""
-    d, p = _d, _p
-    earlier_pending = (
-        sa.select(sa.literal(1))
-        .where(p.c.order_key == d.c.order_key)
-        .where(is_pending(p))
-        .where(p.c.id < d.c.id)
-    )
-    q = (
-        sa.select(d.c.id)
-        .where(is_pending(d))
-        .where(d.c.next_attempt_at <= _NOW)
-        .where(sa.or_(d.c.lease_until.is_(None), d.c.lease_until < _NOW))
-        # Per channel x run x target, only the oldest pending delivery may go out.
-        .where(sa.or_(d.c.order_key.is_(None), ~sa.exists(earlier_pending)))
-        .order_by(d.c.next_attempt_at, d.c.id)
-        .limit(sa.bindparam("b_limit", type_=sa.Integer))
-    )
-    if exclude:
-        q = q.where(d.c.channel_id.not_in(sa.bindparam("b_exclude", expanding=True)))
-    if with_channel:
-        q = q.add_columns(d.c.channel_id)
-    if for_update:
-        q = q.with_for_update(skip_locked=True)
-    return q
-
-
-@functools.cache
-def _lease(for_update: bool) -> sa.Update:
-    """Lease the chosen rows (``b_ids``) that are still claimable; returns their ids.
-
-    The candidates were read without locks, so each row is checked again here. On
-    PostgreSQL a row another worker is claiming right now is skipped, not waited for, and
-    only the chosen rows are locked, not every candidate read."""
-    still_free = (
-        sa.select(deliveries.c.id)
-        .where(deliveries.c.id.in_(_IDS))
-        .where(is_pending(deliveries))
-        .where(sa.or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < _NOW))
-    )
-    if for_update:
-        still_free = still_free.with_for_update(skip_locked=True)
-    return (
-        sa.update(deliveries)
-        .where(deliveries.c.id.in_(still_free.scalar_subquery()))
-        .values(lease_until=sa.bindparam("b_lease"), lease_owner=sa.bindparam("b_owner"))
-        .returning(deliveries.c.id)
-    )
-
-
-_claimed = (
-    sa.select(
-        deliveries.c.id,
-        deliveries.c.uuid,
-        deliveries.c.channel_id,
-        deliveries.c.target,
-        deliveries.c.order_key,
-        deliveries.c.attempts,
-        deliveries.c.series,
-        events.c.id.label("event_id"),
-        events.c.type.label("event_type"),
-        events.c.occurred_at,
-        events.c.project_id,
-        events.c.context,
-        deliveries.c.lease_until,
-    )
-    .join(events, events.c.id == deliveries.c.event_id)
-    .where(deliveries.c.id.in_(_IDS))
-    .order_by(deliveries.c.id)
-)
+# Lease the chosen rows that are still claimable. The candidates were read without locks,
+# so each row is checked again here; on PostgreSQL a row another worker is claiming right
+# now is skipped, not waited for, and only the chosen rows are locked. Parameters: lease
+# until, owner, ids, now.
+_LEASE = """
+UPDATE deliveries SET lease_until = ?, lease_owner = ?
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE id {in_ints} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
+    {skip_locked})
+RETURNING id, uuid, channel_id, target, order_key, attempts, series, event_id, lease_until
+"""
+_EVENTS = "SELECT id, type, occurred_at, project_id, context FROM events WHERE id {in_ints}"
 
 
 async def claim(
@@ -181,60 +125,64 @@ async def claim(
     of each channel are leased, so a worker never claims more of one busy channel than it
     can start: rows it would have to hand straight back are left alone.
     """
+    dialect = dialect_of(engine.dialect.name)
     async with transaction(engine) as conn:
         # Read once the transaction holds SQLite's write lock: a claim that queued for it
         # still leases for the full ``lease_seconds``.
         now = time.time()
-        postgres = engine.dialect.name == "postgresql"
-        due = _due(
-            exclude=bool(exclude_channels),
-            with_channel=channel_cap is not None,
-            # Choosing per channel reads more rows than it leases: lock only the chosen.
-            for_update=postgres and channel_cap is None,
-        )
-        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if exclude_channels:
-            params["b_exclude"] = list(exclude_channels)
-        full = left = False
-        if channel_cap is None:
-            ids = [
-                r[0]
-                for r in await conn.execute(
-                    sa.update(deliveries)
-                    .where(deliveries.c.id.in_(due.scalar_subquery()))
-                    .values(lease_until=now + lease_seconds, lease_owner=owner)
-                    .returning(deliveries.c.id),
-                    params,
-                )
-            ]
-            full = len(ids) >= limit
+            due = dialect.sql(_DUE_EXCLUDING)
+            params: tuple[Any, ...] = (now, now, dialect.members(list(exclude_channels)), limit)
         else:
-            room = channel_room or {}
-            taken: Counter[int] = Counter()
-            chosen = []
-            candidates = (await conn.execute(due, params)).all()
-            for delivery_id, channel_id in candidates:
-                if taken[channel_id] < room.get(channel_id, channel_cap):
-                    taken[channel_id] += 1
-                    chosen.append(delivery_id)
-            left = len(chosen) < len(candidates)
-            full = len(candidates) >= limit and not left
-            ids = []
-            if chosen:
-                leased = await conn.execute(
-                    _lease(postgres),
-                    {
-                        "b_ids": chosen,
-                        "b_now": now,
-                        "b_lease": now + lease_seconds,
-                        "b_owner": owner,
-                    },
-                )
-                ids = [r[0] for r in leased]
-        if not ids:
+            due = dialect.sql(_DUE_ALL)
+            params = (now, now, limit)
+        candidates: Sequence[Any] = (await conn.exec_driver_sql(due, params)).all()
+        room = channel_room or {}
+        cap = limit if channel_cap is None else channel_cap
+        taken: Counter[int] = Counter()
+        chosen = []
+        for delivery_id, channel_id in candidates:
+            if taken[channel_id] < room.get(channel_id, cap):
+                taken[channel_id] += 1
+                chosen.append(delivery_id)
+        left = len(chosen) < len(candidates)
+        full = len(candidates) >= limit and not left
+        if not chosen:
             return ClaimBatch([], {}, {}, full, left)
-        rows = await conn.execute(_claimed, {"b_ids": ids})
-        claimed = [Claimed(**r._mapping) for r in rows]
+        leased: Sequence[Any] = (
+            await conn.exec_driver_sql(
+                dialect.sql(_LEASE), (now + lease_seconds, owner, dialect.members(chosen), now)
+            )
+        ).all()
+        if not leased:
+            return ClaimBatch([], {}, {}, full, left)
+        event_ids = sorted({r[7] for r in leased})
+        rows: Sequence[Any] = (
+            await conn.exec_driver_sql(dialect.sql(_EVENTS), (dialect.members(event_ids),))
+        ).all()
+        found = {
+            r[0]: (r[1], dialect.read_timestamp(r[2]), r[3], dialect.read_json(r[4])) for r in rows
+        }
+        claimed = []
+        for r in sorted(leased):
+            event_type, occurred_at, project_id, context = found[r[7]]
+            claimed.append(
+                Claimed(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    event_type,
+                    occurred_at,
+                    project_id,
+                    context,
+                    r[8],
+                )
+            )
         channel_rows = await load_channel_rows(conn, {c.channel_id for c in claimed})
         pairs = {
             (c.channel_id, c.project_id)
@@ -247,6 +195,7 @@ async def claim(
         return ClaimBatch(claimed, channel_rows, overrides, full, left)
 
 
+_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
 _channels = sa.select(channels).where(channels.c.id.in_(_IDS))
 _overrides = sa.select(channel_overrides).where(channel_overrides.c.channel_id.in_(_IDS))
 
@@ -267,31 +216,19 @@ async def load_override_rows(
     return {(r.channel_id, r.project_id): r for r in rows if (r.channel_id, r.project_id) in pairs}
 
 
-_complete = (
-    sa.update(deliveries)
-    .where(deliveries.c.id == sa.bindparam("b_id"))
-    .where(deliveries.c.series == sa.bindparam("b_series"))
-    .where(deliveries.c.lease_until == sa.bindparam("b_lease"))
-    .values(
-        status=sa.bindparam("b_status"),
-        attempts=sa.bindparam("b_attempts"),
-        next_attempt_at=sa.bindparam("b_next"),
-        lease_until=None,
-        lease_owner=None,
-        last_error=sa.bindparam("b_error"),
-        last_status_code=sa.bindparam("b_code"),
-        updated_at=sa.bindparam("b_now"),
-    )
-)
-
-
-_INSERT_ATTEMPTS = sa.insert(delivery_attempts)
-_FOLLOWER = (
-    sa.select(deliveries.c.id)
-    .where(deliveries.c.order_key.in_(sa.bindparam("b_keys", expanding=True)))
-    .where(is_pending(deliveries))
-    .limit(1)
-)
+# Parameters: status, attempts, next attempt at, error, status code, updated at; then the
+# guards: id, series, lease until.
+_COMPLETE = """
+UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL,
+    lease_owner = NULL, last_error = ?, last_status_code = ?, updated_at = ?
+WHERE id = ? AND series = ? AND lease_until = ?
+"""
+_INSERT_ATTEMPT = """
+INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
+    request_url, request_headers, response_status, response_body, error, worker)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_FOLLOWER = "SELECT 1 FROM deliveries WHERE order_key {in_texts} AND status = 'pending' LIMIT 1"
 
 
 async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str) -> bool:
@@ -306,58 +243,55 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
     """
     if not done:
         return False
-    now = datetime.now(UTC)
+    dialect = dialect_of(engine.dialect.name)
+    now = dialect.timestamp(datetime.now(UTC))
+    updates = []
+    attempts = []
+    for c in done:
+        o = c.outcome
+        updates.append(
+            (
+                c.status,
+                c.attempt_number,
+                c.next_attempt_at,
+                o.error,
+                o.status_code,
+                now,
+                c.delivery_id,
+                c.series,
+                c.lease_until,
+            )
+        )
+        attempts.append(
+            (
+                c.delivery_id,
+                c.series,
+                c.attempt_number,
+                dialect.timestamp(c.started_at),
+                round(o.duration_ms, 3),
+                o.verdict.value,
+                o.request_url,
+                dialect.json(o.request_headers),
+                o.status_code,
+                o.body_excerpt,
+                o.error,
+                worker,
+            )
+        )
     async with transaction(engine) as conn:
-        await conn.execute(
-            _complete,
-            [
-                {
-                    "b_id": c.delivery_id,
-                    "b_series": c.series,
-                    "b_lease": c.lease_until,
-                    "b_status": c.status,
-                    "b_attempts": c.attempt_number,
-                    "b_next": c.next_attempt_at,
-                    "b_error": c.outcome.error,
-                    "b_code": c.outcome.status_code,
-                    "b_now": now,
-                }
-                for c in done
-            ],
-        )
-        await conn.execute(
-            _INSERT_ATTEMPTS,
-            [
-                {
-                    "delivery_id": c.delivery_id,
-                    "series": c.series,
-                    "number": c.attempt_number,
-                    "started_at": c.started_at,
-                    "duration_ms": round(c.outcome.duration_ms, 3),
-                    "outcome": c.outcome.verdict.value,
-                    "request_url": c.outcome.request_url,
-                    "request_headers": c.outcome.request_headers,
-                    "response_status": c.outcome.status_code,
-                    "response_body": c.outcome.body_excerpt,
-                    "error": c.outcome.error,
-                    "worker": worker,
-                }
-                for c in done
-            ],
-        )
+        await conn.exec_driver_sql(dialect.sql(_COMPLETE), updates)
+        await conn.exec_driver_sql(dialect.sql(_INSERT_ATTEMPT), attempts)
         ended = sorted({c.order_key for c in done if c.order_key and c.status != DELIVERY_PENDING})
         if not ended:
             return False
-        return (await conn.execute(_FOLLOWER, {"b_keys": ended})).first() is not None
+        follower = await conn.exec_driver_sql(dialect.sql(_FOLLOWER), (dialect.members(ended),))
+        return follower.first() is not None
 
 
-_DEFER = (
-    sa.update(deliveries)
-    .where(deliveries.c.id == sa.bindparam("b_id"))
-    .where(deliveries.c.series == sa.bindparam("b_series"))
-    .where(deliveries.c.lease_until == sa.bindparam("b_lease"))
-    .values(next_attempt_at=sa.bindparam("b_next"), lease_until=None, lease_owner=None)
-)
+_DEFER = """
+UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL
+WHERE id = ? AND series = ? AND lease_until = ?
+"""
 
 
 async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, float]]) -> None:
@@ -367,11 +301,8 @@ async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, floa
     """
     if not items:
         return
+    dialect = dialect_of(engine.dialect.name)
     async with transaction(engine) as conn:
-        await conn.execute(
-            _DEFER,
-            [
-                {"b_id": i, "b_series": s, "b_lease": lease, "b_next": due}
-                for i, s, lease, due in items
-            ],
+        await conn.exec_driver_sql(
+            dialect.sql(_DEFER), [(due, i, s, lease) for i, s, lease, due in items]
         )
