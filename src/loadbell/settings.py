@@ -58,7 +58,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Attempts in flight per channel, so one dead endpoint cannot take every slot.",
     )
-    claim_batch: int = Field(default=100, ge=1)
+    claim_batch: int = Field(
+        default=200, ge=1, description="Most deliveries one claim leases (one transaction)."
+    )
     poll_seconds: float = Field(
         default=1.0, gt=0, description="Fallback poll when no wake-up arrives (seconds)."
     )

@@ -204,10 +204,12 @@ class WebhookKind:
     def render(self, message: Message, config: Mapping[str, Any]) -> OutboundRequest:
         fmt = FORMATS[config["format"]]
         body = fmt.encode(message, config)
-        custom = dict(config.get("headers") or {})
-        mine = {name.lower() for name in custom}
-        own = {k: v for k, v in fmt.headers(message, config).items() if k.lower() not in mine}
-        headers = {**own, **custom}
+        headers = fmt.headers(message, config)
+        custom = config.get("headers") or {}
+        if custom:  # custom headers replace the format's own of the same name
+            mine = {name.lower() for name in custom}
+            headers = {k: v for k, v in headers.items() if k.lower() not in mine}
+            headers.update(custom)
         if config.get("signing_secrets"):
             headers.update(signing.headers(message.delivery_id, body, config["signing_secrets"]))
         return OutboundRequest(

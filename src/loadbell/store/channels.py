@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +35,8 @@ class OverrideRow:
     config: dict[str, Any]
 
 
-def channel_from_row(row: sa.Row[Any], box: SecretBox) -> ChannelRow:
-    m = row._mapping
+def channel_from_row(row: sa.Row[Any] | Mapping[str, Any], box: SecretBox) -> ChannelRow:
+    m = row._mapping if isinstance(row, sa.Row) else row
     return ChannelRow(
         id=m["id"],
         organization_id=m["organization_id"],
@@ -51,8 +51,10 @@ def channel_from_row(row: sa.Row[Any], box: SecretBox) -> ChannelRow:
     )
 
 
-def override_from_row(row: sa.Row[Any], box: SecretBox) -> OverrideRow:
-    return OverrideRow(enabled=row.enabled, config={**(row.config or {}), **box.open(row.secrets)})
+def override_from_row(row: sa.Row[Any] | Mapping[str, Any], box: SecretBox) -> OverrideRow:
+    m = row._mapping if isinstance(row, sa.Row) else row
+    config = {**(m["config"] or {}), **box.open(m["secrets"])}
+    return OverrideRow(enabled=m["enabled"], config=config)
 
 
 def split_secrets(kind: str, config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

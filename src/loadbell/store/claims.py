@@ -20,13 +20,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loadbell.delivery.outcome import Outcome
 from loadbell.store.db import transaction
-from loadbell.store.driver_sql import dialect_of
-from loadbell.store.tables import DELIVERY_PENDING, channel_overrides, channels
+from loadbell.store.driver_sql import Statements, dialect_of
+from loadbell.store.tables import DELIVERY_PENDING
 
 
 # Claimed and Completion are named tuples: one of each per delivery, built far faster than
@@ -50,8 +49,8 @@ class Claimed(NamedTuple):
 @dataclass(frozen=True)
 class ClaimBatch:
     deliveries: list[Claimed]
-    channels: dict[int, sa.Row[Any]]
-    overrides: dict[tuple[int, int], sa.Row[Any]]
+    channels: dict[int, dict[str, Any]]  # as channel_from_row reads them
+    overrides: dict[tuple[int, int], dict[str, Any]]  # as override_from_row reads them
     # The claim took its whole limit: more may be due right now.
     full: bool = False
     # Due deliveries were left because their channel had no room: claim again once it has.
@@ -125,18 +124,17 @@ async def claim(
     of each channel are leased, so a worker never claims more of one busy channel than it
     can start: rows it would have to hand straight back are left alone.
     """
-    dialect = dialect_of(engine.dialect.name)
     async with transaction(engine) as conn:
+        run = await Statements.on(conn)
+        dialect = run.dialect
         # Read once the transaction holds SQLite's write lock: a claim that queued for it
         # still leases for the full ``lease_seconds``.
         now = time.time()
         if exclude_channels:
-            due = dialect.sql(_DUE_EXCLUDING)
-            params: tuple[Any, ...] = (now, now, dialect.members(list(exclude_channels)), limit)
+            excluded = dialect.members(list(exclude_channels))
+            candidates = await run.fetch(_DUE_EXCLUDING, (now, now, excluded, limit))
         else:
-            due = dialect.sql(_DUE_ALL)
-            params = (now, now, limit)
-        candidates: Sequence[Any] = (await conn.exec_driver_sql(due, params)).all()
+            candidates = await run.fetch(_DUE_ALL, (now, now, limit))
         room = channel_room or {}
         cap = limit if channel_cap is None else channel_cap
         taken: Counter[int] = Counter()
@@ -149,17 +147,11 @@ async def claim(
         full = len(candidates) >= limit and not left
         if not chosen:
             return ClaimBatch([], {}, {}, full, left)
-        leased: Sequence[Any] = (
-            await conn.exec_driver_sql(
-                dialect.sql(_LEASE), (now + lease_seconds, owner, dialect.members(chosen), now)
-            )
-        ).all()
+        leased = await run.fetch(_LEASE, (now + lease_seconds, owner, dialect.members(chosen), now))
         if not leased:
             return ClaimBatch([], {}, {}, full, left)
         event_ids = sorted({r[7] for r in leased})
-        rows: Sequence[Any] = (
-            await conn.exec_driver_sql(dialect.sql(_EVENTS), (dialect.members(event_ids),))
-        ).all()
+        rows = await run.fetch(_EVENTS, (dialect.members(event_ids),))
         found = {
             r[0]: (r[1], dialect.read_timestamp(r[2]), r[3], dialect.read_json(r[4])) for r in rows
         }
@@ -183,37 +175,67 @@ async def claim(
                     r[8],
                 )
             )
-        channel_rows = await load_channel_rows(conn, {c.channel_id for c in claimed})
+        channel_rows = await _load_channels(run, {c.channel_id for c in claimed})
         pairs = {
             (c.channel_id, c.project_id)
             for c in claimed
             if c.project_id is not None
             and c.channel_id in channel_rows
-            and channel_rows[c.channel_id].project_id is None
+            and channel_rows[c.channel_id]["project_id"] is None
         }
-        overrides = await load_override_rows(conn, pairs)
+        overrides = await _load_overrides(run, pairs)
         return ClaimBatch(claimed, channel_rows, overrides, full, left)
 
 
-_IDS: sa.BindParameter[Any] = sa.bindparam("b_ids", expanding=True)
-_channels = sa.select(channels).where(channels.c.id.in_(_IDS))
-_overrides = sa.select(channel_overrides).where(channel_overrides.c.channel_id.in_(_IDS))
+_CHANNELS = """
+SELECT id, organization_id, project_id, kind, name, enabled, config, secrets, events, filters,
+    retry, deleted_at
+FROM channels WHERE id {in_ints}
+"""
+_OVERRIDES = """
+SELECT channel_id, project_id, enabled, config, secrets
+FROM channel_overrides WHERE channel_id {in_ints}
+"""
 
 
-async def load_channel_rows(
-    conn: AsyncConnection, channel_ids: Collection[int]
-) -> dict[int, sa.Row[Any]]:
-    rows = await conn.execute(_channels, {"b_ids": list(channel_ids)})
-    return {r.id: r for r in rows}
+async def _load_channels(run: Statements, ids: Collection[int]) -> dict[int, dict[str, Any]]:
+    """The claimed deliveries' channels, as :func:`store.channels.channel_from_row` reads
+    them."""
+    json = run.dialect.read_json
+    return {
+        r[0]: {
+            "id": r[0],
+            "organization_id": r[1],
+            "project_id": r[2],
+            "kind": r[3],
+            "name": r[4],
+            "enabled": bool(r[5]),
+            "config": json(r[6]),
+            "secrets": r[7],
+            "events": json(r[8]),
+            "filters": json(r[9]),
+            "retry": json(r[10]),
+            "deleted_at": r[11],
+        }
+        for r in await run.fetch(_CHANNELS, (run.dialect.members(sorted(ids)),))
+    }
 
 
-async def load_override_rows(
-    conn: AsyncConnection, pairs: Collection[tuple[int, int]]
-) -> dict[tuple[int, int], sa.Row[Any]]:
+async def _load_overrides(
+    run: Statements, pairs: Collection[tuple[int, int]]
+) -> dict[tuple[int, int], dict[str, Any]]:
     if not pairs:
         return {}
-    rows = await conn.execute(_overrides, {"b_ids": sorted({c for c, _ in pairs})})
-    return {(r.channel_id, r.project_id): r for r in rows if (r.channel_id, r.project_id) in pairs}
+    channel_ids = sorted({c for c, _ in pairs})
+    return {
+        (r[0], r[1]): {
+            "enabled": None if r[2] is None else bool(r[2]),
+            "config": run.dialect.read_json(r[3]),
+            "secrets": r[4],
+        }
+        for r in await run.fetch(_OVERRIDES, (run.dialect.members(channel_ids),))
+        if (r[0], r[1]) in pairs
+    }
 
 
 # Parameters: status, attempts, next attempt at, error, status code, updated at; then the
@@ -279,13 +301,13 @@ async def complete(engine: AsyncEngine, done: Sequence[Completion], worker: str)
             )
         )
     async with transaction(engine) as conn:
-        await conn.exec_driver_sql(dialect.sql(_COMPLETE), updates)
-        await conn.exec_driver_sql(dialect.sql(_INSERT_ATTEMPT), attempts)
+        run = await Statements.on(conn)
+        await run.run_many(_COMPLETE, updates)
+        await run.run_many(_INSERT_ATTEMPT, attempts)
         ended = sorted({c.order_key for c in done if c.order_key and c.status != DELIVERY_PENDING})
         if not ended:
             return False
-        follower = await conn.exec_driver_sql(dialect.sql(_FOLLOWER), (dialect.members(ended),))
-        return follower.first() is not None
+        return bool(await run.fetch(_FOLLOWER, (dialect.members(ended),)))
 
 
 _DEFER = """
@@ -301,8 +323,6 @@ async def defer(engine: AsyncEngine, items: Sequence[tuple[int, int, float, floa
     """
     if not items:
         return
-    dialect = dialect_of(engine.dialect.name)
     async with transaction(engine) as conn:
-        await conn.exec_driver_sql(
-            dialect.sql(_DEFER), [(due, i, s, lease) for i, s, lease, due in items]
-        )
+        run = await Statements.on(conn)
+        await run.run_many(_DEFER, [(due, i, s, lease) for i, s, lease, due in items])

@@ -17,18 +17,25 @@ written as SQL text, once, and this module adapts them to the dialect:
 Values go in and come out as the driver has them, so :class:`Dialect` also converts the
 few types involved (lists, timestamps, JSON) the way SQLAlchemy's column types store them;
 the store tests run every statement on both databases.
+
+:class:`Statements` runs them inside a transaction that SQLAlchemy opened (and commits):
+through ``exec_driver_sql`` on PostgreSQL, and straight on the ``sqlite3`` connection on
+SQLite, where even ``exec_driver_sql``'s own bookkeeping cost more than the statement.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -93,3 +100,40 @@ POSTGRESQL = Dialect("postgresql")
 
 def dialect_of(name: str) -> Dialect:
     return POSTGRESQL if name == "postgresql" else SQLITE
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The hot statements of one transaction, on its connection."""
+
+    dialect: Dialect
+    conn: AsyncConnection
+    raw: sqlite3.Connection | None  # SQLite: statements run on it directly
+
+    @classmethod
+    async def on(cls, conn: AsyncConnection) -> Statements:
+        dialect = dialect_of(conn.dialect.name)
+        raw = None
+        if not dialect.postgres:
+            driver = (await conn.get_raw_connection()).driver_connection
+            raw = getattr(driver, "raw", None)  # sqlite_driver.DirectConnection
+        return cls(dialect, conn, raw)
+
+    async def fetch(self, template: str, params: Sequence[Any] = ()) -> list[Any]:
+        sql = self.dialect.sql(template)
+        if self.raw is None:
+            return list((await self.conn.exec_driver_sql(sql, tuple(params))).all())
+        try:
+            return self.raw.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:  # as SQLAlchemy would raise it: callers catch those
+            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
+    async def run_many(self, template: str, rows: list[tuple[Any, ...]]) -> None:
+        sql = self.dialect.sql(template)
+        if self.raw is None:
+            await self.conn.exec_driver_sql(sql, rows)
+            return
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, rows, exc, sqlite3.Error) from exc
