@@ -30,6 +30,11 @@ from loadbell.security.masking import mask_headers, mask_url
 # urlsplit on each one was a measurable share of the worker's CPU per delivery.
 _masked_url = functools.lru_cache(maxsize=1024)(mask_url)
 
+# One timeout object per distinct timeout, not one per request.
+_client_timeout = functools.lru_cache(maxsize=64)(
+    lambda seconds: aiohttp.ClientTimeout(total=seconds)
+)
+
 EXCERPT_BYTES = 4096  # what the attempt log keeps of a response body
 _DRAIN_LIMIT = 65_536  # read and drop up to this much more so the connection can be reused
 
@@ -111,14 +116,15 @@ class Sender:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        logged_headers = mask_headers(request.headers, set(request.secret_headers))
+        logged_headers = mask_headers(request.headers, request.secret_headers)
         logged_url = _masked_url(request.url) if request.mask_url else request.url
         base: dict[str, Any] = {"request_url": logged_url, "request_headers": logged_headers}
         started = time.perf_counter()
 
-        refusal = self._refuse_literal(request.url)
-        if refusal:
-            return Outcome(Verdict.FAILED, error=refusal, **base)
+        if not self.allow_private_targets:
+            refusal = self._refuse_literal(request.url)
+            if refusal:
+                return Outcome(Verdict.FAILED, error=refusal, **base)
         try:
             async with self._session.request(
                 request.method,
@@ -126,21 +132,30 @@ class Sender:
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=_client_timeout(timeout),
             ) as resp:
                 excerpt = await _read_excerpt(resp)
-                verdict = classify(resp.status)
+                status = resp.status
+                verdict = classify(status)
+                if verdict is Verdict.DELIVERED:
+                    return Outcome(
+                        verdict,
+                        status_code=status,
+                        body_excerpt=excerpt,
+                        duration_ms=(time.perf_counter() - started) * 1000,
+                        request_url=logged_url,
+                        request_headers=logged_headers,
+                    )
                 retry_after = (
                     parse_retry_after(resp.headers.get("Retry-After"))
                     if verdict is Verdict.RETRY
                     else None
                 )
-                error = None if verdict is Verdict.DELIVERED else _status_error(resp, excerpt)
                 return Outcome(
                     verdict,
-                    status_code=resp.status,
+                    status_code=status,
                     body_excerpt=excerpt,
-                    error=error,
+                    error=_status_error(resp, excerpt),
                     retry_after=retry_after,
                     duration_ms=(time.perf_counter() - started) * 1000,
                     **base,

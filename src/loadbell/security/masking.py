@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
 MASK = "****"
@@ -40,10 +41,13 @@ def mask_path(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{tail}"
 
 
-def mask_headers(headers: Mapping[str, str], secret_names: set[str]) -> dict[str, str]:
+def mask_headers(headers: Mapping[str, str], secret_names: Collection[str]) -> dict[str, str]:
     """Mask the channel's custom header values and well-known credential headers."""
-    lowered = {n.lower() for n in secret_names}
-    return {
-        k: (MASK if k.lower() in lowered or k.lower() in SENSITIVE_HEADERS else v)
-        for k, v in headers.items()
-    }
+    hidden = _hidden_names(frozenset(secret_names))
+    return {k: (MASK if k.lower() in hidden else v) for k, v in headers.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def _hidden_names(secret_names: frozenset[str]) -> frozenset[str]:
+    # Every attempt masks its headers; a channel's secret names are the same each time.
+    return SENSITIVE_HEADERS | {n.lower() for n in secret_names}
