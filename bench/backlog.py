@@ -31,6 +31,7 @@ from loadbell.store.tables import (
     channels,
     deliveries,
     events,
+    is_pending,
     load_tests,
     run_status_changes,
     runs,
@@ -206,13 +207,13 @@ async def any_pending(engine: AsyncEngine) -> bool:
     """Cheap (one probe of the partial index), unlike counting: the drain asks it often.
     A read-only transaction, so it never takes SQLite's write lock from the worker."""
     async with reader(engine).connect() as conn:
-        found = (
-            await conn.execute(
-                sa.select(deliveries.c.id).where(deliveries.c.status == DELIVERY_PENDING).limit(1)
-            )
-        ).first()
+        found = (await conn.execute(_ANY_PENDING)).first()
         await conn.rollback()
     return found is not None
+
+
+# Built once, with the status written out so the partial index is used (tables.is_pending).
+_ANY_PENDING = sa.select(deliveries.c.id).where(is_pending(deliveries)).limit(1)
 
 
 async def count_by_status(engine: AsyncEngine) -> dict[str, int]:

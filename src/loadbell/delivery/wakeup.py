@@ -38,6 +38,11 @@ class Wakeup:
     def poke(self) -> None:
         self._event.set()
 
+    @property
+    def poked(self) -> bool:
+        """A poke is waiting for the worker's next claim."""
+        return self._event.is_set()
+
     def clear(self) -> None:
         """Forget pokes so far: the claim about to run answers them."""
         self._event.clear()

@@ -384,6 +384,8 @@ class Worker:
         """Work of ``channel_id`` may be waiting: claim now if the channel has slots to
         spare, or else as soon as it has (one claim per half-empty queue, not one per
         finished attempt)."""
+        if self.wakeup.poked:
+            return  # a claim is coming anyway
         if self._half_empty(channel_id):
             self.wakeup.poke()
         else:

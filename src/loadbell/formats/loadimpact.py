@@ -27,6 +27,9 @@ EVENTS = frozenset(
 RESERVED_HEADERS = frozenset({"x-loadimpact-id", "x-loadimpact-event", "user-agent"})
 
 
+_STATUSES = {int(s): s for s in RunStatus}  # RunStatus(code) is a slow call, once per delivery
+
+
 class FormatError(ValueError):
     pass
 
@@ -47,7 +50,7 @@ def body(message: Message, *, legacy: bool) -> dict[str, Any]:
         raise FormatError(f"the loadimpact format cannot express {message.event_type.value}")
     ctx = message.context
     run = ctx["run"]
-    status = RunStatus(run["status"])
+    status = _STATUSES.get(run["status"]) or RunStatus(run["status"])
     if legacy:
         result = RunResult(run["result"]) if run.get("result") else None
         code, text = legacy_status(status, result)

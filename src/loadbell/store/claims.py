@@ -92,18 +92,28 @@ LIMIT ?
 _DUE_ALL = _DUE.replace("{exclude}", "")
 _DUE_EXCLUDING = _DUE.replace("{exclude}", "AND NOT (d.channel_id {in_ints})")
 
-# Lease the chosen rows that are still claimable. The candidates were read without locks,
-# so each row is checked again here; on PostgreSQL a row another worker is claiming right
-# now is skipped, not waited for, and only the chosen rows are locked. Parameters: lease
-# until, owner, ids, now.
-_LEASE = """
+# Lease the chosen rows. On PostgreSQL the candidates were read without locks, so each row
+# is checked again: a row another worker is claiming right now is skipped, not waited for,
+# and only the chosen rows are locked. On SQLite the claim's write transaction began
+# before the candidates were read (BEGIN IMMEDIATE), so nothing else can have changed them.
+# Parameters: lease until, owner, ids, now (PostgreSQL only).
+_LEASE_RETURNING = (
+    "RETURNING id, uuid, channel_id, target, order_key, attempts, series, event_id, lease_until"
+)
+_LEASE = {
+    "postgresql": f"""
 UPDATE deliveries SET lease_until = ?, lease_owner = ?
 WHERE id IN (
     SELECT id FROM deliveries
-    WHERE id {in_ints} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
-    {skip_locked})
-RETURNING id, uuid, channel_id, target, order_key, attempts, series, event_id, lease_until
-"""
+    WHERE id {{in_ints}} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
+    FOR UPDATE SKIP LOCKED)
+{_LEASE_RETURNING}
+""",
+    "sqlite": f"""
+UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE id {{in_ints}}
+{_LEASE_RETURNING}
+""",
+}
 _EVENTS = "SELECT id, type, occurred_at, project_id, context FROM events WHERE id {in_ints}"
 
 
@@ -147,7 +157,10 @@ async def claim(
         full = len(candidates) >= limit and not left
         if not chosen:
             return ClaimBatch([], {}, {}, full, left)
-        leased = await run.fetch(_LEASE, (now + lease_seconds, owner, dialect.members(chosen), now))
+        lease: tuple[Any, ...] = (now + lease_seconds, owner, dialect.members(chosen))
+        if dialect.postgres:
+            lease += (now,)
+        leased = await run.fetch(_LEASE[dialect.name], lease)
         if not leased:
             return ClaimBatch([], {}, {}, full, left)
         event_ids = sorted({r[7] for r in leased})

@@ -10,9 +10,7 @@ written as SQL text, once, and this module adapts them to the dialect:
 - ``?`` placeholders become ``$1, $2, ...`` on PostgreSQL (asyncpg);
 - ``{in_ints}`` / ``{in_texts}`` test membership in one list parameter, whatever its
   length, so each statement is prepared once: ``IN (SELECT value FROM json_each(?))`` on
-  SQLite, ``= ANY(?::integer[])`` on PostgreSQL;
-- ``{skip_locked}`` is ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and nothing on SQLite,
-  where ``BEGIN IMMEDIATE`` already serialises writers.
+  SQLite, ``= ANY(?::integer[])`` on PostgreSQL.
 
 Values go in and come out as the driver has them, so :class:`Dialect` also converts the
 few types involved (lists, timestamps, JSON) the way SQLAlchemy's column types store them;
@@ -58,14 +56,12 @@ class Dialect:
             text = template.format(
                 in_ints="= ANY(?::integer[])",
                 in_texts="= ANY(?::text[])",
-                skip_locked="FOR UPDATE SKIP LOCKED",
             )
             numbers = iter(range(1, 1 + text.count("?")))
             return _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", text)
         return template.format(
             in_ints="IN (SELECT value FROM json_each(?))",
             in_texts="IN (SELECT value FROM json_each(?))",
-            skip_locked="",
         )
 
     def members(self, values: Sequence[Any]) -> Any:
@@ -77,7 +73,9 @@ class Dialect:
         if self.postgres:
             return value
         # SQLAlchemy's SQLite DATETIME storage: naive UTC, always with microseconds.
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def read_timestamp(self, value: str | datetime) -> datetime:
         if isinstance(value, str):  # SQLite
