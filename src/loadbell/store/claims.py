@@ -75,7 +75,9 @@ class Completion(NamedTuple):
 # The hot statements are SQL text run through the driver (driver_sql.py): compiled Core
 # execution cost several times what the database spends on them.
 _DUE = """
-SELECT d.id, d.channel_id FROM deliveries d
+SELECT d.id, d.uuid, d.channel_id, d.target, d.order_key, d.attempts, d.series, d.event_id,
+    e.type, e.occurred_at, e.project_id, e.context
+FROM deliveries d JOIN events e ON e.id = d.event_id
 WHERE d.status = 'pending' AND d.next_attempt_at <= ?
   AND (d.lease_until IS NULL OR d.lease_until < ?)
   AND (d.order_key IS NULL OR NOT EXISTS (
@@ -85,36 +87,29 @@ WHERE d.status = 'pending' AND d.next_attempt_at <= ?
 ORDER BY d.next_attempt_at, d.id
 LIMIT ?
 """
-# Due deliveries that may go out now, oldest first; per channel x run x target (order
-# key) only the oldest pending one. ``status = 'pending'`` is written out: the due and
-# order indexes are partial on it (tables.is_pending). Parameters: now, now[, channel ids
-# to skip], limit.
+# Due deliveries that may go out now, oldest first, with their events; per channel x run x
+# target (order key) only the oldest pending one. ``status = 'pending'`` is written out:
+# the due and order indexes are partial on it (tables.is_pending). Parameters: now, now[,
+# channel ids to skip], limit.
 _DUE_ALL = _DUE.replace("{exclude}", "")
 _DUE_EXCLUDING = _DUE.replace("{exclude}", "AND NOT (d.channel_id {in_ints})")
 
 # Lease the chosen rows. On PostgreSQL the candidates were read without locks, so each row
 # is checked again: a row another worker is claiming right now is skipped, not waited for,
-# and only the chosen rows are locked. On SQLite the claim's write transaction began
-# before the candidates were read (BEGIN IMMEDIATE), so nothing else can have changed them.
-# Parameters: lease until, owner, ids, now (PostgreSQL only).
-_LEASE_RETURNING = (
-    "RETURNING id, uuid, channel_id, target, order_key, attempts, series, event_id, lease_until"
-)
+# and only the chosen rows are locked; the statement returns those it leased. On SQLite the
+# claim's write transaction began before the candidates were read (BEGIN IMMEDIATE), so
+# nothing else can have changed them. Parameters: lease until, owner, ids, now (PostgreSQL).
 _LEASE = {
-    "postgresql": f"""
+    "postgresql": """
 UPDATE deliveries SET lease_until = ?, lease_owner = ?
 WHERE id IN (
     SELECT id FROM deliveries
-    WHERE id {{in_ints}} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
+    WHERE id {in_ints} AND status = 'pending' AND (lease_until IS NULL OR lease_until < ?)
     FOR UPDATE SKIP LOCKED)
-{_LEASE_RETURNING}
+RETURNING id
 """,
-    "sqlite": f"""
-UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE id {{in_ints}}
-{_LEASE_RETURNING}
-""",
+    "sqlite": "UPDATE deliveries SET lease_until = ?, lease_owner = ? WHERE id {in_ints}",
 }
-_EVENTS = "SELECT id, type, occurred_at, project_id, context FROM events WHERE id {in_ints}"
 
 
 async def claim(
@@ -149,45 +144,43 @@ async def claim(
         cap = limit if channel_cap is None else channel_cap
         taken: Counter[int] = Counter()
         chosen = []
-        for delivery_id, channel_id in candidates:
-            if taken[channel_id] < room.get(channel_id, cap):
-                taken[channel_id] += 1
-                chosen.append(delivery_id)
+        for row in candidates:
+            if taken[row[2]] < room.get(row[2], cap):
+                taken[row[2]] += 1
+                chosen.append(row)
         left = len(chosen) < len(candidates)
         full = len(candidates) >= limit and not left
         if not chosen:
             return ClaimBatch([], {}, {}, full, left)
-        lease: tuple[Any, ...] = (now + lease_seconds, owner, dialect.members(chosen))
+        lease_until = now + lease_seconds
+        ids = dialect.members([r[0] for r in chosen])
         if dialect.postgres:
-            lease += (now,)
-        leased = await run.fetch(_LEASE[dialect.name], lease)
-        if not leased:
-            return ClaimBatch([], {}, {}, full, left)
-        event_ids = sorted({r[7] for r in leased})
-        rows = await run.fetch(_EVENTS, (dialect.members(event_ids),))
-        found = {
-            r[0]: (r[1], dialect.read_timestamp(r[2]), r[3], dialect.read_json(r[4])) for r in rows
-        }
-        claimed = []
-        for r in sorted(leased):
-            event_type, occurred_at, project_id, context = found[r[7]]
-            claimed.append(
-                Claimed(
-                    r[0],
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    event_type,
-                    occurred_at,
-                    project_id,
-                    context,
-                    r[8],
-                )
+            leased = await run.fetch(_LEASE["postgresql"], (lease_until, owner, ids, now))
+            still_free = {r[0] for r in leased}
+            chosen = [r for r in chosen if r[0] in still_free]
+        else:
+            await run.execute(_LEASE["sqlite"], (lease_until, owner, ids))
+        read_timestamp, read_json = dialect.read_timestamp, dialect.read_json
+        claimed = [
+            Claimed(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                read_timestamp(r[9]),
+                r[10],
+                read_json(r[11]),
+                lease_until,
             )
+            for r in chosen
+        ]
+        if not claimed:
+            return ClaimBatch([], {}, {}, full, left)
         channel_rows = await _load_channels(run, {c.channel_id for c in claimed})
         pairs = {
             (c.channel_id, c.project_id)

@@ -126,6 +126,17 @@ class Statements:
         except sqlite3.Error as exc:  # as SQLAlchemy would raise it: callers catch those
             raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
+    async def execute(self, template: str, params: Sequence[Any] = ()) -> None:
+        """A statement that returns no rows."""
+        sql = self.dialect.sql(template)
+        if self.raw is None:
+            await self.conn.exec_driver_sql(sql, tuple(params))
+            return
+        try:
+            self.raw.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
     async def run_many(self, template: str, rows: list[tuple[Any, ...]]) -> None:
         sql = self.dialect.sql(template)
         if self.raw is None:
