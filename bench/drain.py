@@ -20,7 +20,7 @@ from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.tables import DELIVERY_PENDING
 
-_CHECK_EVERY = 0.02  # seconds between "anything still pending?" reads
+_CHECK_EVERY = 0.01  # seconds between "anything still pending?" reads
 
 
 @dataclass(frozen=True)

@@ -309,3 +309,10 @@ async def test_allow_private_targets_lets_localhost_through(sender: Sender) -> N
     async with RecordingReceiver() as rx:
         outcome = await sender.send(_request(f"http://localhost:{rx.port}/hook"), timeout=5)
     assert outcome.verdict is Verdict.DELIVERED
+
+
+async def test_an_unparsable_url_is_a_final_failure_not_an_error() -> None:
+    async with Sender(allow_private_targets=True) as sender:
+        outcome = await sender.send(OutboundRequest(url="http://[::1/x", body=b"{}", headers={}), 5)
+    assert outcome.verdict is Verdict.FAILED
+    assert outcome.error is not None and "invalid URL" in outcome.error

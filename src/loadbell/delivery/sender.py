@@ -30,6 +30,10 @@ from loadbell.security.masking import mask_headers, mask_url
 # urlsplit on each one was a measurable share of the worker's CPU per delivery.
 _masked_url = functools.lru_cache(maxsize=1024)(mask_url)
 
+# Parsed once per target URL rather than by aiohttp on every request; the same kind of
+# cache as _masked_url (a channel sends to the same few URLs over and over).
+_parsed_url = functools.lru_cache(maxsize=1024)(URL)
+
 # One timeout object per distinct timeout, not one per request.
 _client_timeout = functools.lru_cache(maxsize=64)(
     lambda seconds: aiohttp.ClientTimeout(total=seconds)
@@ -126,9 +130,13 @@ class Sender:
             if refusal:
                 return Outcome(Verdict.FAILED, error=refusal, **base)
         try:
+            url: URL | str = _parsed_url(request.url)
+        except ValueError:
+            url = request.url  # aiohttp reports it as an invalid URL, below
+        try:
             async with self._session.request(
                 request.method,
-                request.url,
+                url,
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
