@@ -107,6 +107,7 @@ class Worker:
         self._inflight: Counter[int] = Counter()  # channel id -> attempts in flight
         # channel id -> moving average of its attempts' seconds (what sizes its hold)
         self._durations: dict[int, float] = {}
+        self._holds: dict[int, int] = {}  # channel id -> its hold, from its duration
         # channel id -> claimed deliveries waiting for one of the channel's slots
         self._queued: dict[int, deque[tuple[claims.Claimed, claims.ClaimBatch]]] = {}
         self._lanes: set[asyncio.Task[None]] = set()
@@ -180,7 +181,7 @@ class Worker:
         self._backlog = batch.left or bool(saturated)
         self._dispatch(batch)
         if batch.full:
-            if any(self._half_empty(c.channel_id) for c in batch.deliveries):
+            if any(self._half_empty(c) for c in {d.channel_id for d in batch.deliveries}):
                 return  # more is due now: claim again at once
             # Its channels are now more than half full: claiming again would only fill
             # the few slots left, a whole transaction for a handful of rows. They claim
@@ -205,18 +206,17 @@ class Worker:
 
     def _hold(self, channel_id: int) -> int:
         """How many deliveries of the channel this worker may hold (running and queued)."""
-        cap = self.settings.per_channel_concurrency
-        duration = self._durations.get(channel_id)
-        if duration is None:
-            return DEFAULT_HOLD * cap
-        finishes = cap / max(duration, 1e-4) * HOLD_SECONDS  # attempts, all slots busy
-        return int(min(MAX_HOLD * cap, max(MIN_HOLD * cap, finishes)))
+        hold = self._holds.get(channel_id)
+        return DEFAULT_HOLD * self.settings.per_channel_concurrency if hold is None else hold
 
     def _took(self, channel_id: int, seconds: float) -> None:
+        """An attempt of the channel took ``seconds``: its pace, and so its hold, moves."""
         before = self._durations.get(channel_id)
-        self._durations[channel_id] = (
-            seconds if before is None else before + PACE_WEIGHT * (seconds - before)
-        )
+        duration = seconds if before is None else before + PACE_WEIGHT * (seconds - before)
+        self._durations[channel_id] = duration
+        cap = self.settings.per_channel_concurrency
+        finishes = cap / max(duration, 1e-4) * HOLD_SECONDS  # attempts, all slots busy
+        self._holds[channel_id] = int(min(MAX_HOLD * cap, max(MIN_HOLD * cap, finishes)))
 
     def _half_empty(self, channel_id: int) -> bool:
         return self._held(channel_id) <= self._hold(channel_id) // 2

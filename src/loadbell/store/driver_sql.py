@@ -27,7 +27,7 @@ import functools
 import re
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,10 +45,10 @@ def _dumps(value: Any) -> str:
 @dataclass(frozen=True)
 class Dialect:
     name: str  # "sqlite" or "postgresql"
+    postgres: bool = field(init=False)  # asked once per value read: a plain attribute
 
-    @property
-    def postgres(self) -> bool:
-        return self.name == "postgresql"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "postgres", self.name == "postgresql")
 
     @functools.cache  # noqa: B019 - two instances at most, one per dialect
     def sql(self, template: str) -> str:
