@@ -8,6 +8,7 @@ The backlog looks like N/2 runs that each started and finished (``test.started``
 from __future__ import annotations
 
 import copy
+import sqlite3
 import time
 import uuid
 from datetime import UTC, datetime
@@ -24,14 +25,13 @@ from loadbell.domain.statuses import RunStatus
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.channels import split_secrets
 from loadbell.store.context import run_context
-from loadbell.store.db import reader
+from loadbell.store.db import reader, sqlite_path
 from loadbell.store.outbox import order_key
 from loadbell.store.tables import (
     DELIVERY_PENDING,
     channels,
     deliveries,
     events,
-    is_pending,
     load_tests,
     run_status_changes,
     runs,
@@ -203,17 +203,33 @@ def sample_request(url: str, context: dict[str, Any], public_url: str) -> Outbou
     return kind.render(message, config)
 
 
-async def any_pending(engine: AsyncEngine) -> bool:
-    """Cheap (one probe of the partial index), unlike counting: the drain asks it often.
-    A read-only transaction, so it never takes SQLite's write lock from the worker."""
-    async with reader(engine).connect() as conn:
-        found = (await conn.execute(_ANY_PENDING)).first()
-        await conn.rollback()
-    return found is not None
+class PendingProbe:
+    """Whether any delivery is still pending: one probe of the partial index, asked every
+    few milliseconds while the drain runs, in the worker's own process.
 
+    Through SQLAlchemy the probe cost about 190 µs of CPU, 2 % of the drain it measures; on
+    SQLite it runs on a plain ``sqlite3`` connection of its own (a reader: in WAL mode it
+    never blocks the worker), about 15 µs."""
 
-# Built once, with the status written out so the partial index is used (tables.is_pending).
-_ANY_PENDING = sa.select(deliveries.c.id).where(is_pending(deliveries)).limit(1)
+    _SQL = f"SELECT 1 FROM deliveries WHERE status = '{DELIVERY_PENDING}' LIMIT 1"
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite: sqlite3.Connection | None = None
+        if engine.dialect.name == "sqlite":
+            self._sqlite = sqlite3.connect(sqlite_path(str(engine.url)))
+
+    async def any(self) -> bool:
+        if self._sqlite is not None:
+            return self._sqlite.execute(self._SQL).fetchone() is not None
+        async with reader(self._engine).connect() as conn:
+            found = (await conn.exec_driver_sql(self._SQL)).first()
+            await conn.rollback()
+        return found is not None
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
 
 
 async def count_by_status(engine: AsyncEngine) -> dict[str, int]:

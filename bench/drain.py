@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.backlog import any_pending, count_by_status
+from bench.backlog import PendingProbe, count_by_status
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
 from loadbell.runtime import settle_heap
@@ -56,6 +56,7 @@ async def drain(
     if profiler is not None:
         profiler.enable()
     task = asyncio.create_task(worker.run(stop), name="bench-worker")
+    probe = PendingProbe(engine)
     timed_out = False
     try:
         while True:
@@ -63,7 +64,7 @@ async def drain(
             if task.done():
                 task.result()  # raises what stopped the worker
                 raise RuntimeError("the worker stopped before the backlog was drained")
-            if not await any_pending(engine):
+            if not await probe.any():
                 break
             if time.perf_counter() - started > timeout:
                 timed_out = True
@@ -71,6 +72,7 @@ async def drain(
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu
     finally:
+        probe.close()
         if profiler is not None:
             profiler.disable()
         stop.set()
