@@ -42,6 +42,9 @@ class Format:
     content_type_settable: bool = False  # may custom headers choose the Content-Type?
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def _loadimpact(legacy: bool) -> Format:
     return Format(
         events=loadimpact.EVENTS,
@@ -216,7 +219,7 @@ class WebhookKind:
             url=config["url"],
             body=body,
             headers=headers,
-            secret_headers=frozenset(custom),
+            secret_headers=frozenset(custom) if custom else _NONE,
         )
 
     # Paced: no default limit; ``config.rate_limit`` sets one per URL.

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +58,11 @@ class ChannelSetup:
     events: frozenset[EventType]  # what the kind can express with this config
     paced: bool  # the kind paces per destination (it has ``rate``)
     rate: Rate | None  # the pace: the channel's ``rate_limit`` or the kind's default
+    timeout: float  # of one attempt: the policy's, within the lease
+    # The kind's own transport (kinds that do not speak HTTP) and its reading of a
+    # response (services that report errors in 200 bodies), if it has them.
+    transport: Callable[[Message, dict[str, Any], float], Awaitable[Outcome]] | None
+    interpret: Callable[[Outcome], Outcome] | None
 
 
 # A worker holds deliveries of a channel (running and queued) for about HOLD_SECONDS of the
@@ -345,19 +350,16 @@ class Worker:
             if wait > 0:
                 self._defer(item, wait)
                 return None
-            kind, config = setup.kind, setup.config
-            timeout = min(setup.policy.timeout, self.settings.lease_seconds * 0.8)
-            transport = getattr(kind, "send", None)
-            if transport is not None:
-                return setup, message, transport(message, config, timeout)
-            return setup, message, self.sender.send(kind.render(message, config), timeout)
+            config, timeout = setup.config, setup.timeout
+            if setup.transport is not None:
+                return setup, message, setup.transport(message, config, timeout)
+            return setup, message, self.sender.send(setup.kind.render(message, config), timeout)
         except Exception as exc:
             return self._failure(item, exc)
 
     def _received(self, setup: ChannelSetup, message: Message, outcome: Outcome) -> Outcome:
-        interpret = getattr(setup.kind, "interpret", None)
-        if interpret is not None:
-            outcome = interpret(outcome)
+        if setup.interpret is not None:
+            outcome = setup.interpret(outcome)
         if outcome.verdict is Verdict.RETRY and outcome.retry_after and setup.paced:
             # A Retry-After holds the destination for every delivery queued to it, not
             # only for the one that got it.
@@ -462,14 +464,18 @@ class Worker:
         else:
             config, enabled = {**kind.defaults, **channel.config}, channel.enabled
         rate_of = getattr(kind, "rate", None)
+        policy = self.base_policy.with_overrides(channel.retry)
         return ChannelSetup(
             kind=kind,
             config=config,
             enabled=enabled,
-            policy=self.base_policy.with_overrides(channel.retry),
+            policy=policy,
             events=kind.events(config),
             paced=rate_of is not None,
             rate=(configured_rate(config) or rate_of(config)) if rate_of is not None else None,
+            timeout=min(policy.timeout, self.settings.lease_seconds * 0.8),
+            transport=getattr(kind, "send", None),
+            interpret=getattr(kind, "interpret", None),
         )
 
     # -- deliveries handed over by the API of this process (delivery/handoff.py) ---------
