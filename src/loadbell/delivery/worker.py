@@ -67,10 +67,11 @@ class ChannelSetup:
 
 # A worker holds deliveries of a channel (running and queued) for about HOLD_SECONDS of the
 # channel's recent pace, and claims more once half of that is left. A fast channel is thus
-# fed by claims of up to ``claim_batch`` rows, whose fixed cost (a write transaction of five
-# statements, about 1 ms) is small per delivery; a slow one holds little, so what it holds
-# starts well within its lease. Bounds, in multiples of per_channel_concurrency: MIN_HOLD
-# and MAX_HOLD, and DEFAULT_HOLD for a channel with no finished attempt yet.
+# fed by claims of up to ``claim_batch`` rows (a write transaction and four statements per
+# claim, not per few deliveries); a slow one holds little, so what it holds starts well
+# within its lease. Bounds, in multiples of per_channel_concurrency: MIN_HOLD
+# and MAX_HOLD; DEFAULT_HOLD until the pace is known, and in a claim for a channel the
+# worker holds none of (its room is then not worked out).
 HOLD_SECONDS = 3.0
 MIN_HOLD, DEFAULT_HOLD, MAX_HOLD = 2, 4, 24
 PACE_WEIGHT = 0.1  # of the newest attempt in the moving average of attempt durations
@@ -162,9 +163,9 @@ class Worker:
             self._backlog = True  # finishing attempts poke us
             await self.wakeup.wait(self._idle_timeout())
             return
+        # Channels it holds nothing of get DEFAULT_HOLD x cap (channel_cap) in this claim.
         channel_room = {
-            cid: self._hold(cid) - self._held(cid)
-            for cid in {*self._inflight, *self._queued, *self._durations}
+            cid: self._hold(cid) - self._held(cid) for cid in {*self._inflight, *self._queued}
         }
         saturated = [cid for cid, n in channel_room.items() if n <= 0]
         self.wakeup.clear()  # this claim sees everything poked so far
