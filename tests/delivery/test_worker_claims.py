@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import seed, start_server, webhook_channel
+from loadbell.delivery.holds import DEFAULT_HOLD, MAX_HOLD, MIN_HOLD, Holds
 from loadbell.delivery.wakeup import Wakeup
-from loadbell.delivery.worker import DEFAULT_HOLD, MAX_HOLD, MIN_HOLD, Worker
+from loadbell.delivery.worker import Worker
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store import claims
@@ -42,15 +43,15 @@ def claim_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield sizes
 
 
-def test_hold_follows_the_channels_pace(settings: Settings) -> None:
-    worker = Worker(create_engine(settings), SecretBox("k"), settings, Wakeup())
-    cap = settings.per_channel_concurrency
-    assert worker._hold(1) == DEFAULT_HOLD * cap  # nothing finished yet
+def test_hold_follows_the_channels_pace() -> None:
+    cap = 16
+    holds = Holds(cap)
+    assert holds.of(1) == DEFAULT_HOLD * cap  # nothing finished yet
     for _ in range(100):
-        worker._took(1, 0.002)  # a fast receiver: hold as much as allowed
-        worker._took(2, 8.0)  # a slow one: what it holds must start within its lease
-    assert worker._hold(1) == MAX_HOLD * cap
-    assert worker._hold(2) == MIN_HOLD * cap
+        holds.took(1, 0.002)  # a fast receiver: hold as much as allowed
+        holds.took(2, 8.0)  # a slow one: what it holds must start within its lease
+    assert holds.of(1) == MAX_HOLD * cap
+    assert holds.of(2) == MIN_HOLD * cap
 
 
 async def _backlog(settings: Settings, channel_id: int, n: int) -> None:

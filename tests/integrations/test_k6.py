@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,9 @@ async def k6_run(
     path: str,
     target: str,
     *options: str,
+    k6_options: Sequence[str] = (),
 ) -> Any:
+    """``loadbell run [options] -- k6 run -q [k6_options] -e TARGET=... script``"""
     return await spawn(
         LOADBELL_BIN,
         "run",
@@ -105,6 +107,7 @@ async def k6_run(
         "k6",
         "run",
         "-q",
+        *k6_options,
         "-e",
         f"TARGET={target}",
         path,
@@ -315,22 +318,8 @@ async def test_users_own_summary_export_and_address_are_kept(
 
     path = script(tmp_path, "t.js", PASS)
     export = tmp_path / "mine.json"
-    proc = await spawn(
-        LOADBELL_BIN,
-        "run",
-        "--",
-        "k6",
-        "run",
-        "-q",
-        "--summary-export",
-        str(export),
-        "--address",
-        f"127.0.0.1:{free_port()}",
-        "-e",
-        f"TARGET={target}",
-        path,
-        env=loadbell_env(app_server),
-    )
+    options = ["--summary-export", str(export), "--address", f"127.0.0.1:{free_port()}"]
+    proc = await k6_run(spawn, loadbell_env(app_server), path, target, k6_options=options)
     assert await proc.finish() == 0, proc.stderr
     assert export.exists()
     run = (await wait_for_event(hook, "test.finished"))["run"]
@@ -400,20 +389,8 @@ async def test_abort_on_fail_without_logs_on_stderr(
     threshold."""
     path = script(tmp_path, "abort.js", source)
     (tmp_path / "k6.log").write_text("an older run's log, kept: k6 appends\n")
-    proc = await spawn(
-        LOADBELL_BIN,
-        "run",
-        "--",
-        "k6",
-        "run",
-        "-q",
-        "--log-output",
-        log_output,
-        "-e",
-        f"TARGET={target}",
-        path,
-        env=loadbell_env(app_server),
-    )
+    options = ["--log-output", log_output]
+    proc = await k6_run(spawn, loadbell_env(app_server), path, target, k6_options=options)
     assert await proc.finish(timeout=30) == 99, proc.stderr
     assert "abortOnFail" not in proc.stderr
     run = (await wait_for_event(hook, "test.finished"))["run"]
@@ -430,20 +407,8 @@ async def test_an_old_abort_in_the_log_file_does_not_count(
         "level=error msg=\"thresholds on metrics 'x' were crossed; at least one has "
         'abortOnFail enabled, stopping test prematurely"\n'
     )
-    proc = await spawn(
-        LOADBELL_BIN,
-        "run",
-        "--",
-        "k6",
-        "run",
-        "-q",
-        "--log-output",
-        "file=k6.log",
-        "-e",
-        f"TARGET={target}",
-        path,
-        env=loadbell_env(app_server),
-    )
+    options = ["--log-output", "file=k6.log"]
+    proc = await k6_run(spawn, loadbell_env(app_server), path, target, k6_options=options)
     assert await proc.finish() == 99, proc.stderr
     assert "have been crossed" in (tmp_path / "k6.log").read_text()
     run = (await wait_for_event(hook, "test.finished"))["run"]
@@ -461,20 +426,8 @@ async def test_name_and_trigger_through_the_wrapper(
     """The load test is named after the script, not after a flag's value ending in .js,
     and LOADBELL_TRIGGER sets the run's trigger."""
     path = script(tmp_path, "checkout.js", PASS.replace("'4s'", "'1s'"))
-    proc = await spawn(
-        LOADBELL_BIN,
-        "run",
-        "--",
-        "k6",
-        "run",
-        "-q",
-        "-e",
-        "CONFIG=conf.js",
-        "-e",
-        f"TARGET={target}",
-        path,
-        env={**loadbell_env(app_server), "LOADBELL_TRIGGER": "scheduled"},
-    )
+    env = {**loadbell_env(app_server), "LOADBELL_TRIGGER": "scheduled"}
+    proc = await k6_run(spawn, env, path, target, k6_options=["-e", "CONFIG=conf.js"])
     assert await proc.finish() == 0, proc.stderr
     finished = await wait_for_event(hook, "test.finished")
     assert (finished["load_test"]["name"], finished["run"]["trigger"]) == (

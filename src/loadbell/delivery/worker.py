@@ -2,10 +2,11 @@
 
 One worker runs many attempts at once (``worker_concurrency``), at most
 ``per_channel_concurrency`` per channel so a dead endpoint cannot take every slot. A claim
-may take more than a channel's free slots (its hold): the extra wait in the worker and
-start as the channel's attempts finish, so a busy channel is fed by a few large claims
-rather than one small claim per attempt. Results are written in batches (one transaction for many
-attempts), which is what lets SQLite keep up with thousands of deliveries per second.
+may take more than a channel's free slots (its hold, holds.py): the extra wait in the
+worker and start as the channel's attempts finish, so a busy channel is fed by a few large
+claims rather than one small claim per attempt. Results are written in batches (one
+transaction for many attempts), which is what lets SQLite keep up with thousands of
+deliveries per second.
 """
 
 from __future__ import annotations
@@ -18,23 +19,22 @@ import os
 import socket
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loadbell.channels.base import ChannelKind, ConfigError, Message
-from loadbell.channels.registry import get_kind
+from loadbell.channels.base import ConfigError, Message
+from loadbell.delivery.holds import DEFAULT_HOLD, Holds
 from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Pacer, Rate, configured_rate
+from loadbell.delivery.pacing import Pacer
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.delivery.sender import Sender
+from loadbell.delivery.setup import ChannelSetup, channel_setup
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.domain.events import EventType
-from loadbell.domain.inheritance import merge
 from loadbell.security.secretbox import SecretBox, SecretKeyError
 from loadbell.settings import Settings
 from loadbell.store import claims
@@ -46,35 +46,6 @@ from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SU
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ChannelSetup:
-    """A channel as one project sees it, worked out once per claim (or handoff) and shared
-    by its deliveries. Kinds treat ``config`` as read-only."""
-
-    kind: ChannelKind
-    config: dict[str, Any]
-    enabled: bool
-    policy: RetryPolicy
-    events: frozenset[EventType]  # what the kind can express with this config
-    paced: bool  # the kind paces per destination (it has ``rate``)
-    rate: Rate | None  # the pace: the channel's ``rate_limit`` or the kind's default
-    timeout: float  # of one attempt: the policy's, within the lease
-    # The kind's own transport (kinds that do not speak HTTP) and its reading of a
-    # response (services that report errors in 200 bodies), if it has them.
-    transport: Callable[[Message, dict[str, Any], float], Awaitable[Outcome]] | None
-    interpret: Callable[[Outcome], Outcome] | None
-
-
-# A worker holds deliveries of a channel (running and queued) for about HOLD_SECONDS of the
-# channel's recent pace, and claims more once half of that is left. A fast channel is thus
-# fed by claims of up to ``claim_batch`` rows (a write transaction and four statements per
-# claim, not per few deliveries); a slow one holds little, so what it holds starts well
-# within its lease. Bounds, in multiples of per_channel_concurrency: MIN_HOLD
-# and MAX_HOLD; DEFAULT_HOLD until the pace is known, and in a claim for a channel the
-# worker holds none of (its room is then not worked out).
-HOLD_SECONDS = 3.0
-MIN_HOLD, DEFAULT_HOLD, MAX_HOLD = 2, 4, 24
-PACE_WEIGHT = 0.1  # of the newest attempt in the moving average of attempt durations
 # Results are written in batches: a batch is written once FLUSH_BATCH results wait, or
 # FLUSH_WAIT seconds after the first one, or at once when no other attempt is under way
 # (nothing more could join it). Each write is a transaction (about 150 µs of CPU for one
@@ -84,12 +55,6 @@ FLUSH_WAIT = 0.05  # seconds
 
 
 _EVENT_TYPES = {e.value: e for e in EventType}  # EventType(value) is a slow call
-
-
-def _destination(setup: ChannelSetup, message: Message) -> str:
-    """The pacing key: one bucket (and hold) per kind and destination."""
-    where = setup.kind.destination(message, setup.config)  # type: ignore[attr-defined]
-    return f"{setup.kind.name}:{where}"
 
 
 class Worker:
@@ -111,9 +76,7 @@ class Worker:
         self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10_000}"
         self._inflight: Counter[int] = Counter()  # channel id -> attempts in flight
-        # channel id -> moving average of its attempts' seconds (what sizes its hold)
-        self._durations: dict[int, float] = {}
-        self._holds: dict[int, int] = {}  # channel id -> its hold, from its duration
+        self.holds = Holds(settings.per_channel_concurrency)
         # channel id -> claimed deliveries waiting for one of the channel's slots
         self._queued: dict[int, deque[tuple[claims.Claimed, claims.ClaimBatch]]] = {}
         self._lanes: set[asyncio.Task[None]] = set()
@@ -163,9 +126,9 @@ class Worker:
             self._backlog = True  # finishing attempts poke us
             await self.wakeup.wait(self._idle_timeout())
             return
-        # Channels it holds nothing of get DEFAULT_HOLD x cap (channel_cap) in this claim.
+        # Channels it holds nothing of get the default hold (channel_cap) in this claim.
         channel_room = {
-            cid: self._hold(cid) - self._held(cid) for cid in {*self._inflight, *self._queued}
+            cid: self.holds.of(cid) - self._held(cid) for cid in {*self._inflight, *self._queued}
         }
         saturated = [cid for cid, n in channel_room.items() if n <= 0]
         self.wakeup.clear()  # this claim sees everything poked so far
@@ -176,7 +139,7 @@ class Worker:
                 limit=min(room, self.settings.claim_batch),
                 lease_seconds=self.settings.lease_seconds,
                 exclude_channels=saturated,
-                channel_cap=DEFAULT_HOLD * self.settings.per_channel_concurrency,
+                channel_cap=self.holds.default,
                 channel_room=channel_room,
             )
         except SQLAlchemyError as exc:
@@ -210,22 +173,8 @@ class Worker:
 
     # -- attempts ------------------------------------------------------------------------
 
-    def _hold(self, channel_id: int) -> int:
-        """How many deliveries of the channel this worker may hold (running and queued)."""
-        hold = self._holds.get(channel_id)
-        return DEFAULT_HOLD * self.settings.per_channel_concurrency if hold is None else hold
-
-    def _took(self, channel_id: int, seconds: float) -> None:
-        """An attempt of the channel took ``seconds``: its pace, and so its hold, moves."""
-        before = self._durations.get(channel_id)
-        duration = seconds if before is None else before + PACE_WEIGHT * (seconds - before)
-        self._durations[channel_id] = duration
-        cap = self.settings.per_channel_concurrency
-        finishes = cap / max(duration, 1e-4) * HOLD_SECONDS  # attempts, all slots busy
-        self._holds[channel_id] = int(min(MAX_HOLD * cap, max(MIN_HOLD * cap, finishes)))
-
     def _half_empty(self, channel_id: int) -> bool:
-        return self._held(channel_id) <= self._hold(channel_id) // 2
+        return self._held(channel_id) <= self.holds.of(channel_id) // 2
 
     def _held(self, channel_id: int) -> int:
         queued = self._queued.get(channel_id)
@@ -330,7 +279,7 @@ class Worker:
                         outcome = self._received(setup, message, await sending)
                     except Exception as exc:
                         outcome = self._failure(item, exc)
-                    self._took(item.channel_id, time.perf_counter() - sent)
+                    self.holds.took(item.channel_id, time.perf_counter() - sent)
             finally:
                 self._release(item.channel_id)
             self._record(item, started, outcome, policy)
@@ -364,7 +313,7 @@ class Worker:
         if outcome.verdict is Verdict.RETRY and outcome.retry_after and setup.paced:
             # A Retry-After holds the destination for every delivery queued to it, not
             # only for the one that got it.
-            self.pacer.hold(_destination(setup, message), outcome.retry_after)
+            self.pacer.hold(setup.destination(message), outcome.retry_after)
         return outcome
 
     def _failure(self, item: claims.Claimed, exc: Exception) -> Outcome:
@@ -398,7 +347,7 @@ class Worker:
         """Seconds the message must wait for its destination's pace or hold (0: go now)."""
         if not setup.paced or (setup.rate is None and not self.pacer.holding):
             return 0.0
-        return self.pacer.take(_destination(setup, message), setup.rate)
+        return self.pacer.take(setup.destination(message), setup.rate)
 
     def _defer(self, item: claims.Claimed, wait: float) -> None:
         """Put a claimed delivery back (paced, or over its channel's cap) without counting
@@ -451,32 +400,12 @@ class Worker:
     def _setup(
         self, channel: ChannelRow, override: OverrideRow | None, project_id: int | None
     ) -> ChannelSetup:
-        """The channel as ``project_id`` sees it."""
-        kind = get_kind(channel.kind)
-        if channel.project_id is None and project_id is not None:
-            eff = merge(
-                org_enabled=channel.enabled,
-                org_config=channel.config,
-                project_enabled=override.enabled if override is not None else None,
-                project_config=override.config if override is not None else {},
-                defaults=kind.defaults,
-            )
-            config, enabled = eff.config, eff.enabled
-        else:
-            config, enabled = {**kind.defaults, **channel.config}, channel.enabled
-        rate_of = getattr(kind, "rate", None)
-        policy = self.base_policy.with_overrides(channel.retry)
-        return ChannelSetup(
-            kind=kind,
-            config=config,
-            enabled=enabled,
-            policy=policy,
-            events=kind.events(config),
-            paced=rate_of is not None,
-            rate=(configured_rate(config) or rate_of(config)) if rate_of is not None else None,
-            timeout=min(policy.timeout, self.settings.lease_seconds * 0.8),
-            transport=getattr(kind, "send", None),
-            interpret=getattr(kind, "interpret", None),
+        return channel_setup(
+            channel,
+            override,
+            project_id,
+            base_policy=self.base_policy,
+            lease_seconds=self.settings.lease_seconds,
         )
 
     # -- deliveries handed over by the API of this process (delivery/handoff.py) ---------
@@ -485,7 +414,7 @@ class Worker:
         """A lease for a new delivery of ``channel_id`` if this worker has room for it."""
         if self._stopping:
             return None
-        if self._held(channel_id) >= self._hold(channel_id):
+        if self._held(channel_id) >= self.holds.of(channel_id):
             return None
         if self._held_total() >= DEFAULT_HOLD * self.settings.worker_concurrency:
             return None
@@ -578,7 +507,6 @@ class Worker:
                 later += [due for *_, due in deferred]
                 if later:
                     self._next_due = min([*later, self._next_due or math.inf])
-                if later:
                     self.wakeup.poke()  # a retry or deferral is due at a new time
                 if followers:
                     # The next delivery of an ordered sequence may go now.

@@ -24,13 +24,14 @@ RELAXED = "loadbell_relaxed"
 _SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
-def _json_dumps(value: Any) -> str:
+def json_dumps(value: Any) -> str:
+    """JSON text as loadbell's JSON columns store it."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     # orjson for JSON columns: every claim reads its events' contexts, every event writes one.
-    kwargs.setdefault("json_serializer", _json_dumps)
+    kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if settings.is_sqlite:
         return _sqlite_engine(settings, **kwargs)

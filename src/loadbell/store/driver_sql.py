@@ -23,10 +23,11 @@ SQLite, where even ``exec_driver_sql``'s own bookkeeping cost more than the stat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,11 +36,9 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell.store.db import json_dumps
+
 _PLACEHOLDER = re.compile(r"\?")
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Dialect:
 
     def members(self, values: Sequence[Any]) -> Any:
         """The parameter of ``{in_ints}`` / ``{in_texts}``."""
-        return list(values) if self.postgres else _dumps(list(values))
+        return list(values) if self.postgres else json_dumps(list(values))
 
     def timestamp(self, value: datetime) -> Any:
         """A ``UTCDateTime`` column's value (tz-aware UTC in)."""
@@ -84,7 +83,7 @@ class Dialect:
 
     def json(self, value: Any) -> str:
         """A JSON column's value, on either driver (asyncpg's codec encodes text)."""
-        return _dumps(value)
+        return json_dumps(value)
 
     def read_json(self, value: Any) -> Any:
         # asyncpg decodes json columns itself (SQLAlchemy installs the codec); SQLite
@@ -121,10 +120,8 @@ class Statements:
         sql = self.dialect.sql(template)
         if self.raw is None:
             return list((await self.conn.exec_driver_sql(sql, tuple(params))).all())
-        try:
+        with _as_sqlalchemy_error(sql, params):
             return self.raw.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:  # as SQLAlchemy would raise it: callers catch those
-            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
     async def execute(self, template: str, params: Sequence[Any] = ()) -> None:
         """A statement that returns no rows."""
@@ -132,17 +129,22 @@ class Statements:
         if self.raw is None:
             await self.conn.exec_driver_sql(sql, tuple(params))
             return
-        try:
+        with _as_sqlalchemy_error(sql, params):
             self.raw.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
     async def run_many(self, template: str, rows: list[tuple[Any, ...]]) -> None:
         sql = self.dialect.sql(template)
         if self.raw is None:
             await self.conn.exec_driver_sql(sql, rows)
             return
-        try:
+        with _as_sqlalchemy_error(sql, rows):
             self.raw.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise DBAPIError.instance(sql, rows, exc, sqlite3.Error) from exc
+
+
+@contextlib.contextmanager
+def _as_sqlalchemy_error(sql: str, params: Any) -> Iterator[None]:
+    """Raise sqlite3's errors as SQLAlchemy would have: callers handle SQLAlchemyError."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc

@@ -1,0 +1,71 @@
+"""A channel as one project sees it, worked out once per claim (or handoff) and shared by
+the deliveries of that claim."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loadbell.channels.base import ChannelKind, Message
+from loadbell.channels.registry import get_kind
+from loadbell.delivery.outcome import Outcome
+from loadbell.delivery.pacing import Rate, configured_rate
+from loadbell.delivery.retry import RetryPolicy
+from loadbell.domain.events import EventType
+from loadbell.store.channels import ChannelRow, OverrideRow, effective
+
+
+@dataclass(frozen=True)
+class ChannelSetup:
+    """Kinds treat ``config`` as read-only."""
+
+    kind: ChannelKind
+    config: dict[str, Any]
+    enabled: bool
+    policy: RetryPolicy
+    events: frozenset[EventType]  # what the kind can express with this config
+    paced: bool  # the kind paces per destination (it has ``rate``)
+    rate: Rate | None  # the pace: the channel's ``rate_limit`` or the kind's default
+    timeout: float  # of one attempt: the policy's, within the lease
+    # The kind's own transport (kinds that do not speak HTTP) and its reading of a
+    # response (services that report errors in 200 bodies), if it has them.
+    transport: Callable[[Message, dict[str, Any], float], Awaitable[Outcome]] | None
+    interpret: Callable[[Outcome], Outcome] | None
+
+    def destination(self, message: Message) -> str:
+        """The pacing key: one bucket (and hold) per kind and destination."""
+        where = self.kind.destination(message, self.config)  # type: ignore[attr-defined]
+        return f"{self.kind.name}:{where}"
+
+
+def channel_setup(
+    channel: ChannelRow,
+    override: OverrideRow | None,
+    project_id: int | None,
+    *,
+    base_policy: RetryPolicy,
+    lease_seconds: float,
+) -> ChannelSetup:
+    """The channel as ``project_id`` sees it (None: an event of no project)."""
+    kind = get_kind(channel.kind)
+    if channel.project_id is None and project_id is not None:
+        eff = effective(channel, override)
+        config, enabled = eff.config, eff.enabled
+    else:
+        config, enabled = {**kind.defaults, **channel.config}, channel.enabled
+    rate_of = getattr(kind, "rate", None)
+    policy = base_policy.with_overrides(channel.retry)
+    return ChannelSetup(
+        kind=kind,
+        config=config,
+        enabled=enabled,
+        policy=policy,
+        events=kind.events(config),
+        paced=rate_of is not None,
+        rate=(configured_rate(config) or rate_of(config)) if rate_of is not None else None,
+        # The lease must outlive an attempt, or another worker could send it too.
+        timeout=min(policy.timeout, lease_seconds * 0.8),
+        transport=getattr(kind, "send", None),
+        interpret=getattr(kind, "interpret", None),
+    )
