@@ -17,13 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from loadbell.channels.base import Message
 from loadbell.channels.webhook import WebhookKind
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunStatus
 from loadbell.security.secretbox import SecretBox
-from loadbell.store.channels import split_secrets
+from loadbell.services.channels import split_secrets
 from loadbell.store.context import run_context
 from loadbell.store.db import reader, sqlite_path
 from loadbell.store.outbox import order_key
@@ -36,6 +34,7 @@ from loadbell.store.tables import (
     run_status_changes,
     runs,
 )
+from loadbell.values import Message, OutboundRequest
 
 _CHUNK = 2_000  # rows per executemany: bounded memory, few round trips
 _SPACING = 1e-5  # seconds between the due times of consecutive staged deliveries

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from loadbell.delivery.sender import OutboundRequest
+from loadbell.values import OutboundRequest
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
-from loadbell.channels.base import Message
 from loadbell.domain.events import EventType
+from loadbell.values import Message
 
 RUN_URL = "https://loadbell.example.com/runs/42"
 

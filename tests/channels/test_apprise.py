@@ -11,11 +11,10 @@ import pytest
 from conftest import free_port
 from loadbell.api.channel_config import masked
 from loadbell.channels.apprise import AppriseKind, content, logged_url
-from loadbell.channels.base import ConfigError
-from loadbell.delivery.outcome import Verdict
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.testing import RecordingReceiver
+from loadbell.values import ConfigError, Verdict
 
 
 def _config(url: str) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from channels.cases import message
-from loadbell.channels.base import ConfigError, Message
+from loadbell.channels.rate_limit import configured_rate
 from loadbell.channels.registry import get_kind
-from loadbell.delivery.pacing import Rate, configured_rate
+from loadbell.values import ConfigError, Message, Rate
 
 URL = "https://chat.example.com/hooks/abc"
 URL_KEY = {

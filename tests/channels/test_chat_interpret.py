@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from loadbell.channels.registry import get_kind
-from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.delivery.sender import classify
+from loadbell.values import Outcome, Verdict
 
 TEAMS_429 = "Microsoft Teams endpoint returned HTTP error 429"
 

@@ -13,10 +13,10 @@ import pytest
 from channels.cases import CASES, RUN_URL, message
 from loadbell.channels import chat, discord, hipchat, slack, teams
 from loadbell.channels.registry import get_kind
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.formats.summary import Severity
 from loadbell.testing.chat import discord_problems, slack_problems, teams_problem
+from loadbell.values import OutboundRequest
 
 URL = "https://chat.example.com/hooks/T0/B0/secret-token"
 CONFIGS: dict[str, dict[str, Any]] = {

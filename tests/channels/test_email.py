@@ -16,11 +16,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from conftest import free_port
-from loadbell.channels.base import ConfigError
 from loadbell.channels.email import EmailKind
-from loadbell.delivery.outcome import Verdict
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
+from loadbell.values import ConfigError, Verdict
 
 
 @dataclass

@@ -9,11 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from loadbell.channels.base import ConfigError
 from loadbell.channels.slack_app import MAX_TARGETS, SlackAppKind, refused_targets
-from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.domain.events import EventType
 from loadbell.formats.samples import sample_message
+from loadbell.values import ConfigError, Outcome, Verdict
 
 KIND = SlackAppKind()
 INSTALLED = {

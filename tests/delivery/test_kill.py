@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from conftest import SpawnLoadbell, seed, start_server, webhook_channel, worker_env
-from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.settings import Settings
 from loadbell.store import claims
 from loadbell.store.db import create_engine
 from loadbell.store.tables import deliveries, delivery_attempts
 from loadbell.testing import RecordingReceiver
 from loadbell.testing.receiver import Received
+from loadbell.values import Outcome, Verdict
 
 LEASE = 3.0  # seconds; the worker clamps its attempt timeout to 0.8 x this
 

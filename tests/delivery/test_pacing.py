@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from loadbell.delivery import pacing
-from loadbell.delivery.pacing import MAX_HOLD, Pacer, Rate
+from loadbell.delivery.pacing import MAX_HOLD, Pacer
+from loadbell.values import Rate
 
 SLACK = Rate(count=1, per=1.0, burst=3)  # 1 message/s, bursts of 3
 

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from loadbell.delivery.outcome import Verdict
 from loadbell.delivery.retry import RetryPolicy
-from loadbell.delivery.sender import EXCERPT_BYTES, OutboundRequest, Sender, parse_retry_after
+from loadbell.delivery.sender import EXCERPT_BYTES, Sender, parse_retry_after
 from loadbell.security.masking import MASK
 from loadbell.testing import Received, RecordingReceiver
+from loadbell.values import OutboundRequest, Verdict
 
 BODY = b'{"event": "test.notification_channel"}'
 

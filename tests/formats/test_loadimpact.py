@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from loadbell import __version__
-from loadbell.channels.base import Message
 from loadbell.channels.webhook import WebhookKind
 from loadbell.domain.events import EventType
 from loadbell.formats import loadimpact
+from loadbell.values import Message
 
 EXPECTED = Path(__file__).parent / "expected"
 DELIVERY_ID = "19c5d426-3b4d-43c3-8277-37ad7d457430"
@@ -166,7 +166,7 @@ def test_events_outside_seed_000_are_refused(event: EventType) -> None:
 @pytest.mark.parametrize("name", ["X-LoadImpact-ID", "user-agent", "Content-Type", "Host"])
 def test_custom_headers_cannot_replace_format_headers(name: str) -> None:
     """A channel's custom header may not override a header the format or transport owns."""
-    from loadbell.channels.base import ConfigError
+    from loadbell.values import ConfigError
 
     with pytest.raises(ConfigError) as info:
         WebhookKind().validate({"url": "http://127.0.0.1:9/", "headers": {name: "x"}})

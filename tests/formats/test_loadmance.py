@@ -14,11 +14,11 @@ import orjson
 import pytest
 
 from loadbell import __version__
-from loadbell.channels.base import ConfigError, Message
 from loadbell.channels.webhook import WebhookKind
 from loadbell.domain.events import EventType
 from loadbell.formats import loadmance
 from loadbell.testing import Received, RecordingReceiver
+from loadbell.values import ConfigError, Message
 
 EXPECTED = Path(__file__).parent / "expected" / "loadmance"
 WHEN = datetime(2025, 7, 3, 14, 35, 0, tzinfo=UTC)

@@ -13,11 +13,11 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from loadbell.channels.base import ConfigError
 from loadbell.channels.webhook import WebhookKind
 from loadbell.domain.events import EventType
 from loadbell.formats import samples, signing
 from loadbell.testing import RecordingReceiver
+from loadbell.values import ConfigError
 
 # The spec's test vector (shared/reference/integration-facts.md 3.7).
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

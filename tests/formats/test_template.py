@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from loadbell.channels.base import ConfigError
 from loadbell.channels.webhook import WebhookKind
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.formats import samples, template
 from loadbell.testing import RecordingReceiver
+from loadbell.values import ConfigError
 
 # A template a user might write: it guards the run-only parts, so it renders every event.
 EVERY_EVENT = """{

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from loadbell.api.errors import ApiError, invalid
-from loadbell.channels.base import ChannelKind, ConfigError
+from loadbell.channels.base import ChannelKind
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.delivery import retry
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.filters import validate_filters
 from loadbell.security.masking import MASK, mask_url
+from loadbell.values import ConfigError
 
 
 def kind_or_422(name: str) -> ChannelKind:

@@ -22,15 +22,9 @@ from loadbell.channels.registry import get_kind
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.domain.events import EventType
 from loadbell.domain.inheritance import drop_empty
-from loadbell.store.channels import (
-    ChannelRow,
-    OverrideRow,
-    channel_from_row,
-    effective,
-    load_overrides,
-    split_secrets,
-)
-from loadbell.store.outbox import record_event
+from loadbell.services.channels import effective, split_secrets
+from loadbell.services.fanout import record_event
+from loadbell.store.channels import ChannelRow, OverrideRow, channel_from_row, load_overrides
 from loadbell.store.tables import (
     channel_overrides,
     channels,

@@ -16,8 +16,8 @@ from loadbell.api.errors import conflict
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
+from loadbell.services.fanout import record_event
 from loadbell.store.context import load_test_context
-from loadbell.store.outbox import record_event
 from loadbell.store.tables import load_tests, projects
 
 router = APIRouter(tags=["load tests"])

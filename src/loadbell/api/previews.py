@@ -28,14 +28,15 @@ from loadbell.api import lookups
 from loadbell.api.auth import Principal, current_principal
 from loadbell.api.errors import ApiError, invalid
 from loadbell.api.state import AppState, get_state
-from loadbell.channels.base import ChannelKind, ConfigError, Message, targets_of
+from loadbell.channels.base import ChannelKind, targets_of
 from loadbell.channels.registry import get_kind
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.security.masking import mask_headers, mask_url
-from loadbell.store.channels import channel_from_row, effective, load_overrides
+from loadbell.services.channels import effective
+from loadbell.store.channels import channel_from_row, load_overrides
 from loadbell.store.tables import organizations, projects
+from loadbell.values import ConfigError, Message, OutboundRequest
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channels"])

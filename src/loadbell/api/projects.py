@@ -13,8 +13,8 @@ from loadbell.api import lookups
 from loadbell.api.auth import Principal, current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.events import EventType
+from loadbell.services.fanout import record_event
 from loadbell.store.context import project_context
-from loadbell.store.outbox import record_event
 from loadbell.store.tables import projects
 
 router = APIRouter(tags=["projects"])

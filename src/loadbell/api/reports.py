@@ -23,7 +23,7 @@ from loadbell.api.auth import Principal, current_principal
 from loadbell.api.errors import conflict
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunStatus
-from loadbell.store import reports as report_store
+from loadbell.services import reports as report_store
 
 router = APIRouter(tags=["reports"])
 

@@ -16,7 +16,7 @@ from loadbell.api.auth import Principal, current_principal
 from loadbell.api.errors import ApiError, conflict, invalid, not_found
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunResult, RunStatus, TransitionError, Trigger
-from loadbell.store import runs as run_store
+from loadbell.services import runs as run_store
 from loadbell.store.context import run_dict, run_with_names
 from loadbell.store.tables import run_status_changes, runs
 

@@ -29,9 +29,10 @@ from loadbell.api.state import AppState, get_state
 from loadbell.channels.slack_app import CHECK_KEY, INSTALL_KEYS, parse_targets
 from loadbell.domain.roles import Role
 from loadbell.integrations.slack_api import SlackClient, SlackError, SlackUnreachable
+from loadbell.services.channels import effective
 from loadbell.settings import Settings
 from loadbell.store import slack_installs
-from loadbell.store.channels import channel_from_row, effective, load_overrides
+from loadbell.store.channels import channel_from_row, load_overrides
 from loadbell.store.slack_installs import STATE_TTL, InstallState, StateProblem
 from loadbell.store.tables import channels, memberships, projects
 

@@ -29,7 +29,6 @@ from loadbell.api.auth import Principal
 from loadbell.api.channel_config import keep_masked, mask_value
 from loadbell.api.errors import ApiError, invalid
 from loadbell.api.state import AppState
-from loadbell.channels.base import ConfigError
 from loadbell.channels.registry import get_kind
 from loadbell.channels.slack_app import (
     CHECK_KEY,
@@ -45,7 +44,9 @@ from loadbell.integrations.slack_api import (
     SlackError,
     SlackUnreachable,
 )
-from loadbell.store.channels import OverrideRow, channel_from_row, effective, load_overrides
+from loadbell.services.channels import effective
+from loadbell.store.channels import OverrideRow, channel_from_row, load_overrides
+from loadbell.values import ConfigError
 
 KIND = "slack_app"
 _INSTALL_FLOW = (

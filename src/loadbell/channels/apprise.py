@@ -18,13 +18,11 @@ import apprise
 import orjson
 from apprise.manager_plugins import NotificationManager
 
-from loadbell.channels.base import ConfigError, Message
-from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.formats import plaintext
 from loadbell.formats.summary import Severity, summarize
 from loadbell.security.masking import MASK, mask_path
+from loadbell.values import ConfigError, Message, OutboundRequest, Outcome, Verdict
 
 NOTIFY_TYPES = {
     Severity.INFO: apprise.NotifyType.INFO,

@@ -1,44 +1,21 @@
-"""The contract every channel kind implements, and the message it renders.
+"""The contract every channel kind implements.
 
-To add a kind: write a module with a class that satisfies :class:`ChannelKind`, then add it
-to ``KINDS`` in ``registry.py``. A kind owns its config schema and its rendering and
-nothing else: it never does I/O. The worker sends what ``render`` returns through the one
-shared sender, and applies the retry policy and the attempt log for you.
+A kind renders a :class:`loadbell.values.Message` into a
+:class:`loadbell.values.OutboundRequest`, and refuses a bad config with
+:class:`loadbell.values.ConfigError`. To add a kind: write a module with a class that
+satisfies :class:`ChannelKind`, then add it to ``KINDS`` in ``registry.py``. A kind owns its
+config schema and its rendering and nothing else: it never does I/O. The worker sends what
+``render`` returns through the one shared sender, and applies the retry policy and the
+attempt log for you.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Protocol
 
-from loadbell.delivery.outcome import Outcome
-from loadbell.delivery.pacing import Rate
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
-
-
-class ConfigError(ValueError):
-    """Bad channel config. ``field`` is the dotted path shown to the user (``config.url``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Message:
-    """Everything a kind may put in a notification, frozen when the event happened."""
-
-    delivery_id: str  # stable across retries: receivers de-duplicate on it
-    event_id: int
-    event_type: EventType
-    occurred_at: datetime
-    context: Mapping[str, Any]  # see docs/templates.md for its shape
-    public_url: str
-    target: str | None = None  # a Slack channel, ... (None for kinds without targets)
+from loadbell.values import Message, OutboundRequest, Outcome, Rate
 
 
 class ChannelKind(Protocol):

@@ -20,14 +20,12 @@ from typing import Any
 import orjson
 
 from loadbell import __version__
-from loadbell.channels.base import ConfigError, Message
+from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.channels.webhook import validate_url
-from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Rate, validate_rate_limit
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunStatus
 from loadbell.formats.summary import Severity, Summary, figures, summarize
+from loadbell.values import ConfigError, Message, OutboundRequest, Outcome, Rate, Verdict
 
 USER_AGENT = f"loadbell/{__version__}"
 

@@ -20,11 +20,9 @@ from typing import Any
 import orjson
 
 from loadbell.channels import chat
-from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView, truncate
-from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Rate
 from loadbell.formats.summary import Severity
+from loadbell.values import Message, Outcome, Rate, Verdict
 
 MAX_TITLE = 256
 MAX_DESCRIPTION = 4096

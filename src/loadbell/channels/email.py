@@ -22,12 +22,10 @@ from typing import Any
 
 import aiosmtplib
 
-from loadbell.channels.base import ConfigError, Message
-from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.formats import plaintext
 from loadbell.formats.summary import Severity, Summary, summarize
+from loadbell.values import ConfigError, Message, OutboundRequest, Outcome, Verdict
 
 CONFIG_KEYS = (
     "to",

@@ -19,13 +19,10 @@ from html import escape
 from typing import Any
 
 from loadbell.channels import chat
-from loadbell.channels.base import ConfigError, Message
 from loadbell.channels.chat import ChatView
-from loadbell.delivery.outcome import Outcome
-from loadbell.delivery.pacing import Rate
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
 from loadbell.formats.summary import Severity
+from loadbell.values import ConfigError, Message, OutboundRequest, Outcome, Rate
 
 MAX_MESSAGE = 10_000
 SENDER = "loadbell"  # shown beside the token's name

@@ -19,9 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from loadbell.channels import chat
-from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView, truncate
-from loadbell.delivery.outcome import Outcome, Verdict
+from loadbell.values import Message, Outcome, Verdict
 
 MAX_TEXT = 4000  # Mattermost posts hold 16,383 characters; a notification needs far less
 MAX_FIELD_VALUE = 8000

@@ -19,11 +19,9 @@ from dataclasses import replace
 from typing import Any
 
 from loadbell.channels import chat
-from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView, truncate
-from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Rate
 from loadbell.formats.summary import Severity
+from loadbell.values import Message, Outcome, Rate, Verdict
 
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000

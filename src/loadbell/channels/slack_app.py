@@ -37,12 +37,10 @@ import orjson
 
 from loadbell import __version__
 from loadbell.channels import slack
-from loadbell.channels.base import ConfigError, Message
+from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.channels.webhook import validate_url
-from loadbell.delivery.outcome import Outcome, Verdict
-from loadbell.delivery.pacing import Rate, validate_rate_limit
-from loadbell.delivery.sender import OutboundRequest
 from loadbell.domain.events import EventType
+from loadbell.values import ConfigError, Message, OutboundRequest, Outcome, Rate, Verdict
 
 DEFAULT_API_BASE = "https://slack.com/api"
 INSTALL_KEYS = ("bot_token", "workspace", "team_id", "api_base_url")

@@ -21,11 +21,9 @@ from typing import Any
 import orjson
 
 from loadbell.channels import chat
-from loadbell.channels.base import Message
 from loadbell.channels.chat import ChatView
-from loadbell.delivery.outcome import Outcome
-from loadbell.delivery.pacing import Rate
 from loadbell.formats.summary import Severity
+from loadbell.values import Message, Outcome, Rate
 
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION = "1.2"

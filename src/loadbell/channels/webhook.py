@@ -14,11 +14,10 @@ from typing import Any
 
 from yarl import URL
 
-from loadbell.channels.base import ConfigError, Message
-from loadbell.delivery.pacing import Rate, validate_rate_limit
-from loadbell.delivery.sender import OutboundRequest
+from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.domain.events import EventType
 from loadbell.formats import loadimpact, loadmance, signing, template
+from loadbell.values import ConfigError, Message, OutboundRequest, Rate
 
 # Headers no channel may set: the transport computes them, and a forged Host could steer
 # the request past virtual-host routing.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -23,8 +22,8 @@ from loadbell.delivery.guard import (
     literal_ip,
     refuse_message,
 )
-from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.security.masking import mask_headers, mask_url
+from loadbell.values import OutboundRequest, Outcome, Verdict
 
 # Every attempt logs its masked URL, and a channel sends to the same few URLs over and over:
 # urlsplit on each one was a measurable share of the worker's CPU per delivery.
@@ -43,17 +42,6 @@ EXCERPT_BYTES = 4096  # what the attempt log keeps of a response body
 _DRAIN_LIMIT = 65_536  # read and drop up to this much more so the connection can be reused
 
 RETRYABLE_STATUS = frozenset({408, 429})
-
-
-@dataclass(frozen=True)
-class OutboundRequest:
-    url: str
-    body: bytes
-    headers: dict[str, str]
-    # Header names whose values must never be logged (the channel's custom headers, ...).
-    secret_headers: frozenset[str] = field(default_factory=frozenset)
-    method: str = "POST"
-    mask_url: bool = True
 
 
 def parse_retry_after(value: str | None) -> float | None:

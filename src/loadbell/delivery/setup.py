@@ -7,13 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loadbell.channels.base import ChannelKind, Message
+from loadbell.channels.base import ChannelKind
+from loadbell.channels.rate_limit import configured_rate
 from loadbell.channels.registry import get_kind
-from loadbell.delivery.outcome import Outcome
-from loadbell.delivery.pacing import Rate, configured_rate
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.domain.events import EventType
-from loadbell.store.channels import ChannelRow, OverrideRow, effective
+from loadbell.services.channels import effective
+from loadbell.store.channels import ChannelRow, OverrideRow
+from loadbell.values import Message, Outcome, Rate
 
 
 @dataclass(frozen=True)

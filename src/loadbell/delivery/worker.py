@@ -26,9 +26,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loadbell.channels.base import ConfigError, Message
 from loadbell.delivery.holds import DEFAULT_HOLD, Holds
-from loadbell.delivery.outcome import Outcome, Verdict
 from loadbell.delivery.pacing import Pacer
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.delivery.sender import Sender
@@ -42,6 +40,7 @@ from loadbell.store.channels import ChannelRow, OverrideRow, channel_from_row, o
 from loadbell.store.db import relaxed
 from loadbell.store.outbox import Lease
 from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SUCCEEDED
+from loadbell.values import ConfigError, Message, Outcome, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from loadbell import __version__
-from loadbell.channels.base import Message
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunResult, RunStatus, legacy_status
+from loadbell.values import Message
 
 USER_AGENT = f"LoadImpactWebHook (loadbell/{__version__})"
 

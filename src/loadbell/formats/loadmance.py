@@ -29,10 +29,10 @@ from typing import Any
 import orjson
 
 from loadbell import __version__
-from loadbell.channels.base import Message
 from loadbell.domain.events import EventType
 from loadbell.domain.metrics import failed_thresholds
 from loadbell.domain.statuses import RunStatus
+from loadbell.values import Message
 
 DEFAULT_SOURCE = "loadbell"
 USER_AGENT = f"loadbell/{__version__}"

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from loadbell.channels.base import Message
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunStatus
+from loadbell.values import Message
 
 SAMPLE_DELIVERY_ID = "5f0c6d8e-3b7a-4c1e-9a52-0d4be7c1a9f3"
 SAMPLE_EVENT_ID = 1042

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from loadbell.channels.base import ConfigError
+from loadbell.values import ConfigError
 
 FIELD = "config.signing_secrets"
 PREFIX = "whsec_"

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from loadbell.channels.base import Message
 from loadbell.domain.events import EventType
 from loadbell.domain.metrics import failed_thresholds
 from loadbell.domain.statuses import RunStatus
+from loadbell.values import Message
 
 
 class Severity(StrEnum):

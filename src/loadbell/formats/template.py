@@ -23,10 +23,10 @@ import jinja2
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
-from loadbell.channels.base import ConfigError, Message
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.formats.summary import summarize
+from loadbell.values import ConfigError, Message
 
 FIELD = "config.template"
 MAX_TEMPLATE_CHARS = 65_536

@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from loadbell.delivery.outcome import Outcome
 from loadbell.store.db import transaction
 from loadbell.store.driver_sql import Statements, dialect_of
 from loadbell.store.tables import DELIVERY_PENDING
+from loadbell.values import Outcome
 
 
 # Claimed and Completion are named tuples: one of each per delivery, built far faster than

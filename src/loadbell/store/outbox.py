@@ -15,24 +15,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loadbell.channels.base import targets_of
-from loadbell.channels.registry import get_kind
 from loadbell.domain.events import EventType
-from loadbell.domain.filters import RunFacts, matches
-from loadbell.security.secretbox import SecretBox
-from loadbell.store.channels import (
-    ChannelRow,
-    OverrideRow,
-    channels_with_overrides,
-    effective,
-)
+from loadbell.store.channels import ChannelRow, OverrideRow
 from loadbell.store.claims import Claimed
 from loadbell.store.tables import DELIVERY_PENDING, deliveries, events, is_pending
 
@@ -71,25 +63,30 @@ def order_key(channel_id: int, run_id: int | None, target: str | None) -> str | 
     return f"{channel_id}:{run_id}:{target or ''}"
 
 
-async def record_event(
+class Planned(NamedTuple):
+    """A channel that gets an event: one delivery per target (``[None]``: one delivery)."""
+
+    channel: ChannelRow
+    override: OverrideRow | None
+    targets: list[str | None]
+
+
+async def stage_event(
     conn: AsyncConnection,
-    box: SecretBox,
     *,
     event_type: EventType,
     organization_id: int,
     context: dict[str, Any],
+    plan: Sequence[Planned],
     project_id: int | None = None,
     load_test_id: int | None = None,
     run_id: int | None = None,
-    only_channel: ChannelRow | None = None,
     handoff: Handoff | None = None,
 ) -> tuple[int, list[int]]:
-    """Stage an event and one delivery per subscribed channel x target.
+    """Stage an event and one delivery per planned channel x target.
 
-    ``only_channel`` sends to that channel alone and skips subscription checks: it is how the
-    test hook reaches a channel whatever it subscribes to (its config already as the
-    project sees it). ``handoff``: see the module docstring.
-    Returns the event id and the new delivery ids.
+    Which channels get the event is decided by the caller (``services/fanout.py``).
+    ``handoff``: see the module docstring. Returns the event id and the new delivery ids.
     """
     occurred_at = datetime.now(UTC)
     event_id = (
@@ -107,11 +104,6 @@ async def record_event(
         )
     ).scalar_one()
 
-    plan: list[tuple[ChannelRow, OverrideRow | None, list[str | None]]]
-    if only_channel is not None:
-        plan = [(only_channel, None, targets_of(only_channel.config))]
-    else:
-        plan = await _subscribed(conn, box, event_type, organization_id, project_id, context)
     if not plan:
         return event_id, []
 
@@ -187,27 +179,3 @@ async def _lease_to(
             row["lease_until"], row["lease_owner"] = lease.until, lease.owner
             handed.append(i)
     return handed
-
-
-async def _subscribed(
-    conn: AsyncConnection,
-    box: SecretBox,
-    event_type: EventType,
-    organization_id: int,
-    project_id: int | None,
-    context: dict[str, Any],
-) -> list[tuple[ChannelRow, OverrideRow | None, list[str | None]]]:
-    candidates = await channels_with_overrides(conn, organization_id, project_id, box)
-    run = context.get("run") or {}
-    facts = RunFacts(trigger=run.get("trigger"), status=run.get("status"), result=run.get("result"))
-    plan: list[tuple[ChannelRow, OverrideRow | None, list[str | None]]] = []
-    for channel, override in candidates:
-        eff = effective(channel, override)
-        if not eff.enabled or event_type.value not in channel.events:
-            continue
-        if event_type not in get_kind(channel.kind).events(eff.config):
-            continue
-        if not matches(event_type, channel.filters, facts):
-            continue
-        plan.append((channel, override, targets_of(eff.config)))
-    return plan

@@ -19,8 +19,9 @@ from loadbell.domain.statuses import (
     default_result,
 )
 from loadbell.security.secretbox import SecretBox
+from loadbell.services.fanout import record_event
 from loadbell.store.context import context_of_run, run_context
-from loadbell.store.outbox import Handoff, record_event
+from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
 

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
+from loadbell.services.runs import emit_run_event
 from loadbell.store.outbox import Handoff
-from loadbell.store.runs import emit_run_event
 from loadbell.store.tables import events, run_reports, run_threshold_failures, runs
 
 
