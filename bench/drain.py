@@ -18,6 +18,7 @@ from loadbell.delivery.worker import Worker
 from loadbell.runtime import settle_heap
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
+from loadbell.store.queue import queue_for
 from loadbell.store.tables import DELIVERY_PENDING
 
 _CHECK_EVERY = 0.01  # seconds between "anything still pending?" reads
@@ -46,7 +47,7 @@ async def drain(
     profile: Path | None = None,
 ) -> DrainResult:
     """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds."""
-    worker = Worker(engine, box, settings, Wakeup(), name="bench-drain")
+    worker = Worker(queue_for(settings), box, settings, Wakeup(), name="bench-drain")
     settle_heap()  # as `loadbell worker` does before it starts
     stop = asyncio.Event()
     # CPU of this thread only: the aiosqlite threads and waiting do not blur the picture.

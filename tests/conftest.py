@@ -28,6 +28,7 @@ from loadbell.store import accounts, migrate
 from loadbell.store.db import create_engine
 from loadbell.store.tables import metadata
 from loadbell.testing import RecordingReceiver
+from pg_server import PgServer, PgUnavailable
 
 PG_ADMIN_URL = os.environ.get(
     "LOADBELL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -212,6 +213,22 @@ def webhook_channel(url: str, **extra: object) -> dict[str, object]:
     return body
 
 
+async def stage_runs(api: httpx.AsyncClient, count: int, name: str = "backlog") -> None:
+    """``count`` runs that each start and finish: two events, each to every subscribed
+    channel (so ``count`` x 2 x channels deliveries; without a worker they stay pending)."""
+    gate = asyncio.Semaphore(8)  # requests at once: enough to stage fast, not a flood
+
+    async def one(i: int) -> None:
+        async with gate:
+            r = await api.post("/runs", json={"project_id": 1, "load_test_name": f"{name}{i % 5}"})
+            assert r.status_code == 201, r.text
+            for status in (2, 3):  # Running, then Finished
+                r = await api.patch(f"/runs/{r.json()['id']}", json={"status": status})
+                assert r.status_code == 200, r.text
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+
+
 # -- loadbell as a real subprocess ---------------------------------------------------------
 
 LOADBELL_BIN = str(Path(sys.executable).with_name("loadbell"))
@@ -320,3 +337,23 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
+
+
+# -- a PostgreSQL server of the test's own ---------------------------------------------------
+
+
+@pytest.fixture
+async def pg_server() -> AsyncIterator[PgServer]:
+    """A fresh PostgreSQL server that the test may stop and start (see pg_server.py); it is
+    stopped and removed afterwards, whatever happened. Missing binaries skip the test with a
+    reason; under ``CI=true`` they fail it."""
+    try:
+        server = await PgServer.create()
+    except PgUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"a private PostgreSQL server must start under CI: {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        await server.destroy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -31,8 +32,16 @@ from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.channels import check_secret_key
 from loadbell.store.db import create_engine
+from loadbell.store.queue import queue_for
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
+
+
+def _worker_ended(task: asyncio.Task[None]) -> None:
+    """The worker of ``serve`` stopped before the server did: say why (/healthz says so)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the delivery worker stopped: %s", task.exception())
 
 
 def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
@@ -44,7 +53,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         async with engine.connect() as conn:
             await check_secret_key(conn, box)
             await conn.rollback()
-        worker = Worker(engine, box, settings, wakeup) if run_worker else None
+        worker = Worker(queue_for(settings), box, settings, wakeup) if run_worker else None
         app.state.loadbell = AppState(
             settings=settings, engine=engine, box=box, wakeup=wakeup, worker=worker
         )
@@ -54,12 +63,14 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             if not settings.is_sqlite:
                 await wakeup.listen_postgres(settings.database_url)
             app.state.worker_task = asyncio.create_task(worker.run(stop), name="loadbell-worker")
+            app.state.worker_task.add_done_callback(_worker_ended)
         try:
             yield
         finally:
             stop.set()
             if app.state.worker_task is not None:
-                await app.state.worker_task
+                with contextlib.suppress(Exception):  # logged when it ended
+                    await app.state.worker_task
             await wakeup.close()
             await engine.dispose()
 

@@ -158,12 +158,14 @@ def worker(allow_private_targets: bool | None, database_url: str | None) -> None
 
 
 async def _work(settings: Settings) -> None:
+    from loadbell.delivery.supervise import SideTaskFailed
     from loadbell.delivery.wakeup import Wakeup
     from loadbell.delivery.worker import Worker
     from loadbell.security.secretbox import SecretBox, SecretKeyError
     from loadbell.store import migrate
     from loadbell.store.channels import check_secret_key
     from loadbell.store.db import create_engine, sqlite_path
+    from loadbell.store.queue import queue_for
 
     engine = create_engine(settings)
     if not await migrate.is_current(engine):
@@ -180,6 +182,7 @@ async def _work(settings: Settings) -> None:
             f"{exc}. Run the worker from the directory of `loadbell serve` (it keeps "
             "./loadbell.key) or set LOADBELL_SECRET_KEY for every process."
         ) from None
+    await engine.dispose()  # the worker's statements run on a connection of its own
     wakeup = Wakeup()
     if not settings.is_sqlite:
         await wakeup.listen_postgres(settings.database_url)
@@ -189,14 +192,15 @@ async def _work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    w = Worker(engine, box, settings, wakeup)
+    w = Worker(queue_for(settings), box, settings, wakeup)
     settle_heap()
     click.echo(f"loadbell worker {w.name} started", err=True)
     try:
         await w.run(stop)
+    except SideTaskFailed as exc:
+        raise click.ClickException(f"the worker stopped: {exc}") from None
     finally:
         await wakeup.close()
-        await engine.dispose()
 
 
 @main.command()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -16,28 +14,19 @@ from aiohttp import web
 
 from conftest import SpawnLoadbell, free_port, seed, start_server, webhook_channel, worker_env
 from loadbell.settings import Settings
-from loadbell.store import claims
 from loadbell.store.db import create_engine
-from loadbell.store.tables import deliveries, delivery_attempts
+from loadbell.store.queue import ClaimBatch
+from loadbell.store.tables import deliveries, delivery_attempts, workers
 from loadbell.testing import RecordingReceiver
 from loadbell.testing.receiver import Received
 
-LEASE = 3.0  # seconds, for the kill test
+LEASE = 30.0  # seconds, for the kill test
 
 
-@pytest.fixture
-def claimed(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The ids of every delivery a worker of this process claims (handed-off ones are not)."""
-    ids: list[int] = []
-    real = claims.claim
-
-    async def spy(*args: Any, **kwargs: Any) -> claims.ClaimBatch:
-        batch = await real(*args, **kwargs)
-        ids.extend(d.id for d in batch.deliveries)
-        return batch
-
-    monkeypatch.setattr(claims, "claim", spy)
-    yield ids
+def _claimed(claims_made: list[ClaimBatch]) -> list[int]:
+    """The ids of every delivery a worker of this process claimed (handed-off ones are
+    not)."""
+    return [d.id for batch in claims_made for d in batch.deliveries]
 
 
 async def _start_runs(api: httpx.AsyncClient, count: int) -> list[int]:
@@ -51,7 +40,7 @@ async def _start_runs(api: httpx.AsyncClient, count: int) -> list[int]:
 
 
 async def test_run_events_go_out_without_a_claim(
-    api: httpx.AsyncClient, receiver: RecordingReceiver, claimed: list[int]
+    api: httpx.AsyncClient, receiver: RecordingReceiver, claims_made: list[ClaimBatch]
 ) -> None:
     """Each run update's delivery reaches the receiver with no claim transaction at all."""
     hook = webhook_channel(f"{receiver.url}/hook", events=["test.started"])
@@ -59,11 +48,11 @@ async def test_run_events_go_out_without_a_claim(
     runs = await _start_runs(api, 5)
     got = await receiver.wait_for(5)
     assert sorted(r.json()["load_test_run_id"] for r in got) == sorted(runs)
-    assert claimed == []
+    assert _claimed(claims_made) == []
 
 
 async def test_a_later_event_waits_for_the_earlier_one(
-    api: httpx.AsyncClient, receiver: RecordingReceiver, claimed: list[int]
+    api: httpx.AsyncClient, receiver: RecordingReceiver, claims_made: list[ClaimBatch]
 ) -> None:
     """test.finished, staged while test.started of the same run is still in flight, is not
     handed off: it is claimed once test.started is done, and arrives after it."""
@@ -86,7 +75,7 @@ async def test_a_later_event_waits_for_the_earlier_one(
     assert finished.at - started.at >= 0.45, "sent only after test.started was answered"
     items = (await api.get("/deliveries", params={"run_id": run})).json()["items"]
     by_event = {d["event_type"]: d["id"] for d in items}
-    assert claimed == [by_event["test.finished"]]
+    assert _claimed(claims_made) == [by_event["test.finished"]]
 
 
 @pytest.fixture
@@ -97,7 +86,7 @@ def small_worker(settings: Settings) -> Settings:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_a_full_worker_leaves_the_rest_to_claims(
-    small_worker: Settings, receiver: RecordingReceiver, claimed: list[int]
+    small_worker: Settings, receiver: RecordingReceiver, claims_made: list[ClaimBatch]
 ) -> None:
     """Past what the worker may hold, new deliveries are written unleased and claimed
     later; every one is sent exactly once."""
@@ -124,7 +113,7 @@ async def test_a_full_worker_leaves_the_rest_to_claims(
     assert sorted(r.json()["load_test_run_id"] for r in got) == sorted(runs)
     assert len(receiver.requests) == 10
     assert len({r.header("X-LoadImpact-ID") for r in got}) == 10
-    assert 0 < len(claimed) < 10, "some were handed off, the rest claimed"
+    assert 0 < len(_claimed(claims_made)) < 10, "some were handed off, the rest claimed"
 
 
 async def _healthy(url: str, timeout: float = 30) -> None:
@@ -144,7 +133,8 @@ async def test_killed_serve_handed_delivery_is_resent_with_same_id(
     settings: Settings, spawn_loadbell: SpawnLoadbell
 ) -> None:
     """A delivery handed off inside `loadbell serve`, whose process is SIGKILLed while the
-    request is in flight, is sent again by a `loadbell worker` once the lease runs out."""
+    request is in flight, is sent again by a `loadbell worker` once serve's liveness has
+    lapsed, long before the lease runs out."""
     release = asyncio.Event()
 
     async def hang_first(_: Received) -> web.Response:
@@ -174,13 +164,15 @@ async def test_killed_serve_handed_delivery_is_resent_with_same_id(
 
         async with engine.connect() as conn:
             row = (await conn.execute(sa.select(deliveries))).one()
+            alive_until = (await conn.execute(sa.select(workers.c.alive_until))).scalar_one()
         assert (row.status, row.attempts) == ("pending", 0)
         assert row.lease_owner is not None and row.lease_owner.split(":")[1] == str(serve.pid)
 
         await spawn_loadbell("worker", env=env)
         second = (await rx.wait_for(2, timeout=20))[1]
         assert second.header("X-LoadImpact-ID") == first.header("X-LoadImpact-ID") == row.uuid
-        assert second.at >= row.lease_until, "nobody re-sends before the lease ends"
+        assert second.at >= alive_until, "nobody re-sends while serve seems alive"
+        assert second.at < row.lease_until, "its lapsed liveness released it before its lease"
         assert second.json()["load_test_run_id"] == run
 
         deadline = time.monotonic() + 10

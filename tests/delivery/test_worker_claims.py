@@ -5,12 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
-import pytest
 import sqlalchemy as sa
 
 from conftest import seed, start_server, webhook_channel
@@ -19,28 +16,12 @@ from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
-from loadbell.store import claims
 from loadbell.store.db import create_engine
+from loadbell.store.queue import ClaimBatch, queue_for
 from loadbell.store.tables import DELIVERY_PENDING, deliveries, events
 from loadbell.testing import RecordingReceiver
 
 BACKLOG = 2000
-
-
-@pytest.fixture
-def claim_sizes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Rows of every claim that leased any."""
-    sizes: list[int] = []
-    real = claims.claim
-
-    async def spy(*args: Any, **kwargs: Any) -> claims.ClaimBatch:
-        batch = await real(*args, **kwargs)
-        if batch.deliveries:
-            sizes.append(len(batch.deliveries))
-        return batch
-
-    monkeypatch.setattr(claims, "claim", spy)
-    yield sizes
 
 
 def test_hold_follows_the_channels_pace() -> None:
@@ -92,7 +73,7 @@ async def _backlog(settings: Settings, channel_id: int, n: int) -> None:
 
 
 async def test_a_backlog_is_claimed_in_large_claims(
-    settings: Settings, receiver: RecordingReceiver, claim_sizes: list[int]
+    settings: Settings, receiver: RecordingReceiver, claims_made: list[ClaimBatch]
 ) -> None:
     """A fast channel's backlog goes out in claims of up to ``claim_batch`` rows, not in
     one claim per few free slots (each claim is a write transaction), and every delivery
@@ -110,7 +91,7 @@ async def test_a_backlog_is_claimed_in_large_claims(
             assert made.status_code == 201, made.text
         await _backlog(settings, made.json()["id"], BACKLOG)
         box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
-        worker = Worker(engine, box, settings, Wakeup())
+        worker = Worker(queue_for(settings), box, settings, Wakeup())
         running = asyncio.create_task(worker.run(stop))
         await receiver.wait_for(BACKLOG, timeout=60)
     finally:
@@ -120,6 +101,7 @@ async def test_a_backlog_is_claimed_in_large_claims(
         await engine.dispose()
         server.should_exit = True
         await serving
+    claim_sizes = [len(b.deliveries) for b in claims_made]
     assert sum(claim_sizes) == BACKLOG
     ids = [r.headers["X-LoadImpact-ID"] for r in receiver.requests]
     assert len(set(ids)) == len(ids) == BACKLOG

@@ -14,6 +14,7 @@ from loadbell.delivery.worker import Worker
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.db import create_engine
+from loadbell.store.queue import queue_for
 from loadbell.testing import RecordingReceiver
 from loadbell.testing.receiver import Received
 
@@ -62,7 +63,7 @@ async def test_dead_channel_backlog_leaves_slots_for_others(settings: Settings) 
             await _start_runs(api, 1)
 
         box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
-        worker = Worker(engine, box, settings, Wakeup())
+        worker = Worker(queue_for(settings), box, settings, Wakeup())
         started = time.monotonic()
         running = asyncio.create_task(worker.run(stop))
         await live.wait_for(1, timeout=8)

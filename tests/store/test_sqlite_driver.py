@@ -1,7 +1,13 @@
-"""The one-hop aiosqlite cursor behaves like a DBAPI cursor for everything loadbell runs."""
+"""SQLite on the event loop (store/sqlite_driver.py): a DBAPI cursor without thread hops,
+and writers that wait for the lock without blocking the loop."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,11 +16,12 @@ from sqlalchemy.exc import IntegrityError
 
 from loadbell.settings import Settings
 from loadbell.store.db import create_engine
+from loadbell.store.sqlite_driver import begin_immediate
 
 
 async def test_rows_counts_and_errors(tmp_path: Path) -> None:
     """RETURNING rows, rowcount, lastrowid, executemany, fetchmany and errors all come
-    through a single thread call per statement."""
+    through, with no thread hop."""
     engine = create_engine(Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}"))
     try:
         async with engine.begin() as conn:
@@ -40,3 +47,82 @@ async def test_rows_counts_and_errors(tmp_path: Path) -> None:
             assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar() == 4
     finally:
         await engine.dispose()
+
+
+async def test_a_writer_waits_for_the_lock_without_blocking_the_loop(tmp_path: Path) -> None:
+    """While another connection holds the write lock, a write transaction waits for it
+    asynchronously (the event loop keeps running) and goes ahead once it is free."""
+    path = tmp_path / "d.db"
+    engine = create_engine(Settings(database_url=f"sqlite:///{path}"))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+
+        async def write() -> None:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("INSERT INTO t VALUES ('waited')")
+
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        assert not writing.done(), "the lock is still taken"
+        assert ticks >= 5, "the loop kept running while the writer waited"
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, timeout=10)
+        ticker.cancel()
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SELECT v FROM t")).scalar() == "waited"
+    finally:
+        other.close()
+        await engine.dispose()
+
+
+async def test_a_lock_held_too_long_is_an_error_that_says_so(tmp_path: Path) -> None:
+    """begin_immediate gives up after its timeout with "database is locked"."""
+    path = tmp_path / "d.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    waiter = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("PRAGMA journal_mode=WAL")
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            await begin_immediate(waiter, timeout=0.2)
+        assert time.monotonic() - started >= 0.2
+        holder.execute("COMMIT")
+        await begin_immediate(waiter, timeout=0.2)
+        assert waiter.in_transaction
+    finally:
+        holder.close()
+        waiter.close()
+
+
+def test_connections_never_hold_the_interpreter_open(tmp_path: Path) -> None:
+    """A connection nobody closed does not keep the process from exiting (its aiosqlite
+    thread is a daemon)."""
+    script = (
+        "import asyncio\n"
+        "from loadbell.settings import Settings\n"
+        "from loadbell.store.db import create_engine\n"
+        "async def main():\n"
+        f"    engine = create_engine(Settings(database_url='sqlite:///{tmp_path}/d.db'))\n"
+        "    conn = await engine.connect()\n"
+        "    await conn.exec_driver_sql('SELECT 1')\n"
+        "    print('leaving a connection open')\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "leaving a connection open" in done.stdout

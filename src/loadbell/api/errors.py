@@ -13,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbell.store.db import DATABASE_ERRORS, unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -63,6 +65,42 @@ def _explain(err: dict[str, Any]) -> str:
     return str(err.get("msg", "is invalid")).removeprefix("Value error, ")
 
 
+# Seconds a client should wait before trying again while the database is unreachable.
+RETRY_AFTER = 5
+UNAVAILABLE = (
+    "the database is unreachable right now, so nothing was changed; try again in a few "
+    "seconds (the server keeps trying to reach it)"
+)
+
+
+def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 with Retry-After: the database went away (down, restarting, locked)."""
+    log.warning(
+        "%s %s: database unavailable: %s", request.method, request.url.path, _first_line(exc)
+    )
+    return JSONResponse(
+        _body("unavailable", UNAVAILABLE, None),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
+
+
+def _internal(exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        _body(
+            "internal_error",
+            f"the server failed ({exc.__class__.__name__}: {exc}); see the server log",
+            None,
+        ),
+        status_code=500,
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -91,17 +129,20 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if unavailable(exc):
+            return database_unavailable(request, exc)
         # Still JSON, and says where to look; the traceback goes to the server log.
         log.exception("unhandled error")
-        return JSONResponse(
-            _body(
-                "internal_error",
-                f"the server failed ({exc.__class__.__name__}: {exc}); see the server log",
-                None,
-            ),
-            status_code=500,
-        )
+        return _internal(exc)
+
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # Registered for the database's own errors, so that Starlette treats them as
+        # handled: a 503 for an outage is expected, and must not log a traceback.
+        return await _unexpected(request, exc)
+
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, _database)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,22 +13,32 @@ from fastapi.responses import JSONResponse
 from loadbell.api.state import AppState, get_state
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
+
+# Seconds the database may take to answer ``SELECT 1`` before it counts as unreachable: a
+# load balancer's probe must get an answer, not a hang.
+PROBE_TIMEOUT = 3.0
 
 
 @router.get("/healthz")
 async def healthz(request: Request, state: AppState = Depends(get_state)) -> Any:
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     try:
-        async with state.reader.connect() as conn:
+        async with asyncio.timeout(PROBE_TIMEOUT), state.reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
             await conn.rollback()
     except Exception as exc:
-        body.update(status="error", database=f"unreachable: {exc.__class__.__name__}")
+        # The cause goes to the log, not to an unauthenticated caller.
+        log.warning("healthz: database unreachable: %s: %s", exc.__class__.__name__, exc)
+        body.update(status="error", database="unreachable")
     task = getattr(request.app.state, "worker_task", None)
+    worker = state.worker
     if task is None:
         body["worker"] = "not in this process"
     elif task.done():
         body.update(status="error", worker="stopped")
+    elif worker is not None and worker.outage.down:
+        body["worker"] = "waiting for the database"
     else:
         body["worker"] = "running"
     return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)

@@ -37,7 +37,7 @@ class AppState:
     def handoff(self) -> Handoff | None:
         """For an API call that stages deliveries: the worker of this process takes them
         straight from its transaction (delivery/handoff.py)."""
-        return Handoff(self.worker) if self.worker is not None else None
+        return Handoff(self.worker.intake) if self.worker is not None else None
 
     def staged(self, delivery_ids: list[int], handoff: Handoff | None) -> None:
         """After the commit: release what the handoff took, wake workers for the rest."""

@@ -13,19 +13,19 @@ commit, dropped (never released) when the transaction fails.
 
 from __future__ import annotations
 
-from loadbell.delivery.worker import Worker
+from loadbell.delivery.intake import Intake
 from loadbell.store.channels import ChannelRow, OverrideRow
-from loadbell.store.claims import Claimed
 from loadbell.store.outbox import Lease
+from loadbell.store.queue import Claimed
 
 
 class Handoff:
-    def __init__(self, worker: Worker) -> None:
-        self._worker = worker
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
         self._staged: list[tuple[Claimed, ChannelRow, OverrideRow | None]] = []
 
     def lease_for(self, channel_id: int) -> Lease | None:
-        return self._worker.lease_for(channel_id)
+        return self._intake.lease_for(channel_id)
 
     def stage(self, claimed: Claimed, channel: ChannelRow, override: OverrideRow | None) -> None:
         self._staged.append((claimed, channel, override))
@@ -34,5 +34,5 @@ class Handoff:
         """Give the staged deliveries to the worker (after the commit); returns how many."""
         staged, self._staged = self._staged, []
         if staged:
-            self._worker.take(staged)
+            self._intake.take(staged)
         return len(staged)

@@ -44,11 +44,6 @@ class _Bucket:
         self.updated = time.monotonic()
 
 
-# A Retry-After beyond this is taken as this: a wild value must not park a destination
-# for hours. The delivery that got it still follows its retry policy.
-MAX_HOLD = 300.0  # seconds
-
-
 class Pacer:
     """Token buckets and holds, per destination key (``kind:destination``)."""
 
@@ -82,11 +77,12 @@ class Pacer:
         return bucket.take()
 
     def hold(self, destination: str, seconds: float) -> None:
-        """Block ``destination`` for ``seconds`` (at most :data:`MAX_HOLD`), e.g. a 429's
-        ``Retry-After``: until then :meth:`take` answers the time left. A shorter hold
-        never shortens a longer one; 0 or less does nothing."""
+        """Block ``destination`` for ``seconds``, e.g. a 429's ``Retry-After`` within the
+        retry policy's ``max_delay`` (``decision.py`` caps it): until then :meth:`take`
+        answers the time left. A shorter hold never shortens a longer one; 0 or less does
+        nothing."""
         if not seconds > 0:  # also refuses NaN
             return
-        until = time.monotonic() + min(seconds, MAX_HOLD)
+        until = time.monotonic() + seconds
         if until > self._holds.get(destination, 0.0):
             self._holds[destination] = until

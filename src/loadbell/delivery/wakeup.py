@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_WATCH_SECONDS = 0.01  # how often a separate worker checks SQLite for new commits
 
-_RELISTEN_MAX_DELAY = 5.0  # seconds between attempts to re-open a dropped LISTEN connection
+_RELISTEN_MAX_DELAY = 1.0  # seconds between attempts to re-open a dropped LISTEN connection
 
 
 class Wakeup:
@@ -84,11 +84,12 @@ class Wakeup:
         while not self._closing:
             try:
                 await self._listen()
-            except Exception as exc:  # the database may still be restarting
-                log.warning("LISTEN failed, retrying in %.1f s: %s", delay, exc)
+            except Exception as exc:  # the database may still be restarting: one line only
+                log.debug("LISTEN failed, retrying in %.1f s: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RELISTEN_MAX_DELAY)
             else:
+                log.info("the LISTEN connection to PostgreSQL is open again")
                 self._event.set()  # NOTIFYs sent while we were away are lost
                 return
 

@@ -8,20 +8,15 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loadbell.settings import Settings
 from loadbell.store.checkpoint import Checkpointer
-from loadbell.store.sqlite_driver import creator
-from loadbell.store.writegate import WriteGate
+from loadbell.store.sqlite_driver import BUSY_TIMEOUT, creator
 
-# A writer waits this long for SQLite's lock before giving up (milliseconds). Several
-# processes (serve + worker) may share one file.
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 READONLY = "loadbell_readonly"
-RELAXED = "loadbell_relaxed"
-_SYNC_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def json_dumps(value: Any) -> str:
@@ -37,13 +32,69 @@ def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         return _sqlite_engine(settings, **kwargs)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    return create_async_engine(settings.database_url, pool_pre_ping=False, **kwargs)
+    # A connection the server dropped (a restart, an idle timeout) is replaced when it is
+    # checked out, instead of failing the request that gets it.
+    kwargs.setdefault("pool_pre_ping", True)
+    url = make_url(settings.database_url)
+    return create_async_engine(url, async_creator=_postgres_creator(url), **kwargs)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (refused, timed out, starting or stopping)."""
+
+
+# Seconds to open a connection: an unreachable server must give a quick 503, not a hang.
+CONNECT_TIMEOUT = 5.0
+
+
+def _postgres_creator(url: Any) -> Any:
+    """asyncpg.connect with the dialect's own arguments, a timeout, and connect failures
+    raised as :class:`DatabaseUnavailable` (asyncpg raises the socket's own errors, which
+    SQLAlchemy passes through unwrapped)."""
+    import asyncpg
+
+    args, params = url.get_dialect()().create_connect_args(url)
+    # The dialect's own options (its statement cache) are not asyncpg.connect's.
+    for option in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        params.pop(option, None)
+    params.setdefault("timeout", CONNECT_TIMEOUT)
+    failures = (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+    )
+
+    async def connect() -> Any:
+        try:
+            return await asyncpg.connect(*args, **params)
+        except failures as exc:
+            raise DatabaseUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
+
+    return connect
+
+
+# The exception types a database failure comes as (``unavailable`` says which are outages).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    DatabaseUnavailable,
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The error means the database cannot be reached or used right now (down, restarting,
+    locked, out of connections): a passing condition, answered with 503 and Retry-After."""
+    if isinstance(exc, DatabaseUnavailable | sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
 def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.database_url)
-    cargs, cparams = url.get_dialect()().create_connect_args(url)
-    cparams["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+    cargs, _ = url.get_dialect()().create_connect_args(url)
     # SQLAlchemy hands a connection back to the pool in a task of its own, a turn of the
     # event loop after the ``async with`` ends; under load many connections are "closing"
     # at once. With the default pool (5 + 10 overflow) each one past that opened and
@@ -51,19 +102,16 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 32)
     kwargs.setdefault("max_overflow", 32)
     # aiosqlite, with statements run on the event loop's thread (sqlite_driver.py).
-    engine = create_async_engine(url, async_creator=creator(*cargs, **cparams), **kwargs)
+    engine = create_async_engine(
+        url, async_creator=creator(cargs[0], busy_timeout=BUSY_TIMEOUT), **kwargs
+    )
     synchronous = settings.sqlite_synchronous
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let us issue BEGIN ourselves (below); pysqlite's implicit BEGIN is DEFERRED.
-        dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job (checkpoint.py)
+        for pragma in sqlite_pragmas(synchronous):
+            cur.execute(pragma)
         cur.close()
 
     if cargs and cargs[0] not in ("", ":memory:"):
@@ -73,29 +121,28 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
         def _on_dispose(_engine: Any) -> None:
             checkpointer.stop()
 
-    gate = WriteGate(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-    gate.install(engine.sync_engine)
-
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front. A DEFERRED transaction that later writes
-        # can fail with "database is locked" without waiting, when two writers race.
+        # can fail with "database is locked" without waiting, when two writers race. The
+        # driver waits for a taken lock without blocking the loop (sqlite_driver.py).
         # Readers (see ``reader``) use a plain BEGIN: in WAL mode they never block writers.
         if conn.get_execution_options().get(READONLY):
             conn.exec_driver_sql("BEGIN")
-            return
-        gate.enter_for(conn)  # queue behind this process's other writers (writegate.py)
-        try:
-            level = synchronous
-            if conn.get_execution_options().get(RELAXED):
-                level = min(synchronous, "NORMAL", key=_SYNC_LEVELS.index)
-            conn.connection.driver_connection.set_synchronous(level)
+        else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            gate.leave_for(conn)
-            raise
 
     return engine
+
+
+def sqlite_pragmas(synchronous: str) -> list[str]:
+    """What every loadbell connection to a SQLite file sets (the engine's and the worker's)."""
+    return [
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA wal_autocheckpoint=0",  # the checkpointer's job (checkpoint.py)
+    ]
 
 
 @contextlib.asynccontextmanager
@@ -104,10 +151,9 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
     SQLAlchemy closes the connection of ``engine.begin()`` in a task of its own, so that a
     cancelled caller cannot leave it half closed: the connection goes back to the pool a
-    loop turn later, and other tasks run before the caller goes on. A worker's claim was
-    then woken by the very pokes its own result answered, and claimed again at once. On
-    SQLite the close waits for no I/O (``sqlite_driver.py``), so nothing can interrupt it
-    and it is done inline. Elsewhere this is ``engine.begin()``.
+    loop turn later, and other tasks run before the caller goes on. On SQLite the close
+    waits for no I/O (``sqlite_driver.py``), so nothing can interrupt it and it is done
+    inline. Elsewhere this is ``engine.begin()``.
     """
     if engine.dialect.name != "sqlite":
         async with engine.begin() as conn:
@@ -124,18 +170,6 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """The same engine and pool, for read-only work (no write lock on SQLite)."""
     return engine.execution_options(**{READONLY: True})
-
-
-def relaxed(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine and pool, for writes that may be lost in a power cut.
-
-    The delivery worker's claims and results: losing one only means a delivery is sent
-    again, which at-least-once delivery allows. On SQLite they commit with
-    ``synchronous=NORMAL`` (no fsync per commit in WAL mode; it survives a crash of the
-    process, not of the machine), while events staged by the API keep the configured
-    ``LOADBELL_SQLITE_SYNCHRONOUS``. Elsewhere it changes nothing.
-    """
-    return engine.execution_options(**{RELAXED: True})
 
 
 def is_postgres(engine: AsyncEngine) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.store.channels import ChannelRow, OverrideRow
-from loadbell.store.claims import Claimed
+from loadbell.store.queue import Claimed
 from loadbell.store.tables import DELIVERY_PENDING, deliveries, events, is_pending
 
 NOTIFY_CHANNEL = "loadbell_outbox"

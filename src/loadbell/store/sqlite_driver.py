@@ -1,75 +1,111 @@
-"""aiosqlite, with SQLite's calls made on the event loop's thread unless they must wait.
+"""SQLite statements run on the event loop's thread, and writers wait without blocking it.
 
-aiosqlite runs every sqlite3 call on the connection's own thread. Each call is a round trip
-between the event loop and that thread (a queue put, a thread wake-up, a loop wake-up, a
-greenlet switch): about 150 µs of CPU on a 2-core machine, while SQLite runs loadbell's
-indexed statements in 5-20 µs. Worse, every round trip yields to the event loop in the
-middle of a transaction. Under load a write transaction then holds SQLite's write lock (and
-the process's write gate, ``writegate.py``) for several turns of a busy loop, and every
-other writer queues behind it: at 200 run updates per second the API answered about 110
-per second with the CPU half idle.
+aiosqlite runs every sqlite3 call on a thread of the connection's own. Each call is a round
+trip between the event loop and that thread (a queue put, a thread wake-up, a loop wake-up,
+a greenlet switch): about 150 µs of CPU on a 2-core machine, while SQLite runs loadbell's
+indexed statements in 5-20 µs. Worse, every round trip yields to the event loop in the middle
+of a transaction, so under load a write transaction held SQLite's write lock across several
+turns of a busy loop while every other writer queued behind it.
 
-So this driver runs statements, COMMIT and ROLLBACK directly, in the caller's greenlet: a
-transaction runs start to finish without yielding, and the write lock is held only as long
-as SQLite needs it. The one call that can wait a long time is ``BEGIN IMMEDIATE`` when
-*another process* holds the write lock (``loadbell worker`` beside ``loadbell serve``). It is
-tried first without waiting; if the lock is taken it is re-run on the connection's thread,
-under SQLite's busy handler, so the event loop never sleeps in it. Connecting and closing
-also stay on the thread.
+So :class:`InlineConnection` (an ``aiosqlite.Connection``, as SQLAlchemy's aiosqlite dialect
+expects from ``async_creator``) answers its cursors, COMMIT and ROLLBACK directly on the
+``sqlite3`` connection it opened, in the caller's greenlet: a transaction runs start to
+finish without yielding, and holds the write lock only as long as SQLite needs it. Only
+its public methods are overridden; aiosqlite's thread still opens and closes the connection.
 
-What a COMMIT costs on the loop is the journal's fsync (``synchronous=FULL``; about
-0.4 ms on the development machine's disk). The worker's own transactions use
-``synchronous=NORMAL`` (``db.relaxed``), which syncs only at checkpoints.
+Waiting is the one thing that must not happen on the loop. A writer takes the lock with
+``BEGIN IMMEDIATE`` (db.py); :func:`begin_immediate` tries it without SQLite's busy handler,
+and when another connection holds the lock (a ``loadbell worker`` beside ``loadbell serve``,
+the checkpointer, a transaction of this process that awaited something in the middle) it
+sleeps asynchronously and tries again, so the loop keeps serving meanwhile. Reads never
+wait for writers in WAL mode.
 
 Rows are fetched whole (loadbell does not stream query results).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiosqlite
 
+# How long a writer waits for another connection's write lock before giving up ("database
+# is locked"), in seconds. Several processes (serve + worker) may share one file.
+BUSY_TIMEOUT = 10.0
+# SQLite's own busy handler, for the rare reader that meets a lock (WAL recovery): it waits
+# on the loop's thread, so only briefly (milliseconds).
+READ_BUSY_TIMEOUT_MS = 50
+# Sleeps between tries of BEGIN IMMEDIATE: short at first (most write transactions take
+# well under a millisecond), then at most this long.
+_FIRST_RETRY, _MAX_RETRY = 0.0005, 0.02  # seconds
+
 _Result = tuple[list[Any], Any, int, int | None]  # rows, description, rowcount, lastrowid
 
 
-class DirectCursor:
+async def begin_immediate(raw: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
+    """``BEGIN IMMEDIATE`` on ``raw`` without blocking the event loop while the write lock is
+    taken elsewhere. Raises sqlite3.OperationalError ("database is locked") after
+    ``timeout`` seconds."""
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        delay, deadline = _FIRST_RETRY, None
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    raise
+            now = time.monotonic()
+            deadline = deadline or now + timeout
+            if now >= deadline:
+                raise sqlite3.OperationalError(
+                    f"database is locked: another connection held the write lock for {timeout:g} s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_RETRY)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
+
+
+class InlineCursor:
     """The cursor SQLAlchemy's aiosqlite adapter drives, answered without a thread hop."""
 
-    def __init__(self, conn: DirectConnection) -> None:
-        self._conn = conn
+    def __init__(self, raw: sqlite3.Connection, busy_timeout: float) -> None:
+        self._raw = raw
+        self._busy_timeout = busy_timeout
         self._rows: list[Any] = []
         self._description: Any = None
         self._rowcount = -1
         self._lastrowid: int | None = None
         self.arraysize = 1
 
-    async def execute(self, sql: str, parameters: Any = None) -> DirectCursor:
-        params = () if parameters is None else parameters
-        run = self._runner(lambda cur: cur.execute(sql, params))
+    async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
         if sql.startswith("BEGIN IMMEDIATE"):
-            self._keep(await self._conn.begin_immediate(run))
-        else:
-            self._keep(run())
+            await begin_immediate(self._raw, self._busy_timeout)
+            self._keep(([], None, -1, None))
+            return self
+        params = () if parameters is None else parameters
+        self._keep(self._run(lambda cur: cur.execute(sql, params)))
         return self
 
-    async def executemany(self, sql: str, parameters: Iterable[Any]) -> DirectCursor:
-        self._keep(self._runner(lambda cur: cur.executemany(sql, parameters))())
+    async def executemany(self, sql: str, parameters: Iterable[Any]) -> InlineCursor:
+        self._keep(self._run(lambda cur: cur.executemany(sql, parameters)))
         return self
 
-    def _runner(self, action: Callable[[sqlite3.Cursor], object]) -> Callable[[], _Result]:
-        def run() -> _Result:
-            cur = self._conn.raw.cursor()
-            try:
-                action(cur)
-                rows = cur.fetchall() if cur.description is not None else []
-                return rows, cur.description, cur.rowcount, cur.lastrowid
-            finally:
-                cur.close()
-
-        return run
+    def _run(self, action: Callable[[sqlite3.Cursor], object]) -> _Result:
+        cur = self._raw.cursor()
+        try:
+            action(cur)
+            rows = cur.fetchall() if cur.description is not None else []
+            return rows, cur.description, cur.rowcount, cur.lastrowid
+        finally:
+            cur.close()
 
     def _keep(self, result: _Result) -> None:
         self._rows, self._description, self._rowcount, self._lastrowid = result
@@ -101,61 +137,79 @@ class DirectCursor:
     def lastrowid(self) -> int | None:
         return self._lastrowid
 
-    async def __aenter__(self) -> DirectCursor:
+    async def __aenter__(self) -> InlineCursor:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
 
-class DirectConnection(aiosqlite.Connection):
-    busy_timeout_ms = 0  # set by ``creator``: how long BEGIN IMMEDIATE may wait on the thread
-    _synchronous: str | None = None  # as last set by ``set_synchronous``
+class InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose statements run inline (see the module docstring)."""
 
-    @property
-    def raw(self) -> sqlite3.Connection:
-        return self._conn
+    def __init__(self, database: str, busy_timeout: float, **kwargs: Any) -> None:
+        self.raw: sqlite3.Connection | None = None  # set once aiosqlite's thread connected
+        self.busy_timeout = busy_timeout
 
-    def cursor(self) -> DirectCursor:  # type: ignore[override]
-        return DirectCursor(self)
+        def connect() -> sqlite3.Connection:
+            self.raw = sqlite3.connect(database, **kwargs)
+            return self.raw
+
+        super().__init__(connect, iter_chunk_size=64)
+
+    def _opened(self) -> sqlite3.Connection:
+        if self.raw is None:
+            raise sqlite3.ProgrammingError("the connection is not open")
+        return self.raw
+
+    def cursor(self) -> InlineCursor:  # type: ignore[override]
+        return InlineCursor(self._opened(), self.busy_timeout)
 
     async def commit(self) -> None:
-        self._conn.commit()
+        self._opened().commit()
 
     async def rollback(self) -> None:
-        self._conn.rollback()
-
-    def set_synchronous(self, level: str) -> None:
-        """``PRAGMA synchronous`` for the next transactions (run only when it changes)."""
-        if level != self._synchronous:
-            self._conn.execute(f"PRAGMA synchronous = {level}")
-            self._synchronous = level
-
-    async def begin_immediate(self, run: Callable[[], _Result]) -> _Result:
-        """Take the write lock at once if it is free; otherwise wait for it on the thread."""
-        raw = self._conn
-        raw.execute("PRAGMA busy_timeout = 0")
-        try:
-            return run()
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
-                raise
-        finally:
-            raw.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        result: _Result = await self._execute(run)  # type: ignore[no-untyped-call]
-        return result
+        self._opened().rollback()
 
 
-def creator(database: str, **kwargs: Any) -> Callable[[], Any]:
+def creator(database: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) -> Any:
     """An ``async_creator`` for ``create_async_engine``: what ``aiosqlite.connect`` does,
-    with :class:`DirectConnection`. ``timeout`` (seconds) is SQLite's busy timeout."""
-    kwargs["check_same_thread"] = False  # opened on aiosqlite's thread, used from the loop's
+    with :class:`InlineConnection`. ``kwargs`` go to ``sqlite3.connect``."""
+    # Opened on aiosqlite's thread, used from the loop's. No implicit BEGIN: db.py emits
+    # BEGIN or BEGIN IMMEDIATE itself.
+    kwargs.update(
+        check_same_thread=False, isolation_level=None, timeout=READ_BUSY_TIMEOUT_MS / 1000
+    )
 
-    async def connect() -> DirectConnection:
-        conn = DirectConnection(lambda: sqlite3.connect(database, **kwargs), 64)
-        conn.busy_timeout_ms = round(float(kwargs.get("timeout", 5.0)) * 1000)
-        conn._thread.daemon = True  # as SQLAlchemy does: never block interpreter exit
-        await conn  # starts the thread and opens the sqlite3 connection on it
+    async def connect() -> InlineConnection:
+        conn = _daemonic(lambda: InlineConnection(database, busy_timeout, **kwargs))
+        await conn  # starts aiosqlite's thread, which opens the sqlite3 connection
         return conn
 
     return connect
+
+
+def _daemonic(build: Callable[[], InlineConnection]) -> InlineConnection:
+    """Build the connection on a daemon thread.
+
+    A thread is a daemon when the thread that creates it is one, and aiosqlite creates its
+    connection thread when the connection is built. A daemon thread never holds the
+    interpreter open at exit, which SQLAlchemy also makes sure of for the aiosqlite
+    connections it opens itself: a connection someone forgot to close must not hang
+    ``loadbell`` at exit.
+    """
+    built: list[InlineConnection] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            built.append(build())
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="loadbell-sqlite-connect", daemon=True)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return built[0]

@@ -243,7 +243,7 @@ delivery_attempts = sa.Table(
     "delivery_attempts",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("delivery_id", sa.ForeignKey("deliveries.id"), nullable=False, index=True),
+    sa.Column("delivery_id", sa.ForeignKey("deliveries.id"), nullable=False),
     sa.Column("series", sa.Integer, nullable=False),
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("started_at", TS, nullable=False),
@@ -255,6 +255,19 @@ delivery_attempts = sa.Table(
     sa.Column("response_body", sa.Text),  # first 4 KiB
     sa.Column("error", sa.Text),
     sa.Column("worker", sa.String(64)),
+    # One attempt is one row, however often a batch of results is written (the worker's
+    # inserts skip a conflict); it also serves lookups by delivery.
+    sa.Index("uq_delivery_attempts_number", "delivery_id", "series", "number", unique=True),
+)
+
+# One row per running worker, kept alive by its heartbeat. A claim may take over what a
+# worker whose row lapsed had leased, without waiting for the leases (store/queue).
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("alive_until", sa.Float, nullable=False),  # epoch seconds
 )
 
 # One row per "set up Slack integration" click. The browser carries only the state (a random

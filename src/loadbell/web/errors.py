@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from loadbell.api.errors import RETRY_AFTER
+from loadbell.store.db import DATABASE_ERRORS, unavailable
 from loadbell.web.pages import error_page
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,16 @@ def http_page(request: Request, exc: StarletteHTTPException) -> Response:
 
 
 def failure_page(request: Request, exc: Exception) -> Response:
+    if unavailable(exc):
+        log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
+        response = error_page(
+            request,
+            503,
+            "loadbell cannot reach its database right now, so nothing was changed. Try "
+            "again in a few seconds.",
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+        return response
     # The traceback goes to the server log, not to the browser.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_page(
@@ -95,6 +107,7 @@ def install(app: FastAPI) -> None:
         RequestValidationError: validation_page,
         StarletteHTTPException: http_page,
         Exception: failure_page,
+        **{error: failure_page for error in DATABASE_ERRORS},
     }
     for exc_class, page in pages.items():
         json_handler: Handler = app.exception_handlers[exc_class]

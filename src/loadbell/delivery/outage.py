@@ -1,0 +1,68 @@
+"""The database as one worker sees it: reachable, or in an outage.
+
+When the database cannot be reached, the worker's parts (claims, result writes, the
+heartbeat) keep trying with a :class:`Backoff` each, and never exit. :class:`Outage` makes
+the log readable: one line when the outage begins and one when it ends, not one per retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger("loadbell.worker")
+
+FIRST_DELAY = 0.1  # seconds before the first retry
+# The longest wait between two tries: the worker resumes within this long of the database
+# coming back (plus a connect).
+MAX_DELAY = 1.0  # seconds
+
+
+class Backoff:
+    """Waits that double from FIRST_DELAY up to MAX_DELAY, and start over after a success."""
+
+    def __init__(self, first: float = FIRST_DELAY, most: float = MAX_DELAY) -> None:
+        self.first, self.most = first, most
+        self._next = first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self.most)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+class Outage:
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self._since: float | None = None  # time.monotonic() of the first failure
+
+    @property
+    def down(self) -> bool:
+        return self._since is not None
+
+    def failed(self, error: BaseException) -> None:
+        """A statement failed for want of the database."""
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning(
+                "worker %s: database unreachable (%s); retrying until it is back",
+                self.worker,
+                _first_line(error),
+            )
+
+    def ok(self) -> None:
+        """A statement succeeded."""
+        if self._since is not None:
+            log.warning(
+                "worker %s: database reachable again after %.1f s",
+                self.worker,
+                time.monotonic() - self._since,
+            )
+            self._since = None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else error.__class__.__name__

@@ -1,0 +1,229 @@
+"""The delivery queue: what a worker claims, and where it writes what its attempts came to.
+
+The worker's hot path does not go through SQLAlchemy: it runs named queries on a connection
+of its own, one module per database (``sqlite.py`` on a stdlib ``sqlite3`` connection,
+``postgres.py`` on an asyncpg pool), behind the small :class:`WorkQueue` interface below.
+SQLAlchemy Core's compiled execution cost several times what the database spends on these
+statements, and they run thousands of times a second. Every other statement of the store
+keeps SQLAlchemy Core.
+
+Invariants both implementations keep (``docs/architecture.md``, "The worker"):
+
+- **A claim is a lease, and its ``lease_until`` is a fencing token.** A claim writes
+  ``lease_owner`` and a fresh ``lease_until``; results and deferrals are written only where
+  ``lease_until`` (and the series) is still the one the claim wrote. A worker that lost its
+  lease (it stalled, or was presumed dead) can only add its attempt to the log.
+- **One attempt is one row.** ``delivery_attempts`` has a unique key on (delivery, series,
+  number) and attempts are inserted with ``ON CONFLICT DO NOTHING``; results and deferrals
+  are written in one transaction, so a batch written again after a failure adds nothing.
+- **Order per channel x run x target.** A delivery with an order key is claimable only when
+  no older delivery with the same key is pending.
+- **Dead workers release their claims early.** Each worker keeps a row in ``workers`` alive
+  (:meth:`WorkQueue.heartbeat`); a claim may take a delivery leased to a worker whose row
+  has lapsed, without waiting for the lease.
+
+Rows are mapped by column name: each SELECT list is written out from the field names of the
+tuple it fills (``Claimed._fields``), so a row unpacks into it by construction, and
+``tests/store/test_queue.py`` holds every column list against the tables.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+from loadbell.settings import Settings
+from loadbell.values import Outcome
+
+
+class Claimed(NamedTuple):
+    """A claimed delivery with its event: what rendering needs. One per delivery, so a named
+    tuple (built far faster than a frozen dataclass)."""
+
+    id: int
+    uuid: str
+    channel_id: int
+    target: str | None
+    order_key: str | None
+    attempts: int  # made so far in this series
+    series: int
+    event_id: int
+    event_type: str
+    occurred_at: datetime
+    project_id: int | None
+    context: dict[str, Any]
+    lease_until: float  # epoch seconds; also the fencing token of this claim
+
+
+# Where each field of Claimed comes from (alias "d": deliveries, "e": events), in field
+# order; lease_until is the claim's own value, not read.
+CLAIMED_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("d", "id"),
+    ("d", "uuid"),
+    ("d", "channel_id"),
+    ("d", "target"),
+    ("d", "order_key"),
+    ("d", "attempts"),
+    ("d", "series"),
+    ("d", "event_id"),
+    ("e", "type"),
+    ("e", "occurred_at"),
+    ("e", "project_id"),
+    ("e", "context"),
+)
+CHANNEL_COLUMNS = (
+    "id",
+    "organization_id",
+    "project_id",
+    "kind",
+    "name",
+    "enabled",
+    "config",
+    "secrets",
+    "events",
+    "filters",
+    "retry",
+    "deleted_at",
+)
+OVERRIDE_COLUMNS = ("channel_id", "project_id", "enabled", "config", "secrets")
+
+
+def select_list(columns: Sequence[tuple[str, str]], names: Sequence[str]) -> str:
+    """``d.id AS id, ...``: the SELECT list that fills the first fields ``names`` of a
+    tuple, in order (the others are not read)."""
+    named = zip(columns, names[: len(columns)], strict=True)
+    return ", ".join(f"{alias}.{col} AS {name}" for (alias, col), name in named)
+
+
+@dataclass(frozen=True)
+class ClaimBatch:
+    deliveries: list[Claimed]
+    channels: dict[int, dict[str, Any]]  # as store.channels.channel_from_row reads them
+    overrides: dict[tuple[int, int], dict[str, Any]]  # as override_from_row reads them
+    # The claim took its whole limit: more may be due right now.
+    full: bool = False
+    # Due deliveries were left because their channel had no room: claim again once it has.
+    left: bool = False
+    # What the worker derives once per (channel id, project id) of this claim.
+    setups: dict[tuple[int, int | None], Any] = field(default_factory=dict)
+
+
+class Completion(NamedTuple):
+    """What an attempt came to, and the delivery's new state."""
+
+    delivery_id: int
+    series: int
+    attempt_number: int
+    started_at: datetime
+    outcome: Outcome
+    status: str  # the delivery's new status
+    next_attempt_at: float
+    lease_until: float  # of the claim that made the attempt
+    channel_id: int = 0
+    order_key: str | None = None
+
+
+class Deferral(NamedTuple):
+    """A claimed delivery handed back unsent (its destination's pace, a lease too short to
+    start, a stopping worker): it is due again at ``due`` and no attempt is counted."""
+
+    delivery_id: int
+    series: int
+    lease_until: float  # of the claim that took it
+    due: float  # epoch seconds
+
+
+class QueueUnavailable(Exception):
+    """The database could not be reached or refused the statement; nothing was written.
+
+    Raised by every :class:`WorkQueue` method instead of the driver's own errors, so the
+    worker handles one kind of failure whatever the database.
+    """
+
+
+class WorkQueue(Protocol):
+    """The worker's statements, on a connection of its own."""
+
+    async def open(self) -> None:
+        """Connect (again, after :meth:`close` or a failure). Raises QueueUnavailable."""
+
+    async def close(self) -> None: ...
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        exclude_channels: Collection[int] = (),
+        channel_cap: int | None = None,
+        channel_room: Mapping[int, int] | None = None,
+        dead_owners: Collection[str] = (),
+    ) -> ClaimBatch:
+        """Lease up to ``limit`` due deliveries and load what rendering them needs, in one
+        transaction. With ``channel_cap``, at most ``channel_room[channel]`` (default
+        ``channel_cap``) rows of each channel are leased. Deliveries leased to one of
+        ``dead_owners`` are claimable whatever their lease says."""
+
+    async def record(
+        self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str
+    ) -> bool:
+        """Write results and deferrals in one transaction, each fenced by its claim's lease.
+        Returns whether a delivery that waited behind one of the results (same order key)
+        is now pending: it may go out now."""
+
+    async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
+        """Keep ``worker`` alive until ``alive_until``, forget workers that lapsed before
+        ``forget_before`` (their leases have all run out), and return the workers that have
+        lapsed but may still hold leases."""
+
+    async def leave(self, worker: str) -> None:
+        """Remove ``worker``'s row when it stops cleanly."""
+
+
+def choose(
+    candidates: Sequence[Any],
+    *,
+    limit: int,
+    channel_of: int,
+    channel_cap: int | None,
+    channel_room: Mapping[int, int] | None,
+) -> tuple[list[Any], bool, bool]:
+    """The candidates a claim leases: at most each channel's room, in the given order.
+
+    ``channel_of`` is the position of the channel id in a candidate row. Returns the chosen
+    rows, whether the claim is full (it took its whole limit: more may be due) and whether
+    due rows were left for lack of room.
+    """
+    room = channel_room or {}
+    cap = limit if channel_cap is None else channel_cap
+    taken: Counter[int] = Counter()
+    chosen = []
+    for row in candidates:
+        channel = row[channel_of]
+        if taken[channel] < room.get(channel, cap):
+            taken[channel] += 1
+            chosen.append(row)
+    left = len(chosen) < len(candidates)
+    full = len(candidates) >= limit and not left
+    return chosen, full, left
+
+
+def queue_for(settings: Settings) -> WorkQueue:
+    """The queue of ``settings.database_url``, not yet opened."""
+    if settings.is_sqlite:
+        from loadbell.store.db import sqlite_path
+        from loadbell.store.queue.sqlite import SQLiteQueue
+
+        return SQLiteQueue(
+            sqlite_path(settings.database_url), synchronous=settings.sqlite_synchronous
+        )
+    from sqlalchemy.engine import make_url
+
+    from loadbell.store.queue.postgres import PostgresQueue
+
+    url = make_url(settings.database_url).set(drivername="postgresql")
+    return PostgresQueue(url.render_as_string(hide_password=False))

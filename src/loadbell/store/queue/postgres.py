@@ -1,0 +1,307 @@
+"""The delivery queue on PostgreSQL: named queries on an asyncpg pool of the worker's own.
+
+Concurrent workers take disjoint rows without waiting for each other: a claim reads its
+candidates without locks, then leases them with ``FOR UPDATE SKIP LOCKED``, checking each
+row again (a row another worker is claiming right now is skipped, not waited for), and
+keeps the rows the statement returns. asyncpg prepares each statement once per connection.
+
+List parameters are arrays (``= ANY($n::integer[])``), so each statement is prepared once
+whatever the list's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from loadbell.store.db import json_dumps
+from loadbell.store.queue import (
+    CHANNEL_COLUMNS,
+    CLAIMED_COLUMNS,
+    OVERRIDE_COLUMNS,
+    ClaimBatch,
+    Claimed,
+    Completion,
+    Deferral,
+    QueueUnavailable,
+    choose,
+    select_list,
+)
+
+_CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
+
+
+def _due(dead: bool, exclude: bool) -> str:
+    """Due deliveries that may go out now, oldest first, with their events; per channel x
+    run x target only the oldest pending one. Parameters: now, limit[, dead owners]
+    [, channel ids to skip]."""
+    extra = 3
+    dead_sql = exclude_sql = ""
+    if dead:
+        dead_sql, extra = f"OR d.lease_owner = ANY(${extra}::text[])", extra + 1
+    if exclude:
+        exclude_sql = f"AND NOT (d.channel_id = ANY(${extra}::integer[]))"
+    return f"""
+SELECT {_CLAIMED}
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+  AND (d.lease_until IS NULL OR d.lease_until < $1 {dead_sql})
+  AND (d.order_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries p
+        WHERE p.order_key = d.order_key AND p.status = 'pending' AND p.id < d.id))
+  {exclude_sql}
+ORDER BY d.next_attempt_at, d.id
+LIMIT $2
+"""
+
+
+def _lease(dead: bool) -> str:
+    """Lease the chosen rows that are still free; returns those it leased. Parameters:
+    lease until, owner, ids, now[, dead owners]."""
+    dead_sql = "OR lease_owner = ANY($5::text[])" if dead else ""
+    return f"""
+UPDATE deliveries SET lease_until = $1, lease_owner = $2
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE id = ANY($3::integer[]) AND status = 'pending'
+      AND (lease_until IS NULL OR lease_until < $4 {dead_sql})
+    FOR UPDATE SKIP LOCKED)
+RETURNING id
+"""
+
+
+DUE = {(dead, exclude): _due(dead, exclude) for dead in (False, True) for exclude in (False, True)}
+LEASE = {dead: _lease(dead) for dead in (False, True)}
+CHANNELS = f"SELECT {', '.join(CHANNEL_COLUMNS)} FROM channels WHERE id = ANY($1::integer[])"
+OVERRIDES = (
+    f"SELECT {', '.join(OVERRIDE_COLUMNS)} FROM channel_overrides "
+    "WHERE channel_id = ANY($1::integer[])"
+)
+# status, attempts, next attempt at, error, status code, updated at; id, series, lease until
+COMPLETE = """
+UPDATE deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = NULL,
+    lease_owner = NULL, last_error = $4, last_status_code = $5, updated_at = $6
+WHERE id = $7 AND series = $8 AND lease_until = $9
+"""
+# One attempt is one row (uq_delivery_attempts_number), however often a batch is written.
+# When two workers made the same attempt (one after losing its lease), the row is the one
+# whose claim still holds: its result is the delivery's. Written before the delivery's
+# update, which clears the lease. Parameters: the row, then the claim's lease until.
+INSERT_ATTEMPT = """
+INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
+    request_url, request_headers, response_status, response_body, error, worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (delivery_id, series, number) DO UPDATE SET
+    started_at = EXCLUDED.started_at, duration_ms = EXCLUDED.duration_ms,
+    outcome = EXCLUDED.outcome, request_url = EXCLUDED.request_url,
+    request_headers = EXCLUDED.request_headers,
+    response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
+    error = EXCLUDED.error, worker = EXCLUDED.worker
+WHERE EXISTS (
+    SELECT 1 FROM deliveries d
+    WHERE d.id = EXCLUDED.delivery_id AND d.series = EXCLUDED.series AND d.lease_until = $13)
+"""
+# due; id, series, lease until
+DEFER = """
+UPDATE deliveries SET next_attempt_at = $1, lease_until = NULL, lease_owner = NULL
+WHERE id = $2 AND series = $3 AND lease_until = $4
+"""
+FOLLOWER = """
+SELECT 1 FROM deliveries WHERE order_key = ANY($1::text[]) AND status = 'pending' LIMIT 1
+"""
+HEARTBEAT = """
+INSERT INTO workers (name, started_at, alive_until) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET alive_until = EXCLUDED.alive_until
+"""
+FORGET = "DELETE FROM workers WHERE alive_until < $1"
+LAPSED = "SELECT name FROM workers WHERE alive_until < $1"
+LEAVE = "DELETE FROM workers WHERE name = $1"
+
+# The failures that mean "the database cannot be reached or refused": asyncpg's own (its
+# client-state error included, seen when a connection drops mid-statement), the socket's,
+# and a connect or statement that timed out.
+_UNAVAILABLE = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection
+STATEMENT_TIMEOUT = 30.0  # seconds: a statement on a server that stopped answering
+
+
+async def _codecs(conn: asyncpg.Connection) -> None:
+    # SQLAlchemy's JSON columns are PostgreSQL ``json``; decode them as SQLAlchemy does.
+    await conn.set_type_codec("json", encoder=json_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+class PostgresQueue:
+    def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
+        self.dsn = dsn
+        self.max_connections = max_connections  # claims, result writes and the heartbeat
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                # No floor: asyncpg would keep reconnecting (and logging each failure)
+                # in the background during an outage; the worker's retries suffice.
+                min_size=0,
+                max_size=self.max_connections,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=STATEMENT_TIMEOUT,
+                init=_codecs,
+            )
+        except _UNAVAILABLE as exc:
+            raise QueueUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        await self.open()
+        assert self._pool is not None
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield conn
+        except _UNAVAILABLE as exc:
+            # A restarted server leaves every pooled connection dead: replace them all
+            # now rather than fail once per connection.
+            await self._pool.expire_connections()
+            raise QueueUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        exclude_channels: Collection[int] = (),
+        channel_cap: int | None = None,
+        channel_room: Mapping[int, int] | None = None,
+        dead_owners: Collection[str] = (),
+    ) -> ClaimBatch:
+        dead = sorted(dead_owners)
+        async with self._transaction() as conn:
+            now = time.time()
+            params: list[Any] = [now, limit]
+            if dead:
+                params.append(dead)
+            if exclude_channels:
+                params.append(sorted(exclude_channels))
+            candidates = await conn.fetch(DUE[(bool(dead), bool(exclude_channels))], *params)
+            chosen, full, left = choose(
+                candidates,
+                limit=limit,
+                channel_of=Claimed._fields.index("channel_id"),
+                channel_cap=channel_cap,
+                channel_room=channel_room,
+            )
+            if not chosen:
+                return ClaimBatch([], {}, {}, full, left)
+            until = now + lease_seconds
+            lease_params: list[Any] = [until, owner, [r["id"] for r in chosen], now]
+            if dead:
+                lease_params.append(dead)
+            leased = {r["id"] for r in await conn.fetch(LEASE[bool(dead)], *lease_params)}
+            claimed = [Claimed._make((*r, until)) for r in chosen if r["id"] in leased]
+            if not claimed:
+                return ClaimBatch([], {}, {}, full, left)
+            channels = {
+                r["id"]: dict(r)
+                for r in await conn.fetch(CHANNELS, sorted({c.channel_id for c in claimed}))
+            }
+            pairs = {
+                (c.channel_id, c.project_id)
+                for c in claimed
+                if c.project_id is not None
+                and c.channel_id in channels
+                and channels[c.channel_id]["project_id"] is None
+            }
+            overrides: dict[tuple[int, int], dict[str, Any]] = {}
+            if pairs:
+                ids = sorted({c for c, _ in pairs})
+                for r in await conn.fetch(OVERRIDES, ids):
+                    key = (r["channel_id"], r["project_id"])
+                    if key in pairs:
+                        overrides[key] = {
+                            "enabled": r["enabled"],
+                            "config": r["config"],
+                            "secrets": r["secrets"],
+                        }
+        return ClaimBatch(claimed, channels, overrides, full, left)
+
+    async def record(
+        self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str
+    ) -> bool:
+        if not done and not deferred:
+            return False
+        now = datetime.now(UTC)
+        updates = []
+        attempts = []
+        for c in done:
+            o = c.outcome
+            updates.append(
+                (
+                    c.status,
+                    c.attempt_number,
+                    c.next_attempt_at,
+                    o.error,
+                    o.status_code,
+                    now,
+                    c.delivery_id,
+                    c.series,
+                    c.lease_until,
+                )
+            )
+            attempts.append(
+                (
+                    c.delivery_id,
+                    c.series,
+                    c.attempt_number,
+                    c.started_at,
+                    round(o.duration_ms, 3),
+                    o.verdict.value,
+                    o.request_url,
+                    o.request_headers,
+                    o.status_code,
+                    o.body_excerpt,
+                    o.error,
+                    worker,
+                    c.lease_until,
+                )
+            )
+        ended = sorted({c.order_key for c in done if c.order_key and c.status != "pending"})
+        async with self._transaction() as conn:
+            if done:
+                await conn.executemany(INSERT_ATTEMPT, attempts)
+                await conn.executemany(COMPLETE, updates)
+            if deferred:
+                await conn.executemany(
+                    DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
+                )
+            return bool(ended) and bool(await conn.fetch(FOLLOWER, ended))
+
+    async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
+        async with self._transaction() as conn:
+            await conn.execute(HEARTBEAT, worker, datetime.now(UTC), alive_until)
+            await conn.execute(FORGET, forget_before)
+            return [r["name"] for r in await conn.fetch(LAPSED, time.time())]
+
+    async def leave(self, worker: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(LEAVE, worker)

@@ -1,0 +1,354 @@
+"""The delivery queue on SQLite: named queries on a stdlib ``sqlite3`` connection of the
+worker's own, run on the event loop's thread.
+
+Each transaction runs start to finish without yielding (a claim or a batch of results is a
+few statements of 5-20 µs each); only taking the write lock may wait, and it waits
+asynchronously (``store/sqlite_driver.py: begin_immediate``). ``BEGIN IMMEDIATE`` also means
+nothing else can change the candidates a claim has read before it leases them, so a claim
+leases its rows without reading them again.
+
+List parameters are one JSON text each (``IN (SELECT value FROM json_each(?))``), so each
+statement is prepared once whatever the list's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from loadbell.store.db import json_dumps, sqlite_pragmas
+from loadbell.store.queue import (
+    CHANNEL_COLUMNS,
+    CLAIMED_COLUMNS,
+    OVERRIDE_COLUMNS,
+    ClaimBatch,
+    Claimed,
+    Completion,
+    Deferral,
+    QueueUnavailable,
+    choose,
+    select_list,
+)
+from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate
+
+_CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
+
+# Due deliveries that may go out now, oldest first, with their events; per channel x run x
+# target (order key) only the oldest pending one. ``status = 'pending'`` is written out: the
+# due and order indexes are partial on it (tables.is_pending).
+_DUE = f"""
+SELECT {_CLAIMED}
+FROM deliveries d JOIN events e ON e.id = d.event_id
+WHERE d.status = 'pending' AND d.next_attempt_at <= :now
+  AND (d.lease_until IS NULL OR d.lease_until < :now {{dead}})
+  AND (d.order_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries p
+        WHERE p.order_key = d.order_key AND p.status = 'pending' AND p.id < d.id))
+  {{exclude}}
+ORDER BY d.next_attempt_at, d.id
+LIMIT :limit
+"""
+_DEAD = "OR d.lease_owner IN (SELECT value FROM json_each(:dead))"
+_EXCLUDE = "AND d.channel_id NOT IN (SELECT value FROM json_each(:excluded))"
+DUE = {
+    (dead, exclude): _DUE.format(dead=_DEAD if dead else "", exclude=_EXCLUDE if exclude else "")
+    for dead in (False, True)
+    for exclude in (False, True)
+}
+LEASE = """
+UPDATE deliveries SET lease_until = :until, lease_owner = :owner
+WHERE id IN (SELECT value FROM json_each(:ids))
+"""
+CHANNELS = f"""
+SELECT {", ".join(CHANNEL_COLUMNS)} FROM channels WHERE id IN (SELECT value FROM json_each(:ids))
+"""
+OVERRIDES = f"""
+SELECT {", ".join(OVERRIDE_COLUMNS)} FROM channel_overrides
+WHERE channel_id IN (SELECT value FROM json_each(:ids))
+"""
+# executemany statements take positional rows (a dict per row costs more than the
+# statement): the parameters are listed beside each.
+# status, attempts, next attempt at, error, status code, updated at; id, series, lease until
+COMPLETE = """
+UPDATE deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_until = NULL,
+    lease_owner = NULL, last_error = ?, last_status_code = ?, updated_at = ?
+WHERE id = ? AND series = ? AND lease_until = ?
+"""
+# One attempt is one row (uq_delivery_attempts_number), however often a batch is written.
+# When two workers made the same attempt (one after losing its lease), the row is the one
+# whose claim still holds: its result is the delivery's. Written before the delivery's
+# update, which clears the lease. Parameters: the row, then the claim's lease until.
+INSERT_ATTEMPT = """
+INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
+    request_url, request_headers, response_status, response_body, error, worker)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (delivery_id, series, number) DO UPDATE SET
+    started_at = excluded.started_at, duration_ms = excluded.duration_ms,
+    outcome = excluded.outcome, request_url = excluded.request_url,
+    request_headers = excluded.request_headers,
+    response_status = excluded.response_status, response_body = excluded.response_body,
+    error = excluded.error, worker = excluded.worker
+WHERE EXISTS (
+    SELECT 1 FROM deliveries d
+    WHERE d.id = excluded.delivery_id AND d.series = excluded.series AND d.lease_until = ?)
+"""
+# due; id, series, lease until
+DEFER = """
+UPDATE deliveries SET next_attempt_at = ?, lease_until = NULL, lease_owner = NULL
+WHERE id = ? AND series = ? AND lease_until = ?
+"""
+FOLLOWER = """
+SELECT 1 FROM deliveries
+WHERE order_key IN (SELECT value FROM json_each(:keys)) AND status = 'pending' LIMIT 1
+"""
+HEARTBEAT = """
+INSERT INTO workers (name, started_at, alive_until) VALUES (:name, :started_at, :alive_until)
+ON CONFLICT (name) DO UPDATE SET alive_until = excluded.alive_until
+"""
+FORGET = "DELETE FROM workers WHERE alive_until < :before"
+LAPSED = "SELECT name FROM workers WHERE alive_until < :now"
+LEAVE = "DELETE FROM workers WHERE name = :name"
+
+
+def timestamp(value: datetime) -> str:
+    """A ``UTCDateTime`` column's value as SQLAlchemy stores it on SQLite: naive UTC,
+    always with microseconds."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def read_timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+class SQLiteQueue:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        # Claims and results may be lost in a power cut: the delivery is then sent again,
+        # which at-least-once delivery allows. So never more than NORMAL (no fsync per
+        # commit in WAL mode; it survives a crash of the process).
+        levels = ("OFF", "NORMAL", "FULL", "EXTRA")
+        self.synchronous = min(synchronous, "NORMAL", key=levels.index)
+        self._conn: sqlite3.Connection | None = None
+        self._turn = asyncio.Lock()
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=READ_BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                for pragma in sqlite_pragmas(self.synchronous):
+                    conn.execute(pragma)
+                conn.execute("SELECT 1 FROM workers LIMIT 1")  # the schema is there
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise QueueUnavailable(f"{self.path}: {exc}") from exc
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[sqlite3.Connection]:
+        """A write transaction, committed at the end. Claims, results and the heartbeat
+        share the connection, so they take turns (a transaction may wait for the write
+        lock, and another must not begin on the connection meanwhile)."""
+        async with self._turn:
+            await self.open()
+            conn = self._conn
+            assert conn is not None
+            try:
+                await begin_immediate(conn)
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._failed(conn, exc)
+                raise QueueUnavailable(str(exc)) from exc
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _failed(self, conn: sqlite3.Connection, exc: sqlite3.Error) -> None:
+        """Roll back what the transaction did. A connection that failed for anything but
+        a busy lock is opened afresh next time."""
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            busy = False
+        else:
+            busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+        if not busy:
+            self._conn = None
+            conn.close()
+
+    async def claim(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        exclude_channels: Collection[int] = (),
+        channel_cap: int | None = None,
+        channel_room: Mapping[int, int] | None = None,
+        dead_owners: Collection[str] = (),
+    ) -> ClaimBatch:
+        async with self._transaction() as conn:
+            # Read once the transaction holds the write lock: a claim that waited for it
+            # still leases for the full ``lease_seconds``.
+            now = time.time()
+            params: dict[str, Any] = {"now": now, "limit": limit}
+            if dead_owners:
+                params["dead"] = json_dumps(sorted(dead_owners))
+            if exclude_channels:
+                params["excluded"] = json_dumps(sorted(exclude_channels))
+            sql = DUE[(bool(dead_owners), bool(exclude_channels))]
+            candidates = conn.execute(sql, params).fetchall()
+            chosen, full, left = choose(
+                candidates,
+                limit=limit,
+                channel_of=Claimed._fields.index("channel_id"),
+                channel_cap=channel_cap,
+                channel_room=channel_room,
+            )
+            if not chosen:
+                return ClaimBatch([], {}, {}, full, left)
+            until = now + lease_seconds
+            ids = json_dumps([r[0] for r in chosen])
+            conn.execute(LEASE, {"until": until, "owner": owner, "ids": ids})
+            loads = orjson.loads
+            claimed = [
+                Claimed._make((*r[:9], read_timestamp(r[9]), r[10], loads(r[11]), until))
+                for r in chosen
+            ]
+            channels = self._channels(conn, {c.channel_id for c in claimed})
+            pairs = {
+                (c.channel_id, c.project_id)
+                for c in claimed
+                if c.project_id is not None
+                and c.channel_id in channels
+                and channels[c.channel_id]["project_id"] is None
+            }
+            overrides = self._overrides(conn, pairs)
+        return ClaimBatch(claimed, channels, overrides, full, left)
+
+    def _channels(self, conn: sqlite3.Connection, ids: Collection[int]) -> dict[int, Any]:
+        """The claimed deliveries' channels, as ``store.channels.channel_from_row`` reads
+        them."""
+        loads = orjson.loads
+        out = {}
+        for r in conn.execute(CHANNELS, {"ids": json_dumps(sorted(ids))}):
+            row = dict(zip(CHANNEL_COLUMNS, r, strict=True))
+            row["enabled"] = bool(row["enabled"])
+            for key in ("config", "events", "filters", "retry"):
+                row[key] = loads(row[key])
+            out[row["id"]] = row
+        return out
+
+    def _overrides(
+        self, conn: sqlite3.Connection, pairs: Collection[tuple[int, int]]
+    ) -> dict[tuple[int, int], dict[str, Any]]:
+        if not pairs:
+            return {}
+        ids = json_dumps(sorted({c for c, _ in pairs}))
+        out = {}
+        for r in conn.execute(OVERRIDES, {"ids": ids}):
+            row = dict(zip(OVERRIDE_COLUMNS, r, strict=True))
+            key = (row["channel_id"], row["project_id"])
+            if key in pairs:
+                enabled = row["enabled"]
+                out[key] = {
+                    "enabled": None if enabled is None else bool(enabled),
+                    "config": orjson.loads(row["config"]),
+                    "secrets": row["secrets"],
+                }
+        return out
+
+    async def record(
+        self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str
+    ) -> bool:
+        if not done and not deferred:
+            return False
+        now = timestamp(datetime.now(UTC))
+        updates = []
+        attempts = []
+        for c in done:
+            o = c.outcome
+            updates.append(
+                (
+                    c.status,
+                    c.attempt_number,
+                    c.next_attempt_at,
+                    o.error,
+                    o.status_code,
+                    now,
+                    c.delivery_id,
+                    c.series,
+                    c.lease_until,
+                )
+            )
+            attempts.append(
+                (
+                    c.delivery_id,
+                    c.series,
+                    c.attempt_number,
+                    timestamp(c.started_at),
+                    round(o.duration_ms, 3),
+                    o.verdict.value,
+                    o.request_url,
+                    json_dumps(o.request_headers),
+                    o.status_code,
+                    o.body_excerpt,
+                    o.error,
+                    worker,
+                    c.lease_until,
+                )
+            )
+        async with self._transaction() as conn:
+            if done:
+                conn.executemany(INSERT_ATTEMPT, attempts)
+                conn.executemany(COMPLETE, updates)
+            if deferred:
+                conn.executemany(
+                    DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
+                )
+            ended = sorted({c.order_key for c in done if c.order_key and c.status != "pending"})
+            return bool(ended) and bool(
+                conn.execute(FOLLOWER, {"keys": json_dumps(ended)}).fetchall()
+            )
+
+    async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
+        async with self._transaction() as conn:
+            conn.execute(
+                HEARTBEAT,
+                {
+                    "name": worker,
+                    "started_at": timestamp(datetime.now(UTC)),
+                    "alive_until": alive_until,
+                },
+            )
+            conn.execute(FORGET, {"before": forget_before})
+            return [r[0] for r in conn.execute(LAPSED, {"now": time.time()})]
+
+    async def leave(self, worker: str) -> None:
+        async with self._transaction() as conn:
+            conn.execute(LEAVE, {"name": worker})

@@ -1,0 +1,218 @@
+"""The worker's queue (store/queue): named queries on its own connection, on both databases."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from bench.backlog import stage_backlog
+
+from conftest import seed
+from loadbell.security.secretbox import SecretBox
+from loadbell.settings import Settings
+from loadbell.store import tables
+from loadbell.store.db import create_engine
+from loadbell.store.queue import (
+    CHANNEL_COLUMNS,
+    CLAIMED_COLUMNS,
+    OVERRIDE_COLUMNS,
+    Claimed,
+    Completion,
+    Deferral,
+    QueueUnavailable,
+    WorkQueue,
+    postgres,
+    queue_for,
+    sqlite,
+)
+from loadbell.values import Outcome, Verdict
+
+URL = "http://127.0.0.1:9/hook"  # never contacted: these tests only claim and record
+
+
+def test_column_lists_hold_against_the_tables() -> None:
+    """Every column the queries read or write by name is a column of its table."""
+    by_alias = {"d": tables.deliveries, "e": tables.events}
+    for alias, column in CLAIMED_COLUMNS:
+        assert column in by_alias[alias].c, f"{alias}.{column}"
+    assert set(CHANNEL_COLUMNS) <= set(tables.channels.c.keys())
+    assert set(OVERRIDE_COLUMNS) <= set(tables.channel_overrides.c.keys())
+    # The claimed fields are read in the order of CLAIMED_COLUMNS, plus the claim's lease.
+    assert len(Claimed._fields) == len(CLAIMED_COLUMNS) + 1
+    assert Claimed._fields[-1] == "lease_until"
+
+
+@pytest.mark.parametrize("module", [sqlite, postgres], ids=["sqlite", "postgresql"])
+def test_written_columns_are_table_columns(module: Any) -> None:
+    """The columns named in each INSERT, UPDATE and SET exist in the tables."""
+    known = {t.name: set(t.c.keys()) for t in tables.metadata.sorted_tables}
+    statements = [v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)]
+    assert statements
+    for sql in statements:
+        for table, cols in re.findall(r"INSERT INTO (\w+) \(([^)]*)\)", sql):
+            assert {c.strip() for c in cols.split(",")} <= known[table], sql
+        for table, sets in re.findall(r"UPDATE (\w+) SET (.*?)\nWHERE", sql, re.S):
+            names = set(re.findall(r"(\w+) = ", sets))
+            assert names <= known[table], sql
+
+
+@pytest.fixture
+async def staged(settings: Settings) -> AsyncIterator[tuple[WorkQueue, int]]:
+    """A queue on the test database with 10 deliveries staged (5 runs, each an ordered
+    pair: test.started then test.finished)."""
+    await seed(settings)
+    box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
+    engine = create_engine(settings)
+    await stage_backlog(engine, box, URL, 10, settings.public_url)
+    await engine.dispose()
+    queue = queue_for(settings)
+    await queue.open()
+    yield queue, 10
+    await queue.close()
+
+
+def _done(item: Claimed, status: str = "succeeded", number: int | None = None) -> Completion:
+    verdict = Verdict.DELIVERED if status == "succeeded" else Verdict.RETRY
+    return Completion(
+        delivery_id=item.id,
+        series=item.series,
+        attempt_number=number or item.attempts + 1,
+        started_at=datetime.now(UTC),
+        outcome=Outcome(verdict, status_code=204, request_headers={"A": "b"}),
+        status=status,
+        next_attempt_at=time.time(),
+        lease_until=item.lease_until,
+        channel_id=item.channel_id,
+        order_key=item.order_key,
+    )
+
+
+async def _rows(settings: Settings, query: Any) -> list[Any]:
+    engine = create_engine(settings)
+    try:
+        async with engine.connect() as conn:
+            return list((await conn.execute(query)).all())
+    finally:
+        await engine.dispose()
+
+
+async def test_claims_lease_the_oldest_of_each_sequence(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """A claim leases the first delivery of each run's sequence with its event and channel;
+    the next one waits until the first has ended."""
+    queue, _ = staged
+    batch = await queue.claim(owner="w1", limit=100, lease_seconds=30)
+    assert len(batch.deliveries) == 5
+    assert {d.event_type for d in batch.deliveries} == {"test.started"}
+    first = batch.deliveries[0]
+    assert first.context["run"]["status"] == 2 and first.occurred_at.tzinfo is not None
+    channel = batch.channels[first.channel_id]
+    assert (channel["kind"], channel["enabled"], channel["deleted_at"]) == ("webhook", True, None)
+    assert channel["secrets"] and channel["config"]["format"] == "loadimpact"
+    assert (await queue.claim(owner="w2", limit=100, lease_seconds=30)).deliveries == []
+
+    assert await queue.record([_done(first)], [], "w1") is True  # its follower may go now
+    after = await queue.claim(owner="w2", limit=100, lease_seconds=30)
+    assert [d.event_type for d in after.deliveries] == ["test.finished"]
+    assert after.deliveries[0].order_key == first.order_key
+
+
+async def test_a_batch_written_twice_is_one_attempt(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """Writing the same results again (a retried write) adds no attempt row and changes
+    nothing."""
+    queue, _ = staged
+    item = (await queue.claim(owner="w", limit=1, lease_seconds=30)).deliveries[0]
+    results = [_done(item, "pending")]
+    await queue.record(results, [], "w")
+    await queue.record(results, [], "w")
+    attempts = await _rows(settings, sa.select(tables.delivery_attempts))
+    assert [(a.delivery_id, a.number, a.outcome) for a in attempts] == [(item.id, 1, "retry")]
+
+
+async def test_results_and_deferrals_are_one_transaction(
+    staged: tuple[WorkQueue, int], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the deferrals of a write fail, its results are not written either; written again,
+    everything is there once."""
+    queue, _ = staged
+    batch = (await queue.claim(owner="w", limit=2, lease_seconds=30)).deliveries
+    done, later = batch
+    module = sqlite if settings.is_sqlite else postgres
+    monkeypatch.setattr(module, "DEFER", "UPDATE no_such_table SET x = 1")
+    deferral = Deferral(later.id, later.series, later.lease_until, time.time() + 60)
+    with pytest.raises(QueueUnavailable):
+        await queue.record([_done(done)], [deferral], "w")
+    assert await _rows(settings, sa.select(tables.delivery_attempts)) == []
+    monkeypatch.undo()
+    await queue.record([_done(done)], [deferral], "w")
+    rows = {r.id: r for r in await _rows(settings, sa.select(tables.deliveries))}
+    assert (rows[done.id].status, rows[done.id].attempts) == ("succeeded", 1)
+    assert rows[later.id].lease_owner is None and rows[later.id].next_attempt_at > time.time()
+    assert len(await _rows(settings, sa.select(tables.delivery_attempts))) == 1
+
+
+async def test_a_lapsed_workers_claims_are_taken_over(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """Deliveries leased to a worker whose heartbeat lapsed are claimable at once; a live
+    worker's are not, and a lapsed worker's row is forgotten once its leases are over."""
+    queue, _ = staged
+    now = time.time()
+    assert await queue.heartbeat("alive", now + 30, forget_before=now - 60) == []
+    assert await queue.heartbeat("dead", now + 30, forget_before=now - 60) == []
+    taken = await queue.claim(owner="dead", limit=3, lease_seconds=30)
+    assert len(taken.deliveries) == 3
+    assert len((await queue.claim(owner="alive", limit=100, lease_seconds=30)).deliveries) == 2
+
+    # "dead" stops beating: its row lapses.
+    await queue.heartbeat("dead", time.time() - 1, forget_before=now - 60)
+    lapsed = await queue.heartbeat("alive", time.time() + 30, forget_before=now - 60)
+    assert lapsed == ["dead"]
+    again = await queue.claim(owner="alive", limit=100, lease_seconds=30, dead_owners=lapsed)
+    assert sorted(d.id for d in again.deliveries) == sorted(d.id for d in taken.deliveries)
+    # The late result of the presumed-dead worker is fenced off.
+    await queue.record([_done(taken.deliveries[0])], [], "dead")
+    rows = {r.id: r for r in await _rows(settings, sa.select(tables.deliveries))}
+    assert rows[taken.deliveries[0].id].lease_owner == "alive"
+
+    await queue.heartbeat("alive", time.time() + 30, forget_before=time.time())
+    names = [r.name for r in await _rows(settings, sa.select(tables.workers))]
+    assert names == ["alive"]
+    await queue.leave("alive")
+    assert await _rows(settings, sa.select(tables.workers)) == []
+
+
+async def test_a_claim_leases_no_more_than_each_channels_room(
+    staged: tuple[WorkQueue, int],
+) -> None:
+    """With a channel cap, a claim leaves due rows beyond the channel's room and says so."""
+    queue, _ = staged
+    batch = await queue.claim(owner="w", limit=100, lease_seconds=30, channel_cap=2)
+    assert len(batch.deliveries) == 2
+    assert batch.left and not batch.full
+
+
+async def test_an_unreachable_database_is_one_error(settings: Settings, tmp_path: Any) -> None:
+    """A queue whose database cannot be reached raises QueueUnavailable, not the driver's
+    own error."""
+    if settings.is_sqlite:
+        broken = Settings(database_url=f"sqlite:///{tmp_path}/missing/dir/x.db")
+    else:
+        broken = Settings(database_url="postgresql://postgres@127.0.0.1:1/test")
+    queue = queue_for(broken)
+    with contextlib.suppress(QueueUnavailable):  # PostgreSQL's pool connects on first use
+        await queue.open()
+    with pytest.raises(QueueUnavailable):
+        await queue.claim(owner="w", limit=1, lease_seconds=30)
+    with pytest.raises(QueueUnavailable):
+        await queue.heartbeat("w", time.time() + 3, forget_before=0)
+    await queue.close()
