@@ -17,8 +17,9 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,33 @@ async def wait_for_event(
 
 def events_of(rx: RecordingReceiver, event: str) -> list[dict[str, Any]]:
     return [p for p in payloads(rx) if p["event"] == event]
+
+
+def apdex_of(requests: Iterable[tuple[float, bool]], t_ms: float) -> Fraction:
+    """The exact Apdex_T of ``(duration ms, failed)`` pairs, worked out here (not with
+    loadbell's class) by loadbell's rule: a failure, or more than 4 T, is frustrated, more
+    than T is tolerating, the rest is satisfied."""
+    satisfied = tolerating = total = 0
+    for duration, failed in requests:
+        total += 1
+        if failed or duration > 4 * t_ms:
+            continue
+        if duration > t_ms:
+            tolerating += 1
+        else:
+            satisfied += 1
+    assert total, "no requests to work out an Apdex from"
+    return Fraction(2 * satisfied + tolerating, 2 * total)
+
+
+def assert_apdex(reported: float, exact: Fraction) -> None:
+    """``reported`` is ``exact`` rounded to 4 decimals: no more digits, and off by half a
+    unit of the 4th at most (exactly half when ``exact`` is a tie)."""
+    shown = Fraction(str(reported))  # the decimal the JSON carried, exactly
+    assert (shown * 10_000).denominator == 1, f"apdex {reported} has more than 4 decimals"
+    assert abs(shown - exact) <= Fraction(1, 20_000), (
+        f"apdex {reported}, but the requests give {float(exact):.6f}"
+    )
 
 
 @dataclass

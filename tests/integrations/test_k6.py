@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -14,7 +15,14 @@ import pytest
 
 from loadbell.testing import RecordingReceiver
 
-from .conftest import LOADBELL_BIN, events_of, loadbell_env, wait_for_event
+from .conftest import (
+    LOADBELL_BIN,
+    apdex_of,
+    assert_apdex,
+    events_of,
+    loadbell_env,
+    wait_for_event,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +79,9 @@ export const options = { vus: 2, duration: '60s' };
 export default function () { http.get(`${__ENV.TARGET}/`); sleep(0.05); }
 """
 
-# T = 100 ms: every iteration has one satisfied (/), one tolerating (/slow, 200 ms) and one
-# frustrated (/fail: a fast failure) request, so Apdex is exactly (10 + 10/2) / 30 = 0.5.
+# T = 100 ms: each iteration makes a fast success (/), a slow one (/slow: 200 ms at least, so
+# never satisfied) and a failure (/fail: frustrated however fast). On a fast machine that is
+# (10 + 10/2) / 30 = 0.5; the test works the figure out from what k6 timed.
 APDEX = """
 import http from 'k6/http';
 export const options = { vus: 1, iterations: 10 };
@@ -82,6 +91,29 @@ export default function () {
   http.get(`${__ENV.TARGET}/fail`);
 }
 """
+
+
+# k6 writes this second copy of the stream the wrapper reads, for a test to work out the
+# exact Apdex from what k6 measured instead of assuming how fast the machine is.
+RECORD_REQUESTS = ("--out", "json=requests.ndjson")
+
+
+def recorded_requests(tmp_path: Path) -> list[tuple[str, float, bool]]:
+    """``(url, duration ms, failed)`` of every request in RECORD_REQUESTS' file, which is
+    then deleted (a flat-out run writes tens of MB)."""
+    path = tmp_path / "requests.ndjson"
+    found = []
+    with path.open() as lines:
+        for line in lines:
+            if '"metric":"http_req_duration"' not in line:
+                continue  # most lines are other metrics: skip them unparsed
+            sample = json.loads(line)
+            if sample["metric"] == "http_req_duration" and sample["type"] == "Point":
+                tags = sample["data"]["tags"]
+                failed = {"true": False, "false": True}[tags["expected_response"]]
+                found.append((tags["url"], float(sample["data"]["value"]), failed))
+    path.unlink()
+    return found
 
 
 def script(tmp_path: Path, name: str, source: str) -> str:
@@ -126,7 +158,15 @@ async def test_passing_run(
     """A passing k6 run goes Initializing → Running → Finished/passed with its figures,
     intermediate reports, then report_available with the run link; exit code 0."""
     path = script(tmp_path, "checkout.js", PASS)
-    proc = await k6_run(spawn, loadbell_env(app_server), path, target, "--report-interval", "1.5")
+    proc = await k6_run(
+        spawn,
+        loadbell_env(app_server),
+        path,
+        target,
+        "--report-interval",
+        "1.5",
+        k6_options=RECORD_REQUESTS,
+    )
     assert await proc.finish() == 0, proc.stderr
     available = await wait_for_event(hook, "test.report_available")
     order = [p["event"] for p in hook.requests and [r.json() for r in hook.requests]]
@@ -140,7 +180,11 @@ async def test_passing_run(
     assert m["error_rate"] == 0 and m["vus_max"] == 2
     assert 3.5 < m["duration_s"] < 6
     assert m["checks"] == {"passes": m["requests"], "fails": 0}
-    assert m["apdex"] == 1.0 and m["apdex_t_ms"] == 500
+    # Exact, from every request k6 timed (default T = 500 ms)
+    requests = recorded_requests(tmp_path)
+    assert len(requests) == m["requests"]
+    assert m["apdex_t_ms"] == 500
+    assert_apdex(m["apdex"], apdex_of([(ms, failed) for _, ms, failed in requests], 500))
     assert {(t["metric"], t["expression"], t["ok"]) for t in m["thresholds"]} == {
         ("http_req_failed", "rate<0.01", True),
         ("http_req_duration", "p(95)<500", True),
@@ -265,11 +309,25 @@ async def test_apdex_is_exact(
 ) -> None:
     """Apdex counts every request from k6's JSON stream; failed requests are frustrated."""
     path = script(tmp_path, "apdex.js", APDEX)
-    proc = await k6_run(spawn, loadbell_env(app_server), path, target, "--apdex-t", "100")
+    proc = await k6_run(
+        spawn,
+        loadbell_env(app_server),
+        path,
+        target,
+        "--apdex-t",
+        "100",
+        k6_options=RECORD_REQUESTS,
+    )
     assert await proc.finish() == 0, proc.stderr
     metrics = (await wait_for_event(hook, "test.finished"))["run"]["metrics"]
     assert metrics["requests"] == 30
-    assert (metrics["apdex"], metrics["apdex_t_ms"]) == (0.5, 100)
+    requests = recorded_requests(tmp_path)
+    assert sorted((url.removeprefix(target), failed) for url, _, failed in requests) == sorted(
+        [("/", False), ("/slow?ms=200", False), ("/fail", True)] * 10
+    )
+    assert all(ms >= 200 for url, ms, _ in requests if "/slow" in url)
+    assert metrics["apdex_t_ms"] == 100
+    assert_apdex(metrics["apdex"], apdex_of([(ms, failed) for _, ms, failed in requests], 100))
 
 
 @pytest.mark.parametrize(

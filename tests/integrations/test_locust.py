@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import signal
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,18 @@ import pytest
 from conftest import free_port
 from loadbell.testing import RecordingReceiver
 
-from .conftest import LOCUST_BIN, events_of, loadbell_env, wait_for_event
+from .conftest import (
+    LOCUST_BIN,
+    apdex_of,
+    assert_apdex,
+    events_of,
+    loadbell_env,
+    wait_for_event,
+)
 
 pytestmark = pytest.mark.slow
 
-# Three successes for one failure: Apdex (any T above the target's few ms) is exactly 0.75.
+# About one failure in four requests (task weights 3:1): above 10 %, within 50 %.
 MIXED = """
 import loadbell.locust  # noqa: F401
 from locust import HttpUser, constant, task
@@ -104,6 +112,60 @@ def break_the_first_run(**_):
 )
 
 
+# Added to a locustfile: each Locust process writes every request it reports (name, response
+# time in ms, success) to its own file in $REQUEST_LOG_DIR, so that a test can work out the
+# exact Apdex from what Locust measured instead of assuming how fast the machine is.
+# Distributed, each report to the master says how many requests its worker had written by
+# then, and the master notes the reports it got: it waits only 0.5 s for the workers' last
+# ones, and its totals (so loadbell's) go without a report that comes later.
+RECORD_REQUESTS = """
+import json
+import os
+from locust import events
+
+_folder = os.environ["REQUEST_LOG_DIR"]
+_requests = open(os.path.join(_folder, f"requests-{os.getpid()}.jsonl"), "a", buffering=1)
+_written = 0
+
+@events.request.add_listener
+def record_request(name, response_time, exception, **_):
+    global _written
+    _requests.write(json.dumps([name, response_time, exception is None]) + "\\n")
+    _written += 1
+
+@events.report_to_master.add_listener
+def count_in_report(client_id, data, **_):
+    data["requests_written"] = [os.getpid(), _written]
+
+@events.worker_report.add_listener
+def note_report(client_id, data, **_):
+    with open(os.path.join(_folder, "reports.jsonl"), "a") as reports:
+        reports.write(json.dumps(data["requests_written"]) + "\\n")
+"""
+
+
+def recorded_requests(folder: Path) -> list[tuple[str, float, bool]]:
+    """``(name, response time ms, failed)`` of every request the RECORD_REQUESTS listener
+    saw; distributed, of those whose worker's report reached the master."""
+    reports = folder / "reports.jsonl"
+    reported: dict[str, int] | None = None  # process id: requests the master heard of
+    if reports.exists():
+        reported = {}
+        for line in reports.read_text().splitlines():
+            pid, written = json.loads(line)
+            reported[str(pid)] = max(reported.get(str(pid), 0), written)
+    found = []
+    for path in sorted(folder.glob("requests-*.jsonl")):
+        lines = path.read_text().splitlines()
+        if reported is not None:
+            lines = lines[: reported.get(path.stem.removeprefix("requests-"), 0)]
+        for line in lines:
+            name, response_time, ok = json.loads(line)
+            # None counts as 0 ms, as loadbell.locust's counter takes it
+            found.append((name, float(response_time or 0.0), not ok))
+    return found
+
+
 def locustfile(tmp_path: Path, source: str, name: str = "locustfile.py") -> str:
     path = tmp_path / name
     path.write_text(source)
@@ -128,10 +190,12 @@ async def test_headless_passing_run(
     """A clean headless run: Initializing → Running → intermediate reports → Finished/passed
     with exact Apdex, then report_available; exit code 0. Options come from the environment
     (LOADBELL_*) and from the command line (--loadbell-test)."""
-    path = locustfile(tmp_path, HEALTHY)
+    path = locustfile(tmp_path, HEALTHY + RECORD_REQUESTS)
+    log_dir = tmp_path / "requests"
+    log_dir.mkdir()
     proc = await locust(
         spawn,
-        loadbell_env(app_server),
+        {**loadbell_env(app_server), "REQUEST_LOG_DIR": str(log_dir)},
         path,
         target,
         *headless("6s"),
@@ -149,7 +213,12 @@ async def test_headless_passing_run(
     run = events_of(hook, "test.finished")[0]["run"]
     assert (run["status"], run["result"]) == (3, "passed")
     m = run["metrics"]
-    assert m["requests"] > 10 and m["error_rate"] == 0 and m["apdex"] == 1.0
+    assert m["requests"] > 10 and m["error_rate"] == 0
+    # Exact, from every request Locust timed (default T = 500 ms)
+    requests = recorded_requests(log_dir)
+    assert len(requests) == m["requests"]
+    assert m["apdex_t_ms"] == 500
+    assert_apdex(m["apdex"], apdex_of([(ms, failed) for _, ms, failed in requests], 500))
     assert m["vus_max"] == 2 and m["avg_ms"] > 0 and m["rps"] > 0
     live = events_of(hook, "test.report_intermediate")[0]["extra"]["report"]["metrics"]
     assert live["vus"] == 2 and live["requests"] > 0
@@ -235,11 +304,14 @@ async def test_distributed_master_reports_and_workers_stay_silent(
     master's totals once the workers' last stats are in. The master's --loadbell-url,
     --loadbell-token and --loadbell-apdex-t flags apply; the workers count Apdex with the
     master's T and the master sums their counts exactly."""
-    path = locustfile(tmp_path, DISTRIBUTED)
+    path = locustfile(tmp_path, DISTRIBUTED + RECORD_REQUESTS)
+    log_dir = tmp_path / "requests"
+    log_dir.mkdir()
+    record = {"REQUEST_LOG_DIR": str(log_dir)}
     port = str(free_port())
     master = await locust(
         spawn,
-        {},  # no LOADBELL_* here: the flags below must be enough
+        record,  # no LOADBELL_* here: the flags below must be enough
         path,
         target,
         *headless("6s", users="4"),
@@ -263,7 +335,7 @@ async def test_distributed_master_reports_and_workers_stay_silent(
     workers = [
         await locust(
             spawn,
-            loadbell_env(app_server),
+            {**loadbell_env(app_server), **record},
             path,
             target,
             "--worker",
@@ -294,9 +366,20 @@ async def test_distributed_master_reports_and_workers_stay_silent(
     assert m["requests"] == total > 0
     assert failures == count["/fail"]
     assert m["error_rate"] == pytest.approx(failures / total, abs=1e-6)
-    # T = 150 ms: / is satisfied, /slow (300 ms) tolerating, /fail frustrated
+    # Exact, from every request the workers timed and reported, whatever the machine's speed
+    # made of it
+    requests = recorded_requests(log_dir)
+    assert Counter(name for name, _, _ in requests) == count
+    assert Counter(name for name, _, failed in requests if failed) == Counter(
+        {name: s["num_failures"] for name, s in stats.items()}
+    )
+    timed = [(ms, failed) for _, ms, failed in requests]
     assert m["apdex_t_ms"] == 150
-    assert m["apdex"] == pytest.approx((count["/"] + count[SLOW] / 2) / total, abs=1e-4)
+    assert_apdex(m["apdex"], apdex_of(timed, 150))
+    # /slow takes 300 ms at least: never satisfied at T = 150, but better than frustrated at
+    # the workers' default 500 unless it took over 2 s, so the figure shows which T counted.
+    assert all(ms >= 300 for name, ms, _ in requests if name == SLOW)
+    assert apdex_of(timed, 150) < apdex_of(timed, 500)
     assert m["vus_max"] == 4
 
 
