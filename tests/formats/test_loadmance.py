@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -216,6 +217,33 @@ def test_all_nine_seed_event_types_are_covered() -> None:
         "PROJECT_UPDATED",
         "PROJECT_DELETED",
     } <= seen
+
+
+def test_odd_figures_are_unknown_and_the_key_set_stays() -> None:
+    """A figure that is no number reads as one not reported ("") with every key kept; the
+    other figures read as before; thresholds that are no object are not named."""
+    odd = {"rps": "fast", "avg_ms": None, "apdex": float("nan"), "requests": True}
+    passed = _run(3, "Finished", "passed", {**_passed_metrics(), **odd}, 10.4)
+    body = loadmance.body(_message(EventType.TEST_FINISHED, _context(run=passed)))
+    expected = json.loads((EXPECTED / "test.finished-passed.json").read_text())["metadata"]
+    assert body["metadata"] == {
+        **expected,
+        "throughput": "",
+        "avgResponseTime": "",
+        "apdexScore": "",
+        "totalRequestCount": "",
+    }
+    failed = _run(3, "Finished", "failed", {"thresholds": ["x", {"ok": False}]}, 10.4)
+    body = loadmance.body(_message(EventType.TEST_FINISHED, _context(run=failed)))
+    assert body["message"].endswith("1 of 1 thresholds failed (? ?).")
+
+
+def test_a_threshold_value_that_is_no_finite_number_is_unknown() -> None:
+    """A crossed threshold's NaN value is "", never the text 'nan'."""
+    context = copy.deepcopy(next(c for n, _, c in CASES if n == "test.threshold_failed"))
+    context["extra"]["threshold"]["value"] = float("nan")
+    body = loadmance.body(_message(EventType.TEST_THRESHOLD_FAILED, context))
+    assert body["metadata"]["value"] == ""
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,36 @@ def test_tojson_writes_plain_json(value: Any, expected: str) -> None:
     assert template._tojson(value) == expected
 
 
+def test_tojson_writes_non_finite_floats_as_null() -> None:
+    """NaN and the infinities, which JSON cannot say, become null, so a body stays JSON."""
+    assert template._tojson([float("nan"), {"a": float("-inf")}, 1.5]) == '[null, {"a": null}, 1.5]'
+
+
+def test_tojson_of_a_container_holding_itself_is_a_template_error() -> None:
+    """A list a template made to hold itself is refused with the line, NaN inside or not."""
+    for item in ("1", "run.id * 1e308"):  # an infinity, made at render time
+        source = f"{{% set a = [{item}] %}}{{{{ a.append(a) or '' }}}}\n{{{{ a | tojson }}}}"
+        with pytest.raises(template.TemplateError, match="line 2: ValueError: Circular"):
+            _render(source)
+
+
+def test_templates_see_the_readable_metrics_document() -> None:
+    """metrics, run.metrics and an intermediate report's metrics leave out figures that are
+    no number, so `default` covers them as it covers a missing figure."""
+    message = samples.sample_message(EventType.TEST_REPORT_INTERMEDIATE)
+    odd = {"rps": "fast", "requests": 10, "thresholds": ["x"], "p99_ms": "slow"}
+    message.context["run"]["metrics"] = odd
+    message.context["extra"]["report"]["metrics"] = odd
+    source = (
+        '{{ metrics.rps | default("none") }} {{ run.metrics.rps | default("none") }} '
+        '{{ extra.report.metrics.rps | default("none") }} {{ metrics.requests }} '
+        "{{ metrics.thresholds | length }} {{ metrics.p99_ms }}"
+    )
+    body = WebhookKind().render(message, _config(source, headers={"Content-Type": "text/plain"}))
+    assert body.body.decode() == "none none none 10 0 slow"
+    assert message.context["run"]["metrics"] == odd  # the frozen context is not changed
+
+
 def test_tojson_indent() -> None:
     """tojson(indent=2) pretty-prints."""
     assert _render('{{ {"a": 1} | tojson(indent=2) }}', **{"headers": {}}) == '{\n  "a": 1\n}'

@@ -13,7 +13,8 @@ Choices where the seed is silent or contradicts itself (docs/channels.md explain
 - ``metadata.status`` of ``TEST_FINISH`` is ``FINISHED`` (the field list's value; the
   example's ``FINISH`` repeats the event type's spelling).
 - Every metadata key the seed lists for an event type is always present; a figure loadbell
-  does not know is ``""``, so receivers can rely on a fixed key set.
+  does not know is ``""``, so receivers can rely on a fixed key set. A figure the client
+  sent as something other than a number is not known either (``domain.metrics.readable``).
 - ``test.finished`` becomes ``TEST_FINISH`` only when the run finished and passed; every
   other end (failed result, timeout, any abort) is ``TEST_FAILED``.
 - ``test.threshold_failed`` becomes ``TEST_THRESHOLD_EXCEEDED`` (severity ``warning``), and
@@ -30,7 +31,7 @@ import orjson
 
 from loadbell import __version__
 from loadbell.domain.events import EventType
-from loadbell.domain.metrics import failed_thresholds
+from loadbell.domain.metrics import failed_thresholds, number, readable
 from loadbell.domain.statuses import RunStatus
 from loadbell.values import Message
 
@@ -103,7 +104,7 @@ def _run_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
     """(eventType, title, message, metadata, severity) for a run event."""
     ctx = message.context
     run = ctx.get("run") or {}
-    metrics: Mapping[str, Any] = run.get("metrics") or {}
+    metrics = readable(run.get("metrics"))  # an odd figure reads as unknown: ""
     run_id = str(run.get("id", ""))
     url = str(run.get("url") or "")
     subject = _subject(ctx)
@@ -132,7 +133,7 @@ def _run_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
                 "testRunId": run_id,
                 "metric": str(metric),
                 "threshold": str(expression),
-                "value": "" if threshold.get("value") is None else str(threshold["value"]),
+                "value": "" if number(threshold.get("value")) is None else str(threshold["value"]),
                 "watchLive": url,
             },
             "warning",
@@ -160,10 +161,10 @@ def _run_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
         )
     if status is RunStatus.FINISHED:
         failed = failed_thresholds(metrics)
-        total = len(metrics.get("thresholds") or [])
+        total = len(metrics.get("thresholds", []))
         why = "finished with a failed result"
         if failed:
-            names = ", ".join(f"{t.get('metric')} {t.get('expression')}" for t in failed)
+            names = ", ".join(f"{t['metric']} {t['expression']}" for t in failed)
             why += f": {len(failed)} of {total} thresholds failed ({names})"
     else:
         why = f"stopped: {status.text}"

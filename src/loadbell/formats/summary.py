@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from loadbell.domain.events import EventType
-from loadbell.domain.metrics import failed_thresholds
+from loadbell.domain.metrics import readable
 from loadbell.domain.statuses import RunStatus
 from loadbell.values import Message
 
@@ -52,7 +52,10 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
 
 
-def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+def figures(metrics: Any) -> list[tuple[str, str]]:
+    """The key figures as (label, value), from the run's metrics document as stored:
+    a figure that is not a number is left out (``domain.metrics.readable``)."""
+    metrics = readable(metrics)
     out: list[tuple[str, str]] = []
     if "requests" in metrics:
         out.append(("Requests", _fmt(metrics["requests"])))
@@ -113,6 +116,7 @@ def summarize(message: Message) -> Summary:
         else ("This is a test message: the channel is set up correctly.")
     )
     facts: list[tuple[str, str]] = []
+    metrics = readable(run.get("metrics"))
     if run:
         facts.append(
             (
@@ -123,19 +127,18 @@ def summarize(message: Message) -> Summary:
         facts.append(("Trigger", str(run.get("trigger", "?"))))
         if run.get("user_name"):
             facts.append(("Started by", str(run["user_name"])))
-        duration = run.get("duration_s") or (run.get("metrics") or {}).get("duration_s")
+        duration = run.get("duration_s") or metrics.get("duration_s")
         if duration is not None:
             facts.append(("Duration", _fmt(float(duration), " s")))
-        facts.extend(figures(run.get("metrics") or {}))
-    metrics = run.get("metrics") or {}
+        facts.extend(figures(metrics))
     thresholds = [
-        (f"{t.get('metric')}: {t.get('expression')}", bool(t.get("ok")))
-        for t in metrics.get("thresholds") or []
+        (f"{t['metric']}: {t['expression']}", t["ok"]) for t in metrics.get("thresholds", [])
     ]
     extra = ctx.get("extra") or {}
     if event is EventType.TEST_THRESHOLD_FAILED and extra.get("threshold"):
         th = extra["threshold"]
         text += f" — {th.get('metric')}: {th.get('expression')}"
-    if event is EventType.TEST_FINISHED and failed_thresholds(metrics):
-        text += f" — {len(failed_thresholds(metrics))} threshold(s) failed"
+    failed = sum(1 for _, ok in thresholds if not ok)
+    if event is EventType.TEST_FINISHED and failed:
+        text += f" — {failed} threshold(s) failed"
     return Summary(sev, title, text, facts, thresholds, run.get("url"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC
 from types import TracebackType
@@ -24,6 +25,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from loadbell.domain.events import EventType
+from loadbell.domain.metrics import readable
 from loadbell.formats import samples
 from loadbell.formats.summary import summarize
 from loadbell.values import ConfigError, Message
@@ -50,7 +52,26 @@ class TemplateError(ConfigError):
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=indent, default=str, allow_nan=False)
+    except ValueError:  # NaN or an infinity, which JSON cannot say: null, as orjson writes them
+        return json.dumps(_finite(value), ensure_ascii=False, indent=indent, default=str)
+
+
+def _finite(value: Any, within: frozenset[int] = frozenset()) -> Any:
+    """``value`` with NaN and the infinities as None. A container that holds itself (a
+    template can build one) is left as it is, for json.dumps to refuse as usual."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if id(value) in within:
+        return value
+    if isinstance(value, Mapping):
+        inner = within | {id(value)}
+        return {k: _finite(v, inner) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        inner = within | {id(value)}
+        return [_finite(v, inner) for v in value]
+    return value
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -107,6 +128,15 @@ def variables(message: Message) -> dict[str, Any]:
     """What a template can use. Keep docs/templates.md in step with this."""
     ctx = message.context
     run = ctx.get("run")
+    # Every metrics document a template sees is the readable one, so an odd figure is a
+    # missing key that `default(...)` covers, as it covers a figure not reported yet.
+    metrics = readable((run or {}).get("metrics"))
+    if run:
+        run = {**run, "metrics": metrics}
+    extra = ctx.get("extra") or {}
+    report = extra.get("report")
+    if isinstance(report, Mapping) and "metrics" in report:
+        extra = {**extra, "report": {**report, "metrics": readable(report["metrics"])}}
     occurred = message.occurred_at
     if occurred.tzinfo is None:
         occurred = occurred.replace(tzinfo=UTC)
@@ -119,8 +149,8 @@ def variables(message: Message) -> dict[str, Any]:
         "project": ctx.get("project"),
         "load_test": ctx.get("load_test"),
         "run": run,
-        "metrics": (run or {}).get("metrics") or {},
-        "extra": ctx.get("extra") or {},
+        "metrics": metrics,
+        "extra": extra,
         "public_url": message.public_url,
         "summary": {
             "severity": summary.severity.value,
