@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,7 +17,7 @@ from loadbell.channels.apprise import AppriseKind, content, logged_url
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.testing import RecordingReceiver
-from loadbell.values import ConfigError, Verdict
+from loadbell.values import ConfigError, Outcome, Verdict
 
 
 def _config(url: str) -> dict[str, Any]:
@@ -83,6 +86,72 @@ async def test_send_does_not_block_the_event_loop() -> None:
         ticker.cancel()
     assert outcome.verdict is Verdict.DELIVERED
     assert ticks > 10
+
+
+TIMEOUT = 1.0  # seconds: long enough that the 0.5 s bound means something
+LATE = 0.5  # how far past its timeout an attempt may end, whatever the service does
+
+
+@contextlib.asynccontextmanager
+async def _never_answering() -> AsyncIterator[int]:
+    """A receiver on 127.0.0.1 that takes every connection and never answers."""
+    held: set[asyncio.Task[None]] = set()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        held.add(task)
+        try:
+            await reader.read()  # until the client hangs up
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            held.discard(task)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        # Closing the held connections also ends Apprise's abandoned service threads.
+        server.close()
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def _timed_send(port: int) -> tuple[Outcome, float]:
+    started = time.perf_counter()
+    outcome = await AppriseKind().send(
+        samples.sample_message(EventType.TEST_STARTED),
+        _config(f"json://127.0.0.1:{port}/"),
+        timeout=TIMEOUT,
+    )
+    return outcome, time.perf_counter() - started
+
+
+async def test_a_silent_service_is_retried_when_the_timeout_ends() -> None:
+    """A service that never answers gives a retry within 0.5 s after the timeout."""
+    async with _never_answering() as port:
+        # Apprise loads its plugins on first use, within the attempt's timeout: done here so
+        # that the attempt still has time to print its URL on a slow machine.
+        shown = await asyncio.to_thread(logged_url, f"json://127.0.0.1:{port}/")
+        outcome, elapsed = await _timed_send(port)
+    assert outcome.verdict is Verdict.RETRY
+    assert outcome.error is not None and outcome.error.startswith("Apprise")
+    assert "timed out" in outcome.error or "did not finish" in outcome.error
+    assert outcome.request_url == shown
+    assert elapsed <= TIMEOUT + LATE
+
+
+async def test_many_attempts_at_once_each_end_on_time() -> None:
+    """Forty attempts at once to a silent service, more than a thread pool has workers (at
+    most 32 by default), each end within 0.5 s after the timeout."""
+    async with _never_answering() as port:
+        results = await asyncio.gather(*(_timed_send(port) for _ in range(40)))
+    assert {outcome.verdict for outcome, _ in results} == {Verdict.RETRY}
+    assert max(elapsed for _, elapsed in results) <= TIMEOUT + LATE
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -191,12 +194,76 @@ async def test_required_starttls_missing_fails(smtp: SmtpServer) -> None:
     assert smtp.recorder.messages == []
 
 
-async def test_slow_server_times_out_as_retry() -> None:
-    """A server that accepts the connection but never greets is retried after the timeout."""
-    held: list[asyncio.StreamWriter] = []
-    server = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    config = EmailKind().validate(
+# Mail servers that stop answering, for the rule that an attempt ends within 0.5 s after
+# its timeout.
+TIMEOUT = 1.0  # seconds: long enough that the 0.5 s bound means something
+LATE = 0.5  # how far past its timeout an attempt may end, whatever the server does
+
+
+@contextlib.contextmanager
+def _never_accepting() -> Iterator[int]:
+    """A port whose listener never accepts and whose queue is full, so connecting hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        # Linux queues backlog + 1 connections, then drops further SYNs: connect() hangs.
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            yield port
+
+
+@contextlib.asynccontextmanager
+async def _falls_silent(at: str) -> AsyncIterator[int]:
+    """A raw SMTP server that plays along until ``at`` (the greeting, a command, the
+    message's final dot) and from then on says nothing, keeping the connection open."""
+    sessions: set[asyncio.Task[None]] = set()
+
+    async def play(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = asyncio.current_task()
+        assert session is not None
+        sessions.add(session)
+        try:
+            if at != "greeting":
+                writer.write(b"220 test ESMTP\r\n")
+                await _answer_until(at, reader, writer)
+            await reader.read()  # silent until the client hangs up
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            sessions.discard(session)
+
+    server = await asyncio.start_server(play, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for session in sessions:
+            session.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def _answer_until(
+    at: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    while line := await reader.readline():
+        verb = line[:4].decode().upper()
+        if verb == at:
+            return
+        if verb != "DATA":
+            writer.write(b"250 ok\r\n")  # EHLO, MAIL FROM, RCPT TO
+            continue
+        writer.write(b"354 go ahead\r\n")
+        while (await reader.readline()) not in (b".\r\n", b""):
+            pass
+        if at == "message":
+            return
+        writer.write(b"250 2.0.0 queued as 42\r\n")
+
+
+def _config_for(port: int) -> dict[str, Any]:
+    return EmailKind().validate(
         {
             "to": ["ops@example.com"],
             "from": "alerts@example.com",
@@ -205,15 +272,47 @@ async def test_slow_server_times_out_as_retry() -> None:
             "starttls": False,
         }
     )
-    async with server:
+
+
+@pytest.mark.parametrize(
+    "silent_at",
+    [
+        "accept",  # the connection is never accepted
+        "greeting",  # accepted, but no 220
+        "MAIL",  # greeted and EHLO answered, then nothing
+        "message",  # the whole message sent, and no answer to its final dot
+    ],
+)
+async def test_a_silent_server_is_retried_when_the_timeout_ends(silent_at: str) -> None:
+    """A mail server that stops answering gives a retry within 0.5 s after the timeout."""
+    async with contextlib.AsyncExitStack() as stack:
+        if silent_at == "accept":
+            port = stack.enter_context(_never_accepting())
+        else:
+            port = await stack.enter_async_context(_falls_silent(silent_at))
+        started = time.perf_counter()
         outcome = await EmailKind().send(
-            samples.sample_message(EventType.TEST_STARTED), config, timeout=0.5
+            samples.sample_message(EventType.TEST_STARTED), _config_for(port), timeout=TIMEOUT
         )
-        for writer in held:
-            writer.close()
-            await writer.wait_closed()
+        elapsed = time.perf_counter() - started
     assert outcome.verdict is Verdict.RETRY
-    assert "0.5 s" in (outcome.error or "")
+    assert outcome.error == f"the mail server did not answer within {TIMEOUT:g} s"
+    assert TIMEOUT - 0.05 <= elapsed <= TIMEOUT + LATE
+
+
+async def test_an_accepted_message_is_delivered_even_if_quit_goes_unanswered() -> None:
+    """Once the server has accepted the message, a QUIT it never answers costs neither the
+    delivery nor the deadline."""
+    async with _falls_silent("QUIT") as port:
+        started = time.perf_counter()
+        outcome = await EmailKind().send(
+            samples.sample_message(EventType.TEST_STARTED), _config_for(port), timeout=TIMEOUT
+        )
+        elapsed = time.perf_counter() - started
+    assert outcome.verdict is Verdict.DELIVERED, outcome.error
+    assert outcome.status_code == 250
+    assert outcome.body_excerpt is not None and "queued as 42" in outcome.body_excerpt
+    assert elapsed <= TIMEOUT + LATE
 
 
 @pytest.mark.parametrize("event", list(EventType), ids=lambda e: e.value)

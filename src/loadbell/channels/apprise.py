@@ -30,7 +30,10 @@ NOTIFY_TYPES = {
     Severity.WARNING: apprise.NotifyType.WARNING,
     Severity.ERROR: apprise.NotifyType.FAILURE,
 }
-_GRACE = 1.0  # seconds the thread gets beyond Apprise's own call timeout
+# Seconds of the attempt's timeout kept back from the limit Apprise is given. Apprise stops
+# waiting for a service 0.1 s after that limit; with this much kept back, its own timeout
+# result, which names the service in its log, comes back before the attempt's deadline.
+_HEADROOM = 0.15
 
 
 def content(message: Message) -> tuple[str, str, apprise.NotifyType]:
@@ -39,10 +42,14 @@ def content(message: Message) -> tuple[str, str, apprise.NotifyType]:
     return summary.title, plaintext.render(summary), NOTIFY_TYPES[summary.severity]
 
 
+def _scheme_only(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else "apprise"
+    return f"{scheme}://{MASK}"
+
+
 def logged_url(url: str) -> str:
     """Apprise's own privacy form of the URL (tokens shortened), with the path and query
     hidden as for every other channel; only the scheme when even that fails."""
-    scheme = url.split("://", 1)[0] if "://" in url else "apprise"
     try:
         plugin = apprise.Apprise.instantiate(url)
         if plugin is not None:
@@ -51,13 +58,15 @@ def logged_url(url: str) -> str:
             return mask_path(str(private).split("?", 1)[0])
     except Exception:  # a URL Apprise cannot even print must not break the attempt log
         pass
-    return f"{scheme}://{MASK}"
+    return _scheme_only(url)
 
 
-def _load_plugins() -> None:
-    """Apprise imports its 100+ service modules on first use: seconds on a busy machine.
-    Done once per process, outside any attempt's timeout."""
+def _prepare(url: str) -> str:
+    """Blocking: runs in a worker thread. Loads Apprise's plugins, which it imports on first
+    use (100+ modules, seconds on a busy machine; a no-op afterwards), and returns the URL
+    as the attempt log shows it."""
     NotificationManager().load_modules()  # type: ignore[no-untyped-call]
+    return logged_url(url)
 
 
 def _notify(url: str, title: str, body: str, kind: apprise.NotifyType, timeout: float) -> Outcome:
@@ -129,12 +138,16 @@ class AppriseKind:
     async def send(self, message: Message, config: Mapping[str, Any], timeout: float) -> Outcome:
         title, body, kind = content(message)
         url = config["url"]
-        await asyncio.to_thread(_load_plugins)
         started = time.perf_counter()
+        shown = _scheme_only(url)  # until Apprise has printed the URL
+        # One deadline for all of it: a worker thread can be slow to come free (the pool is
+        # shared with DNS lookups and other attempts), and Apprise may be slow to load.
         try:
-            outcome = await asyncio.wait_for(
-                asyncio.to_thread(_notify, url, title, body, kind, timeout), timeout + _GRACE
-            )
+            async with asyncio.timeout(timeout):
+                shown = await asyncio.to_thread(_prepare, url)
+                left = timeout - (time.perf_counter() - started) - _HEADROOM
+                # Apprise takes 0 as "no limit", so it always gets a positive one.
+                outcome = await asyncio.to_thread(_notify, url, title, body, kind, max(left, 0.01))
         except TimeoutError:
             outcome = Outcome(Verdict.RETRY, error=f"Apprise did not finish within {timeout:g} s")
         except Exception as exc:  # a plugin bug must not read as a worker bug
@@ -146,6 +159,6 @@ class AppriseKind:
             body_excerpt=outcome.body_excerpt,
             error=outcome.error,
             duration_ms=(time.perf_counter() - started) * 1000,
-            request_url=await asyncio.to_thread(logged_url, url),
+            request_url=shown,
             request_headers={},
         )

@@ -12,6 +12,7 @@ does not apply: mail relays usually live on private networks (docs/channels.md).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import time
 from collections.abc import Mapping
@@ -217,22 +218,31 @@ class EmailKind:
         }
         tls = bool(config.get("tls"))
         started = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + timeout
+        client = aiosmtplib.SMTP(
+            hostname=config["smtp_host"],
+            port=int(config.get("smtp_port") or 587),
+            username=config.get("smtp_username") or None,
+            password=config.get("smtp_password") or None,
+            use_tls=tls,
+            start_tls=False if tls else bool(config.get("starttls", True)),
+            timeout=timeout,
+        )
 
         def elapsed() -> float:
             return (time.perf_counter() - started) * 1000
 
+        # Not aiosmtplib.send: when the deadline cancels it mid-session, its context manager
+        # still sends QUIT and waits up to another full timeout for the answer.
         try:
-            async with asyncio.timeout(timeout):
-                refused, reply = await aiosmtplib.send(
-                    mail,
-                    hostname=config["smtp_host"],
-                    port=int(config.get("smtp_port") or 587),
-                    username=config.get("smtp_username") or None,
-                    password=config.get("smtp_password") or None,
-                    use_tls=tls,
-                    start_tls=False if tls else bool(config.get("starttls", True)),
-                    timeout=timeout,
-                )
+            async with asyncio.timeout_at(deadline):
+                await client.connect()
+                refused, reply = await client.send_message(mail)
+            # The message is accepted, so the verdict is in; QUIT is a courtesy that gets
+            # what is left of the deadline and cannot turn a delivery into a failure.
+            with contextlib.suppress(TimeoutError, aiosmtplib.SMTPException, OSError):
+                async with asyncio.timeout_at(deadline):
+                    await client.quit()
         except TimeoutError:
             return Outcome(
                 Verdict.RETRY,
@@ -273,6 +283,8 @@ class EmailKind:
         except aiosmtplib.SMTPException as exc:
             # STARTTLS or AUTH not offered, ...: retrying will not change the server.
             return Outcome(Verdict.FAILED, error=f"SMTP: {exc}", duration_ms=elapsed(), **base)
+        finally:
+            client.close()
         partial = "; ".join(f"{addr}: {r.code} {r.message}" for addr, r in refused.items())
         return Outcome(
             Verdict.DELIVERED,
