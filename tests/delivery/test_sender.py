@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 from aiohttp import web
@@ -14,7 +16,7 @@ from loadbell.delivery.retry import RetryPolicy
 from loadbell.delivery.sender import EXCERPT_BYTES, Sender, parse_retry_after
 from loadbell.security.masking import MASK
 from loadbell.testing import Received, RecordingReceiver
-from loadbell.values import OutboundRequest, Verdict
+from loadbell.values import OutboundRequest, Outcome, Verdict
 
 BODY = b'{"event": "test.notification_channel"}'
 
@@ -161,30 +163,257 @@ async def test_timeout_waiting_for_response_retries(sender: Sender) -> None:
     assert elapsed < 1.5
 
 
-async def test_timeout_covers_the_body(sender: Sender) -> None:
-    """Headers that arrive in time do not help when the body trickles past the timeout."""
+# Hanging receivers, for the rule that an attempt ends within 0.5 s after its timeout.
+TIMEOUT = 1.0  # seconds: long enough that the 0.5 s bound means something
+LATE = 0.5  # how far past its timeout an attempt may end, whatever the receiver does
+TIMED_OUT = f"timed out after {TIMEOUT:g} s (connect, response and body)"
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(status=200)
-        await response.prepare(request)
-        await response.write(b"partial")
-        await asyncio.sleep(2.0)
-        await response.write(b"rest")
-        return response
+Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
-    app = web.Application()
-    app.router.add_post("/", handler)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        outcome = await sender.send(_request(f"http://127.0.0.1:{port}/"), timeout=0.4)
-    finally:
-        await runner.cleanup()
+
+async def _silent(writer: asyncio.StreamWriter) -> None:
+    """Accept the request and never answer."""
+
+
+def _trickle(head: bytes, first: bytes = b"") -> Script:
+    """Send ``head`` and ``first`` at once, then one more byte every 50 ms, for ever."""
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(head + first)
+        while True:
+            await asyncio.sleep(0.05)
+            writer.write(b".")
+
+    return answer
+
+
+def _break_off(head: bytes, first: bytes) -> Script:
+    """Send ``head`` and the start of a longer body, then close the connection."""
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(head + first)
+        await writer.drain()
+        writer.close()
+
+    return answer
+
+
+async def _no_content(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+
+class RawReceiver:
+    """A receiver on 127.0.0.1 that answers the n-th connection with the n-th script (the
+    last one for every later connection) in raw bytes: the shapes aiohttp's own server
+    will not take, such as a head that never ends or a body that never does."""
+
+    def __init__(self, *scripts: Script) -> None:
+        self.scripts = scripts
+        self.connections = 0
+        self.closed_by_client = 0
+        self._closing = asyncio.Event()  # set each time the client closes a connection
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/hook"
+
+    async def __aenter__(self) -> RawReceiver:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def wait_closed_by_client(self, count: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                self._closing.clear()
+                if self.closed_by_client >= count:
+                    return
+                await self._closing.wait()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        script = self.scripts[min(self.connections, len(self.scripts) - 1)]
+        self.connections += 1
+        answering: asyncio.Task[None] | None = None
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.lower().split(b"\r\n")
+                if line.startswith(b"content-length:")
+            )
+            await reader.readexactly(length)
+            answering = asyncio.create_task(script(writer))
+            # Whatever the script does, this connection ends when the client closes it.
+            await reader.read()
+            self._client_closed()
+        except ConnectionError:
+            self._client_closed()
+        finally:
+            if answering is not None:
+                answering.cancel()
+            writer.close()
+            self._handlers.discard(handler)
+
+    def _client_closed(self) -> None:
+        self.closed_by_client += 1
+        self._closing.set()
+
+
+@contextlib.contextmanager
+def _never_accepting() -> Iterator[str]:
+    """A port whose listener never accepts and whose queue is full, so connecting hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        # Linux queues backlog + 1 connections, then drops further SYNs: connect() hangs.
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            yield f"http://127.0.0.1:{port}/hook"
+
+
+@contextlib.asynccontextmanager
+async def _hanging(shape: str) -> AsyncIterator[str]:
+    if shape == "never accepts":
+        with _never_accepting() as url:
+            yield url
+        return
+    script = {
+        "never answers": _silent,
+        # the status line in time, then a header that never ends
+        "trickles its head": _trickle(b"HTTP/1.1 200 OK\r\nX-Slow: "),
+    }[shape]
+    async with RawReceiver(script) as rx:
+        yield rx.url
+
+
+async def _timed_send(sender: Sender, url: str, timeout: float = TIMEOUT) -> tuple[Outcome, float]:
+    started = time.perf_counter()
+    outcome = await sender.send(_request(url), timeout=timeout)
+    return outcome, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("shape", ["never accepts", "never answers", "trickles its head"])
+async def test_no_response_head_in_time_is_a_timeout_ending_on_time(
+    shape: str, sender: Sender
+) -> None:
+    """Without a status line and headers by the deadline, the attempt is a retry ending then."""
+    async with _hanging(shape) as url:
+        outcome, elapsed = await _timed_send(sender, url)
     assert outcome.verdict is Verdict.RETRY
-    assert outcome.error is not None and "timed out" in outcome.error
+    assert outcome.status_code is None
+    assert outcome.error == TIMED_OUT
+    assert TIMEOUT - 0.05 <= elapsed <= TIMEOUT + LATE
+
+
+@pytest.mark.parametrize("shape", ["never accepts", "never answers"])
+async def test_many_attempts_at_once_each_end_on_time(shape: str, sender: Sender) -> None:
+    """Fifty attempts at once to one hanging receiver each end within 0.5 s of the timeout."""
+    async with _hanging(shape) as url:
+        results = await asyncio.gather(*(_timed_send(sender, url) for _ in range(50)))
+    assert {outcome.error for outcome, _ in results} == {TIMED_OUT}
+    slowest = max(elapsed for _, elapsed in results)
+    assert TIMEOUT - 0.05 <= slowest <= TIMEOUT + LATE
+
+
+@pytest.mark.slow
+async def test_a_long_timeout_is_not_rounded_up_to_a_whole_second(sender: Sender) -> None:
+    """A timeout of 5 s or more ends at its deadline, not at the next whole second after it."""
+    async with _hanging("never answers") as url:
+        # aiohttp's own total timeout rounded deadlines of 5 s or more up to the next whole
+        # second of the loop clock: a deadline 0.05 s past one would have run 0.95 s late.
+        timeout = 5 + (0.05 - asyncio.get_running_loop().time()) % 1
+        outcome, elapsed = await _timed_send(sender, url, timeout)
+    assert outcome.error == f"timed out after {timeout:g} s (connect, response and body)"
+    assert timeout - 0.05 <= elapsed <= timeout + LATE
+
+
+def _head(status: str, *headers: str) -> bytes:
+    lines = [f"HTTP/1.1 {status}", *headers, "Content-Length: 100000", "", ""]
+    return "\r\n".join(lines).encode()
+
+
+@pytest.mark.parametrize(
+    ("head", "first", "verdict", "error"),
+    [
+        # the receiver took the delivery, then trickled its body: delivered, sent once
+        (_head("200 OK"), b"partial", Verdict.DELIVERED, None),
+        # the excerpt was full in time; only the drain after it was cut
+        (_head("200 OK"), b"x" * 5000, Verdict.DELIVERED, None),
+        # a status that asks for a retry still does, with the start of the body as the reason
+        (
+            _head("503 Service Unavailable"),
+            b"busy",
+            Verdict.RETRY,
+            "HTTP 503 Service Unavailable: busy",
+        ),
+        (_head("429 Too Many Requests", "Retry-After: 3"), b"", Verdict.RETRY, "HTTP 429"),
+        # a final status stays final
+        (_head("404 Not Found"), b"gone", Verdict.FAILED, "HTTP 404 Not Found: gone"),
+    ],
+    ids=["200", "200-long-body", "503", "429", "404"],
+)
+async def test_a_head_in_time_decides_even_when_the_body_trickles(
+    head: bytes, first: bytes, verdict: Verdict, error: str | None, sender: Sender
+) -> None:
+    """A status that arrived in time gives its verdict, with the excerpt that arrived by the
+    deadline, and the attempt ends on time."""
+    async with RawReceiver(_trickle(head, first)) as rx:
+        outcome, elapsed = await _timed_send(sender, rx.url)
+    assert outcome.verdict is verdict
+    assert outcome.status_code == int(head.split()[1])
+    excerpt = outcome.body_excerpt or ""
+    kept = first[:EXCERPT_BYTES].decode()
+    assert excerpt.startswith(kept) and set(excerpt[len(kept) :]) <= {"."}
+    assert len(excerpt) <= EXCERPT_BYTES
+    if error is None:
+        assert outcome.error is None
+    else:
+        assert outcome.error is not None and outcome.error.startswith(error)
+    assert outcome.retry_after == (3.0 if b"Retry-After" in head else None)
+    assert TIMEOUT - 0.05 <= elapsed <= TIMEOUT + LATE
+
+
+async def test_a_cut_off_connection_is_closed_not_reused(sender: Sender) -> None:
+    """The connection of a body cut at the deadline is closed; the next attempt opens its own."""
+    async with RawReceiver(_trickle(_head("200 OK"), b"partial"), _no_content) as rx:
+        first, _ = await _timed_send(sender, rx.url)
+        assert first.verdict is Verdict.DELIVERED
+        await rx.wait_closed_by_client(1)
+        # A reused connection would still carry the trickle: this attempt would time out.
+        second, _ = await _timed_send(sender, rx.url)
+    assert second.verdict is Verdict.DELIVERED and second.status_code == 204
+    assert rx.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [
+        ("200 OK", Verdict.DELIVERED),  # the receiver had accepted it before the break
+        ("502 Bad Gateway", Verdict.RETRY),
+    ],
+)
+async def test_a_body_that_breaks_off_keeps_the_status_verdict(
+    status: str, verdict: Verdict, sender: Sender
+) -> None:
+    """A connection that drops during the body leaves the status's verdict and what came."""
+    async with RawReceiver(_break_off(_head(status), b"partial")) as rx:
+        outcome, _ = await _timed_send(sender, rx.url)
+    assert outcome.verdict is verdict
+    assert outcome.status_code == int(status.split()[0])
+    assert outcome.body_excerpt == "partial"
 
 
 async def test_connection_refused_retries(sender: Sender) -> None:

@@ -3,10 +3,18 @@
 It owns the timeout, the SSRF guard, the no-redirect rule, response truncation and the
 status -> verdict mapping, and returns a typed :class:`Outcome`; it never raises for a
 failed delivery.
+
+An attempt has one deadline, ``timeout`` seconds after ``send`` starts, over everything it
+waits for: DNS through the guard, connecting, sending, the response head and the body. The
+status decides as soon as the head (status line and headers) is in: a body still arriving
+at the deadline is cut there, with the excerpt that arrived, and the verdict stays the
+status's; its connection is closed rather than reused. Only an attempt with no response
+head by the deadline is a timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import functools
 import time
@@ -33,10 +41,11 @@ _masked_url = functools.lru_cache(maxsize=1024)(mask_url)
 # cache as _masked_url (a channel sends to the same few URLs over and over).
 _parsed_url = functools.lru_cache(maxsize=1024)(URL)
 
-# One timeout object per distinct timeout, not one per request.
-_client_timeout = functools.lru_cache(maxsize=64)(
-    lambda seconds: aiohttp.ClientTimeout(total=seconds)
-)
+# The attempt's deadline is an asyncio.timeout around the whole attempt, so aiohttp gets
+# none of its own. Its ClientTimeout(total=...) rounds a timeout of 5 s or more up to the
+# next whole second of the loop clock (ceil_threshold), so a 10 s attempt ran up to 11 s,
+# and it covers the body, so a 2xx with a slow body read as "no answer".
+_NO_AIOHTTP_TIMEOUT = aiohttp.ClientTimeout()
 
 EXCERPT_BYTES = 4096  # what the attempt log keeps of a response body
 _DRAIN_LIMIT = 65_536  # read and drop up to this much more so the connection can be reused
@@ -89,7 +98,10 @@ class Sender:
             enable_cleanup_closed=True,
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=_NO_AIOHTTP_TIMEOUT,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
         )
 
     async def close(self) -> None:
@@ -121,65 +133,39 @@ class Sender:
             url: URL | str = _parsed_url(request.url)
         except ValueError:
             url = request.url  # aiohttp reports it as an invalid URL, below
+        response: aiohttp.ClientResponse | None = None
+        excerpt: list[bytes] = []  # filled as the body arrives, so a cut-off keeps its start
         try:
-            async with self._session.request(
-                request.method,
-                url,
-                data=request.body,
-                headers=request.headers,
-                allow_redirects=False,
-                timeout=_client_timeout(timeout),
-            ) as resp:
-                excerpt = await _read_excerpt(resp)
-                status = resp.status
-                verdict = classify(status)
-                if verdict is Verdict.DELIVERED:
-                    return Outcome(
-                        verdict,
-                        status_code=status,
-                        body_excerpt=excerpt,
-                        duration_ms=(time.perf_counter() - started) * 1000,
-                        request_url=logged_url,
-                        request_headers=logged_headers,
-                    )
-                retry_after = (
-                    parse_retry_after(resp.headers.get("Retry-After"))
-                    if verdict is Verdict.RETRY
-                    else None
+            async with asyncio.timeout(timeout):
+                response = await self._session.request(
+                    request.method,
+                    url,
+                    data=request.body,
+                    headers=request.headers,
+                    allow_redirects=False,
                 )
-                return Outcome(
-                    verdict,
-                    status_code=status,
-                    body_excerpt=excerpt,
-                    error=_status_error(resp, excerpt),
-                    retry_after=retry_after,
-                    duration_ms=(time.perf_counter() - started) * 1000,
-                    **base,
-                )
+                await _read_body(response.content, excerpt)
         except TimeoutError:
-            return Outcome(
-                Verdict.RETRY,
-                error=f"timed out after {timeout:g} s (connect, response and body)",
-                duration_ms=(time.perf_counter() - started) * 1000,
-                **base,
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            forbidden = find_forbidden(exc)
-            if forbidden is not None:
+            if response is None:
                 return Outcome(
-                    Verdict.FAILED,
-                    error=str(forbidden),
+                    Verdict.RETRY,
+                    error=f"timed out after {timeout:g} s (connect, response and body)",
                     duration_ms=(time.perf_counter() - started) * 1000,
                     **base,
                 )
-            if isinstance(exc, aiohttp.InvalidURL):
-                return Outcome(Verdict.FAILED, error=f"invalid URL: {exc}", **base)
-            return Outcome(
-                Verdict.RETRY,
-                error=f"connection error: {exc.__class__.__name__}: {exc}",
-                duration_ms=(time.perf_counter() - started) * 1000,
-                **base,
-            )
+            # The head came in time, the body did not: the status still decides, below.
+        except (aiohttp.ClientError, OSError) as exc:
+            if response is None:
+                return _unanswered(exc, started, base)
+            # The body broke off after the head: the status still decides, below.
+        finally:
+            if response is not None:
+                if response.content.at_eof():
+                    response.release()
+                else:
+                    # Unread bytes of a cut-off body would be taken for the next response.
+                    response.close()
+        return _answered(response, excerpt, started, base)
 
     def _refuse_literal(self, url: str) -> str | None:
         if self.allow_private_targets:
@@ -194,6 +180,55 @@ class Sender:
         return None
 
 
+def _answered(
+    response: aiohttp.ClientResponse, body: list[bytes], started: float, base: dict[str, Any]
+) -> Outcome:
+    excerpt = b"".join(body).decode("utf-8", errors="replace")
+    status = response.status
+    verdict = classify(status)
+    if verdict is Verdict.DELIVERED:
+        return Outcome(
+            verdict,
+            status_code=status,
+            body_excerpt=excerpt,
+            duration_ms=(time.perf_counter() - started) * 1000,
+            **base,
+        )
+    retry_after = (
+        parse_retry_after(response.headers.get("Retry-After")) if verdict is Verdict.RETRY else None
+    )
+    return Outcome(
+        verdict,
+        status_code=status,
+        body_excerpt=excerpt,
+        error=_status_error(response, excerpt),
+        retry_after=retry_after,
+        duration_ms=(time.perf_counter() - started) * 1000,
+        **base,
+    )
+
+
+def _unanswered(
+    exc: aiohttp.ClientError | OSError, started: float, base: dict[str, Any]
+) -> Outcome:
+    forbidden = find_forbidden(exc)
+    if forbidden is not None:
+        return Outcome(
+            Verdict.FAILED,
+            error=str(forbidden),
+            duration_ms=(time.perf_counter() - started) * 1000,
+            **base,
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return Outcome(Verdict.FAILED, error=f"invalid URL: {exc}", **base)
+    return Outcome(
+        Verdict.RETRY,
+        error=f"connection error: {exc.__class__.__name__}: {exc}",
+        duration_ms=(time.perf_counter() - started) * 1000,
+        **base,
+    )
+
+
 def _status_error(resp: aiohttp.ClientResponse, excerpt: str) -> str:
     detail = f": {excerpt.strip()[:200]}" if excerpt.strip() else ""
     if 300 <= resp.status < 400:
@@ -202,20 +237,19 @@ def _status_error(resp: aiohttp.ClientResponse, excerpt: str) -> str:
     return f"HTTP {resp.status} {resp.reason or ''}".rstrip() + detail
 
 
-async def _read_excerpt(resp: aiohttp.ClientResponse) -> str:
-    chunks: list[bytes] = []
+async def _read_body(content: aiohttp.StreamReader, excerpt: list[bytes]) -> None:
+    """Append the body's first EXCERPT_BYTES to ``excerpt`` as they arrive, then read and
+    drop up to _DRAIN_LIMIT more so that a fully read connection goes back to the pool."""
     size = 0
     while size < EXCERPT_BYTES:
-        chunk = await resp.content.read(EXCERPT_BYTES - size)
+        chunk = await content.read(EXCERPT_BYTES - size)
         if not chunk:
-            break
-        chunks.append(chunk)
+            return
+        excerpt.append(chunk)
         size += len(chunk)
-    if not resp.content.at_eof():
-        drained = 0
-        while drained < _DRAIN_LIMIT:
-            chunk = await resp.content.read(16_384)
-            if not chunk:
-                break
-            drained += len(chunk)
-    return b"".join(chunks).decode("utf-8", errors="replace")
+    drained = 0
+    while drained < _DRAIN_LIMIT:
+        chunk = await content.read(16_384)
+        if not chunk:
+            return
+        drained += len(chunk)
