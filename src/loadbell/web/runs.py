@@ -12,7 +12,7 @@ from starlette.responses import Response
 from loadbell.api import deliveries as deliveries_api
 from loadbell.api import reports as reports_api
 from loadbell.api import runs as runs_api
-from loadbell.domain.metrics import failed_thresholds
+from loadbell.domain.metrics import failed_thresholds, readable
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
@@ -35,6 +35,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
 
 
 def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """The run's key figures for people, from a document read with ``readable``."""
     out: list[tuple[str, str]] = []
     for key, label, how in FIGURES:
         value = metrics.get(key)
@@ -56,7 +57,10 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     checks = metrics.get("checks")
     if isinstance(checks, dict) and checks:
         out.append(
-            ("Checks", f"{checks.get('passes', 0):,} passed, {checks.get('fails', 0):,} failed")
+            (
+                "Checks",
+                f"{int(checks.get('passes', 0)):,} passed, {int(checks.get('fails', 0)):,} failed",
+            )
         )
     return out
 
@@ -121,8 +125,8 @@ async def run_page(request: Request, run_id: int) -> Response:
         principal=ctx.who,
         state=ctx.state,
     )
-    metrics = run.get("metrics") or {}
-    thresholds = metrics.get("thresholds") or []
+    metrics = readable(run.get("metrics"))  # the page shows what notifications show
+    thresholds = metrics.get("thresholds", [])
     return await ctx.render(
         "run.html",
         org_id=run["organization_id"],
