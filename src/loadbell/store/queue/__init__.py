@@ -30,7 +30,7 @@ tuple it fills (``Claimed._fields``), so a row unpacks into it by construction, 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
@@ -182,6 +182,57 @@ class WorkQueue(Protocol):
 
     async def leave(self, worker: str) -> None:
         """Remove ``worker``'s row when it stops cleanly."""
+
+
+def result_rows(
+    done: Sequence[Completion],
+    worker: str,
+    *,
+    now: Any,
+    stamp: Callable[[datetime], Any],
+    as_json: Callable[[Any], Any],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The parameter rows of a result write, as both databases' statements take them:
+    (deliveries' updates, attempt rows). ``stamp`` and ``as_json`` give a timestamp's and
+    a JSON value's form for the driver; ``now`` is the stamped time of the write."""
+    updates = []
+    attempts = []
+    for c in done:
+        o = c.outcome
+        # status, attempts, next attempt at, error, status code, updated at; the guards:
+        # id, series, lease until
+        updates.append(
+            (
+                c.status,
+                c.attempt_number,
+                c.next_attempt_at,
+                o.error,
+                o.status_code,
+                now,
+                c.delivery_id,
+                c.series,
+                c.lease_until,
+            )
+        )
+        # the attempt row, then the lease until of its claim
+        attempts.append(
+            (
+                c.delivery_id,
+                c.series,
+                c.attempt_number,
+                stamp(c.started_at),
+                round(o.duration_ms, 3),
+                o.verdict.value,
+                o.request_url,
+                as_json(o.request_headers),
+                o.status_code,
+                o.body_excerpt,
+                o.error,
+                worker,
+                c.lease_until,
+            )
+        )
+    return updates, attempts
 
 
 def choose(

@@ -32,6 +32,7 @@ from loadbell.store.queue import (
     Deferral,
     QueueUnavailable,
     choose,
+    result_rows,
     select_list,
 )
 
@@ -136,6 +137,11 @@ _UNAVAILABLE = (
 )
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 STATEMENT_TIMEOUT = 30.0  # seconds: a statement on a server that stopped answering
+
+
+def _same(value: Any) -> Any:
+    """asyncpg takes datetimes and (with the json codec) dicts as they are."""
+    return value
 
 
 async def _codecs(conn: asyncpg.Connection) -> None:
@@ -250,41 +256,9 @@ class PostgresQueue:
     ) -> bool:
         if not done and not deferred:
             return False
-        now = datetime.now(UTC)
-        updates = []
-        attempts = []
-        for c in done:
-            o = c.outcome
-            updates.append(
-                (
-                    c.status,
-                    c.attempt_number,
-                    c.next_attempt_at,
-                    o.error,
-                    o.status_code,
-                    now,
-                    c.delivery_id,
-                    c.series,
-                    c.lease_until,
-                )
-            )
-            attempts.append(
-                (
-                    c.delivery_id,
-                    c.series,
-                    c.attempt_number,
-                    c.started_at,
-                    round(o.duration_ms, 3),
-                    o.verdict.value,
-                    o.request_url,
-                    o.request_headers,
-                    o.status_code,
-                    o.body_excerpt,
-                    o.error,
-                    worker,
-                    c.lease_until,
-                )
-            )
+        updates, attempts = result_rows(
+            done, worker, now=datetime.now(UTC), stamp=_same, as_json=_same
+        )
         ended = sorted({c.order_key for c in done if c.order_key and c.status != "pending"})
         async with self._transaction() as conn:
             if done:

@@ -34,6 +34,7 @@ from loadbell.store.queue import (
     Deferral,
     QueueUnavailable,
     choose,
+    result_rows,
     select_list,
 )
 from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate
@@ -288,41 +289,9 @@ class SQLiteQueue:
     ) -> bool:
         if not done and not deferred:
             return False
-        now = timestamp(datetime.now(UTC))
-        updates = []
-        attempts = []
-        for c in done:
-            o = c.outcome
-            updates.append(
-                (
-                    c.status,
-                    c.attempt_number,
-                    c.next_attempt_at,
-                    o.error,
-                    o.status_code,
-                    now,
-                    c.delivery_id,
-                    c.series,
-                    c.lease_until,
-                )
-            )
-            attempts.append(
-                (
-                    c.delivery_id,
-                    c.series,
-                    c.attempt_number,
-                    timestamp(c.started_at),
-                    round(o.duration_ms, 3),
-                    o.verdict.value,
-                    o.request_url,
-                    json_dumps(o.request_headers),
-                    o.status_code,
-                    o.body_excerpt,
-                    o.error,
-                    worker,
-                    c.lease_until,
-                )
-            )
+        updates, attempts = result_rows(
+            done, worker, now=timestamp(datetime.now(UTC)), stamp=timestamp, as_json=json_dumps
+        )
         async with self._transaction() as conn:
             if done:
                 conn.executemany(INSERT_ATTEMPT, attempts)
