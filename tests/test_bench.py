@@ -35,3 +35,23 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
     assert "hand-written" in text and "kept" in text and "stale" not in text
     assert "Worker drain of 300 queued deliveries" in text
     assert "final states succeeded 300" in text
+
+
+@pytest.mark.slow
+def test_wal_benchmark_samples_the_log_through_a_short_run() -> None:
+    """A tiny run of bench/wal.py drives `loadbell serve` with events and a reader, and prints
+    the -wal file's sizes, the largest one and the figures for the events and the reads."""
+    args = ["--rate", "20", "--seconds", "3", "--idle", "1", "--readers", "1", "--every", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.wal", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "-wal file, max during the load:" in done.stdout
+    assert "(idle from here)" in done.stdout
+    assert "events: 80 PATCHes" in done.stdout
+    assert "0 never arrived" in done.stdout
+    assert "GET /runs?limit=50:" in done.stdout

@@ -1,0 +1,223 @@
+"""The checkpointer keeps SQLite's write-ahead log bounded under steady writes and concurrent
+readers, and truncates it once the database is idle.
+
+Real SQLite files, written and read by threads on connections set up as loadbell's engine
+sets up its own (WAL, no automatic checkpoints, ``synchronous=NORMAL``). The checkpointer
+runs with a shorter interval, idle delay and sizes than in production, so that a few seconds
+of writes put many times the bound through the log. Every figure asserted is a size; the
+only timing asserted is a lower bound (the log is not truncated before the idle delay).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from loadbell.store.checkpoint import Checkpointer
+
+KB = 1024
+MB = 1024 * KB
+INTERVAL = 0.05  # seconds between checkpoint rounds
+IDLE_AFTER = 1.0  # seconds without a commit before the log is truncated
+RESTART_AT = 512 * KB  # log size that makes the checkpointer restart it
+BOUND = 8 * MB  # what the -wal file must stay under while writes go on
+# File size that makes the checkpointer truncate rather than restart: only a file already
+# past the bound is truncated before the idle delay.
+SHRINK_ABOVE = BOUND
+VOLUME = 3 * BOUND  # bytes of rows written: the log takes more, far past the bound
+ROW = 3_000  # bytes per inserted row: about one page of the log per row
+ROWS = 4  # rows per commit
+WRITER_PAUSE = 0.002  # seconds between two commits (a steady, not a flat-out, writer)
+READ_HOLD = 0.003  # seconds a reader keeps its transaction open, as an API handler does
+READ_PAUSE = 0.01  # seconds between two read transactions of a reader
+WAIT = 120.0  # seconds: generous limit for every condition waited on
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection as ``db._on_connect`` sets one up."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    return conn
+
+
+def wal_size(path: Path) -> int:
+    try:
+        return Path(f"{path}-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@dataclass
+class Traffic:
+    """A steady writer and two readers on threads of their own, and the -wal file watched."""
+
+    path: Path
+    written: int = 0  # bytes of rows committed
+    last_commit: float = 0.0  # monotonic
+    peak: int = 0  # largest -wal file size seen since ``reset_peak``
+    errors: list[BaseException] = field(default_factory=list)
+    _peak_lock: threading.Lock = field(default_factory=threading.Lock)
+    _writing: threading.Event = field(default_factory=threading.Event)
+    _parked: threading.Event = field(default_factory=threading.Event)  # writer not writing
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> Traffic:
+        self._writing.set()
+        for target in (self._write, self._read, self._read, self._watch):
+            thread = threading.Thread(target=self._guarded(target), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop_writing(self) -> None:
+        """Stop the writer, and wait until its last transaction is over."""
+        self._writing.clear()
+        self.wait_for(self._parked.is_set, "the writer to stop")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._writing.set()
+        for thread in self._threads:
+            thread.join(timeout=WAIT)
+
+    def reset_peak(self) -> None:
+        with self._peak_lock:
+            self.peak = wal_size(self.path)
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"waited {WAIT:g} s for {what}"
+            time.sleep(0.01)
+
+    def write(self, volume: int) -> None:
+        """Let the writer commit ``volume`` more bytes of rows, and wait until it has."""
+        target = self.written + volume
+        self.wait_for(lambda: self.written >= target, f"{volume / MB:g} MB of writes")
+
+    def _guarded(self, target: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                target()
+            except BaseException as exc:  # reported by wait_for in the test's thread
+                self.errors.append(exc)
+
+        return run
+
+    def _write(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while not self._stop.is_set():
+                if not self._writing.is_set():
+                    self._parked.set()
+                    self._writing.wait()
+                    self._parked.clear()
+                conn.execute("BEGIN IMMEDIATE")
+                for _ in range(ROWS):
+                    conn.execute("INSERT INTO rows (body) VALUES (randomblob(?))", (ROW,))
+                conn.execute("UPDATE counter SET n = n + 1")
+                conn.execute("COMMIT")
+                self.written += ROW * ROWS
+                self.last_commit = time.monotonic()
+                time.sleep(WRITER_PAUSE)
+        finally:
+            conn.close()
+
+    def _read(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while not self._stop.is_set():
+                conn.execute("BEGIN")
+                conn.execute(
+                    "SELECT id, length(body) FROM rows ORDER BY id DESC LIMIT 20"
+                ).fetchall()
+                conn.execute("SELECT n FROM counter").fetchall()
+                time.sleep(READ_HOLD)
+                conn.execute("COMMIT")
+                time.sleep(READ_PAUSE)
+        finally:
+            conn.close()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            with self._peak_lock:
+                self.peak = max(self.peak, wal_size(self.path))
+            time.sleep(0.005)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    path = tmp_path / "wal.db"
+    conn = _connect(path)
+    conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    conn.execute("CREATE TABLE counter (n INTEGER NOT NULL)")
+    conn.execute("INSERT INTO counter VALUES (0)")
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def checkpointer(db_path: Path) -> Iterator[Checkpointer]:
+    checkpointer = Checkpointer(
+        str(db_path),
+        interval=INTERVAL,
+        idle_after=IDLE_AFTER,
+        restart_at=RESTART_AT,
+        shrink_above=SHRINK_ABOVE,
+    ).start()
+    yield checkpointer
+    checkpointer.stop()
+
+
+@pytest.fixture
+def traffic(db_path: Path, checkpointer: Checkpointer) -> Iterator[Traffic]:
+    traffic = Traffic(db_path).start()
+    yield traffic
+    traffic.stop()
+    assert not traffic.errors, traffic.errors
+
+
+def test_log_stays_bounded_under_writes_and_readers_then_is_truncated_when_idle(
+    traffic: Traffic,
+) -> None:
+    """While a writer and two readers keep at it, over three times the bound goes through the
+    log and the -wal file stays under the bound; once writes stop, the file is truncated to
+    0 bytes, not before the idle delay, though the readers go on reading."""
+    traffic.write(VOLUME)
+    traffic.stop_writing()
+    peak = traffic.peak
+    assert peak < BOUND, f"the -wal file reached {peak / MB:.1f} MB"
+
+    traffic.wait_for(lambda: wal_size(traffic.path) == 0, "the -wal file to be truncated")
+    truncated = time.monotonic()
+    assert truncated - traffic.last_commit >= IDLE_AFTER
+
+
+def test_log_is_bounded_again_once_a_long_reader_ends(traffic: Traffic, db_path: Path) -> None:
+    """A read transaction held open keeps the log from being restarted, so the file grows;
+    after it ends the file is truncated back under the bound and stays there."""
+    traffic.write(RESTART_AT)
+    slow = _connect(db_path)
+    slow.execute("BEGIN")
+    slow.execute("SELECT count(*) FROM rows").fetchall()  # its snapshot starts here
+    traffic.write(BOUND)
+    assert wal_size(db_path) >= BOUND  # pinned: nothing past the snapshot could be reused
+    slow.execute("COMMIT")
+    slow.close()
+
+    traffic.wait_for(lambda: wal_size(db_path) < BOUND, "the -wal file to shrink")
+    traffic.reset_peak()
+    traffic.write(2 * BOUND)
+    peak = traffic.peak
+    assert peak < BOUND, f"the -wal file reached {peak / MB:.1f} MB"
