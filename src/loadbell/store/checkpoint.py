@@ -34,8 +34,10 @@ So each round (every ``interval`` seconds) does:
    millisecond. Only the last of a round's ``TRIES`` waits, up to ``WAIT_MS``, and syncs
    whatever it finds left.
 3. TRUNCATE instead (a RESTART that also cuts the file to 0 bytes) when the file is larger
-   than ``shrink_above``, or when no commit has been seen for ``idle_after`` seconds
-   (``PRAGMA data_version``), so that an idle database keeps no log at all. Under steady
+   than ``shrink_above``, or when the database has been quiet for ``idle_after`` seconds,
+   so that an idle database keeps no log to speak of. Quiet means that no round saw more
+   than ``QUIET_FRAMES`` new frames: the workers' heartbeats (a row each, every second)
+   and a stray run update do not keep a finished load's log on disk. Under steady
    traffic RESTART is preferred: the file keeps its size and the next writers overwrite it,
    where freeing and reallocating it cost a TRUNCATE 18-22 ms for a 24 MB file.
 
@@ -68,9 +70,15 @@ RESTART_AT = 16 * MB
 # does not reach it (that would take about 1,000 events/s); a long query, or rounds that
 # kept failing, do. The file is then cut back once and regrows only as far as traffic needs.
 SHRINK_ABOVE = 48 * MB
-# Seconds without a commit after which the -wal file is truncated to 0 bytes. Pauses
-# between the stages of a load test keep the file; a finished test leaves none.
+# Seconds of quiet after which the -wal file is truncated to 0 bytes. Pauses between the
+# stages of a load test keep the file; a finished test leaves none.
 IDLE_AFTER = 10.0
+# New frames (pages) a round may see and still count as quiet: a few small transactions,
+# such as the workers' heartbeats. 200 events/s write about 800 frames per round.
+QUIET_FRAMES = 64
+# A -wal file below this size (bytes) is left alone while quiet: the heartbeats that follow
+# a truncation rewrite the same few pages, so truncating again would only churn.
+QUIET_KEEP = 256 * 1024
 # RESTART (or TRUNCATE) attempts per round, and seconds between them: long enough for the
 # transaction in the way (a write holds the lock a few ms, an API read tens of ms) to end.
 TRIES = 5
@@ -102,8 +110,8 @@ class Checkpointer:
         self._thread = threading.Thread(
             target=self._run, name="loadbell-wal-checkpoint", daemon=True
         )
-        self._data_version: int | None = None
-        self._last_commit = time.monotonic()  # a commit seen, or the start
+        self._frames = 0  # frames in the log at the last round
+        self._last_busy = time.monotonic()  # a round that saw more than QUIET_FRAMES, or the start
         self._frame_size = 0  # bytes per frame of the log, once connected
 
     def start(self) -> Checkpointer:
@@ -133,11 +141,13 @@ class Checkpointer:
 
     def _round(self, conn: sqlite3.Connection) -> None:
         now = time.monotonic()
-        # Changes whenever another connection (of any process) has committed.
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._data_version:
-            self._data_version, self._last_commit = version, now
         _, frames, _ = _checkpoint(conn, "PASSIVE")
+        # Frames written since the last round; a log that was rewound meanwhile started again
+        # from 0.
+        new = frames - self._frames if frames >= self._frames else frames
+        self._frames = frames
+        if new > QUIET_FRAMES:
+            self._last_busy = now
         mode = self._mode(frames, now)
         if mode is None:
             return
@@ -160,8 +170,10 @@ class Checkpointer:
             return None
         if size == 0:
             return None
-        if now - self._last_commit >= self.idle_after or size > self.shrink_above:
+        if size > self.shrink_above:
             return "TRUNCATE"
+        if now - self._last_busy >= self.idle_after:
+            return "TRUNCATE" if size >= QUIET_KEEP else None
         if frames * self._frame_size >= self.restart_at:
             return "RESTART"
         return None
