@@ -8,39 +8,16 @@ change it gets a 403.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
 
-from loadbell.api.errors import ApiError, forbidden, not_found
+from loadbell.api.errors import ApiError
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.roles import Role
 from loadbell.security.tokens import hash_token
+from loadbell.services.access import Principal
 from loadbell.store.tables import api_tokens, memberships, users
-
-
-@dataclass(frozen=True)
-class Principal:
-    user_id: int
-    user_name: str
-    token_id: int
-    scoped_org: int | None
-    roles: dict[int, Role]  # organization id -> role, already narrowed to the token's scope
-
-    def role_in(self, organization_id: int) -> Role:
-        role = self.roles.get(organization_id)
-        if role is None:
-            raise not_found("organization", organization_id)
-        return role
-
-    def require_manage(self, organization_id: int, what: str = "change channels") -> None:
-        if not self.role_in(organization_id).can_manage:
-            raise forbidden(
-                f"only owners and admins may {what}; your role in organization "
-                f"{organization_id} is member"
-            )
-
 
 _UNAUTHORIZED = ApiError(
     401,

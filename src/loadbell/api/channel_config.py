@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from loadbell.api.errors import ApiError, invalid
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.delivery import retry
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.filters import validate_filters
 from loadbell.security.masking import MASK, mask_url
+from loadbell.services.errors import Invalid, invalid
 from loadbell.values import ConfigError
 
 
@@ -55,13 +55,12 @@ def validated_events(
         if event not in supported:
             can = ", ".join(e.value for e in SUBSCRIBABLE if e in supported)
             fmt = config.get("format")
-            raise ApiError(
-                422,
-                "unsupported_event",
+            raise Invalid(
                 f"events[{i}]: this {kind.name} channel"
                 + (f" (format '{fmt}')" if fmt else "")
                 + f" cannot express '{name}'; it can send: {can}",
                 f"events[{i}]",
+                code="unsupported_event",
             )
         if event.value not in out:
             out.append(event.value)

@@ -14,15 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.api import channel_config as cc
-from loadbell.api import lookups, slack_checks
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import conflict, invalid
+from loadbell.api import slack_checks
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.channels.registry import get_kind
 from loadbell.delivery.retry import RetryPolicy
 from loadbell.domain.events import EventType
 from loadbell.domain.inheritance import drop_empty
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
 from loadbell.services.channels import effective, split_secrets
+from loadbell.services.errors import conflict, invalid
 from loadbell.services.fanout import record_event
 from loadbell.store.channels import ChannelRow, OverrideRow, channel_from_row, load_overrides
 from loadbell.store.tables import (

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, StrictInt
 
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import invalid
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
+from loadbell.services.errors import invalid
 from loadbell.store import redelivery
 from loadbell.store.tables import (
     DELIVERY_FAILED,

@@ -13,12 +13,25 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbell.services.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotConfigured,
+    NotFound,
+    ServiceError,
+    UpstreamFailed,
+)
 from loadbell.store.db import DATABASE_ERRORS, unavailable
 
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
+    """An answer that only HTTP knows about (a missing token is a 401); operations raise
+    the domain errors of ``services/errors.py``."""
+
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -27,20 +40,23 @@ class ApiError(Exception):
         self.field = field
 
 
-def not_found(what: str, ident: object) -> ApiError:
-    return ApiError(404, "not_found", f"{what} {ident} not found", None)
+# The HTTP status of each kind of refusal an operation raises.
+HTTP_STATUS: dict[type[ServiceError], int] = {
+    BadRequest: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    UpstreamFailed: 502,
+    NotConfigured: 503,
+}
 
 
-def invalid(field: str, message: str) -> ApiError:
-    return ApiError(422, "invalid", f"{field}: {message}", field)
-
-
-def forbidden(message: str) -> ApiError:
-    return ApiError(403, "forbidden", message)
-
-
-def conflict(message: str, field: str | None = None) -> ApiError:
-    return ApiError(409, "conflict", message, field)
+def http_status(exc: ServiceError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in HTTP_STATUS:
+            return HTTP_STATUS[kind]
+    return 400
 
 
 def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
@@ -105,6 +121,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=exc.status)
+
+    @app.exception_handler(ServiceError)
+    async def _refused(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(_body(exc.code, exc.message, exc.field), status_code=http_status(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,9 +7,10 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
 from loadbell.store.tables import events
 
 router = APIRouter(tags=["events"])

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import conflict
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
+from loadbell.services.errors import conflict
 from loadbell.services.fanout import record_event
 from loadbell.store.context import load_test_context
 from loadbell.store.tables import load_tests, projects

@@ -8,9 +8,10 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import forbidden
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
+from loadbell.services.access import Principal
+from loadbell.services.errors import forbidden
 from loadbell.store.accounts import create_organization
 from loadbell.store.tables import organizations
 

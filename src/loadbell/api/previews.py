@@ -24,16 +24,17 @@ from fastapi import APIRouter, Body, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from loadbell.api import channel_config as cc
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import ApiError, invalid
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.channels.base import ChannelKind, targets_of
 from loadbell.channels.registry import get_kind
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.security.masking import mask_headers, mask_url
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
 from loadbell.services.channels import effective
+from loadbell.services.errors import Invalid, ServiceError, invalid
 from loadbell.store.channels import channel_from_row, load_overrides
 from loadbell.store.tables import organizations, projects
 from loadbell.values import ConfigError, Message, OutboundRequest
@@ -80,13 +81,12 @@ def render_preview(
     if event not in kind.events(config):
         can = ", ".join(e.value for e in EventType if e in kind.events(config))
         fmt = config.get("format")
-        raise ApiError(
-            422,
-            "unsupported_event",
+        raise Invalid(
             f"event: this {kind.name} channel"
             + (f" (format '{fmt}')" if fmt else "")
             + f" cannot express '{event.value}'; it can send: {can}",
             "event",
+            code="unsupported_event",
         )
     message = dataclasses.replace(message, target=targets_of(config)[0])
     try:
@@ -98,12 +98,12 @@ def render_preview(
             request = kind.render(message, config)
     except ConfigError as exc:
         raise invalid(exc.field, exc.message) from None
-    except ApiError:
+    except ServiceError:
         raise
     except Exception as exc:  # a kind that cannot render this sample is a 422, not a 500
         log.warning("preview of %s/%s failed", kind.name, event.value, exc_info=True)
-        raise ApiError(
-            422, "preview_failed", f"could not render {event.value}: {exc}", "event"
+        raise Invalid(
+            f"could not render {event.value}: {exc}", "event", code="preview_failed"
         ) from None
     return {
         "event": event.value,

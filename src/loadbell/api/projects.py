@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.events import EventType
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
 from loadbell.services.fanout import record_event
 from loadbell.store.context import project_context
 from loadbell.store.tables import projects

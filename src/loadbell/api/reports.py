@@ -18,12 +18,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import conflict
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunStatus
+from loadbell.services import access as lookups
 from loadbell.services import reports as report_store
+from loadbell.services.access import Principal
+from loadbell.services.errors import conflict
 
 router = APIRouter(tags=["reports"])
 

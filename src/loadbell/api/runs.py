@@ -11,12 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, m
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.api import load_tests as load_test_api
-from loadbell.api import lookups
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import ApiError, conflict, invalid, not_found
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunResult, RunStatus, TransitionError, Trigger
+from loadbell.services import access as lookups
 from loadbell.services import runs as run_store
+from loadbell.services.access import Principal
+from loadbell.services.errors import Invalid, conflict, invalid, not_found
 from loadbell.store.context import run_dict, run_with_names
 from loadbell.store.tables import run_status_changes, runs
 
@@ -140,7 +141,7 @@ async def update_run(
         except TransitionError as exc:
             raise conflict(str(exc), "status") from None
         except ValueError as exc:
-            raise ApiError(422, "invalid", str(exc), "result") from None
+            raise Invalid(str(exc), "result") from None
     state.staged(new, handoff)
     return _run_out(now, state.settings.public_url)
 

@@ -22,14 +22,24 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 from yarl import URL
 
-from loadbell.api import lookups, slack_checks
-from loadbell.api.auth import Principal, current_principal
-from loadbell.api.errors import ApiError, invalid
+from loadbell.api import slack_checks
+from loadbell.api.auth import current_principal
 from loadbell.api.state import AppState, get_state
 from loadbell.channels.slack_app import CHECK_KEY, INSTALL_KEYS, parse_targets
 from loadbell.domain.roles import Role
 from loadbell.integrations.slack_api import SlackClient, SlackError, SlackUnreachable
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
 from loadbell.services.channels import effective
+from loadbell.services.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotConfigured,
+    ServiceError,
+    UpstreamFailed,
+    invalid,
+)
 from loadbell.settings import Settings
 from loadbell.store import slack_installs
 from loadbell.store.channels import channel_from_row, load_overrides
@@ -63,11 +73,10 @@ _OAUTH_ERRORS: dict[str, str] = {
 
 def _credentials(settings: Settings) -> tuple[str, str]:
     if not settings.slack_client_id or not settings.slack_client_secret:
-        raise ApiError(
-            503,
-            "slack_not_configured",
+        raise NotConfigured(
             "this server has no Slack app: set LOADBELL_SLACK_CLIENT_ID and "
             "LOADBELL_SLACK_CLIENT_SECRET (from the app's Basic Information page) and restart",
+            code="slack_not_configured",
         )
     return settings.slack_client_id, settings.slack_client_secret
 
@@ -139,20 +148,19 @@ async def finish_install(
     A browser (Accept: text/html) goes back to the configuration page (seed 003), which
     now shows the workspace; other clients get the JSON below."""
     if not oauth_state:
-        raise ApiError(400, "invalid_state", f"the callback carries no state; {_AGAIN}")
+        raise BadRequest(f"the callback carries no state; {_AGAIN}", code="invalid_state")
     async with state.engine.begin() as conn:
         found = await slack_installs.consume_state(conn, oauth_state)
     if isinstance(found, StateProblem):
-        raise ApiError(400, "invalid_state", _STATE_PROBLEMS[found])
+        raise BadRequest(_STATE_PROBLEMS[found], code="invalid_state")
     if error:
-        raise ApiError(
-            400,
-            "slack_declined",
+        raise BadRequest(
             f"Slack did not install the app ({error}); nothing changed. If your workspace "
             f"needs an admin's approval, get it, then {_AGAIN}",
+            code="slack_declined",
         )
     if not code:
-        raise ApiError(400, "invalid_callback", f"the callback carries no code; {_AGAIN}")
+        raise BadRequest(f"the callback carries no code; {_AGAIN}", code="invalid_callback")
     client_id, client_secret = _credentials(state.settings)
     row = await _still_allowed(state, found)
     base = state.settings.slack_api_base_url.rstrip("/")
@@ -166,12 +174,12 @@ async def finish_install(
             )
     except SlackError as exc:
         why = _OAUTH_ERRORS.get(exc.error, "see Slack's oauth.v2.access documentation")
-        raise ApiError(
-            400, "slack_refused", f"Slack refused the install: {exc.error} ({why}); {_AGAIN}"
+        raise BadRequest(
+            f"Slack refused the install: {exc.error} ({why}); {_AGAIN}", code="slack_refused"
         ) from None
     except SlackUnreachable as exc:
-        raise ApiError(
-            502, "slack_unreachable", f"could not reach Slack ({exc}); {_AGAIN}"
+        raise UpstreamFailed(
+            f"could not reach Slack ({exc}); {_AGAIN}", code="slack_unreachable"
         ) from None
 
     async with state.engine.begin() as conn:
@@ -220,7 +228,7 @@ async def _still_allowed(state: AppState, found: InstallState) -> Any:
             )
         ).first()
         if row is None or row.kind != slack_checks.KIND:
-            raise ApiError(409, "conflict", "the channel was deleted meanwhile; nothing changed")
+            raise Conflict("the channel was deleted meanwhile; nothing changed")
         role = (
             await conn.execute(
                 sa.select(memberships.c.role)
@@ -229,11 +237,7 @@ async def _still_allowed(state: AppState, found: InstallState) -> Any:
             )
         ).scalar()
         if role is None or not Role(role).can_manage:
-            raise ApiError(
-                403,
-                "forbidden",
-                "the person who started this install may no longer manage the channel",
-            )
+            raise Forbidden("the person who started this install may no longer manage the channel")
         if found.project_id is not None:
             project = (
                 await conn.execute(
@@ -244,9 +248,7 @@ async def _still_allowed(state: AppState, found: InstallState) -> Any:
                 )
             ).first()
             if project is None:
-                raise ApiError(
-                    409, "conflict", "the project was deleted meanwhile; nothing changed"
-                )
+                raise Conflict("the project was deleted meanwhile; nothing changed")
     return row
 
 
@@ -274,7 +276,7 @@ async def _check_targets(
         return ["no target channels yet: set config.targets (public channels, e.g. #load-tests)"]
     try:
         problems = await slack_checks.target_problems(config, targets)
-    except ApiError as exc:
+    except ServiceError as exc:
         return [f"could not check the target channels: {exc.message}"]
     check = {"team_id": config.get("team_id"), "targets": problems}
     # Outside the install's transaction: SQLite's write lock must not wait on Slack.

@@ -24,10 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from loadbell.api import lookups
-from loadbell.api.auth import Principal
 from loadbell.api.channel_config import keep_masked, mask_value
-from loadbell.api.errors import ApiError, invalid
 from loadbell.api.state import AppState
 from loadbell.channels.registry import get_kind
 from loadbell.channels.slack_app import (
@@ -44,7 +41,10 @@ from loadbell.integrations.slack_api import (
     SlackError,
     SlackUnreachable,
 )
+from loadbell.services import access as lookups
+from loadbell.services.access import Principal
 from loadbell.services.channels import effective
+from loadbell.services.errors import Conflict, NotConfigured, ServiceError, UpstreamFailed, invalid
 from loadbell.store.channels import OverrideRow, channel_from_row, load_overrides
 from loadbell.values import ConfigError
 
@@ -216,11 +216,10 @@ async def target_problems(config: Mapping[str, Any], targets: list[str]) -> dict
     except SlackError as exc:
         raise _slack_failed(exc) from None
     except SlackUnreachable as exc:
-        raise ApiError(
-            502,
-            "slack_unreachable",
+        raise UpstreamFailed(
             f"could not reach Slack to check config.targets ({exc}); try again",
             "config.targets",
+            code="slack_unreachable",
         ) from None
     return problems
 
@@ -241,34 +240,30 @@ def _problem(target: str, found: Conversation | None, workspace: str) -> str | N
     return None
 
 
-def _slack_failed(exc: SlackError) -> ApiError:
+def _slack_failed(exc: SlackError) -> ServiceError:
     if exc.error in ("invalid_auth", "not_authed", "token_revoked", "account_inactive"):
-        return ApiError(
-            409,
-            "slack_install_broken",
+        return Conflict(
             f"Slack no longer accepts the bot token ({exc.error}): the app was probably "
             "uninstalled. Set up the Slack integration again, then save the targets",
             "config.targets",
+            code="slack_install_broken",
         )
     if exc.error == "missing_scope":
-        return ApiError(
-            409,
-            "slack_install_broken",
+        return Conflict(
             "the installed Slack app lacks the channels:read scope needed to check targets; "
             "set up the Slack integration again",
             "config.targets",
+            code="slack_install_broken",
         )
     if exc.error == "ratelimited":
         wait = f" in {exc.retry_after:g} s" if exc.retry_after is not None else " shortly"
-        return ApiError(
-            503,
-            "slack_rate_limited",
+        return NotConfigured(
             f"Slack is rate-limiting the channel check; try again{wait}",
             "config.targets",
+            code="slack_rate_limited",
         )
-    return ApiError(
-        502,
-        "slack_error",
+    return UpstreamFailed(
         f"Slack refused the channel check ({exc.method}: {exc.error}); try again",
         "config.targets",
+        code="slack_error",
     )

@@ -13,8 +13,8 @@ from starlette.responses import Response
 
 from loadbell.api import channels as channels_api
 from loadbell.api import deliveries as deliveries_api
-from loadbell.api.errors import ApiError
 from loadbell.domain.events import EventType
+from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.store.redelivery import restart_failed_since
 from loadbell.web.pages import Ctx, PageRoute
 from loadbell.web.signin import safe_next
@@ -77,8 +77,8 @@ async def delivery_log(
             state=ctx.state,
         )
         items = listed["items"]
-    except ApiError as exc:
-        if exc.status in (403, 404):
+    except ServiceError as exc:
+        if isinstance(exc, Forbidden | NotFound):
             raise
         error = exc.message
     older = None

@@ -19,7 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from loadbell.api.errors import RETRY_AFTER
+from loadbell.api.errors import RETRY_AFTER, http_status
+from loadbell.services.errors import ServiceError
 from loadbell.store.db import DATABASE_ERRORS, unavailable
 from loadbell.web.pages import error_page
 
@@ -101,12 +102,18 @@ def failure_page(request: Request, exc: Exception) -> Response:
     )
 
 
+def refusal_page(request: Request, exc: ServiceError) -> Response:
+    """An operation's refusal outside a page handler (those catch it themselves)."""
+    return error_page(request, http_status(exc), exc.message)
+
+
 def install(app: FastAPI) -> None:
     """Wrap the API's JSON error handlers (installed first, by ``api.errors.install``)."""
     pages: dict[type[Exception], PageFor] = {
         RequestValidationError: validation_page,
         StarletteHTTPException: http_page,
         Exception: failure_page,
+        ServiceError: refusal_page,
         **{error: failure_page for error in DATABASE_ERRORS},
     }
     for exc_class, page in pages.items():

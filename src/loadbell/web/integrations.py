@@ -23,13 +23,13 @@ from starlette.responses import JSONResponse, Response
 from loadbell.api import channel_config as cc
 from loadbell.api import channels as channels_api
 from loadbell.api import deliveries as deliveries_api
-from loadbell.api import lookups
 from loadbell.api import previews as previews_api
-from loadbell.api.errors import ApiError
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
+from loadbell.services import access as lookups
+from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.store.channels import channel_from_row, load_overrides
 from loadbell.web.channel_form import (
     FORMS,
@@ -291,8 +291,8 @@ async def create_channel(
                 principal=ctx.who,
                 state=ctx.state,
             )
-        except ApiError as exc:
-            if exc.status in (403, 404):
+        except ServiceError as exc:
+            if isinstance(exc, Forbidden | NotFound):
                 raise
             posted.errors.update(field_errors(exc))
         except pydantic.ValidationError as exc:
@@ -343,8 +343,8 @@ async def send_test_hook(
         result = await channels_api.send_test(
             channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
         )
-    except ApiError as exc:
-        if exc.status in (403, 404):
+    except ServiceError as exc:
+        if isinstance(exc, Forbidden | NotFound):
             raise
         return None, f"No test message was sent: {exc.message}"
     delivery = result.get("delivery_id")
@@ -359,7 +359,7 @@ async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | N
         delivery = await deliveries_api.get_delivery(
             delivery_id=delivery_id, principal=ctx.who, state=ctx.state
         )
-    except ApiError:
+    except ServiceError:
         return None
     attempts = [a for a in delivery["attempts"] if a["series"] == delivery["series"]]
     return {"delivery": delivery, "attempt": attempts[0] if attempts else None}
@@ -456,8 +456,8 @@ async def save_channel(request: Request, channel_id: int) -> Response:
                 principal=ctx.who,
                 state=ctx.state,
             )
-        except ApiError as exc:
-            if exc.status in (403, 404):
+        except ServiceError as exc:
+            if isinstance(exc, Forbidden | NotFound):
                 raise
             posted.errors.update(field_errors(exc))
         except pydantic.ValidationError as exc:
@@ -552,7 +552,7 @@ async def _preview(
             event_type = next(e for e in EventType if e in kind.events(clean))
         message = samples.sample_message(event_type, public_url=ctx.state.settings.public_url)
         return {"ok": True, **previews_api.render_preview(kind, clean, message)}
-    except ApiError as exc:
+    except ServiceError as exc:
         return {"ok": False, "error": exc.message}
     except ValueError as exc:
         return {"ok": False, "error": str(exc)}

@@ -18,9 +18,9 @@ from starlette.responses import Response
 
 from loadbell.api import channels as channels_api
 from loadbell.api import slack as slack_api
-from loadbell.api.errors import ApiError
 from loadbell.channels.registry import get_kind
 from loadbell.channels.slack_app import INSTALL_KEYS
+from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.web.channel_form import (
     event_choices,
     form_for,
@@ -158,8 +158,8 @@ async def save_project_settings(request: Request, channel_id: int, project_id: i
             principal=ctx.who,
             state=ctx.state,
         )
-    except ApiError as exc:
-        if exc.status in (403, 404):
+    except ServiceError as exc:
+        if isinstance(exc, Forbidden | NotFound):
             raise
         return await _page(
             ctx, channel_id, project_id, values=values, errors=field_errors(exc), status=422
@@ -194,8 +194,8 @@ async def slack_install(request: Request, channel_id: int) -> Response:
         answer = await slack_api.start_install(
             channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
         )
-    except ApiError as exc:
-        if exc.status in (403, 404):
+    except ServiceError as exc:
+        if isinstance(exc, Forbidden | NotFound):
             raise
         return ctx.redirect(_back(channel_id, project_id), exc.message)
     return ctx.redirect(answer.headers["location"])

@@ -3,7 +3,7 @@
 A page handler starts with ``ctx = await Ctx.of(request)`` (which sends people who are not
 signed in to the sign-in page), reads forms with ``await ctx.form()`` (which checks the
 CSRF token) and ends with ``await ctx.render(...)`` or ``ctx.redirect(...)``. Errors the
-API layer raises (``ApiError``: 403, 404, 409, 422) become an HTML page with the same
+services raise (``ServiceError``: 403, 404, 409, 422) become an HTML page with the same
 status and the same sentence, through :class:`PageRoute`; errors no handler sees (unknown
 addresses, wrong methods, bad path parameters, failures) get the same page from
 ``web/errors.py``.
@@ -27,10 +27,11 @@ from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from loadbell import __version__
-from loadbell.api.auth import Principal
-from loadbell.api.errors import ApiError
+from loadbell.api.errors import http_status
 from loadbell.api.state import AppState, state_of
 from loadbell.domain.roles import Role
+from loadbell.services.access import Principal
+from loadbell.services.errors import ServiceError
 from loadbell.store.tables import organizations, projects
 from loadbell.web.session import COOKIE, CSRF_FIELD, FLASH_COOKIE, Session, Sessions, principal_of
 
@@ -303,15 +304,15 @@ class PageRoute(APIRoute):
                 response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
                 response.headers.update(SECURITY_HEADERS)
                 return response
-            except ApiError as exc:
-                return error_page(request, exc.status, exc.message)
+            except ServiceError as exc:
+                return error_page(request, http_status(exc), exc.message)
             except PageError as exc:
                 return error_page(request, exc.status, exc.message)
 
         return run
 
 
-def field_errors(exc: ApiError) -> dict[str, str]:
+def field_errors(exc: ServiceError) -> dict[str, str]:
     """An API error as the message to show next to its form field ('' for the form)."""
     field = exc.field or ""
     message = exc.message

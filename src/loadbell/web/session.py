@@ -22,10 +22,10 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
-from loadbell.api.auth import Principal
 from loadbell.api.state import AppState
 from loadbell.domain.roles import Role
 from loadbell.security.passwords import fingerprint
+from loadbell.services.access import Principal
 from loadbell.settings import Settings
 from loadbell.store.tables import api_tokens, memberships, users
 

@@ -1,15 +1,45 @@
-"""Finding rows the caller may see. Anything outside the caller's organizations is a 404."""
+"""Who is asking, and what they may see.
+
+A :class:`Principal` is the caller with their role in each organization they belong to
+(narrowed to a token's organization when it has one). A resource of an organization the
+caller cannot see is :class:`NotFound`, never :class:`Forbidden`, so a caller learns nothing
+about other organizations; a member who can see a resource but may not change it gets
+:class:`Forbidden`. The lookups below read a row only when the caller may see it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from loadbell.api.auth import Principal
-from loadbell.api.errors import not_found
+from loadbell.domain.roles import Role
+from loadbell.services.errors import forbidden, not_found
 from loadbell.store.tables import channels, deliveries, load_tests, projects, runs
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    user_name: str
+    token_id: int
+    scoped_org: int | None
+    roles: dict[int, Role]  # organization id -> role, already narrowed to the token's scope
+
+    def role_in(self, organization_id: int) -> Role:
+        role = self.roles.get(organization_id)
+        if role is None:
+            raise not_found("organization", organization_id)
+        return role
+
+    def require_manage(self, organization_id: int, what: str = "change channels") -> None:
+        if not self.role_in(organization_id).can_manage:
+            raise forbidden(
+                f"only owners and admins may {what}; your role in organization "
+                f"{organization_id} is member"
+            )
 
 
 async def _visible(
