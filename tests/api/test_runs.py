@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 
-from api.support import assert_error, list_events, new_run, set_status
+from api.support import assert_error, list_events, new_run, scoped_token, set_status
+from conftest import Server
+from loadbell.domain.roles import Role
 
 
 async def test_create_with_load_test_id(api: httpx.AsyncClient) -> None:
@@ -193,3 +195,19 @@ async def test_concurrent_first_use_creates_one_load_test(api: httpx.AsyncClient
     assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
     assert len({a.json()["load_test_id"] for a in answers}) == 1
     assert len(await list_events(api, type="load_test.created")) == 1
+
+
+async def test_runs_filtered_by_another_organizations_load_test_is_404(
+    api: httpx.AsyncClient, app_server: Server
+) -> None:
+    """Filtering the run list by a load test the caller cannot see answers 404, as reading
+    that load test would, not an empty list."""
+    run = (await api.post("/runs", json={"project_id": 1, "load_test_name": "mine"})).json()
+    r = await api.post("/organizations", json={"name": "Other Org"})
+    token = await scoped_token(app_server.settings, r.json()["id"], Role.OWNER)
+    async with app_server.client(token) as other:
+        r = await other.get("/runs", params={"load_test_id": run["load_test_id"]})
+        assert_error(r, 404)
+        assert (await other.get("/runs")).json()["items"] == []
+    r = await api.get("/runs", params={"load_test_id": run["load_test_id"]})
+    assert [x["id"] for x in r.json()["items"]] == [run["id"]]

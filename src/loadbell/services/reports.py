@@ -22,21 +22,38 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
+from loadbell.domain.statuses import RunStatus
 from loadbell.security.secretbox import SecretBox
+from loadbell.services import access
+from loadbell.services.access import Principal
+from loadbell.services.errors import conflict
 from loadbell.services.runs import emit_run_event
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import events, run_reports, run_threshold_failures, runs
 
 
+def _running(run: Any, what: str) -> None:
+    status = RunStatus(run.status)
+    if status.is_terminal:
+        raise conflict(
+            f"run {run.id} already ended ({status.text}); {what} only while it runs. "
+            "Send the final figures with the finishing PATCH /runs/{id}.",
+            "status",
+        )
+
+
 async def add_report(
     conn: AsyncConnection,
     box: SecretBox,
+    principal: Principal,
     run_id: int,
     metrics: dict[str, Any],
     public_url: str,
     handoff: Handoff | None = None,
 ) -> tuple[dict[str, Any], list[int]]:
-    """Store one snapshot and emit ``test.report_intermediate``. Returns (report, delivery ids)."""
+    """Store one snapshot of a running run and emit ``test.report_intermediate``. Returns
+    (report, delivery ids)."""
+    _running(await access.run(conn, principal, run_id), "intermediate reports are accepted")
     at = datetime.now(UTC)
     report_id = (
         await conn.execute(
@@ -61,8 +78,15 @@ async def add_report(
 
 
 async def list_reports(
-    conn: AsyncConnection, run_id: int, *, after_id: int | None, limit: int
+    conn: AsyncConnection,
+    principal: Principal,
+    run_id: int,
+    *,
+    after_id: int | None = None,
+    limit: int = 1000,
 ) -> list[dict[str, Any]]:
+    """A run's snapshots, oldest first, from after ``after_id``."""
+    await access.run(conn, principal, run_id)
     q = (
         sa.select(run_reports)
         .where(run_reports.c.run_id == run_id)
@@ -80,6 +104,7 @@ async def list_reports(
 async def record_threshold_failure(
     conn: AsyncConnection,
     box: SecretBox,
+    principal: Principal,
     run_id: int,
     *,
     metric: str,
@@ -93,6 +118,7 @@ async def record_threshold_failure(
 
     The unique key decides, so two reporters racing on PostgreSQL still emit once.
     """
+    _running(await access.run(conn, principal, run_id), "threshold failures are reported")
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     inserted = (
         await conn.execute(
@@ -125,14 +151,24 @@ async def record_threshold_failure(
 async def report_available(
     conn: AsyncConnection,
     box: SecretBox,
+    principal: Principal,
     run_id: int,
     public_url: str,
     handoff: Handoff | None = None,
 ) -> list[int] | None:
-    """Emit ``test.report_available`` once per run. Returns ``None`` when it was already sent.
+    """Emit ``test.report_available`` once per ended run. Returns ``None`` when it was
+    already sent.
 
     The run row is locked first (PostgreSQL), so two callers cannot both see "not yet sent".
     """
+    run = await access.run(conn, principal, run_id)
+    status = RunStatus(run.status)
+    if not status.is_terminal:
+        raise conflict(
+            f"run {run_id} is still at {int(status)} ({status.text}); the report is "
+            "available once it ends: send the finishing PATCH /runs/{id} first.",
+            "status",
+        )
     await conn.execute(sa.select(runs.c.id).where(runs.c.id == run_id).with_for_update())
     already = (
         await conn.execute(

@@ -1,9 +1,13 @@
-"""Run lifecycle: status changes become events and deliveries in the caller's transaction."""
+"""Runs: created by a client, moved through statuses; each move may notify.
+
+Status changes become events and deliveries in the caller's transaction (the edge commits).
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +23,16 @@ from loadbell.domain.statuses import (
     default_result,
 )
 from loadbell.security.secretbox import SecretBox
+from loadbell.services import access, load_tests
+from loadbell.services.access import Principal
+from loadbell.services.errors import Invalid, conflict, invalid, not_found
 from loadbell.services.fanout import record_event
-from loadbell.store.context import context_of_run, run_context
+from loadbell.store.context import context_of_run, run_context, run_dict, run_with_names
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
 
-async def create_run(
+async def _insert(
     conn: AsyncConnection,
     *,
     load_test_id: int,
@@ -69,7 +76,7 @@ def _update_run(columns: frozenset[str]) -> sa.Update:
     )
 
 
-async def update_run(
+async def _apply(
     conn: AsyncConnection,
     box: SecretBox,
     run: Mapping[str, Any],
@@ -170,3 +177,155 @@ async def _record(
         handoff=handoff,
     )
     return ids
+
+
+def view(run: Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    """A run as the edges show it, from a mapping shaped like ``run_with_names``."""
+    out = run_dict(run, run["user_name"], public_url)
+    out.update(
+        load_test_id=run["load_test_id"],
+        load_test_name=run["load_test_name"],
+        project_id=run["project_id"],
+        organization_id=run["organization_id"],
+        updated_at=run["updated_at"],
+    )
+    return out
+
+
+async def _view(conn: AsyncConnection, run_id: int, public_url: str) -> dict[str, Any]:
+    run = await run_with_names(conn, run_id)
+    assert run is not None, f"run {run_id} vanished inside its transaction"
+    return view(run, public_url)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    run: dict[str, Any]  # as ``view`` shows it
+    new_load_test: bool  # its load_test.created event has deliveries to wake workers for
+
+
+async def new_run(
+    conn: AsyncConnection,
+    box: SecretBox,
+    principal: Principal,
+    *,
+    load_test_id: int | None,
+    project_id: int | None,
+    load_test_name: str | None,
+    trigger: str,
+    public_url: str,
+) -> NewRun:
+    """A run of an existing load test, or of one named in a project (created on first use)."""
+    new_load_test = False
+    if load_test_id is not None:
+        lt = await access.load_test(conn, principal, load_test_id)
+        project = await access.project(conn, principal, lt.project_id)
+        lt_id = lt.id
+    else:
+        if project_id is None or not load_test_name:
+            raise invalid(
+                "body",
+                "give either load_test_id, or project_id with load_test_name "
+                "(the load test is created on first use)",
+            )
+        project = await access.project(conn, principal, project_id)
+        name = load_test_name.strip()
+        existing = await load_tests.find_by_name(conn, project.id, name)
+        new_load_test = existing is None
+        lt_id = existing.id if existing else await load_tests.add(conn, box, project.id, name)
+    run_id = await _insert(
+        conn,
+        load_test_id=lt_id,
+        project_id=project.id,
+        organization_id=project.organization_id,
+        trigger=trigger,
+        user_id=principal.user_id,
+    )
+    return NewRun(await _view(conn, run_id, public_url), new_load_test)
+
+
+async def patch_run(
+    conn: AsyncConnection,
+    box: SecretBox,
+    principal: Principal,
+    run_id: int,
+    *,
+    status: RunStatus | None,
+    result: RunResult | None,
+    metrics: dict[str, Any] | None,
+    public_url: str,
+    handoff: Handoff | None = None,
+) -> tuple[dict[str, Any], list[int]]:
+    """Move a run (status, result, metrics). Returns the run as it is now and the ids of
+    the deliveries staged (hand them to ``handoff`` after the commit)."""
+    if status is None and result is None and metrics is None:
+        raise invalid("body", "give at least one of status, result, metrics")
+    run = await run_with_names(conn, run_id, lock=True)
+    if run is None or run["organization_id"] not in principal.roles:
+        raise not_found("run", run_id)
+    try:
+        now, new = await _apply(
+            conn,
+            box,
+            run,
+            status=status,
+            result=result,
+            metrics=metrics,
+            public_url=public_url,
+            handoff=handoff,
+        )
+    except TransitionError as exc:
+        raise conflict(str(exc), "status") from None
+    except ValueError as exc:
+        raise Invalid(str(exc), "result") from None
+    return view(now, public_url), new
+
+
+async def get_run(
+    conn: AsyncConnection, principal: Principal, run_id: int, public_url: str
+) -> dict[str, Any]:
+    """A run with its status timeline."""
+    await access.run(conn, principal, run_id)
+    out = await _view(conn, run_id, public_url)
+    timeline = await conn.execute(
+        sa.select(run_status_changes.c.status, run_status_changes.c.at)
+        .where(run_status_changes.c.run_id == run_id)
+        .order_by(run_status_changes.c.id)
+    )
+    out["timeline"] = [
+        {"status": t.status, "status_text": RunStatus(t.status).text, "at": t.at} for t in timeline
+    ]
+    return out
+
+
+async def list_runs(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    public_url: str,
+    project_id: int | None = None,
+    load_test_id: int | None = None,
+    limit: int = 50,
+    before_id: int | None = None,
+) -> dict[str, Any]:
+    """The newest runs first, a page at a time (``before_id``: the page after that run).
+    A filter naming a project or load test the caller cannot see is a 404, as a direct
+    read of it would be."""
+    size = access.page_limit(limit)
+    q = (
+        sa.select(runs.c.id)
+        .where(runs.c.organization_id.in_(list(principal.roles)))
+        .order_by(runs.c.id.desc())
+        .limit(size)
+    )
+    if project_id is not None:
+        await access.project(conn, principal, project_id)
+        q = q.where(runs.c.project_id == project_id)
+    if load_test_id is not None:
+        await access.load_test(conn, principal, load_test_id)
+        q = q.where(runs.c.load_test_id == load_test_id)
+    if before_id is not None:
+        q = q.where(runs.c.id < before_id)
+    ids = [r.id for r in await conn.execute(q)]
+    items = [await _view(conn, i, public_url) for i in ids]
+    return {"items": items, "next_before_id": ids[-1] if len(ids) == size else None}

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from loadbell.api import deliveries as deliveries_api
-from loadbell.api import reports as reports_api
-from loadbell.api import runs as runs_api
 from loadbell.domain.metrics import failed_thresholds, readable
+from loadbell.services import reports, runs
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
@@ -67,14 +66,15 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | None) -> Any:
     only_here = replace(ctx.who, roles={org_id: ctx.who.role_in(org_id)})
-    return await runs_api.list_runs(
-        project_id=project_id,
-        load_test_id=None,
-        limit=PAGE,
-        before_id=_int(before_id),
-        principal=only_here,
-        state=ctx.state,
-    )
+    async with ctx.state.reader.connect() as conn:
+        return await runs.list_runs(
+            conn,
+            only_here,
+            public_url=ctx.state.settings.public_url,
+            project_id=project_id,
+            limit=PAGE,
+            before_id=_int(before_id),
+        )
 
 
 @router.get("/orgs/{org_id}/runs")
@@ -110,10 +110,9 @@ async def project_runs(request: Request, project_id: int, before_id: str | None 
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: int) -> Response:
     ctx = await Ctx.of(request)
-    run = await runs_api.get_run(run_id=run_id, principal=ctx.who, state=ctx.state)
-    reports = await reports_api.list_reports(
-        run_id=run_id, after_id=None, limit=10_000, principal=ctx.who, state=ctx.state
-    )
+    async with ctx.state.reader.connect() as conn:
+        run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.public_url)
+        series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
     notified = await deliveries_api.list_deliveries(
         channel_id=None,
         run_id=run_id,
@@ -136,8 +135,8 @@ async def run_page(request: Request, run_id: int) -> Response:
         figures=figures(metrics),
         thresholds=thresholds,
         failed=len(failed_thresholds(metrics)),
-        charts=charts(reports["items"]),
-        reports=len(reports["items"]),
+        charts=charts(series),
+        reports=len(series),
         deliveries=notified["items"],
         names=await channel_names(ctx, run["organization_id"]),
         can_manage=ctx.can_manage(run["organization_id"]),
