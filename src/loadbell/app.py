@@ -25,6 +25,7 @@ from loadbell.api import (
     slack,
 )
 from loadbell.api.limits import BodyLimit
+from loadbell.api.request_ids import RequestIds
 from loadbell.api.state import AppState
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
@@ -100,4 +101,5 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIds)  # outermost of ours: every answer carries the id
     return app

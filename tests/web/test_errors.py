@@ -66,19 +66,40 @@ async def test_api_errors_stay_json(web: httpx.AsyncClient, api: httpx.AsyncClie
 
 
 async def test_server_failure_is_html_outside_api(
-    web: httpx.AsyncClient, app_server: Server
+    web: httpx.AsyncClient, app_server: Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unexpected exception is a 500 page that points to the server log, not a trace;
-    the API's 500 stays JSON."""
+    """An unexpected exception is a 500 page that gives the request id and points to the
+    server log, not a trace; the API's 500 stays JSON and reveals nothing of what failed:
+    the log has it, under the same request id."""
     app = app_server.app
     assert isinstance(app, FastAPI)
 
     async def boom() -> None:
-        raise RuntimeError("secret internals")
+        raise RuntimeError("SELECT secret FROM internals WHERE token = 'lb_x'")
 
     app.add_api_route("/boom", boom)
     app.add_api_route("/api/v1/boom", boom)
     r = await web.get("/boom")
-    assert_page(r, 500, "RuntimeError", "server log")
-    assert "secret internals" not in r.text
-    assert_error(await web.get("/api/v1/boom"), 500)
+    ident = r.headers["X-Request-ID"]
+    assert_page(r, 500, ident, "server log")
+    assert "SELECT" not in r.text and "RuntimeError" not in r.text
+
+    r = await web.get("/api/v1/boom", headers={"X-Request-ID": "proxy-id.42"})
+    body = assert_error(r, 500)
+    assert body["error"] == "internal"
+    assert body["request_id"] == r.headers["X-Request-ID"] == "proxy-id.42"
+    assert "SELECT" not in r.text and "RuntimeError" not in r.text and "lb_x" not in r.text
+    logged = [rec for rec in caplog.records if "proxy-id.42" in rec.getMessage()]
+    assert logged and logged[0].exc_info is not None
+    assert "SELECT secret" in str(logged[0].exc_info[1])
+
+
+async def test_every_answer_has_a_request_id(web: httpx.AsyncClient) -> None:
+    """Each response carries an X-Request-ID, a new one per request unless the client sent
+    a plain one; an odd one is replaced."""
+    first, second = await web.get("/healthz"), await web.get("/healthz")
+    assert first.headers["X-Request-ID"] != second.headers["X-Request-ID"]
+    kept = await web.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["X-Request-ID"] == "abc-123"
+    odd = await web.get("/healthz", headers={"X-Request-ID": "a b\tc"})
+    assert odd.headers["X-Request-ID"] not in ("a b\tc", "")

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbell.api.request_ids import request_id
 from loadbell.services.errors import (
     BadRequest,
     Conflict,
@@ -92,7 +93,11 @@ UNAVAILABLE = (
 def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """503 with Retry-After: the database went away (down, restarting, locked)."""
     log.warning(
-        "%s %s: database unavailable: %s", request.method, request.url.path, _first_line(exc)
+        "request %s: %s %s: database unavailable: %s",
+        request_id() or "-",
+        request.method,
+        request.url.path,
+        _first_line(exc),
     )
     return JSONResponse(
         _body("unavailable", UNAVAILABLE, None),
@@ -101,12 +106,25 @@ def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _internal(exc: Exception) -> JSONResponse:
+def log_failure(request: Request, exc: Exception) -> str:
+    """Log an unexpected error with its traceback and request id; returns the id."""
+    ident = request_id() or "-"
+    log.error("request %s: %s %s failed", ident, request.method, request.url.path, exc_info=exc)
+    return ident
+
+
+def _internal(request: Request, exc: Exception) -> JSONResponse:
+    # The body says nothing of what failed (no exception text, SQL or parameters): those are
+    # in the log, under the same request id.
+    ident = log_failure(request, exc)
     return JSONResponse(
         _body(
-            "internal_error",
-            f"the server failed ({exc.__class__.__name__}: {exc}); see the server log",
+            "internal",
+            f"the server failed while handling this request (request id {ident}); nothing "
+            "is known to have changed. Try again; if it keeps failing, give your "
+            "administrator the request id: the server log has the details.",
             None,
+            request_id=ident,
         ),
         status_code=500,
     )
@@ -152,9 +170,7 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         if unavailable(exc):
             return database_unavailable(request, exc)
-        # Still JSON, and says where to look; the traceback goes to the server log.
-        log.exception("unhandled error")
-        return _internal(exc)
+        return _internal(request, exc)
 
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         # Registered for the database's own errors, so that Starlette treats them as

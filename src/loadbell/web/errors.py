@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from loadbell.api.errors import RETRY_AFTER, http_status
+from loadbell.api.errors import RETRY_AFTER, http_status, log_failure
 from loadbell.services.errors import ServiceError
 from loadbell.store.db import DATABASE_ERRORS, unavailable
 from loadbell.web.pages import error_page
@@ -91,14 +91,13 @@ def failure_page(request: Request, exc: Exception) -> Response:
         )
         response.headers["Retry-After"] = str(RETRY_AFTER)
         return response
-    # The traceback goes to the server log, not to the browser.
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # The traceback goes to the server log, under the request id, not to the browser.
+    ident = log_failure(request, exc)
     return error_page(
         request,
         500,
-        f"loadbell failed while making this page ({exc.__class__.__name__}). The details are "
-        "in the server log. Try again; if it keeps failing, tell your administrator the time "
-        "it happened.",
+        f"loadbell failed while making this page. Try again; if it keeps failing, tell your "
+        f"administrator the request id {ident}: the server log has the details.",
     )
 
 

@@ -1,0 +1,60 @@
+"""A request id for every HTTP request: in the ``X-Request-ID`` response header, in the log
+lines about the request, and in the body of a 500, so a user's report leads to the log.
+
+A client's own ``X-Request-ID`` is kept when it is a plain token (letters, digits, ``.``,
+``_``, ``-``, at most 64), so a proxy's id follows the request through; otherwise a new one is
+made. This middleware also answers for errors nothing else handled, with the app's handler
+for ``Exception`` (a JSON 500 under /api, a page elsewhere), so that an error is logged once,
+with its request id, and the server does not log the traceback a second time.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = b"x-request-id"
+_ACCEPTED = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+
+# The id of the request being handled, for log lines and error bodies.
+current: ContextVar[str | None] = ContextVar("loadbell_request_id", default=None)
+
+
+def request_id() -> str | None:
+    return current.get()
+
+
+class RequestIds:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers", [])).get(HEADER, b"")
+        ident = given.decode() if _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
+        token = current.set(ident)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", []), (HEADER, ident.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started:
+                raise  # the answer is on its way: only the server can end it
+            handler = Request(scope).app.exception_handlers[Exception]
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send_with_id)
+        finally:
+            current.reset(token)
