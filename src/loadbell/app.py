@@ -24,6 +24,7 @@ from loadbell.api import (
     runs,
     slack,
 )
+from loadbell.api.json_body import JsonGuard
 from loadbell.api.limits import BodyLimit
 from loadbell.api.request_ids import RequestIds
 from loadbell.api.state import AppState
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     app.include_router(health.router)  # /healthz for load balancers and probes
     app.include_router(health.router, prefix=API_PREFIX)
     web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
+    app.add_middleware(JsonGuard)  # inside BodyLimit: it reads bodies of a known size
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIds)  # outermost of ours: every answer carries the id
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from loadbell.api.auth import current_principal
+from loadbell.api.models import Name
 from loadbell.api.state import AppState, get_state
 from loadbell.services import organizations
 from loadbell.services.access import Principal
@@ -17,7 +18,7 @@ router = APIRouter(tags=["organizations"])
 
 class OrganizationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 @router.get("/organizations")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict
 
 from loadbell.api.auth import current_principal
+from loadbell.api.models import Id, Name
 from loadbell.api.state import AppState, get_state
 from loadbell.services import projects
 from loadbell.services.access import Principal
@@ -17,13 +18,13 @@ router = APIRouter(tags=["projects"])
 
 class ProjectIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    organization_id: StrictInt
-    name: str = Field(min_length=1, max_length=200)
+    organization_id: Id
+    name: Name
 
 
 class ProjectPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
 
 
 @router.get("/projects")

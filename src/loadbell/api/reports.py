@@ -19,30 +19,28 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loadbell.api.auth import current_principal
+from loadbell.api.models import Line, Metrics, Number
 from loadbell.api.state import AppState, get_state
 from loadbell.services import reports
 from loadbell.services.access import Principal
+from loadbell.store.tables import MAX_ID
 
 router = APIRouter(tags=["reports"])
 
 
 class ReportIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    metrics: dict[str, Any] = Field(
-        description="requests, rps, avg_ms, p95_ms, error_rate, apdex, vus, checks, ..."
-    )
+    metrics: Metrics
 
 
 class ThresholdFailureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    metric: str = Field(min_length=1, max_length=255, description="e.g. http_req_duration")
-    expression: str = Field(
+    metric: Line = Field(description="e.g. http_req_duration")
+    expression: Line = Field(
         default="*",
-        min_length=1,
-        max_length=255,
         description="e.g. p(95)<500; '*' when only the metric is known to be failing",
     )
-    value: float | None = Field(default=None, description="the observed value, if known")
+    value: Number | None = Field(default=None, description="the observed value, if known")
 
 
 @router.post("/runs/{run_id}/reports", status_code=201)
@@ -55,7 +53,13 @@ async def add_report(
     handoff = state.handoff()
     async with state.engine.begin() as conn:
         report, ids = await reports.add_report(
-            conn, state.box, principal, run_id, body.metrics, state.settings.public_url, handoff
+            conn,
+            state.box,
+            principal,
+            run_id,
+            body.metrics.document(),
+            state.settings.public_url,
+            handoff,
         )
     state.staged(ids, handoff)
     return report
@@ -64,7 +68,7 @@ async def add_report(
 @router.get("/runs/{run_id}/reports")
 async def list_reports(
     run_id: int,
-    after_id: int | None = None,
+    after_id: int | None = Query(None, ge=1, le=MAX_ID),
     limit: int = Query(1000, ge=1, le=10_000),
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, StrictInt, field_validator, model_validator
 
 from loadbell.api.auth import current_principal
+from loadbell.api.models import Id, Metrics, Name
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunResult, RunStatus, Trigger
 from loadbell.services import runs
 from loadbell.services.access import Principal
+from loadbell.store.tables import MAX_ID
 
 router = APIRouter(tags=["runs"])
 
@@ -20,9 +22,9 @@ _STATUS_HELP = ", ".join(f"{int(s)} {s.text}" for s in RunStatus)
 
 class RunIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    load_test_id: StrictInt | None = None
-    project_id: StrictInt | None = None
-    load_test_name: str | None = Field(default=None, min_length=1, max_length=200)
+    load_test_id: Id | None = None
+    project_id: Id | None = None
+    load_test_name: Name | None = None
     trigger: Trigger = Trigger.MANUAL
 
     @model_validator(mode="after")
@@ -39,7 +41,7 @@ class RunPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: StrictInt | None = None
     result: RunResult | None = None
-    metrics: dict[str, Any] | None = None
+    metrics: Metrics | None = None
 
     @field_validator("status")
     @classmethod
@@ -87,7 +89,7 @@ async def update_run(
             run_id,
             status=RunStatus(body.status) if body.status is not None else None,
             result=body.result,
-            metrics=body.metrics,
+            metrics=body.metrics.document() if body.metrics is not None else None,
             public_url=state.settings.public_url,
             handoff=handoff,
         )
@@ -110,7 +112,7 @@ async def list_runs(
     project_id: int | None = None,
     load_test_id: int | None = None,
     limit: int = 50,
-    before_id: int | None = None,
+    before_id: int | None = Query(None, ge=1, le=MAX_ID),
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.roles import Role
 from loadbell.services.errors import forbidden, not_found
-from loadbell.store.tables import channels, deliveries, load_tests, projects, runs
+from loadbell.store.tables import MAX_ID, channels, deliveries, load_tests, projects, runs
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ class Principal:
             )
 
 
+def known_id(what: str, ident: int) -> None:
+    """NotFound for an id no row can have: PostgreSQL could not even compare it."""
+    if not 1 <= ident <= MAX_ID:
+        raise not_found(what, ident)
+
+
 async def _visible(
     conn: AsyncConnection,
     principal: Principal,
@@ -51,6 +57,7 @@ async def _visible(
     org_column: sa.ColumnElement[Any],
     *joins: tuple[sa.Table, sa.ColumnElement[bool]],
 ) -> sa.Row[Any]:
+    known_id(what, ident)
     q = sa.select(table, org_column.label("_org")).where(table.c.id == ident)
     for other, on in joins:
         q = q.join(other, on)

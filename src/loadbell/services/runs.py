@@ -260,6 +260,7 @@ async def patch_run(
     the deliveries staged (hand them to ``handoff`` after the commit)."""
     if status is None and result is None and metrics is None:
         raise invalid("body", "give at least one of status, result, metrics")
+    access.known_id("run", run_id)
     run = await run_with_names(conn, run_id, lock=True)
     if run is None or run["organization_id"] not in principal.roles:
         raise not_found("run", run_id)

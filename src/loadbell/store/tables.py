@@ -47,6 +47,10 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 TS = UTCDateTime()
 
+# The largest id the id columns hold on every database (INTEGER: 64-bit on SQLite, 32-bit on
+# PostgreSQL). The API accepts no id above it.
+MAX_ID = 2**31 - 1
+
 
 def _now() -> sa.ColumnElement[datetime]:
     return sa.func.current_timestamp()
