@@ -113,3 +113,16 @@ def assert_error(r: httpx.Response, status: int, field: str | None = None) -> di
     if field is not None:
         assert body["field"] == field, body
     return body
+
+
+def unusable_urls(port: int) -> list[tuple[str, str]]:
+    """URLs whose host is neither a canonical address nor a DNS name, with what the 422 says."""
+    return [
+        (f"http://127.1:{port}/hook", "write 127.0.0.1 instead"),  # two-part shorthand
+        (f"http://2130706433:{port}/hook", "write 127.0.0.1 instead"),  # one decimal number
+        (f"http://0x7f.0.0.1:{port}/hook", "write 127.0.0.1 instead"),  # a hex part
+        (f"http://017700000001:{port}/hook", "write 127.0.0.1 instead"),  # one octal number
+        (f"http://hooks example.com:{port}/hook", "' ' cannot appear"),  # a space
+        (f"http://hooks!.example.com:{port}/hook", "'!' cannot appear"),  # not in a DNS name
+        ("http:///hook", "has no host"),  # empty host
+    ]

@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from api.support import assert_error, create_webhook, list_deliveries, new_run, set_status
+from api.support import (
+    assert_error,
+    create_webhook,
+    list_deliveries,
+    new_run,
+    set_status,
+    unusable_urls,
+)
 from conftest import Server, webhook_channel
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.db import create_engine
@@ -203,6 +210,50 @@ async def test_patch_with_masked_values_keeps_the_secrets(
     await api.post(f"/channels/{channel['id']}/test")
     assert receiver.requests[-1].path == "/moved"
     assert receiver.requests[-1].header("X-Token") == "s3cret"  # headers untouched
+
+
+async def test_urls_whose_host_is_no_address_or_name_are_refused(
+    api: httpx.AsyncClient, app_server: Server, receiver: RecordingReceiver
+) -> None:
+    """POST and PATCH of a URL whose host the sender cannot use answer 422 on the URL's
+    field with the form to write instead, and store nothing."""
+    kept = f"{receiver.url}/kept"
+    channel = await create_webhook(api, kept)
+    for url, says in unusable_urls(receiver.port):
+        err = assert_error(
+            await api.post("/channels", json=webhook_channel(url)), 422, "config.url"
+        )
+        assert says in err["message"] and "write" in err["message"], err
+        r = await api.patch(f"/channels/{channel['id']}", json={"config": {"url": url}})
+        err = assert_error(r, 422, "config.url")
+        assert says in err["message"], err
+    slack = {
+        **webhook_channel(kept),
+        "kind": "slack",
+        "config": {"webhook_url": f"http://127.1:{receiver.port}/services/T0/B0/X"},
+    }
+    err = assert_error(await api.post("/channels", json=slack), 422, "config.webhook_url")
+    assert "write 127.0.0.1 instead" in err["message"], err
+
+    assert [c["id"] for c in (await api.get("/channels")).json()["items"]] == [channel["id"]]
+    row = await _channel_row(app_server, channel["id"])
+    assert SecretBox("test-secret-key").open(row.secrets)["url"] == kept
+
+
+async def test_canonical_addresses_and_dns_names_are_saved(
+    api: httpx.AsyncClient, receiver: RecordingReceiver
+) -> None:
+    """Dotted quads, bracketed IPv6 literals and DNS names, single labels included, are
+    accepted as URL hosts."""
+    for url in (
+        f"http://127.0.0.1:{receiver.port}/a",
+        f"http://[::1]:{receiver.port}/b",
+        f"http://localhost:{receiver.port}/c",
+        "http://receiver:8080/d",
+        "https://hooks.example.com/e",
+    ):
+        await create_webhook(api, url)
+    assert len((await api.get("/channels")).json()["items"]) == 5
 
 
 async def test_filters_decide_which_deliveries_exist(

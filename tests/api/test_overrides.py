@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from api.support import assert_error, create_webhook, list_deliveries, new_run, set_status
+from api.support import (
+    assert_error,
+    create_webhook,
+    list_deliveries,
+    new_run,
+    set_status,
+    unusable_urls,
+)
 from conftest import Server
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.db import create_engine
@@ -200,3 +207,19 @@ async def test_bad_overrides(api: httpx.AsyncClient, receiver: RecordingReceiver
     )
     eff = await _effective(api, org_channel["id"], 1)
     assert eff["override"] is None
+
+
+async def test_override_urls_whose_host_is_no_address_or_name_are_refused(
+    api: httpx.AsyncClient, app_server: Server, receiver: RecordingReceiver
+) -> None:
+    """A project URL whose host the sender cannot use is a 422 on config.url that says what
+    to write, and the project's stored override stays as it was."""
+    channel = await create_webhook(api, f"{receiver.url}/org")
+    path = f"/channels/{channel['id']}/overrides/1"
+    r = await api.put(path, json={"config": {"url": f"{receiver.url}/project"}})
+    assert r.status_code == 200, r.text
+    for url, says in unusable_urls(receiver.port):
+        err = assert_error(await api.put(path, json={"config": {"url": url}}), 422, "config.url")
+        assert says in err["message"] and "write" in err["message"], err
+    [row] = await _override_rows(app_server)
+    assert SecretBox("test-secret-key").open(row.secrets)["url"] == f"{receiver.url}/project"

@@ -31,6 +31,9 @@ URL_KEY = {
         ("ftp://chat.example.com/x", "absolute http:// or https:// URL"),  # wrong scheme
         ("https://" + "a" * 2050 + ".com", "longer than 2048"),
         (42, "is required"),  # not a string
+        ("https://127.1/hooks/abc", "write 127.0.0.1 instead"),  # an IPv4 shorthand
+        ("https://chat example.com/x", "not a DNS name"),  # a space in the host
+        ("https:///hooks/abc", "has no host"),
     ],
 )
 def test_bad_urls_are_refused_by_field(kind: str, value: Any, message_part: str) -> None:

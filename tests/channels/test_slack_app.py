@@ -70,6 +70,7 @@ def test_bad_targets_are_refused_with_a_reason(targets: str, says: str) -> None:
         ({"targets": ["#a"]}, "config.targets"),  # a string, as the table says
         ({"webhook_url": "https://hooks.slack.com/x"}, "config.webhook_url"),  # kind slack's
         ({"api_base_url": "ftp://x"}, "config.api_base_url"),
+        ({"api_base_url": "http://2130706433:9/api"}, "config.api_base_url"),  # not canonical
         ({"rate_limit": {"count": 0, "per": 1}}, "config.rate_limit.count"),
     ],
 )

@@ -17,6 +17,7 @@ from yarl import URL
 from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.domain.events import EventType
 from loadbell.formats import loadimpact, loadmance, signing, template
+from loadbell.security.addresses import host_problem
 from loadbell.values import ConfigError, Message, OutboundRequest, Rate
 
 # Headers no channel may set: the transport computes them, and a forged Host could steer
@@ -80,17 +81,27 @@ FORMATS: dict[str, Format] = {
 
 
 def validate_url(value: Any, field: str) -> str:
+    """The one check of every http(s) URL a channel kind sends to (webhook, chat kinds, the
+    Slack app's API base). Its host must be a canonical IP address or a DNS name: anything
+    else fails on every attempt, so it is refused here, when saved."""
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(field, "is required: give the http(s) URL that should receive POSTs")
     value = value.strip()
+    # yarl drops tabs and newlines silently (http://a<TAB>b/ goes to host "ab"), so the
+    # URL that was saved would not be the one the sender uses.
+    if any(c < " " or c == "\x7f" for c in value):
+        raise ConfigError(field, "contains a tab, newline or other control character; remove it")
     try:
         url = URL(value)
     except ValueError as exc:
         raise ConfigError(field, f"is not a valid URL ({exc})") from None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https"):
         raise ConfigError(field, "must be an absolute http:// or https:// URL")
     if len(value) > 2048:
         raise ConfigError(field, "is longer than 2048 characters")
+    problem = host_problem(url.raw_host or "")
+    if problem is not None:
+        raise ConfigError(field, problem)
     return str(value)
 
 

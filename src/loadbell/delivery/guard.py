@@ -2,17 +2,20 @@
 
 The check runs on the *resolved* address, inside the connector, so a DNS name that points
 at 169.254.169.254 (cloud metadata) or 127.0.0.1 is refused at connect time, not only when
-the URL is saved. Literal IP hosts never reach a resolver, so they are checked up front.
+the URL is saved. Literal IP hosts never reach a resolver, so the sender checks them up
+front. What counts as forbidden is decided in ``security/addresses.py``, the module whose
+host rule the channel kinds apply to a URL when it is saved.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+
+from loadbell.security.addresses import is_forbidden
 
 HINT = (
     "loadbell refuses private, loopback and link-local targets by default; start it with "
@@ -22,24 +25,6 @@ HINT = (
 
 class ForbiddenTarget(OSError):
     """Raised (inside the connector) for a target the guard refuses."""
-
-
-def is_forbidden(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # not is_global covers private, loopback, link-local (metadata), CGNAT, reserved, unspecified.
-    return not ip.is_global or ip.is_multicast
-
-
-def literal_ip(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
 
 
 def refuse_message(host: str, address: str) -> str:

@@ -23,13 +23,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from loadbell.delivery.guard import (
-    GuardedResolver,
-    find_forbidden,
-    is_forbidden,
-    literal_ip,
-    refuse_message,
-)
+from loadbell.delivery.guard import GuardedResolver, find_forbidden, refuse_message
+from loadbell.security.addresses import is_forbidden, literal_ip
 from loadbell.security.masking import mask_headers, mask_url
 from loadbell.values import OutboundRequest, Outcome, Verdict
 
