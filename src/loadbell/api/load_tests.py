@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict
 
 from loadbell.api.auth import current_principal
 from loadbell.api.models import Id, Name
+from loadbell.api.responses import BODY, COMMON, LoadTestList, LoadTestOut, errors, ok
 from loadbell.api.state import AppState, get_state
 from loadbell.services import load_tests
 from loadbell.services.access import Principal
 
-router = APIRouter(tags=["load tests"])
+router = APIRouter(tags=["load tests"], responses=COMMON)
 
 
 class LoadTestIn(BaseModel):
@@ -27,7 +28,7 @@ class LoadTestPatch(BaseModel):
     name: Name
 
 
-@router.get("/load-tests")
+@router.get("/load-tests", response_model=None, responses={**ok(LoadTestList), **errors(404)})
 async def list_load_tests(
     project_id: int | None = None,
     principal: Principal = Depends(current_principal),
@@ -37,7 +38,12 @@ async def list_load_tests(
         return {"items": await load_tests.list_load_tests(conn, principal, project_id)}
 
 
-@router.post("/load-tests", status_code=201)
+@router.post(
+    "/load-tests",
+    status_code=201,
+    response_model=None,
+    responses={**ok(LoadTestOut, 201), **BODY, **errors(404, 409)},
+)
 async def create_load_test(
     body: LoadTestIn,
     principal: Principal = Depends(current_principal),
@@ -51,7 +57,11 @@ async def create_load_test(
     return made
 
 
-@router.get("/load-tests/{load_test_id}")
+@router.get(
+    "/load-tests/{load_test_id}",
+    response_model=None,
+    responses={**ok(LoadTestOut), **errors(404)},
+)
 async def get_load_test(
     load_test_id: int,
     principal: Principal = Depends(current_principal),
@@ -61,7 +71,11 @@ async def get_load_test(
         return await load_tests.get_load_test(conn, principal, load_test_id)
 
 
-@router.patch("/load-tests/{load_test_id}")
+@router.patch(
+    "/load-tests/{load_test_id}",
+    response_model=None,
+    responses={**ok(LoadTestOut), **BODY, **errors(404, 409)},
+)
 async def update_load_test(
     load_test_id: int,
     body: LoadTestPatch,
@@ -76,7 +90,12 @@ async def update_load_test(
     return renamed
 
 
-@router.delete("/load-tests/{load_test_id}", status_code=204)
+@router.delete(
+    "/load-tests/{load_test_id}",
+    status_code=204,
+    response_model=None,
+    responses={204: {"description": "Deleted"}, **errors(404)},
+)
 async def delete_load_test(
     load_test_id: int,
     principal: Principal = Depends(current_principal),

@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict
 
 from loadbell.api.auth import current_principal
 from loadbell.api.models import Name
+from loadbell.api.responses import BODY, COMMON, OrganizationList, OrganizationOut, errors, ok
 from loadbell.api.state import AppState, get_state
 from loadbell.services import organizations
 from loadbell.services.access import Principal
 
-router = APIRouter(tags=["organizations"])
+router = APIRouter(tags=["organizations"], responses=COMMON)
 
 
 class OrganizationIn(BaseModel):
@@ -21,7 +22,7 @@ class OrganizationIn(BaseModel):
     name: Name
 
 
-@router.get("/organizations")
+@router.get("/organizations", response_model=None, responses=ok(OrganizationList))
 async def list_organizations(
     principal: Principal = Depends(current_principal), state: AppState = Depends(get_state)
 ) -> dict[str, Any]:
@@ -29,7 +30,12 @@ async def list_organizations(
         return {"items": await organizations.list_organizations(conn, principal)}
 
 
-@router.post("/organizations", status_code=201)
+@router.post(
+    "/organizations",
+    status_code=201,
+    response_model=None,
+    responses={**ok(OrganizationOut, 201), **BODY, **errors(403)},
+)
 async def create(
     body: OrganizationIn,
     principal: Principal = Depends(current_principal),

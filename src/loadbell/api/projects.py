@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict
 
 from loadbell.api.auth import current_principal
 from loadbell.api.models import Id, Name
+from loadbell.api.responses import BODY, COMMON, ProjectList, ProjectOut, errors, ok
 from loadbell.api.state import AppState, get_state
 from loadbell.services import projects
 from loadbell.services.access import Principal
 
-router = APIRouter(tags=["projects"])
+router = APIRouter(tags=["projects"], responses=COMMON)
 
 
 class ProjectIn(BaseModel):
@@ -27,7 +28,7 @@ class ProjectPatch(BaseModel):
     name: Name
 
 
-@router.get("/projects")
+@router.get("/projects", response_model=None, responses={**ok(ProjectList), **errors(404)})
 async def list_projects(
     organization_id: int | None = None,
     principal: Principal = Depends(current_principal),
@@ -37,7 +38,12 @@ async def list_projects(
         return {"items": await projects.list_projects(conn, principal, organization_id)}
 
 
-@router.post("/projects", status_code=201)
+@router.post(
+    "/projects",
+    status_code=201,
+    response_model=None,
+    responses={**ok(ProjectOut, 201), **BODY, **errors(403, 404)},
+)
 async def create_project(
     body: ProjectIn,
     principal: Principal = Depends(current_principal),
@@ -51,7 +57,9 @@ async def create_project(
     return made
 
 
-@router.get("/projects/{project_id}")
+@router.get(
+    "/projects/{project_id}", response_model=None, responses={**ok(ProjectOut), **errors(404)}
+)
 async def get_project(
     project_id: int,
     principal: Principal = Depends(current_principal),
@@ -61,7 +69,11 @@ async def get_project(
         return await projects.get_project(conn, principal, project_id)
 
 
-@router.patch("/projects/{project_id}")
+@router.patch(
+    "/projects/{project_id}",
+    response_model=None,
+    responses={**ok(ProjectOut), **BODY, **errors(403, 404)},
+)
 async def update_project(
     project_id: int,
     body: ProjectPatch,
@@ -74,7 +86,12 @@ async def update_project(
     return renamed
 
 
-@router.delete("/projects/{project_id}", status_code=204)
+@router.delete(
+    "/projects/{project_id}",
+    status_code=204,
+    response_model=None,
+    responses={204: {"description": "Deleted"}, **errors(403, 404)},
+)
 async def delete_project(
     project_id: int,
     principal: Principal = Depends(current_principal),

@@ -20,12 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loadbell.api.auth import current_principal
 from loadbell.api.models import Line, Metrics, Number
+from loadbell.api.responses import (
+    BODY,
+    COMMON,
+    ReportAvailableOut,
+    ReportOut,
+    ReportPage,
+    ThresholdFailureOut,
+    errors,
+    ok,
+)
 from loadbell.api.state import AppState, get_state
 from loadbell.services import reports
 from loadbell.services.access import Principal
 from loadbell.store.tables import MAX_ID
 
-router = APIRouter(tags=["reports"])
+router = APIRouter(tags=["reports"], responses=COMMON)
 
 
 class ReportIn(BaseModel):
@@ -43,7 +53,12 @@ class ThresholdFailureIn(BaseModel):
     value: Number | None = Field(default=None, description="the observed value, if known")
 
 
-@router.post("/runs/{run_id}/reports", status_code=201)
+@router.post(
+    "/runs/{run_id}/reports",
+    status_code=201,
+    response_model=None,
+    responses={**ok(ReportOut, 201), **BODY, **errors(404, 409)},
+)
 async def add_report(
     run_id: int,
     body: ReportIn,
@@ -65,7 +80,9 @@ async def add_report(
     return report
 
 
-@router.get("/runs/{run_id}/reports")
+@router.get(
+    "/runs/{run_id}/reports", response_model=None, responses={**ok(ReportPage), **errors(404)}
+)
 async def list_reports(
     run_id: int,
     after_id: int | None = Query(None, ge=1, le=MAX_ID),
@@ -78,7 +95,17 @@ async def list_reports(
     return {"items": items, "next_after_id": items[-1]["id"] if len(items) == limit else None}
 
 
-@router.post("/runs/{run_id}/threshold-failures", status_code=201)
+@router.post(
+    "/runs/{run_id}/threshold-failures",
+    status_code=201,
+    response_model=None,
+    responses={
+        **ok(ThresholdFailureOut, 201, "Reported: test.threshold_failed is sent"),
+        **ok(ThresholdFailureOut, 200, "Already reported for this run: nothing is sent"),
+        **BODY,
+        **errors(404, 409),
+    },
+)
 async def threshold_failed(
     run_id: int,
     body: ThresholdFailureIn,
@@ -106,7 +133,16 @@ async def threshold_failed(
     return {"emitted": ids is not None, "metric": body.metric, "expression": body.expression}
 
 
-@router.post("/runs/{run_id}/report-available", status_code=201)
+@router.post(
+    "/runs/{run_id}/report-available",
+    status_code=201,
+    response_model=None,
+    responses={
+        **ok(ReportAvailableOut, 201, "test.report_available is sent"),
+        **ok(ReportAvailableOut, 200, "Already sent for this run"),
+        **errors(404, 409),
+    },
+)
 async def report_available(
     run_id: int,
     response: Response,

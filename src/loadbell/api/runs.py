@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict, StrictInt, field_validator, model_va
 
 from loadbell.api.auth import current_principal
 from loadbell.api.models import Id, Metrics, Name
+from loadbell.api.responses import BODY, COMMON, RunOut, RunPage, RunWithTimeline, errors, ok
 from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunResult, RunStatus, Trigger
 from loadbell.services import runs
 from loadbell.services.access import Principal
 from loadbell.store.tables import MAX_ID
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=COMMON)
 
 _STATUS_HELP = ", ".join(f"{int(s)} {s.text}" for s in RunStatus)
 
@@ -51,7 +52,12 @@ class RunPatch(BaseModel):
         return v
 
 
-@router.post("/runs", status_code=201)
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=None,
+    responses={**ok(RunOut, 201, "The run, at Created"), **BODY, **errors(404)},
+)
 async def create_run(
     body: RunIn,
     principal: Principal = Depends(current_principal),
@@ -73,7 +79,11 @@ async def create_run(
     return made.run
 
 
-@router.patch("/runs/{run_id}")
+@router.patch(
+    "/runs/{run_id}",
+    response_model=None,
+    responses={**ok(RunOut, 200, "The run as it is now"), **BODY, **errors(404, 409)},
+)
 async def update_run(
     run_id: int,
     body: RunPatch,
@@ -97,7 +107,11 @@ async def update_run(
     return run
 
 
-@router.get("/runs/{run_id}")
+@router.get(
+    "/runs/{run_id}",
+    response_model=None,
+    responses={**ok(RunWithTimeline), **errors(404)},
+)
 async def get_run(
     run_id: int,
     principal: Principal = Depends(current_principal),
@@ -107,7 +121,7 @@ async def get_run(
         return await runs.get_run(conn, principal, run_id, state.settings.public_url)
 
 
-@router.get("/runs")
+@router.get("/runs", response_model=None, responses={**ok(RunPage), **errors(404)})
 async def list_runs(
     project_id: int | None = None,
     load_test_id: int | None = None,

@@ -1,0 +1,164 @@
+"""What the API answers, for the OpenAPI document: the error body, the statuses an operation
+can return, and the response models of each resource.
+
+Handlers return plain dicts; the models here describe them (``responses=`` on each route),
+so a client generator gets real types, and ``tests/api/test_openapi.py`` runs schemathesis
+to check that every answer conforms. They are not used to re-validate each answer: that
+would cost every request a pass through pydantic for what the services already built.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loadbell.api.models import Metrics
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error loadbell answers (docs/api.md, "Errors")."""
+
+    error: str = Field(description="what kind of error: not_found, invalid, conflict, ...")
+    message: str = Field(description="what was wrong and what to do, for people")
+    field: str | None = Field(description="the dotted path of the field at fault, or null")
+    errors: list[FieldError] | None = Field(
+        default=None, description="validation errors: one entry per problem"
+    )
+    request_id: str | None = Field(
+        default=None, description="500 only: the id the server log has the details under"
+    )
+
+
+_WHEN = {
+    400: "The body is not valid JSON, or the request cannot be understood as it is.",
+    401: "The token is missing, malformed or unknown.",
+    403: "The caller may see this but not change it (a member), or the token cannot.",
+    404: "No such id, or one in another organization (never told apart).",
+    409: "The state things are in forbids it (a run that ended, a name already used).",
+    413: "The body is larger than LOADBELL_MAX_BODY_BYTES.",
+    422: "A value is wrong; `field` names it.",
+    500: "Something failed that should not have; `request_id` leads to the server log.",
+    502: "Slack's Web API failed or refused.",
+    503: "The database is unreachable or the server is overloaded (with Retry-After), or a "
+    "setting this operation needs is missing.",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries for these error statuses, each with the error body."""
+    return {status: {"model": ErrorOut, "description": _WHEN[status]} for status in statuses}
+
+
+# Every operation that needs a token and may meet an unreachable database or a full server.
+COMMON = errors(401, 422, 500, 503)
+# Operations with a JSON body also answer malformed and oversized bodies.
+BODY = errors(400, 413)
+
+
+def ok(model: type[BaseModel], status: int = 200, what: str = "") -> dict[int | str, Any]:
+    return {status: {"model": model, "description": what or "Success"}}
+
+
+# -- resources -------------------------------------------------------------------------
+
+
+class OrganizationOut(BaseModel):
+    id: int
+    name: str
+    role: str = Field(description="the caller's role: owner, admin or member")
+    created_at: datetime | None
+
+
+class OrganizationList(BaseModel):
+    items: list[OrganizationOut]
+
+
+class ProjectOut(BaseModel):
+    id: int
+    organization_id: int
+    name: str
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ProjectList(BaseModel):
+    items: list[ProjectOut]
+
+
+class LoadTestOut(BaseModel):
+    id: int
+    project_id: int
+    name: str
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class LoadTestList(BaseModel):
+    items: list[LoadTestOut]
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"description": "A run (docs/api.md)."})
+    id: int
+    status: int = Field(description="seed 000's status code, -2 to 9 (docs/status-codes.md)")
+    status_text: str
+    result: str | None = Field(description="passed, failed, or null while the run goes on")
+    trigger: str = Field(description="manual, scheduled or api")
+    user_id: int | None
+    user_name: str | None
+    created_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_s: float | None = Field(description="ended_at - started_at, once ended")
+    metrics: Metrics
+    url: str = Field(description="the run's page")
+    load_test_id: int
+    load_test_name: str
+    project_id: int
+    organization_id: int
+    updated_at: datetime | None
+
+
+class StatusChange(BaseModel):
+    status: int
+    status_text: str
+    at: datetime | None
+
+
+class RunWithTimeline(RunOut):
+    timeline: list[StatusChange]
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    next_before_id: int | None = Field(description="the before_id of the next page, or null")
+
+
+class ReportOut(BaseModel):
+    id: int
+    run_id: int
+    at: str
+    metrics: Metrics
+
+
+class ReportPage(BaseModel):
+    items: list[ReportOut]
+    next_after_id: int | None
+
+
+class ThresholdFailureOut(BaseModel):
+    emitted: bool = Field(description="false: already reported for this run, nothing sent")
+    metric: str
+    expression: str
+
+
+class ReportAvailableOut(BaseModel):
+    emitted: bool
+    report_url: str
