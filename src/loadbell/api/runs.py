@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from loadbell.api.auth import current_principal
 from loadbell.api.models import Id, Metrics, Name
@@ -40,7 +40,12 @@ class RunIn(BaseModel):
 
 class RunPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    status: StrictInt | None = None
+    # The range is in the schema for clients; the check below keeps our own message.
+    status: StrictInt | None = Field(
+        default=None,
+        description=f"the new status: {_STATUS_HELP} (docs/status-codes.md)",
+        json_schema_extra={"minimum": min(RunStatus), "maximum": max(RunStatus)},
+    )
     result: RunResult | None = None
     metrics: Metrics | None = None
 
