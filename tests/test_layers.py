@@ -73,3 +73,59 @@ def test_no_upward_or_sideways_import(path: Path) -> None:
         if other != unit and RANK[other] >= RANK[unit]
     }
     assert not wrong, f"{path.relative_to(ROOT)} ({unit}) imports {sorted(wrong)} from above"
+
+
+# API routers whose operations live in services/: the web pages call the services, never
+# these handlers as functions (the two edges do not import each other's operations).
+# Add a router here once its operations have moved.
+SERVICE_BACKED_ROUTERS = {
+    "deliveries",
+    "events",
+    "health",
+    "load_tests",
+    "organizations",
+    "projects",
+    "reports",
+    "runs",
+}
+
+
+def _api_modules(tree: ast.AST) -> set[str]:
+    """The ``loadbell.api`` submodules a module imports, in any spelling."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "loadbell.api":
+                found |= {alias.name for alias in node.names}
+            elif node.module.startswith("loadbell.api."):
+                found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[:2] == ["loadbell", "api"] and len(parts) > 2:
+                    found.add(parts[2])
+    return found
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from loadbell.api import deliveries as deliveries_api",
+        "from loadbell.api.events import list_events",
+        "import loadbell.api.deliveries",
+    ],
+)
+def test_router_imports_are_recognised(source: str) -> None:
+    """Each way of spelling an import of an API router is caught."""
+    assert _api_modules(ast.parse(source)) & SERVICE_BACKED_ROUTERS
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((ROOT / "web").rglob("*.py")),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_pages_call_services_not_api_handlers(path: Path) -> None:
+    """A web module imports no API router whose operations live in services/."""
+    wrong = _api_modules(ast.parse(path.read_text(), str(path))) & SERVICE_BACKED_ROUTERS
+    assert not wrong, f"{path.relative_to(ROOT)} imports api.{sorted(wrong)}: call services/"

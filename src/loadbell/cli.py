@@ -261,7 +261,8 @@ def token_create(org_id: int | None, role: str, name: str, database_url: str | N
     import sqlalchemy as sa
 
     from loadbell.domain.roles import Role
-    from loadbell.store import accounts
+    from loadbell.services import members
+    from loadbell.services.errors import Invalid, NotFound
     from loadbell.store.db import create_engine
     from loadbell.store.tables import organizations
 
@@ -285,11 +286,13 @@ def token_create(org_id: int | None, role: str, name: str, database_url: str | N
                         await conn.execute(sa.select(sa.func.min(organizations.c.id)))
                     ).scalar()
                 try:
-                    return await accounts.service_token(conn, int(target), Role(role), name)
-                except LookupError as exc:
+                    return await members.issue_service_token(conn, int(target), Role(role), name)
+                except NotFound as exc:
                     raise click.ClickException(
-                        f"{exc}; list them with GET /api/v1/organizations"
+                        f"{exc.message}; list them with GET /api/v1/organizations"
                     ) from None
+                except Invalid as exc:
+                    raise click.BadParameter(exc.message, param_hint="--name") from None
         finally:
             await engine.dispose()
 

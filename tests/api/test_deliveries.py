@@ -1,5 +1,6 @@
 """Durable delivery through the real server and worker: retries, the attempt log,
-redelivery, ordering per channel and run, and isolation between channels."""
+redelivery, ordering per channel and run, isolation between channels, and list filters
+that name what another organization owns."""
 
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ from api.support import (
     assert_error,
     create_webhook,
     list_deliveries,
+    list_events,
     new_run,
+    scoped_token,
     set_status,
     wait_deliveries,
 )
+from conftest import Server
+from loadbell.domain.roles import Role
+from loadbell.store.tables import MAX_ID
 from loadbell.testing import Received, RecordingReceiver
 
 FAST = {"base_delay": 0.2}  # seconds; keeps retries quick
@@ -270,3 +276,68 @@ async def test_bulk_redeliver_failed_since(
     assert_error(
         await api.post("/deliveries/redeliver-failed", json={"organization_id": 1}), 422, "since"
     )
+
+
+async def test_list_filters_naming_another_organizations_ids_are_404(
+    api: httpx.AsyncClient, app_server: Server, receiver: RecordingReceiver
+) -> None:
+    """A delivery or event list filtered by a channel, run or project of another
+    organization answers the 404 that reading that id answers, not an empty list; the
+    owner's own ids filter, a deleted channel's included."""
+    channel = await create_webhook(api, f"{receiver.url}/hook")
+    run = await _started(api)
+    [delivery] = await wait_deliveries(api, all_done, run_id=run)
+    r = await api.post("/organizations", json={"name": "Other Org"})
+    assert r.status_code == 201, r.text
+    token = await scoped_token(app_server.settings, r.json()["id"], Role.MEMBER)
+    ch = channel["id"]
+    cases = [
+        # (the filtered list, the direct read whose 404 it must repeat)
+        (("/deliveries", {"channel_id": ch}), f"/channels/{ch}"),
+        (("/deliveries", {"run_id": run}), f"/runs/{run}"),
+        (("/deliveries", {"channel_id": ch, "run_id": run}), f"/channels/{ch}"),
+        (("/events", {"project_id": 1}), "/projects/1"),
+        (("/events", {"run_id": run}), f"/runs/{run}"),
+        (("/events", {"project_id": 1, "type": "test.started"}), "/projects/1"),
+    ]
+    async with app_server.client(token) as other:
+        for (path, params), read in cases:
+            direct = assert_error(await other.get(read), 404)
+            assert assert_error(await other.get(path, params=params), 404) == direct, params
+        # Unfiltered, the lists leave organization 1 out.
+        assert (await other.get("/deliveries")).json()["items"] == []
+        assert (await other.get("/events")).json()["items"] == []
+    # The caller's own ids still filter.
+    assert [d["id"] for d in await list_deliveries(api, channel_id=ch)] == [delivery["id"]]
+    assert [d["id"] for d in await list_deliveries(api, run_id=run)] == [delivery["id"]]
+    assert {e["type"] for e in await list_events(api, project_id=1, run_id=run)} == {"test.started"}
+    # A deleted channel's history stays listed for its own organization.
+    assert (await api.delete(f"/channels/{ch}")).status_code == 204
+    assert_error(await api.get(f"/channels/{ch}"), 404)
+    assert [d["id"] for d in await list_deliveries(api, channel_id=ch)] == [delivery["id"]]
+
+
+async def test_list_filters_refuse_ids_no_row_can_have(api: httpx.AsyncClient) -> None:
+    """An id filter or cursor outside 1..MAX_ID is a 422 naming it; an unknown event type
+    or status is a 422 too; an id in range that no row has is a 404."""
+    cases = [
+        # (list, query, the field the 422 names)
+        ("/deliveries", {"channel_id": MAX_ID + 1}, "channel_id"),
+        ("/deliveries", {"run_id": 0}, "run_id"),
+        ("/deliveries", {"before_id": 2**63}, "before_id"),
+        ("/deliveries", {"run_id": 1, "after_id": -1}, "after_id"),
+        ("/deliveries", {"event_type": "test.exploded"}, "event_type"),
+        ("/deliveries", {"event_type": "test.\x00started"}, "event_type"),
+        ("/events", {"project_id": MAX_ID + 1}, "project_id"),
+        ("/events", {"run_id": -5}, "run_id"),
+        ("/events", {"after_id": 2**31}, "after_id"),
+        ("/events", {"type": "nothing"}, "type"),
+    ]
+    for path, params, field in cases:
+        assert_error(await api.get(path, params=params), 422, field)
+    for path, params in [
+        ("/deliveries", {"channel_id": MAX_ID}),
+        ("/deliveries", {"run_id": 999}),
+        ("/events", {"project_id": 999}),
+    ]:
+        assert_error(await api.get(path, params=params), 404)

@@ -49,7 +49,8 @@ async def shown(page: Page) -> list[str]:
 async def test_filters_narrow_the_log_and_keep_their_values(
     page: Page, app_server: Server, api: httpx.AsyncClient
 ) -> None:
-    """Channel, run, status and event each narrow the list, alone and together."""
+    """Channel, run, status and event each narrow the list, alone and together; a wrong
+    filter is said on the page."""
     async with RecordingReceiver() as good, RecordingReceiver(status=500) as bad:
         ids = await two_channels_two_runs(api, good, bad)
     await sign_in_with_token(page, app_server.token, "/orgs/1/deliveries")
@@ -91,6 +92,10 @@ async def test_filters_narrow_the_log_and_keep_their_values(
     # A wrong status in the address is said on the page, not a crash.
     await page.goto("/orgs/1/deliveries?status=lost")
     await expect(page.locator(".error-text")).to_contain_text("status")
+    # So is a run that does not exist (or belongs to another organization).
+    await page.goto("/orgs/1/deliveries?run_id=999999")
+    await expect(page.locator(".error-text")).to_contain_text("run 999999 not found")
+    assert await shown(page) == []
 
 
 async def test_redeliver_all_failed_since(

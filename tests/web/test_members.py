@@ -4,6 +4,8 @@ refuses their direct POSTs with 403. Tokens are shown once."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from playwright.async_api import Browser, Page, expect
 
@@ -104,6 +106,36 @@ async def test_tokens_are_shown_once_and_roles_change(page: Page, app_server: Se
     await owner_row.get_by_role("combobox").select_option("member")
     await owner_row.get_by_role("button", name="Change").click()
     await expect(page.locator(".flash")).to_contain_text("last owner")
+
+
+async def test_members_are_removed_but_the_last_owner_stays(page: Page, app_server: Server) -> None:
+    """Removing a member takes them off the list and revokes their token for the
+    organization; the last owner cannot be removed."""
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await sign_in_with_token(page, app_server.token, "/orgs/1/members")
+    await invite(page, "Rita Removed", "rita@example.com")
+    form = page.locator("#token-form")
+    await form.get_by_label("Name").fill("Rita's CI")
+    await form.get_by_role("button", name="Create token").click()
+    token = await page.locator("#token-value").inner_text()
+
+    # A service token's user is a member too: removing it revokes its token.
+    row = page.locator("table.members tr", has_text="Rita's CI")
+    await row.get_by_role("button", name="Remove Rita's CI").click()
+    await expect(page.locator(".flash")).to_contain_text("Removed")
+    await expect(page.locator("table.members")).not_to_contain_text("Rita's CI")
+    await expect(page.locator("table.tokens tr", has_text="Rita's CI")).to_contain_text("revoked")
+    async with app_server.client(token) as client:
+        assert (await client.get("/projects")).status_code == 401
+
+    row = page.locator("table.members tr", has_text="Rita Removed")
+    await row.get_by_role("button", name="Remove Rita Removed").click()
+    await expect(page.locator("table.members")).not_to_contain_text("Rita Removed")
+
+    owner_row = page.locator("table.members tr", has_text="owner (you)")
+    await owner_row.get_by_role("button", name="Remove").click()
+    await expect(page.locator(".flash")).to_contain_text("last owner")
+    await expect(page.locator("table.members")).to_contain_text("(you)")
 
 
 async def test_member_previews_the_saved_settings(

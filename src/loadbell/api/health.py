@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from loadbell.api.responses import HealthOut, ok
 from loadbell.api.state import AppState, get_state
 
 router = APIRouter(tags=["health"])
@@ -20,7 +21,14 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT = 3.0
 
 
-@router.get("/healthz")
+# No token, no parameters: only these two answers (the same body).
+_ANSWERS = {
+    **ok(HealthOut, 200, "The database answers, and the worker runs (or is elsewhere)"),
+    **ok(HealthOut, 503, "The database does not answer, or the in-process worker stopped"),
+}
+
+
+@router.get("/healthz", response_model=None, responses=_ANSWERS)
 async def healthz(request: Request, state: AppState = Depends(get_state)) -> Any:
     body: dict[str, Any] = {"status": "ok", "database": "ok"}
     try:

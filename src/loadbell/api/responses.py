@@ -162,3 +162,77 @@ class ThresholdFailureOut(BaseModel):
 class ReportAvailableOut(BaseModel):
     emitted: bool
     report_url: str
+
+
+# -- deliveries and events ---------------------------------------------------------------
+
+
+class AttemptOut(BaseModel):
+    series: int = Field(description="1, then one more per redelivery")
+    number: int = Field(description="the attempt's number within its series, from 1")
+    started_at: datetime
+    duration_ms: float
+    outcome: str = Field(description="delivered, retry or failed")
+    request_url: str | None = Field(description="secret parts masked")
+    request_headers: dict[str, Any] = Field(description="secret values masked")
+    response_status: int | None
+    response_body: str | None = Field(description="the first 4 KiB, the channel's secrets masked")
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"description": "A delivery and its attempt log (docs/api.md)."}
+    )
+    id: int
+    uuid: str = Field(description="the same on every attempt and redelivery (X-LoadImpact-ID)")
+    status: str = Field(description="pending, succeeded or failed")
+    event_id: int
+    event_type: str
+    run_id: int | None
+    channel_id: int
+    target: str | None
+    series: int
+    attempt_count: int = Field(description="attempts in the current series")
+    next_attempt_at: datetime | None = Field(description="while pending only")
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    attempts: list[AttemptOut] = Field(description="every series, oldest attempt first")
+
+
+class DeliveryList(BaseModel):
+    items: list[DeliveryOut]
+
+
+class RedeliveredOut(BaseModel):
+    redelivered: int = Field(description="how many deliveries start a new series")
+    ids: list[int]
+
+
+class EventOut(BaseModel):
+    id: int
+    type: str = Field(description="test.started, test.finished, ... (docs/api.md, Events)")
+    occurred_at: datetime
+    organization_id: int
+    project_id: int | None
+    load_test_id: int | None
+    run_id: int | None
+    context: dict[str, Any] = Field(
+        description="the organization, project, load test and run as they were then"
+    )
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+
+
+class HealthOut(BaseModel):
+    """/healthz: 200 when everything answers, 503 (same body) when something does not."""
+
+    status: str = Field(description="ok, or error when the answer is 503")
+    database: str = Field(description="ok or unreachable")
+    worker: str = Field(
+        description="running, waiting for the database, stopped, or not in this process"
+    )

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.roles import Role
-from loadbell.services.errors import forbidden, not_found
+from loadbell.services.errors import forbidden, invalid, not_found
 from loadbell.store.tables import MAX_ID, channels, deliveries, load_tests, projects, runs
 
 
@@ -45,6 +45,21 @@ class Principal:
 def known_id(what: str, ident: int) -> None:
     """NotFound for an id no row can have: PostgreSQL could not even compare it."""
     if not 1 <= ident <= MAX_ID:
+        raise not_found(what, ident)
+
+
+async def filter_target(
+    conn: AsyncConnection, principal: Principal, table: sa.Table, ident: int, what: str
+) -> None:
+    """NotFound unless the caller may see row ``ident`` of ``table`` (an id a list is
+    filtered by), with the message a direct read gives. A deleted row of the caller's own
+    organization passes: its history (deliveries of a deleted channel, events of a deleted
+    project) stays in the lists."""
+    known_id(what, ident)
+    org = (
+        await conn.execute(sa.select(table.c.organization_id).where(table.c.id == ident))
+    ).scalar()
+    if org is None or org not in principal.roles:
         raise not_found(what, ident)
 
 
@@ -106,6 +121,14 @@ async def delivery(conn: AsyncConnection, principal: Principal, ident: int) -> s
         channels.c.organization_id,
         (channels, channels.c.id == deliveries.c.channel_id),
     )
+
+
+def cursor(field: str, ident: int | None) -> int | None:
+    """A page cursor (``before_id``, ``after_id``) as given, or Invalid naming ``field``
+    when no row could have it (the API's query checks say the same; the pages rely on this)."""
+    if ident is not None and not 1 <= ident <= MAX_ID:
+        raise invalid(field, f"give an id from 1 to {MAX_ID}, as a previous page gave it")
+    return ident
 
 
 def page_limit(limit: int) -> int:

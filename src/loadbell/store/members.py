@@ -1,8 +1,8 @@
 """People of an organization: memberships, sign-in data and API tokens (web Members page).
 
-Staging functions: callers own the transaction. Rules that protect an organization live
-here, next to the rows they guard: the last owner can never be demoted, and an email
-address belongs to one user.
+Staging functions: callers own the transaction. The rules about roles (the last owner
+stays) are operations of ``services/members.py``; the one rule kept here, next to the rows
+it guards, is that an email address belongs to one user.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from loadbell.store.tables import api_tokens, memberships, users
 
 
 class MembershipError(ValueError):
-    """A change the organization's rules refuse; the message is written for the user."""
+    """A change the rules refuse (an email another user has); the message is for the user."""
 
 
 @dataclass(frozen=True)
@@ -131,18 +131,9 @@ async def role_of(conn: AsyncConnection, organization_id: int, user_id: int) -> 
     return Role(role) if role else None
 
 
-async def change_role(
-    conn: AsyncConnection, organization_id: int, user_id: int, role: Role, *, by: Role
-) -> None:
-    """Owners may grant and take away any role; admins move people between admin and
-    member. The last owner stays an owner."""
-    current = await role_of(conn, organization_id, user_id)
-    if current is None:
-        raise MembershipError(f"user {user_id} is not a member of this organization")
-    if Role.OWNER in (current, role) and by is not Role.OWNER:
-        raise MembershipError("only an owner may make someone an owner or change an owner's role")
-    if current is Role.OWNER and role is not Role.OWNER:
-        owners = (
+async def count_owners(conn: AsyncConnection, organization_id: int) -> int:
+    return int(
+        (
             await conn.execute(
                 sa.select(sa.func.count())
                 .select_from(memberships)
@@ -150,15 +141,31 @@ async def change_role(
                 .where(memberships.c.role == Role.OWNER.value)
             )
         ).scalar_one()
-        if owners <= 1:
-            raise MembershipError(
-                "this is the organization's last owner; make someone else an owner first"
-            )
+    )
+
+
+async def set_role(conn: AsyncConnection, organization_id: int, user_id: int, role: Role) -> None:
     await conn.execute(
         sa.update(memberships)
         .where(memberships.c.organization_id == organization_id)
         .where(memberships.c.user_id == user_id)
         .values(role=role.value)
+    )
+
+
+async def remove_membership(conn: AsyncConnection, organization_id: int, user_id: int) -> None:
+    """Delete the membership and revoke the user's tokens scoped to this organization."""
+    await conn.execute(
+        sa.delete(memberships)
+        .where(memberships.c.organization_id == organization_id)
+        .where(memberships.c.user_id == user_id)
+    )
+    await conn.execute(
+        sa.update(api_tokens)
+        .where(api_tokens.c.user_id == user_id)
+        .where(api_tokens.c.organization_id == organization_id)
+        .where(api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
     )
 
 

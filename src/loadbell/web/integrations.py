@@ -22,13 +22,13 @@ from starlette.responses import JSONResponse, Response
 
 from loadbell.api import channel_config as cc
 from loadbell.api import channels as channels_api
-from loadbell.api import deliveries as deliveries_api
 from loadbell.api import previews as previews_api
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
 from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
 from loadbell.services import access as lookups
+from loadbell.services import deliveries
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.store.channels import channel_from_row, load_overrides
 from loadbell.web.channel_form import (
@@ -356,9 +356,8 @@ async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | N
     if delivery_id is None:
         return None
     try:
-        delivery = await deliveries_api.get_delivery(
-            delivery_id=delivery_id, principal=ctx.who, state=ctx.state
-        )
+        async with ctx.state.reader.connect() as conn:
+            delivery = await deliveries.get_delivery(conn, ctx.who, delivery_id)
     except ServiceError:
         return None
     attempts = [a for a in delivery["attempts"] if a["series"] == delivery["series"]]

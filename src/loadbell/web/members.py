@@ -4,37 +4,21 @@ set their own email and password under "Your account"."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from loadbell.domain.roles import Role
 from loadbell.security.passwords import (
     check_strength,
     fingerprint,
-    generate_initial,
     hash_password,
     verify_password,
 )
-from loadbell.store import accounts
+from loadbell.services import members
+from loadbell.services.errors import Conflict, Forbidden, Invalid, NotFound
 from loadbell.store import members as store
-from loadbell.web.pages import Ctx, PageError, PageRoute
+from loadbell.web.pages import Ctx, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-ROLES = tuple(r.value for r in Role)
-
-
-def _role(value: Any) -> Role:
-    try:
-        return Role(str(value))
-    except ValueError:
-        raise PageError(422, f"'{value}' is not a role; use owner, admin or member") from None
-
-
-def _may_grant(me: Role, role: Role) -> None:
-    if role is Role.OWNER and me is not Role.OWNER:
-        raise PageError(403, "only an owner may make someone an owner")
 
 
 async def _page(
@@ -47,10 +31,9 @@ async def _page(
     errors: dict[str, str] | None = None,
     values: dict[str, str] | None = None,
 ) -> Response:
-    ctx.who.role_in(org_id)
     async with ctx.state.reader.connect() as conn:
-        people = await store.list_members(conn, org_id)
-        tokens = await store.list_tokens(conn, org_id)
+        people = await members.list_members(conn, ctx.who, org_id)
+        tokens = await members.list_tokens(conn, ctx.who, org_id)
     return await ctx.render(
         "members.html",
         status=status,
@@ -60,7 +43,7 @@ async def _page(
         tokens=tokens,
         can_manage=ctx.can_manage(org_id),
         my_role=ctx.who.role_in(org_id),
-        roles=ROLES,
+        roles=members.ROLES,
         invited=invited,
         token=token,
         errors=errors or {},
@@ -81,35 +64,19 @@ async def invite(request: Request, org_id: int) -> Response:
     ctx.require_manage(org_id, "invite members")
     name = str(form.get("name") or "").strip()
     email = store.normalize_email(str(form.get("email") or ""))
-    role = _role(form.get("role") or "member")
-    _may_grant(ctx.who.role_in(org_id), role)
+    role = members.parse_role(form.get("role") or "member")
     values = {"name": name, "email": email, "role": role.value}
-    errors: dict[str, str] = {}
-    if not name:
-        errors["name"] = "give the person's name, as others will see it"
-    problem = store.email_problem(email)
-    if problem:
-        errors["email"] = problem
+    # Every problem of the form at once, beside its fields.
+    errors = members.invite_problems(name, email)
     if errors:
         return await _page(ctx, org_id, status=422, errors=errors, values=values)
-    password: str | None = None
-    async with ctx.state.engine.begin() as conn:
-        existing = await store.account_by_email(conn, email)
-        if existing is not None:
-            if await store.role_of(conn, org_id, existing.user_id) is not None:
-                errors["email"] = f"{email} is already a member of this organization"
-            else:
-                await accounts.add_member(conn, org_id, existing.user_id, role)
-        else:
-            password = generate_initial()
-            user_id = await accounts.create_user(conn, name, email)
-            await store.set_sign_in(conn, user_id, password_hash=hash_password(password))
-            await accounts.add_member(conn, org_id, user_id, role)
-    if errors:
-        return await _page(ctx, org_id, status=422, errors=errors, values=values)
-    return await _page(
-        ctx, org_id, invited={"name": name, "email": email, "password": password or ""}
-    )
+    try:
+        async with ctx.state.engine.begin() as conn:
+            invited = await members.invite(conn, ctx.who, org_id, name=name, email=email, role=role)
+    except (Invalid, Conflict) as exc:
+        return await _page(ctx, org_id, status=422, errors=field_errors(exc), values=values)
+    shown = {"name": invited.name, "email": invited.email, "password": invited.password or ""}
+    return await _page(ctx, org_id, invited=shown)
 
 
 @router.post("/orgs/{org_id}/members/{user_id}/role")
@@ -117,14 +84,31 @@ async def change_role(request: Request, org_id: int, user_id: int) -> Response:
     ctx = await Ctx.of(request)
     form = await ctx.form()
     ctx.require_manage(org_id, "change roles")
-    role = _role(form.get("role"))
+    role = members.parse_role(form.get("role"))
     try:
         async with ctx.state.engine.begin() as conn:
-            await store.change_role(conn, org_id, user_id, role, by=ctx.who.role_in(org_id))
-    except store.MembershipError as exc:
-        return ctx.redirect(f"/orgs/{org_id}/members", f"Role not changed: {exc}")
+            await members.change_role(conn, ctx.who, org_id, user_id, role)
+    except (Conflict, Forbidden, NotFound) as exc:
+        # The caller may manage (checked above): these are the organization's rules.
+        return ctx.redirect(f"/orgs/{org_id}/members", f"Role not changed: {exc.message}")
     ctx.state.forget_principals()
     return ctx.redirect(f"/orgs/{org_id}/members", f"Role changed to {role.value}.")
+
+
+@router.post("/orgs/{org_id}/members/{user_id}/remove")
+async def remove_member(request: Request, org_id: int, user_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    await ctx.form()
+    ctx.require_manage(org_id, "remove members")
+    try:
+        async with ctx.state.engine.begin() as conn:
+            await members.remove_member(conn, ctx.who, org_id, user_id)
+    except (Conflict, Forbidden, NotFound) as exc:
+        return ctx.redirect(f"/orgs/{org_id}/members", f"Not removed: {exc.message}")
+    ctx.state.forget_principals()
+    if user_id == ctx.who.user_id:
+        return ctx.redirect("/", "You left the organization.")
+    return ctx.redirect(f"/orgs/{org_id}/members", "Removed from the organization.")
 
 
 @router.post("/orgs/{org_id}/tokens")
@@ -133,18 +117,18 @@ async def create_token(request: Request, org_id: int) -> Response:
     form = await ctx.form()
     ctx.require_manage(org_id, "create API tokens")
     name = str(form.get("token_name") or "").strip()
-    role = _role(form.get("token_role") or "member")
-    _may_grant(ctx.who.role_in(org_id), role)
-    if not name or len(name) > 200:
+    role = members.parse_role(form.get("token_role") or "member", "token_role")
+    try:
+        async with ctx.state.engine.begin() as conn:
+            token = await members.create_token(conn, ctx.who, org_id, name=name, role=role)
+    except Invalid as exc:
         return await _page(
             ctx,
             org_id,
             status=422,
-            errors={"token_name": "give the token a name of 1 to 200 characters, such as 'CI'"},
+            errors={"token_name": field_errors(exc)[exc.field or ""]},
             values={"token_name": name, "token_role": role.value},
         )
-    async with ctx.state.engine.begin() as conn:
-        token = await accounts.service_token(conn, org_id, role, name)
     return await _page(ctx, org_id, token={"name": name, "role": role.value, "token": token})
 
 
@@ -152,12 +136,9 @@ async def create_token(request: Request, org_id: int) -> Response:
 async def revoke_token(request: Request, org_id: int, token_id: int) -> Response:
     ctx = await Ctx.of(request)
     await ctx.form()
-    ctx.require_manage(org_id, "revoke API tokens")
     async with ctx.state.engine.begin() as conn:
-        found = await store.revoke_token(conn, org_id, token_id)
+        await members.revoke_token(conn, ctx.who, org_id, token_id)
     ctx.state.forget_principals()
-    if not found:
-        raise PageError(404, f"token {token_id} not found in this organization")
     return ctx.redirect(f"/orgs/{org_id}/members", "Token revoked.")
 
 

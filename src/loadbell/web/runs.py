@@ -9,9 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from loadbell.api import deliveries as deliveries_api
 from loadbell.domain.metrics import failed_thresholds, readable
-from loadbell.services import reports, runs
+from loadbell.services import deliveries, reports, runs
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
@@ -113,17 +112,7 @@ async def run_page(request: Request, run_id: int) -> Response:
     async with ctx.state.reader.connect() as conn:
         run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.public_url)
         series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
-    notified = await deliveries_api.list_deliveries(
-        channel_id=None,
-        run_id=run_id,
-        status=None,
-        event_type=None,
-        limit=500,
-        before_id=None,
-        after_id=None,
-        principal=ctx.who,
-        state=ctx.state,
-    )
+        notified = await deliveries.list_deliveries(conn, ctx.who, run_id=run_id, limit=500)
     metrics = readable(run.get("metrics"))  # the page shows what notifications show
     thresholds = metrics.get("thresholds", [])
     return await ctx.render(

@@ -1,0 +1,200 @@
+"""Deliveries: the log of what was sent (each delivery with its attempts), and redelivery.
+
+A redelivery only stages the new series (``store/redelivery.py``); the edge commits and then
+wakes the worker. A list filter naming a channel or run the caller cannot see is a
+:class:`NotFound`, with the message a direct read of it gives (``access.filter_target``): a
+caller learns no more from a list than from a read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loadbell.services import access
+from loadbell.services.access import Principal
+from loadbell.services.errors import invalid
+from loadbell.services.events import checked_type
+from loadbell.store import redelivery
+from loadbell.store.tables import (
+    DELIVERY_FAILED,
+    DELIVERY_PENDING,
+    DELIVERY_SUCCEEDED,
+    channels,
+    deliveries,
+    delivery_attempts,
+    events,
+    runs,
+)
+
+STATUSES = (DELIVERY_PENDING, DELIVERY_SUCCEEDED, DELIVERY_FAILED)
+
+
+def _attempt(a: Any) -> dict[str, Any]:
+    return {
+        "series": a.series,
+        "number": a.number,
+        "started_at": a.started_at,
+        "duration_ms": a.duration_ms,
+        "outcome": a.outcome,
+        "request_url": a.request_url,
+        "request_headers": a.request_headers,
+        "response_status": a.response_status,
+        "response_body": a.response_body,
+        "error": a.error,
+    }
+
+
+def _view(d: Any, attempts: list[Any]) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "uuid": d.uuid,
+        "status": d.status,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "run_id": d.run_id,
+        "channel_id": d.channel_id,
+        "target": d.target,
+        "series": d.series,
+        "attempt_count": d.attempts,
+        # seconds since the epoch in the table; only a pending delivery has a next attempt
+        "next_attempt_at": (
+            datetime.fromtimestamp(d.next_attempt_at, UTC) if d.status == DELIVERY_PENDING else None
+        ),
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+        "attempts": [_attempt(a) for a in attempts],
+    }
+
+
+def _base() -> sa.Select[Any]:
+    return (
+        sa.select(deliveries, events.c.type.label("event_type"), events.c.run_id)
+        .join(events, events.c.id == deliveries.c.event_id)
+        .join(channels, channels.c.id == deliveries.c.channel_id)
+    )
+
+
+async def _attempts_for(conn: AsyncConnection, ids: list[int]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = {i: [] for i in ids}
+    if ids:
+        rows = await conn.execute(
+            sa.select(delivery_attempts)
+            .where(delivery_attempts.c.delivery_id.in_(ids))
+            .order_by(delivery_attempts.c.id)
+        )
+        for a in rows:
+            grouped[a.delivery_id].append(a)
+    return grouped
+
+
+async def _one(conn: AsyncConnection, delivery_id: int) -> dict[str, Any]:
+    row = (await conn.execute(_base().where(deliveries.c.id == delivery_id))).one()
+    attempts = await _attempts_for(conn, [delivery_id])
+    return _view(row, attempts[delivery_id])
+
+
+async def list_deliveries(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    channel_id: int | None = None,
+    run_id: int | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    limit: int = 100,
+    before_id: int | None = None,
+    after_id: int | None = None,
+) -> dict[str, Any]:
+    """Newest first, paged with ``before_id``; with ``run_id``, in event order, paged with
+    ``after_id`` (a run's notifications read like its timeline)."""
+    if status is not None and status not in STATUSES:
+        raise invalid("status", f"use one of {', '.join(STATUSES)}")
+    q = _base().where(channels.c.organization_id.in_(list(principal.roles)))
+    if channel_id is not None:
+        await access.filter_target(conn, principal, channels, channel_id, "channel")
+        q = q.where(deliveries.c.channel_id == channel_id)
+    if run_id is not None:
+        await access.filter_target(conn, principal, runs, run_id, "run")
+        q = q.where(events.c.run_id == run_id)
+    if status is not None:
+        q = q.where(deliveries.c.status == status)
+    if event_type is not None:
+        q = q.where(events.c.type == checked_type("event_type", event_type))
+    if run_id is not None:
+        if access.cursor("after_id", after_id) is not None:
+            q = q.where(deliveries.c.id > after_id)
+        q = q.order_by(deliveries.c.id)
+    else:
+        if access.cursor("before_id", before_id) is not None:
+            q = q.where(deliveries.c.id < before_id)
+        q = q.order_by(deliveries.c.id.desc())
+    rows = list(await conn.execute(q.limit(access.page_limit(limit))))
+    attempts = await _attempts_for(conn, [r.id for r in rows])
+    return {"items": [_view(r, attempts[r.id]) for r in rows]}
+
+
+async def get_delivery(
+    conn: AsyncConnection, principal: Principal, delivery_id: int
+) -> dict[str, Any]:
+    """A delivery with every attempt of every series, oldest first."""
+    await access.delivery(conn, principal, delivery_id)
+    return await _one(conn, delivery_id)
+
+
+async def redeliver(
+    conn: AsyncConnection, principal: Principal, delivery_id: int
+) -> dict[str, Any]:
+    """Stage a new series of attempts on the same delivery (same id for the receiver).
+    Owners and admins only. Wake the worker after the commit."""
+    found = await access.delivery(conn, principal, delivery_id)
+    principal.require_manage(found._org, "redeliver notifications")
+    await redelivery.restart(conn, deliveries.c.id == delivery_id)
+    return await _one(conn, delivery_id)
+
+
+async def redeliver_failed(
+    conn: AsyncConnection,
+    principal: Principal,
+    organization_id: int,
+    since: datetime,
+    *,
+    channel_id: int | None = None,
+) -> list[int]:
+    """Stage a new series on every delivery of the organization (optionally of one of its
+    channels) that failed at or after ``since`` (naive: UTC). Owners and admins only.
+    Returns the ids; wake the worker after the commit when there are any."""
+    principal.require_manage(organization_id, "redeliver notifications")
+    try:
+        since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable time
+        raise invalid(
+            "since", "give a time from the year 1 on, such as 2025-07-03T14:30Z"
+        ) from None
+    if channel_id is not None:
+        row = await access.channel(conn, principal, channel_id)
+        if row.organization_id != organization_id:
+            raise invalid("channel_id", "this channel belongs to another organization")
+    return await redelivery.restart_failed_since(
+        conn, organization_id, since, channel_id=channel_id
+    )
+
+
+async def channel_names(
+    conn: AsyncConnection, principal: Principal, organization_id: int
+) -> dict[int, str]:
+    """The names of the organization's live channels and its projects' channels, by id
+    (the delivery log shows and filters by them)."""
+    principal.role_in(organization_id)
+    rows = await conn.execute(
+        sa.select(channels.c.id, channels.c.name)
+        .where(channels.c.organization_id == organization_id)
+        .where(channels.c.deleted_at.is_(None))
+        .order_by(channels.c.id)
+    )
+    return {r.id: r.name for r in rows}
