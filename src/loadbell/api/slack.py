@@ -32,8 +32,6 @@ from loadbell.services.access import Principal
 
 router = APIRouter(prefix="/slack", tags=["slack"])
 
-CALLBACK_PATH = slack.CALLBACK_PATH
-
 
 @router.get(
     "/install",
