@@ -21,7 +21,7 @@ from loadbell.channels.webhook import WebhookKind
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunStatus
 from loadbell.security.secretbox import SecretBox
-from loadbell.services.channels import split_secrets
+from loadbell.services.channel_config import split_secrets
 from loadbell.store.context import run_context
 from loadbell.store.db import reader, sqlite_path
 from loadbell.store.outbox import order_key

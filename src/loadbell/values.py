@@ -2,12 +2,15 @@
 
 A channel kind turns a :class:`Message` into an :class:`OutboundRequest`; the sender (or the
 kind's own transport) turns that into an :class:`Outcome`. :class:`Rate` is a kind's pace
-per destination and :class:`ConfigError` its refusal of a config. Everything here is a plain
-value: no I/O, and nothing imported from loadbell but ``domain``.
+per destination and :class:`ConfigError` its refusal of a config; :func:`parse_retry_after`
+reads a ``Retry-After`` for the sender and the Slack Web API client alike. Everything here
+is a plain value: no I/O, and nothing imported from loadbell but ``domain``.
 """
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,3 +88,19 @@ class Rate:
     @property
     def capacity(self) -> float:
         return float(self.burst or self.count)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from conftest import free_port
-from loadbell.api.channel_config import masked
 from loadbell.channels.apprise import AppriseKind, content, logged_url
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
+from loadbell.services.channel_config import masked
 from loadbell.testing import RecordingReceiver
 from loadbell.values import ConfigError, Outcome, Verdict
 

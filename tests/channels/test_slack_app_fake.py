@@ -11,7 +11,7 @@ import httpx
 import pytest
 from yarl import URL
 
-from loadbell.integrations.slack_api import SlackClient, SlackError
+from loadbell.channels.slack_api import SlackClient, SlackError
 from loadbell.testing.fake_slack import FakeSlackApi
 
 REDIRECT = "http://loadbell.test/api/v1/slack/oauth/callback"

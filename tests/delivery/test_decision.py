@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadbell.delivery.decision import decide
-from loadbell.delivery.retry import RetryPolicy
+from loadbell.domain.retry import RetryPolicy
 from loadbell.values import Outcome, Verdict
 
 DEFAULT = RetryPolicy()

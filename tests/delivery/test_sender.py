@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiohttp import web
 
-from loadbell.delivery.retry import RetryPolicy
-from loadbell.delivery.sender import EXCERPT_BYTES, Sender, parse_retry_after
+from loadbell.delivery.sender import EXCERPT_BYTES, Sender
+from loadbell.domain.retry import RetryPolicy
 from loadbell.security.masking import MASK
 from loadbell.testing import Received, RecordingReceiver
-from loadbell.values import OutboundRequest, Outcome, Verdict
+from loadbell.values import OutboundRequest, Outcome, Verdict, parse_retry_after
 
 BODY = b'{"event": "test.notification_channel"}'
 

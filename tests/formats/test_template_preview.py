@@ -9,12 +9,12 @@ import httpx
 import pytest
 
 from conftest import Server
-from loadbell.api.previews import render_preview
 from loadbell.channels.registry import KINDS, KindName
 from loadbell.domain.events import EventType
 from loadbell.domain.roles import Role
 from loadbell.formats import samples
 from loadbell.services.errors import Invalid
+from loadbell.services.previews import render_preview
 from loadbell.store import accounts
 from loadbell.store.db import create_engine
 from loadbell.testing import RecordingReceiver

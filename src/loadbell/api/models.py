@@ -8,7 +8,6 @@ hold (PostgreSQL's are 32-bit), a figure that is not a number.
 from __future__ import annotations
 
 import math
-import unicodedata
 from typing import Annotated, Any
 
 from pydantic import (
@@ -22,30 +21,14 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from loadbell.domain.text import one_line, plain_name
 from loadbell.store.tables import MAX_ID
 
-
-def _one_line(value: str) -> str:
-    for ch in value:
-        if unicodedata.category(ch) == "Cc":
-            raise ValueError(
-                f"contains the control character U+{ord(ch):04X}; give one line of text"
-            )
-    return value
-
-
-def _plain_name(value: str) -> str:
-    name = value.strip()
-    if not name:
-        raise ValueError("is only spaces; give a name with letters or digits in it")
-    return _one_line(name)
-
-
 # A name people read: one line, not blank, trimmed; at most 200 characters.
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_plain_name)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(plain_name)]
 
 # A short identifier such as a metric's name or a threshold's expression: one line.
-Line = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_one_line)]
+Line = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(one_line)]
 
 # An id in a request body: what the id columns hold on every database (store.tables.MAX_ID).
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]

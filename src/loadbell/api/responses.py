@@ -236,3 +236,124 @@ class HealthOut(BaseModel):
     worker: str = Field(
         description="running, waiting for the database, stopped, or not in this process"
     )
+
+
+# -- channels --------------------------------------------------------------------------
+
+
+class RetryOut(BaseModel):
+    """The channel's retry policy, its own values over the defaults (docs/api.md)."""
+
+    max_attempts: int
+    base_delay: float = Field(description="seconds")
+    factor: float
+    max_delay: float = Field(description="seconds")
+    timeout: float = Field(description="seconds per attempt")
+
+
+class ChannelOut(BaseModel):
+    """A channel: its own settings with the kind's defaults, secrets masked."""
+
+    id: int
+    organization_id: int
+    project_id: int | None = Field(description="set for a project's own channel")
+    kind: str
+    name: str
+    enabled: bool
+    config: dict[str, Any] = Field(description="the kind's settings (docs/channels.md)")
+    events: list[str]
+    filters: dict[str, Any]
+    retry: RetryOut
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ChannelList(BaseModel):
+    items: list[ChannelOut]
+
+
+class OverrideOut(BaseModel):
+    enabled: bool | None = Field(description="null: inherits the organization's")
+    config: dict[str, Any] = Field(description="the project's own values, secrets masked")
+
+
+class EffectiveOut(BaseModel):
+    """The channel as one project sees it, with where each value comes from."""
+
+    channel_id: int
+    project_id: int | None
+    kind: str
+    enabled: bool
+    config: dict[str, Any]
+    sources: dict[str, str] = Field(description="key -> organization, project or default")
+    override: OverrideOut | None
+    events: list[str]
+    filters: dict[str, Any]
+
+
+class AttemptResult(BaseModel):
+    """The first attempt of one test delivery (``pending``: none was made in time)."""
+
+    delivery_id: int
+    outcome: str = Field(description="delivered, retry, failed or pending")
+    response_status: int | None = None
+    response_body: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+
+
+class TestHookOut(BaseModel):
+    """The test hook's event, and the first attempt of its deliveries; the first one's
+    fields are repeated at the top level."""
+
+    event_id: int
+    ok: bool = Field(description="true when every delivery's first attempt was delivered")
+    delivery_id: int | None = None
+    outcome: str | None = None
+    response_status: int | None = None
+    response_body: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    results: list[AttemptResult]
+
+
+class PreviewOut(BaseModel):
+    """What the channel would send, secrets masked as in the attempt log."""
+
+    event: str
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str
+
+
+class ChannelPreviewOut(PreviewOut):
+    channel_id: int
+
+
+class SlackInstallLink(BaseModel):
+    authorize_url: str = Field(description="Slack's authorize page, also in Location")
+    expires_in: float = Field(description="seconds the link stays usable")
+
+
+class SlackInstalled(BaseModel):
+    ok: bool
+    channel_id: int
+    project_id: int | None
+    workspace: str
+    team_id: str
+    message: str
+    warnings: list[str]
+
+
+class SlackRemoved(BaseModel):
+    channel_id: int
+    project_id: int | None
+    removed: bool
+    workspace: str | None = Field(description="the workspace the level now uses, if any")
+    message: str
+
+
+def redirect(status: int, what: str) -> dict[int | str, Any]:
+    """A redirect answer (no body worth a model)."""
+    return {status: {"description": what}}

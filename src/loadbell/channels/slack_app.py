@@ -4,14 +4,14 @@ Config, as the API shows it::
 
     targets       "#load-tests C0123ABCD"  public channels, by name or ID, space-separated
     rate_limit    optional, see delivery/pacing.py (default: 1 message/s per channel)
-    -- install data: written by the OAuth install flow (api/slack.py), never typed --
+    -- install data: written by the OAuth install flow (services/slack.py), never typed --
     bot_token     secret, the xoxb- token oauth.v2.access returned
     workspace     the workspace name (team.name), shown so people see where messages go
     team_id       the workspace ID (T...)
     api_base_url  the Slack Web API the token belongs to (LOADBELL_SLACK_API_BASE_URL at
                   install time; render() has no settings, and a token is only good for the
                   API that issued it)
-    -- written by the target check (api/slack_checks.py), never typed --
+    -- written by the target check (services/slack_checks.py), never typed --
     target_problems  {"team_id": "T...", "targets": {"#secret": "why"}}: targets saved
                   before the install that Slack refused when the install checked them
                   (private, unknown, archived, or the same channel as another target).
@@ -22,7 +22,7 @@ Slack answers ``chat.postMessage`` with HTTP 200 even when it fails, so ``interp
 the body: ``{"ok": false, "error": "channel_not_found"}`` fails the attempt with the code and
 a hint; ``ratelimited`` (HTTP 429 + ``Retry-After``) and Slack's own outages are retried.
 Whether a target is public needs Slack (``conversations.info``), so that check runs in the
-API layer when targets are saved (api/slack_checks.py), not in ``validate``.
+API layer when targets are saved (services/slack_checks.py), not in ``validate``.
 """
 
 from __future__ import annotations

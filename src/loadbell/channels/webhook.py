@@ -16,6 +16,7 @@ from yarl import URL
 
 from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.domain.events import EventType
+from loadbell.domain.text import control_character
 from loadbell.formats import loadimpact, loadmance, signing, template
 from loadbell.security.addresses import host_problem
 from loadbell.values import ConfigError, Message, OutboundRequest, Rate
@@ -119,7 +120,11 @@ def validate_headers(
     for name, val in value.items():
         field = f"config.headers.{name}"
         if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise ConfigError(field, "header names may use letters, digits, '-' and '_' only")
+            raise ConfigError(
+                field,
+                "header names may use letters, digits, '-' and '_' only (no spaces or "
+                "control characters)",
+            )
         if name.lower() in forbidden or name.lower() in reserved:
             hint = (
                 " (the template format lets you choose it)"
@@ -127,8 +132,16 @@ def validate_headers(
                 else ""
             )
             raise ConfigError(field, f"is set by loadbell itself and cannot be overridden{hint}")
-        if not isinstance(val, str) or "\n" in val or "\r" in val:
+        if not isinstance(val, str):
             raise ConfigError(field, "the value must be a single-line string")
+        # A NUL or line break in a value would make every request of the channel fail.
+        found = control_character(val)
+        if found is not None:
+            raise ConfigError(
+                field,
+                f"the value contains the control character {found} (a tab, newline, NUL, "
+                "...); give one line of printable text",
+            )
         clean[name] = val
     return clean
 

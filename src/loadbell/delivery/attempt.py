@@ -29,11 +29,11 @@ from loadbell.delivery.decision import Decision, decide
 from loadbell.delivery.holds import Holds
 from loadbell.delivery.lanes import Lanes
 from loadbell.delivery.pacing import Pacer
-from loadbell.delivery.retry import RetryPolicy
 from loadbell.delivery.sender import Sender
 from loadbell.delivery.setup import ChannelSetup, channel_setup
 from loadbell.delivery.slots import Slots
 from loadbell.domain.events import EventType
+from loadbell.domain.retry import RetryPolicy
 from loadbell.security.secretbox import SecretBox, SecretKeyError
 from loadbell.store.channels import ChannelRow, OverrideRow, channel_from_row, override_from_row
 from loadbell.store.queue import ClaimBatch, Claimed

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import NamedTuple
 
-from loadbell.delivery.retry import RetryPolicy
+from loadbell.domain.retry import RetryPolicy
 from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, DELIVERY_SUCCEEDED
 from loadbell.values import Outcome, Verdict
 

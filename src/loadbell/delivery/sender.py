@@ -15,7 +15,6 @@ head by the deadline is a timeout.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from yarl import URL
 from loadbell.delivery.guard import GuardedResolver, find_forbidden, refuse_message
 from loadbell.security.addresses import is_forbidden, literal_ip
 from loadbell.security.masking import mask_headers, mask_url
-from loadbell.values import OutboundRequest, Outcome, Verdict
+from loadbell.values import OutboundRequest, Outcome, Verdict, parse_retry_after
 
 # Every attempt logs its masked URL, and a channel sends to the same few URLs over and over:
 # urlsplit on each one was a measurable share of the worker's CPU per delivery.
@@ -46,22 +45,6 @@ EXCERPT_BYTES = 4096  # what the attempt log keeps of a response body
 _DRAIN_LIMIT = 65_536  # read and drop up to this much more so the connection can be reused
 
 RETRYABLE_STATUS = frozenset({408, 429})
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when.timestamp() - time.time(), 0.0)
 
 
 def classify(status: int) -> Verdict:

@@ -1,5 +1,6 @@
-"""A channel as one project sees it, worked out once per claim (or handoff) and shared by
-the deliveries of that claim."""
+"""A channel as one project sees it (``services/channel_view.py: as_seen_by``), with what
+the worker derives from it, worked out once per claim (or handoff) and shared by the
+deliveries of that claim."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.rate_limit import configured_rate
 from loadbell.channels.registry import get_kind
-from loadbell.delivery.retry import RetryPolicy
 from loadbell.domain.events import EventType
-from loadbell.services.channels import effective
+from loadbell.domain.retry import RetryPolicy
+from loadbell.services.channel_view import as_seen_by
 from loadbell.store.channels import ChannelRow, OverrideRow
 from loadbell.values import Message, Outcome, Rate
 
@@ -50,11 +51,8 @@ def channel_setup(
 ) -> ChannelSetup:
     """The channel as ``project_id`` sees it (None: an event of no project)."""
     kind = get_kind(channel.kind)
-    if channel.project_id is None and project_id is not None:
-        eff = effective(channel, override)
-        config, enabled = eff.config, eff.enabled
-    else:
-        config, enabled = {**kind.defaults, **channel.config}, channel.enabled
+    eff = as_seen_by(channel, override, project_id)
+    config, enabled = eff.config, eff.enabled
     rate_of = getattr(kind, "rate", None)
     policy = base_policy.with_overrides(channel.retry)
     return ChannelSetup(

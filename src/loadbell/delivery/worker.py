@@ -50,11 +50,11 @@ from loadbell.delivery.intake import Intake
 from loadbell.delivery.liveness import Liveness
 from loadbell.delivery.outage import Backoff, Outage
 from loadbell.delivery.results import Results
-from loadbell.delivery.retry import RetryPolicy
 from loadbell.delivery.sender import Sender
 from loadbell.delivery.slots import Slots
 from loadbell.delivery.supervise import SideTasks
 from loadbell.delivery.wakeup import Wakeup
+from loadbell.domain.retry import RetryPolicy
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.queue import Claimed, Completion, Deferral, QueueUnavailable, WorkQueue

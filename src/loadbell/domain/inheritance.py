@@ -66,3 +66,10 @@ def merge(
     else:
         enabled, sources["enabled"] = project_enabled, Source.PROJECT
     return Effective(enabled=enabled, config=config, sources=sources)
+
+
+def override_applies(channel_project_id: int | None, project_id: int | None) -> bool:
+    """Whether a project's override is part of how ``project_id`` sees a channel: only an
+    organization channel (no project of its own) seen by a project has one. A project's
+    own channel is its own settings; an event of no project sees the organization's."""
+    return channel_project_id is None and project_id is not None

@@ -15,7 +15,7 @@ from loadbell.channels.registry import get_kind
 from loadbell.domain.events import EventType
 from loadbell.domain.filters import RunFacts, matches
 from loadbell.security.secretbox import SecretBox
-from loadbell.services.channels import effective
+from loadbell.services.channel_view import as_seen_by
 from loadbell.store.channels import ChannelRow, channels_with_overrides
 from loadbell.store.outbox import Handoff, Planned, stage_event
 
@@ -70,7 +70,7 @@ async def subscribers(
     facts = RunFacts(trigger=run.get("trigger"), status=run.get("status"), result=run.get("result"))
     plan: list[Planned] = []
     for channel, override in candidates:
-        eff = effective(channel, override)
+        eff = as_seen_by(channel, override, project_id)
         if not eff.enabled or event_type.value not in channel.events:
             continue
         if event_type not in get_kind(channel.kind).events(eff.config):

@@ -90,6 +90,10 @@ _ORG_WIDE_AND_PROJECT = _LIVE.where(
 
 
 # Live channels of a project with its override of each organization channel: one statement.
+# The join reads an override only for an organization channel (``channels.project_id IS
+# NULL``) seen by a project: ``domain.inheritance.override_applies`` in SQL, so that this
+# statement (run for every event) needs no second query. tests/services/
+# test_channel_view.py holds it to that rule.
 _ov = channel_overrides
 _ORG_WIDE_AND_PROJECT_WITH_OVERRIDES = _ORG_WIDE_AND_PROJECT.add_columns(
     _ov.c.id.label("ov_id"),

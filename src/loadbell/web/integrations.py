@@ -1,9 +1,10 @@
 """Integrations: every channel kind with its state, and each kind's "Setup" form.
 
 Seed 000: "Integrations" in the left menu, "Setup" per kind, a URL field with "Save
-Changes" and "Test Hook". Every change goes through the channels API's own handlers with
-the signed-in person as the caller, so the pages obey exactly the rules of the API (roles,
-validation, masking, inheritance) and never re-implement them.
+Changes" and "Test Hook". Every change goes through the channel services, the API's own
+operations, with the signed-in person as the caller, so the pages obey exactly the rules
+of the API (roles, validation, masking, inheritance) and never re-implement them. Like an
+API handler, a page owns the transaction.
 """
 
 from __future__ import annotations
@@ -15,22 +16,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import pydantic
 from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
 from starlette.responses import JSONResponse, Response
 
-from loadbell.api import channel_config as cc
-from loadbell.api import channels as channels_api
-from loadbell.api import previews as previews_api
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
+from loadbell.domain.inheritance import Source
 from loadbell.formats import samples
 from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
 from loadbell.services import access as lookups
-from loadbell.services import deliveries
+from loadbell.services import channel_config as cc
+from loadbell.services import channels, deliveries, previews, slack_checks, test_hook
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
-from loadbell.store.channels import channel_from_row, load_overrides
 from loadbell.web.channel_form import (
     FORMS,
     KindForm,
@@ -80,11 +78,10 @@ async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
 async def org_integrations(request: Request, org_id: int) -> Response:
     ctx = await Ctx.of(request)
     ctx.who.role_in(org_id)
-    listed = await channels_api.list_channels(
-        organization_id=org_id, project_id=None, principal=ctx.who, state=ctx.state
-    )
+    async with ctx.state.reader.connect() as conn:
+        listed = await channels.list_channels(conn, ctx.state.box, ctx.who, organization_id=org_id)
     by_kind: dict[str, list[Listed]] = {k.value: [] for k in KINDS}
-    for ch in listed["items"]:
+    for ch in listed:
         if ch["project_id"] is not None:
             continue
         state = "set up" if ch["enabled"] else "disabled"
@@ -113,18 +110,10 @@ async def org_integrations(request: Request, org_id: int) -> Response:
 async def project_integrations(request: Request, project_id: int) -> Response:
     ctx = await Ctx.of(request)
     org_id, project_name = await project_org(ctx, project_id)
-    listed = await channels_api.list_channels(
-        organization_id=org_id, project_id=None, principal=ctx.who, state=ctx.state
-    )
-    items = [ch for ch in listed["items"] if ch["project_id"] in (None, project_id)]
     async with ctx.state.reader.connect() as conn:
-        overrides = await load_overrides(
-            conn,
-            [(ch["id"], project_id) for ch in items if ch["project_id"] is None],
-            ctx.state.box,
-        )
+        items = await channels.for_project(conn, ctx.state.box, ctx.who, project_id)
     by_kind: dict[str, list[Listed]] = {k.value: [] for k in KINDS}
-    for ch in items:
+    for ch, seen in items:
         if ch["project_id"] is not None:
             state = "set up" if ch["enabled"] else "disabled"
             text = "Set up in this project" if ch["enabled"] else "Disabled"
@@ -138,20 +127,14 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 "project",
             )
         else:
-            override = overrides.get((ch["id"], project_id))
-            enabled = (
-                ch["enabled"]
-                if override is None or override.enabled is None
-                else (override.enabled)
-            )
-            if not enabled:
+            if not seen.enabled:
                 state = "disabled"
                 text = (
                     "Disabled in this project"
-                    if override is not None and override.enabled is False
+                    if seen.sources["enabled"] is Source.PROJECT
                     else "Disabled in the organization"
                 )
-            elif override is not None and (override.config or override.enabled is not None):
+            elif Source.PROJECT in seen.sources.values():
                 state, text = "overridden", "Inherited, with project overrides"
             else:
                 state, text = "inherited", "Inherited from the organization"
@@ -252,14 +235,6 @@ def _drop_none(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def _pydantic_errors(exc: pydantic.ValidationError) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        out[key] = str(err["msg"]).removeprefix("Value error, ")
-    return out
-
-
 @router.post("/orgs/{org_id}/integrations/new")
 async def create_channel(
     request: Request, org_id: int, kind: str, project_id: int | None = None
@@ -277,8 +252,11 @@ async def create_channel(
     action = form_data.get("action")
     if not posted.errors and action != "preview":
         try:
-            created = await channels_api.create_channel(
-                body=channels_api.ChannelIn(
+            async with ctx.state.engine.begin() as conn:
+                created = await channels.create_channel(
+                    conn,
+                    ctx.state.box,
+                    ctx.who,
                     organization_id=org_id,
                     project_id=project_id,
                     kind=form.kind,
@@ -287,16 +265,11 @@ async def create_channel(
                     config=_drop_none(posted.config),
                     events=posted.events,
                     filters=posted.filters,
-                ),
-                principal=ctx.who,
-                state=ctx.state,
-            )
+                )
         except ServiceError as exc:
             if isinstance(exc, Forbidden | NotFound):
                 raise
             posted.errors.update(field_errors(exc))
-        except pydantic.ValidationError as exc:
-            posted.errors.update(_pydantic_errors(exc))
         else:
             return await _after_save(ctx, created, action, new_secret=new_secret)
     preview = await _preview(ctx, form, posted, None) if action == "preview" else None
@@ -339,16 +312,20 @@ async def send_test_hook(
 ) -> tuple[int | None, str]:
     """Send the test hook (seed 000: {"event": "test.notification_channel"}) and wait for
     its first attempt: the delivery to show (None when nothing was sent) and a sentence."""
+    handoff = ctx.state.handoff()
     try:
-        result = await channels_api.send_test(
-            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-        )
+        async with ctx.state.engine.begin() as conn:
+            staged = await test_hook.stage_test(
+                conn, ctx.state.box, ctx.who, channel_id, project_id, handoff
+            )
     except ServiceError as exc:
         if isinstance(exc, Forbidden | NotFound):
             raise
         return None, f"No test message was sent: {exc.message}"
-    delivery = result.get("delivery_id")
-    return (int(delivery) if delivery is not None else None), "Test message sent."
+    ctx.state.staged(staged.delivery_ids, handoff)
+    await test_hook.first_attempts(ctx.state.reader, staged)
+    delivery = staged.delivery_ids[0] if staged.delivery_ids else None
+    return delivery, "Test message sent."
 
 
 async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | None:
@@ -365,7 +342,18 @@ async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | N
 
 
 async def _channel(ctx: Ctx, channel_id: int) -> dict[str, Any]:
-    return await channels_api.get_channel(channel_id=channel_id, principal=ctx.who, state=ctx.state)
+    async with ctx.state.reader.connect() as conn:
+        return await channels.get_channel(conn, ctx.state.box, ctx.who, channel_id)
+
+
+async def _update(ctx: Ctx, channel_id: int, **changes: Any) -> dict[str, Any]:
+    """Save changes as ``PATCH /channels/{id}`` does: new Slack targets are checked before
+    the write transaction opens."""
+    await slack_checks.before_update(
+        ctx.state.reader, ctx.state.box, ctx.who, channel_id, changes.get("config")
+    )
+    async with ctx.state.engine.begin() as conn:
+        return await channels.update_channel(conn, ctx.state.box, ctx.who, channel_id, **changes)
 
 
 async def _signing_state(ctx: Ctx, channel_id: int) -> list[dict[str, str]]:
@@ -380,8 +368,8 @@ async def _signing_state(ctx: Ctx, channel_id: int) -> list[dict[str, str]]:
 async def _raw_config(ctx: Ctx, channel_id: int) -> dict[str, Any]:
     """The stored config with secrets opened: server-side only, never rendered."""
     async with ctx.state.reader.connect() as conn:
-        row = await lookups.channel(conn, ctx.who, channel_id)
-    return channel_from_row(row, ctx.state.box).config
+        channel = await channels.opened(conn, ctx.state.box, ctx.who, channel_id)
+    return channel.config
 
 
 async def _show_channel(
@@ -443,24 +431,19 @@ async def save_channel(request: Request, channel_id: int) -> Response:
     posted.values["preview_event"] = form_event(form_data)
     if not posted.errors and action != "preview":
         try:
-            saved = await channels_api.update_channel(
-                channel_id=channel_id,
-                body=channels_api.ChannelPatch(
-                    name=posted.name,
-                    enabled=posted.enabled,
-                    config=posted.config,
-                    events=posted.events,
-                    filters=posted.filters,
-                ),
-                principal=ctx.who,
-                state=ctx.state,
+            saved = await _update(
+                ctx,
+                channel_id,
+                name=posted.name,
+                enabled=posted.enabled,
+                config=posted.config,
+                events=posted.events,
+                filters=posted.filters,
             )
         except ServiceError as exc:
             if isinstance(exc, Forbidden | NotFound):
                 raise
             posted.errors.update(field_errors(exc))
-        except pydantic.ValidationError as exc:
-            posted.errors.update(_pydantic_errors(exc))
         else:
             return await _after_save(ctx, saved, action)
     preview = await _preview(ctx, form, posted, channel_id) if action == "preview" else None
@@ -483,7 +466,8 @@ async def delete_channel(request: Request, channel_id: int) -> Response:
     ctx = await Ctx.of(request)
     await ctx.form()
     channel = await _channel(ctx, channel_id)
-    await channels_api.delete_channel(channel_id=channel_id, principal=ctx.who, state=ctx.state)
+    async with ctx.state.engine.begin() as conn:
+        await channels.delete_channel(conn, ctx.who, channel_id)
     where = (
         f"/projects/{channel['project_id']}/integrations"
         if channel["project_id"]
@@ -516,12 +500,7 @@ async def signing(request: Request, channel_id: int) -> Response:
             secrets_list.append({"secret": entry["secret"], "expires_at": expires or until})
         new_secret = _sign_secret()
         secrets_list.append({"secret": new_secret})
-    await channels_api.update_channel(
-        channel_id=channel_id,
-        body=channels_api.ChannelPatch(config={"signing_secrets": secrets_list}),
-        principal=ctx.who,
-        state=ctx.state,
-    )
+    await _update(ctx, channel_id, config={"signing_secrets": secrets_list})
     if new_secret is None:
         return ctx.redirect(f"/integrations/{channel_id}", "Signing turned off.")
     ctx.flash("Copy the new signing secret now: it is not shown again.")
@@ -534,8 +513,8 @@ async def signing(request: Request, channel_id: int) -> Response:
 async def _preview(
     ctx: Ctx, form: KindForm, posted: Posted, channel_id: int | None
 ) -> dict[str, Any]:
-    """What the channel would send for the chosen event, rendered by the preview API's own
-    function from the form as it stands (saved secrets filled in, never shown)."""
+    """What the channel would send for the chosen event, rendered by the preview service
+    from the form as it stands (saved secrets filled in, never shown)."""
     kind = get_kind(form.kind)
     stored = await _raw_config(ctx, channel_id) if channel_id is not None else {}
     config = {**stored, **cc.keep_masked(kind, stored, posted.config)}
@@ -550,7 +529,7 @@ async def _preview(
         if event_type not in kind.events(clean):
             event_type = next(e for e in EventType if e in kind.events(clean))
         message = samples.sample_message(event_type, public_url=ctx.state.settings.public_url)
-        return {"ok": True, **previews_api.render_preview(kind, clean, message)}
+        return {"ok": True, **previews.render_preview(kind, clean, message)}
     except ServiceError as exc:
         return {"ok": False, "error": exc.message}
     except ValueError as exc:

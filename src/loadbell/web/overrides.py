@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pydantic
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from loadbell.api import channels as channels_api
-from loadbell.api import slack as slack_api
 from loadbell.channels.registry import get_kind
 from loadbell.channels.slack_app import INSTALL_KEYS
+from loadbell.services import channels, overrides, slack, slack_checks
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.web.channel_form import (
     event_choices,
@@ -57,14 +55,11 @@ async def _page(
     tested: int | None = None,
     notice: str | None = None,
 ) -> Response:
-    channel = await channels_api.get_channel(
-        channel_id=channel_id, principal=ctx.who, state=ctx.state
-    )
-    if channel["project_id"] is not None:
-        return ctx.redirect(f"/integrations/{channel_id}")
-    eff = await channels_api.effective_config(
-        channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-    )
+    async with ctx.state.reader.connect() as conn:
+        channel = await channels.get_channel(conn, ctx.state.box, ctx.who, channel_id)
+        if channel["project_id"] is not None:
+            return ctx.redirect(f"/integrations/{channel_id}")
+        eff = await overrides.get_effective(conn, ctx.state.box, ctx.who, channel_id, project_id)
     form = form_for(channel["kind"])
     own = (eff["override"] or {}).get("config") or {}
     rows = [
@@ -129,18 +124,14 @@ async def save_project_settings(request: Request, channel_id: int, project_id: i
     ctx = await Ctx.of(request)
     form_data = await ctx.form()
     here = f"/integrations/{channel_id}/projects/{project_id}"
-    eff = await channels_api.effective_config(
-        channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-    )
-    channel = await channels_api.get_channel(
-        channel_id=channel_id, principal=ctx.who, state=ctx.state
-    )
+    async with ctx.state.reader.connect() as conn:
+        eff = await overrides.get_effective(conn, ctx.state.box, ctx.who, channel_id, project_id)
+        channel = await channels.get_channel(conn, ctx.state.box, ctx.who, channel_id)
     ctx.require_manage(channel["organization_id"], "change a project's integration settings")
     action = form_data.get("action")
     if action == "reset":
-        await channels_api.delete_override(
-            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-        )
+        async with ctx.state.engine.begin() as conn:
+            await overrides.delete_override(conn, ctx.who, channel_id, project_id)
         return ctx.redirect(here, "Every value is inherited from the organization again.")
     if action == "test":
         return await _send_test(ctx, channel_id, project_id, here)
@@ -151,22 +142,25 @@ async def save_project_settings(request: Request, channel_id: int, project_id: i
         # The project's own install is not part of the form; send it back unchanged.
         config.update({k: own[k] for k in INSTALL_KEYS if own.get(k)})
     try:
-        await channels_api.put_override(
-            channel_id=channel_id,
-            project_id=project_id,
-            body=channels_api.OverrideIn(enabled=enabled, config=config),
-            principal=ctx.who,
-            state=ctx.state,
+        # As PUT /channels/{id}/overrides/{project_id}: Slack first, then the write.
+        await slack_checks.before_override(
+            ctx.state.reader, ctx.state.box, ctx.who, channel_id, project_id, config
         )
+        async with ctx.state.engine.begin() as conn:
+            await overrides.put_override(
+                conn,
+                ctx.state.box,
+                ctx.who,
+                channel_id,
+                project_id,
+                enabled=enabled,
+                config=config,
+            )
     except ServiceError as exc:
         if isinstance(exc, Forbidden | NotFound):
             raise
         return await _page(
             ctx, channel_id, project_id, values=values, errors=field_errors(exc), status=422
-        )
-    except pydantic.ValidationError as exc:
-        return await _page(
-            ctx, channel_id, project_id, values=values, errors={"": str(exc)}, status=422
         )
     return ctx.redirect(here, "Project settings saved.")
 
@@ -191,14 +185,15 @@ async def slack_install(request: Request, channel_id: int) -> Response:
     form_data = await ctx.form()
     project_id = int_or_none(form_data.get("project_id"))
     try:
-        answer = await slack_api.start_install(
-            channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-        )
+        async with ctx.state.engine.begin() as conn:
+            link = await slack.start_install(
+                conn, ctx.who, ctx.state.settings, channel_id, project_id
+            )
     except ServiceError as exc:
         if isinstance(exc, Forbidden | NotFound):
             raise
         return ctx.redirect(_back(channel_id, project_id), exc.message)
-    return ctx.redirect(answer.headers["location"])
+    return ctx.redirect(link.authorize_url)
 
 
 @router.post("/integrations/{channel_id}/slack/remove")
@@ -206,9 +201,8 @@ async def slack_remove(request: Request, channel_id: int) -> Response:
     ctx = await Ctx.of(request)
     form_data = await ctx.form()
     project_id = int_or_none(form_data.get("project_id"))
-    answer = await slack_api.remove_install(
-        channel_id=channel_id, project_id=project_id, principal=ctx.who, state=ctx.state
-    )
+    async with ctx.state.engine.begin() as conn:
+        answer = await slack.remove_install(conn, ctx.state.box, ctx.who, channel_id, project_id)
     return ctx.redirect(_back(channel_id, project_id), str(answer["message"]))
 
 

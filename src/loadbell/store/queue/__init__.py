@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from loadbell.domain.inheritance import override_applies
 from loadbell.settings import Settings
 from loadbell.values import Outcome
 
@@ -233,6 +234,22 @@ def result_rows(
             )
         )
     return updates, attempts
+
+
+def override_pairs(
+    claimed: Sequence[Claimed], channels: Mapping[int, Mapping[str, Any]]
+) -> set[tuple[int, int]]:
+    """The (channel id, project id) overrides a claim reads: those that are part of how
+    each delivery's project sees its channel (``domain.inheritance.override_applies``,
+    the rule ``services/channel_view.py: as_seen_by`` applies)."""
+    pairs = set()
+    for c in claimed:
+        row = channels.get(c.channel_id)
+        if row is None or c.project_id is None:
+            continue
+        if override_applies(row["project_id"], c.project_id):
+            pairs.add((c.channel_id, c.project_id))
+    return pairs
 
 
 def choose(

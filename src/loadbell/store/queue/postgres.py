@@ -32,6 +32,7 @@ from loadbell.store.queue import (
     Deferral,
     QueueUnavailable,
     choose,
+    override_pairs,
     result_rows,
     select_list,
 )
@@ -231,13 +232,7 @@ class PostgresQueue:
                 r["id"]: dict(r)
                 for r in await conn.fetch(CHANNELS, sorted({c.channel_id for c in claimed}))
             }
-            pairs = {
-                (c.channel_id, c.project_id)
-                for c in claimed
-                if c.project_id is not None
-                and c.channel_id in channels
-                and channels[c.channel_id]["project_id"] is None
-            }
+            pairs = override_pairs(claimed, channels)
             overrides: dict[tuple[int, int], dict[str, Any]] = {}
             if pairs:
                 ids = sorted({c for c, _ in pairs})

@@ -34,6 +34,7 @@ from loadbell.store.queue import (
     Deferral,
     QueueUnavailable,
     choose,
+    override_pairs,
     result_rows,
     select_list,
 )
@@ -242,13 +243,7 @@ class SQLiteQueue:
                 for r in chosen
             ]
             channels = self._channels(conn, {c.channel_id for c in claimed})
-            pairs = {
-                (c.channel_id, c.project_id)
-                for c in claimed
-                if c.project_id is not None
-                and c.channel_id in channels
-                and channels[c.channel_id]["project_id"] is None
-            }
+            pairs = override_pairs(claimed, channels)
             overrides = self._overrides(conn, pairs)
         return ClaimBatch(claimed, channels, overrides, full, left)
 

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from loadbell.delivery.sender import parse_retry_after
+from loadbell.values import parse_retry_after
 
 TIMEOUT = 10.0  # seconds per call: these run while a person waits for a page
 LIST_PAGE = 200  # channels per conversations.list page (Slack suggests at most 200)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from loadbell.delivery.retry import LIMITS, RetryPolicy, validate_overrides
+from loadbell.domain.retry import LIMITS, RetryPolicy, validate_overrides
 
 
 def test_defaults_follow_seed_004() -> None:

@@ -1,4 +1,4 @@
-"""What the channels API checks with Slack before it saves a ``slack_app`` channel.
+"""What is checked with Slack before a ``slack_app`` channel is saved.
 
 ``validate`` cannot do I/O, so two rules of seed 003 live here:
 
@@ -15,8 +15,10 @@
   channels API, nor can ``target_problems``; sending back what GET showed (the token
   masked) is fine.
 
-These run before the router opens its write transaction: a Slack call may take seconds,
-and SQLite's write lock must not wait on it. The router still does its own checks after.
+:func:`before_update` and :func:`before_override` run before the edge opens its write
+transaction (they read on a connection of their own, closed before Slack is called): a
+Slack call may take seconds, and SQLite's write lock must not wait on it. The services
+still do their own checks after.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from loadbell.api.channel_config import keep_masked, mask_value
-from loadbell.api.state import AppState
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from loadbell.channels.registry import get_kind
+from loadbell.channels.slack_api import Conversation, SlackClient, SlackError, SlackUnreachable
 from loadbell.channels.slack_app import (
     CHECK_KEY,
     DEFAULT_API_BASE,
@@ -35,17 +38,13 @@ from loadbell.channels.slack_app import (
     refused_targets,
 )
 from loadbell.domain.inheritance import drop_empty
-from loadbell.integrations.slack_api import (
-    Conversation,
-    SlackClient,
-    SlackError,
-    SlackUnreachable,
-)
+from loadbell.security.secretbox import SecretBox
 from loadbell.services import access as lookups
 from loadbell.services.access import Principal
-from loadbell.services.channels import effective
+from loadbell.services.channel_config import keep_masked, mask_value
+from loadbell.services.channel_view import as_seen_by, override_of
 from loadbell.services.errors import Conflict, NotConfigured, ServiceError, UpstreamFailed, invalid
-from loadbell.store.channels import OverrideRow, channel_from_row, load_overrides
+from loadbell.store.channels import OverrideRow, channel_from_row
 from loadbell.values import ConfigError
 
 KIND = "slack_app"
@@ -105,17 +104,21 @@ def settle_check(
 
 
 async def before_update(
-    state: AppState, principal: Principal, channel_id: int, submitted: Mapping[str, Any] | None
+    reader: AsyncEngine,
+    box: SecretBox,
+    principal: Principal,
+    channel_id: int,
+    submitted: Mapping[str, Any] | None,
 ) -> None:
     """PATCH /channels/{id}: refuse install-data edits and non-public new targets."""
     if submitted is None:
         return
-    async with state.reader.connect() as conn:
+    async with reader.connect() as conn:
         row = await lookups.channel(conn, principal, channel_id)
         if row.kind != KIND:
             return
         principal.require_manage(row.organization_id)
-        channel = channel_from_row(row, state.box)
+        channel = channel_from_row(row, box)
     refuse_install_data(KIND, submitted, channel.config, replacing=False)
     kind = get_kind(KIND)
     try:
@@ -123,13 +126,14 @@ async def before_update(
             {**channel.config, **keep_masked(kind, channel.config, dict(submitted))}
         )
     except ConfigError:
-        return  # the router reports it
+        return  # the service reports it
     if "targets" in submitted:
         await _check_new_targets(after, after.get("targets"), channel.config.get("targets"))
 
 
 async def before_override(
-    state: AppState,
+    reader: AsyncEngine,
+    box: SecretBox,
     principal: Principal,
     channel_id: int,
     project_id: int,
@@ -137,7 +141,7 @@ async def before_override(
 ) -> None:
     """PUT /channels/{id}/overrides/{project_id}: the same, against the effective config
     the project will have (its own install, or the organization's)."""
-    async with state.reader.connect() as conn:
+    async with reader.connect() as conn:
         row = await lookups.channel(conn, principal, channel_id)
         if row.kind != KIND or row.project_id is not None:
             return
@@ -145,13 +149,12 @@ async def before_override(
         project = await lookups.project(conn, principal, project_id)
         if project.organization_id != row.organization_id:
             return
-        channel = channel_from_row(row, state.box)
-        found = await load_overrides(conn, [(channel_id, project_id)], state.box)
-    before = found.get((channel_id, project_id))
+        channel = channel_from_row(row, box)
+        before = await override_of(conn, box, channel, project_id)
     own = before.config if before else {}
     refuse_install_data(KIND, submitted, own, replacing=True)
     values = drop_empty(keep_masked(get_kind(KIND), own, dict(submitted)))
-    after = effective(channel, OverrideRow(enabled=None, config=values)).config
+    after = as_seen_by(channel, OverrideRow(enabled=None, config=values), project_id).config
     await _check_new_targets(after, values.get("targets"), own.get("targets"))
 
 
@@ -164,7 +167,7 @@ async def _check_new_targets(config: Mapping[str, Any], targets: Any, before: An
         old = set(parse_targets(before))
         listed = parse_targets(targets)
     except ConfigError:
-        return  # the router reports it
+        return  # the service reports it
     refused = set(refused_targets(config))
     if not config.get("bot_token") or not any(t not in old or t in refused for t in listed):
         return
@@ -176,7 +179,7 @@ async def _check_new_targets(config: Mapping[str, Any], targets: Any, before: An
 async def target_problems(config: Mapping[str, Any], targets: list[str]) -> dict[str, str]:
     """One sentence per target the config's bot may not post to, or that names the same
     channel as an earlier target ({} when all are distinct public channels). Raises
-    ApiError when Slack cannot answer (down, token revoked, rate-limited)."""
+    a ServiceError when Slack cannot answer (down, token revoked, rate-limited)."""
     workspace = config.get("workspace") or "the workspace"
     base = str(config.get("api_base_url") or DEFAULT_API_BASE)
     token = str(config["bot_token"])

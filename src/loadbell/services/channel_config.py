@@ -1,4 +1,5 @@
-"""Validating, masking and merging channel settings as the API receives and shows them."""
+"""A channel's settings as the edges receive and show them: validation (each refusal a 422
+naming the field), the split into public and secret values, and masking."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.registry import KINDS, get_kind
-from loadbell.delivery import retry
+from loadbell.domain import retry
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.filters import validate_filters
 from loadbell.security.masking import MASK, mask_url
@@ -135,3 +136,11 @@ def keep_masked(
         elif value == mask_value(key, before):
             out[key] = before
     return out
+
+
+def split_secrets(kind: str, config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The values stored in clear, and those sealed with the secret key."""
+    secret_keys = get_kind(kind).secret_keys
+    public = {k: v for k, v in config.items() if k not in secret_keys}
+    secret = {k: v for k, v in config.items() if k in secret_keys}
+    return public, secret
