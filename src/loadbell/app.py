@@ -17,6 +17,7 @@ from loadbell.api import (
     events,
     health,
     load_tests,
+    openapi,
     organizations,
     previews,
     projects,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)  # /healthz for load balancers and probes
     app.include_router(health.router, prefix=API_PREFIX)
+    openapi.install(app)  # links from each create to the operations on what it made
     web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
     app.add_middleware(JsonGuard)  # inside BodyLimit: it reads bodies of a known size
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
