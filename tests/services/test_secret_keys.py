@@ -3,6 +3,7 @@ databases, called directly (the CLI tests run the same through real processes)."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -223,3 +224,18 @@ async def test_upgrade_from_0004_then_adopt(unmigrated_url: str) -> None:
         assert await _check_value(eng) is not None
     finally:
         await eng.dispose()
+
+
+async def test_two_first_starts_from_one_folder_share_the_new_key_file(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Two processes of the same folder starting at once on an empty database, with no key
+    file yet, end up with one key file and the same key (the loser reads the winner's)."""
+    path = tmp_path / "shared" / "loadbell.key"
+    engines = [create_engine(Settings(database_url=db_url)) for _ in range(2)]
+    try:
+        boxes = await asyncio.gather(*(open_box(e, None, path) for e in engines))
+    finally:
+        for e in engines:
+            await e.dispose()
+    assert boxes[0].keys == boxes[1].keys == [path.read_text().strip()]

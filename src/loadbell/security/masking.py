@@ -128,8 +128,12 @@ def _pattern(secrets: frozenset[str]) -> re.Pattern[str]:
 
 def _cut_prefix(text: str, secret: str) -> int:
     """Length of the longest start of ``secret`` that ``text`` ends with (0: none long
-    enough to matter)."""
-    for n in range(min(len(secret) - 1, len(text)), MIN_SECRET_CHARS - 1, -1):
-        if text.endswith(secret[:n]):
-            return n
+    enough to matter). Runs per attempt and secret: a few ``find`` calls, no slicing loop."""
+    window = text[-(len(secret) - 1) :] if len(secret) > MIN_SECRET_CHARS else ""
+    head = secret[:MIN_SECRET_CHARS]
+    at = window.find(head)
+    while at != -1:  # the first hit is the longest candidate
+        if secret.startswith(window[at:]):
+            return len(window) - at
+        at = window.find(head, at + 1)
     return 0
