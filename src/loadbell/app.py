@@ -31,9 +31,8 @@ from loadbell.api.request_ids import RequestIds
 from loadbell.api.state import AppState
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
-from loadbell.security.secretbox import SecretBox
+from loadbell.services.secret_keys import open_box
 from loadbell.settings import Settings
-from loadbell.store.channels import check_secret_key
 from loadbell.store.db import create_engine
 from loadbell.store.queue import queue_for
 
@@ -52,10 +51,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         wakeup = Wakeup()
-        box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
-        async with engine.connect() as conn:
-            await check_secret_key(conn, box)
-            await conn.rollback()
+        # The CLI checked the key already (one line, no traceback); this check is for
+        # apps built by other means, and stores the check value on a fresh database.
+        box = await open_box(engine, settings.secret_key, settings.secret_key_file)
         worker = Worker(queue_for(settings), box, settings, wakeup) if run_worker else None
         app.state.loadbell = AppState(
             settings=settings, engine=engine, box=box, wakeup=wakeup, worker=worker

@@ -7,13 +7,18 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from loadbell import __version__
 from loadbell.runtime import settle_heap
 from loadbell.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from loadbell.security.secretbox import SecretBox
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -52,8 +57,23 @@ def main() -> None:
     )
 
 
-async def _prepare(settings: Settings, *, migrate_sqlite: bool) -> str | None:
-    """Bring the schema up to date (SQLite) and seed an empty database.
+async def _open_box(engine: AsyncEngine, settings: Settings) -> SecretBox:
+    """The secret key, checked against the database (the check value is stored on a fresh
+    one); a key that does not fit stops the command with one line that says what to do."""
+    from loadbell.security.secretbox import SecretKeyError
+    from loadbell.services.secret_keys import open_box
+
+    try:
+        return await open_box(engine, settings.secret_key, settings.secret_key_file)
+    except SecretKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _prepare(
+    settings: Settings, *, migrate_sqlite: bool, check_key: bool = False
+) -> str | None:
+    """Bring the schema up to date (SQLite), check the secret key (``check_key``) and seed
+    an empty database.
 
     Returns the first owner token when one was just created.
     """
@@ -68,6 +88,8 @@ async def _prepare(settings: Settings, *, migrate_sqlite: bool) -> str | None:
             raise click.ClickException(
                 "the database schema is not up to date; run `loadbell migrate` first"
             )
+        if check_key:  # before the first-run set-up: a refused process changes nothing
+            await _open_box(engine, settings)
         async with engine.begin() as conn:
             if await accounts.is_empty(conn):
                 return await accounts.bootstrap(conn)
@@ -123,7 +145,7 @@ def serve(
     from loadbell.app import create_app
 
     settings = _settings(database_url=database_url, allow_private_targets=allow_private_targets)
-    token = _run(_prepare(settings, migrate_sqlite=True))
+    token = _run(_prepare(settings, migrate_sqlite=True, check_key=True))
     if token:
         click.echo("Created 'Default Organization', 'Default Project' and an owner.")
         click.echo("Owner API token (shown once, keep it safe):")
@@ -161,28 +183,19 @@ async def _work(settings: Settings) -> None:
     from loadbell.delivery.supervise import SideTaskFailed
     from loadbell.delivery.wakeup import Wakeup
     from loadbell.delivery.worker import Worker
-    from loadbell.security.secretbox import SecretBox, SecretKeyError
     from loadbell.store import migrate
-    from loadbell.store.channels import check_secret_key
     from loadbell.store.db import create_engine, sqlite_path
     from loadbell.store.queue import queue_for
 
     engine = create_engine(settings)
-    if not await migrate.is_current(engine):
-        await engine.dispose()
-        raise click.ClickException("the database schema is not up to date; run `loadbell migrate`")
-    box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
     try:
-        async with engine.connect() as conn:
-            await check_secret_key(conn, box)
-            await conn.rollback()
-    except SecretKeyError as exc:
-        await engine.dispose()
-        raise click.ClickException(
-            f"{exc}. Run the worker from the directory of `loadbell serve` (it keeps "
-            "./loadbell.key) or set LOADBELL_SECRET_KEY for every process."
-        ) from None
-    await engine.dispose()  # the worker's statements run on a connection of its own
+        if not await migrate.is_current(engine):
+            raise click.ClickException(
+                "the database schema is not up to date; run `loadbell migrate`"
+            )
+        box = await _open_box(engine, settings)
+    finally:
+        await engine.dispose()  # the worker's statements run on a connection of its own
     wakeup = Wakeup()
     if not settings.is_sqlite:
         await wakeup.listen_postgres(settings.database_url)
@@ -212,15 +225,88 @@ def migrate(database_url: str | None) -> None:
 
     settings = _settings(database_url=database_url)
 
+    # With a key at hand, a fresh database gets its check value now; without one, the
+    # first `serve` or `worker` stores it (migrate makes no key file).
+    has_key = bool(settings.secret_key) or settings.secret_key_file.exists()
+
     async def go() -> None:
         engine = create_engine(settings)
         try:
             await m.upgrade(engine)
+            click.echo("database is up to date", err=True)
+            if has_key:
+                await _open_box(engine, settings)
         finally:
             await engine.dispose()
 
     _run(go())
-    click.echo("database is up to date", err=True)
+
+
+@main.group()
+def keys() -> None:
+    """Manage the secret key of secrets at rest."""
+
+
+@keys.command("rotate")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    envvar="LOADBELL_ROTATE_BATCH",
+    show_envvar=True,
+    help="Rows re-encrypted per transaction.",
+)
+@database_option
+def keys_rotate(batch_size: int, database_url: str | None) -> None:
+    """Re-encrypt every stored secret with the newest key.
+
+    LOADBELL_SECRET_KEY may hold several keys, comma-separated, newest first (a key file,
+    one key per line). Secrets are sealed with the newest key and opened with any of them.
+    To replace a key:
+
+    \b
+      1. Restart every serve and worker with LOADBELL_SECRET_KEY="NEW,OLD".
+      2. LOADBELL_SECRET_KEY="NEW,OLD" loadbell keys rotate
+      3. Restart every process with LOADBELL_SECRET_KEY="NEW"; OLD can go.
+
+    It re-encrypts channels, project overrides (Slack installs included) and the
+    database's check value, in batches, printing progress and a final count on stderr.
+    Safe while serve and workers run; running it again changes nothing. Sign-in
+    sessions made with OLD end when OLD is dropped (people sign in again).
+    """
+    from loadbell.security.secretbox import SecretBox, SecretKeyError
+    from loadbell.services.secret_keys import rotate
+    from loadbell.store import migrate as m
+    from loadbell.store.db import create_engine
+
+    settings = _settings(database_url=database_url)
+    try:
+        box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
+    except SecretKeyError as exc:
+        raise click.ClickException(f"{exc}; there is nothing to rotate with") from None
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    async def go() -> None:
+        engine = create_engine(settings)
+        try:
+            if not await m.is_current(engine):
+                raise click.ClickException(
+                    "the database schema is not up to date; run `loadbell migrate` first"
+                )
+            try:
+                done = await rotate(engine, box, progress, batch=batch_size)
+            except SecretKeyError as exc:
+                raise click.ClickException(str(exc)) from None
+        finally:
+            await engine.dispose()
+        click.echo(done.summary(), err=True)
+        if done.unopened:
+            raise click.ClickException(done.unopened_message())
+
+    _run(go())
 
 
 @main.group()

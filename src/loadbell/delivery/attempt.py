@@ -112,6 +112,7 @@ class Attempts:
                         outcome = await sending
                         if setup.interpret is not None:
                             outcome = setup.interpret(outcome)
+                        outcome = setup.redact(outcome)  # after interpret: it reads the body
                     except Exception as exc:
                         outcome = self._failure(item, exc)
                     self.holds.took(item.channel_id, time.perf_counter() - sent)

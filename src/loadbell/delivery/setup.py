@@ -5,7 +5,7 @@ deliveries of that claim."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from loadbell.channels.base import ChannelKind
@@ -13,6 +13,7 @@ from loadbell.channels.rate_limit import configured_rate
 from loadbell.channels.registry import get_kind
 from loadbell.domain.events import EventType
 from loadbell.domain.retry import RetryPolicy
+from loadbell.security.masking import mask_secrets, secret_strings
 from loadbell.services.channel_view import as_seen_by
 from loadbell.store.channels import ChannelRow, OverrideRow
 from loadbell.values import Message, Outcome, Rate
@@ -34,6 +35,22 @@ class ChannelSetup:
     # response (services that report errors in 200 bodies), if it has them.
     transport: Callable[[Message, dict[str, Any], float], Awaitable[Outcome]] | None
     interpret: Callable[[Outcome], Outcome] | None
+    # The channel's secret values as they could come back in a response, masked in the
+    # attempt log (security/masking.py: secret_strings).
+    secrets: frozenset[str] = frozenset()
+
+    def redact(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with the channel's secret values masked in what the attempt log
+        keeps of the response (a receiver may echo a header or its URL token back)."""
+        if not self.secrets or not (outcome.body_excerpt or outcome.error):
+            return outcome
+        return replace(
+            outcome,
+            body_excerpt=mask_secrets(outcome.body_excerpt, self.secrets)
+            if outcome.body_excerpt
+            else outcome.body_excerpt,
+            error=mask_secrets(outcome.error, self.secrets) if outcome.error else outcome.error,
+        )
 
     def destination(self, message: Message) -> str:
         """The pacing key: one bucket (and hold) per kind and destination."""
@@ -67,4 +84,5 @@ def channel_setup(
         timeout=min(policy.timeout, lease_seconds * 0.8),
         transport=getattr(kind, "send", None),
         interpret=getattr(kind, "interpret", None),
+        secrets=secret_strings(config[k] for k in kind.secret_keys if k in config),
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Mapping
-from urllib.parse import urlsplit
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 MASK = "****"
 
@@ -51,3 +53,87 @@ def mask_headers(headers: Mapping[str, str], secret_names: Collection[str]) -> d
 def _hidden_names(secret_names: frozenset[str]) -> frozenset[str]:
     # Every attempt masks its headers; a channel's secret names are the same each time.
     return SENSITIVE_HEADERS | {n.lower() for n in secret_names}
+
+
+# Shorter values are not masked in free text: "****" for every "on" or "1" would hide
+# everything and protect nothing.
+MIN_SECRET_CHARS = 4
+
+
+def secret_strings(values: Iterable[Any]) -> frozenset[str]:
+    """The strings a receiver might echo back from these secret config values.
+
+    Every string inside them (header values, signing secrets, URLs), and for each also its
+    credential without an auth scheme (``s3cret`` of ``Bearer s3cret``), and for URLs the
+    path with the query, each query value and the password: the parts a service shows in
+    an error message. Strings shorter than :data:`MIN_SECRET_CHARS` are left out.
+    """
+    found: set[str] = set()
+    for value in values:
+        for text in _strings(value):
+            found.add(text)
+            scheme, _, credential = text.partition(" ")
+            if credential and scheme.isalpha():
+                found.add(credential.strip())
+            if "://" in text:
+                found.update(_url_parts(text))
+    return frozenset(s for s in found if len(s) >= MIN_SECRET_CHARS)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
+
+
+def _url_parts(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    out = [v for _, v in parse_qsl(parts.query)]
+    if parts.path not in ("", "/"):
+        out.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+    elif parts.query:
+        out.append(parts.query)
+    if password:
+        out.append(password)
+    return out
+
+
+def mask_secrets(text: str, secrets: frozenset[str]) -> str:
+    """``text`` with each occurrence of each of ``secrets`` replaced by ``****``.
+
+    A text that ends inside a secret (an excerpt cut at its size limit) has that start
+    masked too, if it is at least :data:`MIN_SECRET_CHARS` long.
+    """
+    if not secrets or not text:
+        return text
+    text = _pattern(secrets).sub(MASK, text)
+    cut = max((_cut_prefix(text, s) for s in secrets), default=0)
+    return text[:-cut] + MASK if cut else text
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(secrets: frozenset[str]) -> re.Pattern[str]:
+    # Longest first, so a value that contains another is masked whole.
+    return re.compile("|".join(re.escape(s) for s in sorted(secrets, key=len, reverse=True)))
+
+
+def _cut_prefix(text: str, secret: str) -> int:
+    """Length of the longest start of ``secret`` that ``text`` ends with (0: none long
+    enough to matter). Runs per attempt and secret: a few ``find`` calls, no slicing loop."""
+    window = text[-(len(secret) - 1) :] if len(secret) > MIN_SECRET_CHARS else ""
+    head = secret[:MIN_SECRET_CHARS]
+    at = window.find(head)
+    while at != -1:  # the first hit is the longest candidate
+        if secret.startswith(window[at:]):
+            return len(window) - at
+        at = window.find(head, at + 1)
+    return 0

@@ -132,14 +132,3 @@ async def channels_with_overrides(
         )
         for r in rows
     ]
-
-
-async def check_secret_key(conn: AsyncConnection, box: SecretBox) -> None:
-    """Fail at start-up, not at first delivery, when the key cannot open stored secrets
-    (a worker started from another directory would otherwise make itself a new key file)."""
-    sealed = (
-        await conn.execute(
-            sa.select(channels.c.secrets).where(channels.c.secrets.is_not(None)).limit(1)
-        )
-    ).scalar()
-    box.open(sealed)  # raises SecretKeyError with an explanation

@@ -317,3 +317,15 @@ run_threshold_failures = sa.Table(
         "run_id", "metric", "expression", name="uq_run_threshold_failures_run_metric_expression"
     ),
 )
+
+# One row (id 1): a known value sealed with the secret key when the database was first set
+# up, or when ``loadbell keys rotate`` last ran. A process whose key cannot open it refuses
+# to start (store/key_check.py), instead of failing every delivery later.
+secret_key_check = sa.Table(
+    "secret_key_check",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+)

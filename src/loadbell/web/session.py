@@ -25,6 +25,7 @@ from starlette.responses import Response
 from loadbell.api.state import AppState
 from loadbell.domain.roles import Role
 from loadbell.security.passwords import fingerprint
+from loadbell.security.secretbox import parse_keys
 from loadbell.services.access import Principal
 from loadbell.settings import Settings
 from loadbell.store.tables import api_tokens, memberships, users
@@ -54,21 +55,30 @@ class Session:
         return bool(submitted) and hmac.compare_digest(self.csrf, str(submitted))
 
 
-def signing_key(settings: Settings) -> str:
-    """A key for cookies, derived from (never equal to) the secret key of secrets at rest."""
+def signing_keys(settings: Settings) -> list[str]:
+    """Keys for cookies, oldest first (itsdangerous signs with the last and accepts any),
+    each derived from (never equal to) a key of secrets at rest.
+
+    During a key rotation (``LOADBELL_SECRET_KEY=new,old``) sessions signed with the old key
+    stay valid; new cookies are signed with the new key. Once the old key is dropped from
+    the list, people still signed in with it sign in again.
+    """
     material = settings.secret_key
-    if not material:
-        material = settings.secret_key_file.read_text().strip()
-    return hashlib.sha256(b"loadbell web session\0" + material.encode()).hexdigest()
+    if not material or not parse_keys(material):
+        material = settings.secret_key_file.read_text()
+    return [
+        hashlib.sha256(b"loadbell web session\0" + key.encode()).hexdigest()
+        for key in reversed(parse_keys(material))
+    ]
 
 
 class Sessions:
     """Reads and writes the session and flash cookies."""
 
     def __init__(self, settings: Settings) -> None:
-        key = signing_key(settings)
-        self._session = URLSafeTimedSerializer(key, salt="loadbell.web.session")
-        self._flash = URLSafeTimedSerializer(key, salt="loadbell.web.flash")
+        keys = signing_keys(settings)
+        self._session = URLSafeTimedSerializer(keys, salt="loadbell.web.session")
+        self._flash = URLSafeTimedSerializer(keys, salt="loadbell.web.flash")
         self.secure = settings.public_url.lower().startswith("https://")
 
     def load(self, raw: str | None) -> Session | None:

@@ -1,0 +1,73 @@
+"""The attempt log masks the channel's own secret values in what a receiver sends back."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from api.support import all_done, create_webhook, new_run, set_status, wait_deliveries
+from loadbell.testing import Received, RecordingReceiver
+
+BEARER = "Bearer s3cret-bearer-token"
+SIGNING = "whsec_" + base64.b64encode(b"k" * 32).decode()
+URL_TOKEN = "urltoken-9f8e7d"
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[RecordingReceiver]:
+    """A receiver that answers with the path and headers it got: a 400 for /bad, else 200."""
+
+    def handler(r: Received) -> web.Response:
+        headers = {str(k): v for k, v in r.headers.items()}
+        body = orjson.dumps({"path": r.path, "headers": headers}).decode()
+        return web.Response(status=400 if r.path.startswith("/bad") else 200, text=body)
+
+    async with RecordingReceiver(handler=handler) as rx:
+        yield rx
+
+
+@pytest.mark.parametrize("path", ["/ok", "/bad"])
+async def test_echoed_secrets_are_masked_in_the_attempt_log(
+    api: httpx.AsyncClient, echo: RecordingReceiver, path: str
+) -> None:
+    """A receiver echoing the Authorization header, a custom secret header and the URL
+    token back (in a 200, or in a 400 whose error quotes the body) has none of them stored
+    or shown: the attempt log, the delivery's last error and the test hook show ****."""
+    url = f"{echo.url}{path}/hook?token={URL_TOKEN}"
+    channel = await create_webhook(
+        api,
+        url,
+        config={
+            "url": url,
+            "format": "loadimpact",
+            "headers": {"Authorization": BEARER, "X-Api-Secret": "custom-value-1234"},
+            "signing_secrets": [SIGNING],
+        },
+    )
+    run = await new_run(api)
+    await set_status(api, run["id"], 2)
+    [delivery] = await wait_deliveries(api, all_done, run_id=run["id"])
+    tested = (await api.post(f"/channels/{channel['id']}/test")).json()
+
+    # The receiver did echo them: without masking they would be in the log.
+    [first, *_] = echo.requests
+    assert first.header("Authorization") == BEARER
+    assert URL_TOKEN in first.path
+
+    [attempt] = delivery["attempts"]
+    shown = orjson.dumps([attempt, delivery["last_error"], tested]).decode()
+    for secret in (BEARER, "s3cret-bearer-token", "custom-value-1234", URL_TOKEN):
+        assert secret not in shown, (secret, shown)
+    assert "****" in (attempt["response_body"] or "")
+    if path == "/bad":
+        assert attempt["outcome"] == "failed" and "****" in attempt["error"]
+        assert "****" in delivery["last_error"]
+    else:
+        assert attempt["outcome"] == "delivered"
+    # What is not secret stays readable.
+    assert "Content-Type" in attempt["response_body"]
