@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -164,9 +165,10 @@ async def seed(settings: Settings) -> str:
 
 
 async def start_server(
-    settings: Settings, *, run_worker: bool = True
+    settings: Settings, *, run_worker: bool = True, app: Any = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    app = create_app(settings, run_worker=run_worker)
+    """Serve ``app`` (default: ``create_app(settings)``) on 127.0.0.1 in this event loop."""
+    app = app if app is not None else create_app(settings, run_worker=run_worker)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from loadbell import __version__, web
 from loadbell.api import (
@@ -24,6 +24,8 @@ from loadbell.api import (
     runs,
     slack,
 )
+from loadbell.api.admission import Admission
+from loadbell.api.disconnects import ClientGone, client_present, dropped
 from loadbell.api.json_body import JsonGuard
 from loadbell.api.limits import BodyLimit
 from loadbell.api.request_ids import RequestIds
@@ -85,6 +87,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     errors.install(app)
+    app.add_exception_handler(ClientGone, dropped)
+    # Every API call first checks that its client is still there (api/disconnects.py).
+    present = [Depends(client_present)]
     for module in (
         organizations,
         projects,
@@ -97,11 +102,13 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         deliveries,
         events,
     ):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=present)
     app.include_router(health.router)  # /healthz for load balancers and probes
     app.include_router(health.router, prefix=API_PREFIX)
     web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
     app.add_middleware(JsonGuard)  # inside BodyLimit: it reads bodies of a known size
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body checks, so a request past the cap costs no read of its body.
+    app.add_middleware(Admission, max_in_flight=settings.max_in_flight)
     app.add_middleware(RequestIds)  # outermost of ours: every answer carries the id
     return app
