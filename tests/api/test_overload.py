@@ -73,7 +73,7 @@ async def test_past_the_cap_a_request_gets_503_with_retry_after_at_once(
         )
         body = assert_error(refused, 503)
         assert body["error"] == "overloaded" and body["field"] is None
-        assert "2 at once" in body["message"], body
+        assert "at most 2 at once" in body["message"], body
         assert refused.headers["Retry-After"] == "1"
         assert refused.headers["X-Request-ID"]
         assert not any(h.done() for h in holders)  # answered while both were still held

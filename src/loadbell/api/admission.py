@@ -1,16 +1,27 @@
-"""A cap on the requests one process has in flight: past it, a 503 at once.
+"""Admission: a request the process cannot serve promptly gets a 503 at once.
 
 Without a cap, a burst past what the process can serve queues without bound: every request
 is taken in, each gets a sliver of the event loop, all of them get slower, clients time
 out after 30 s, and the server still finishes (and commits) what they gave up on. Measured
 on SQLite at 500 to 1,000 requests/s: 5,865 requests in flight, 30 to 41 % of clients
-timed out (docs/benchmarks.md, "Overload"). With the cap, a request past it gets
+timed out (docs/benchmarks.md, "Overload"). Here a request the process cannot take on gets
 ``503 {"error": "overloaded"}`` with ``Retry-After`` before anything reads its body or the
-database, so it costs the server a few dozen microseconds and the client an immediate,
-retryable answer; the requests admitted are served at the pace the process can keep.
+database, so it costs the server little and the client an immediate, retryable answer; the
+requests admitted are served at the pace the process can keep.
 
-One counter per process, on the event loop's thread, so no lock: a request counts from
-the moment it reaches this middleware until its response has been sent (or it failed).
+Two signals, each enough to refuse:
+
+- **Requests in flight** (``LOADBELL_MAX_IN_FLIGHT``): one counter per process, on the
+  event loop's thread, so no lock; a request counts from the moment it reaches this
+  middleware until its response has been sent (or it failed). It bounds what the process
+  holds at once: memory, pooled connections, the queue behind SQLite's write lock.
+- **How far behind the event loop runs** (:mod:`loadbell.api.loop_lag`), past
+  ``LOADBELL_MAX_LOOP_LAG_MS`` (50). A cap alone did not hold: at 800 requests/s on the
+  2-core machine, with 32 or 64 admitted at once the loop spent all its time on admitted
+  work, the requests to refuse waited behind it in the socket buffers, and clients timed
+  out as before (docs/benchmarks.md, "Overload"). Refusing while the loop is late keeps
+  time for the refusals themselves, whatever the machine's speed and whatever else runs
+  on it.
 
 Not counted (``EXEMPT``): ``/healthz`` (a load balancer or orchestrator must tell
 "overloaded" from "dead", and it reads one ``SELECT 1`` with its own timeout) and the web
@@ -23,11 +34,16 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from loadbell.api.loop_lag import LoopLag
+
 # Paths that bypass the cap: exact paths, and prefixes ending in "/".
 EXEMPT = ("/healthz", "/api/v1/healthz", "/static/")
 # Seconds a refused client should wait: the cap is a passing condition, and a request
 # admitted now is served within well under a second (docs/benchmarks.md, "Overload").
 RETRY_AFTER = 1
+# Requests in flight from which a late loop refuses: below it, the lateness is not this
+# process's own work (other processes took the CPU), and refusing would not help.
+LATE_AND_BUSY = 8
 
 
 def exempt(path: str) -> bool:
@@ -35,17 +51,28 @@ def exempt(path: str) -> bool:
 
 
 class Admission:
-    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = RETRY_AFTER) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        lag: LoopLag | None = None,
+        max_lag: float = 0.05,
+        retry_after: int = RETRY_AFTER,
+    ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
+        self.lag = lag  # None: the cap alone
+        # Seconds the loop may run late. Each request needs a few turns of the loop, so its
+        # answer takes a few times this long; a 503 needs one.
+        self.max_lag = max_lag
         self.in_flight = 0  # requests admitted and not yet answered
         self.refused = 0  # 503s since start (for tests and the bench's cross-check)
         self._body = orjson.dumps(
             {
                 "error": "overloaded",
-                "message": f"the server is handling as many requests as it can "
-                f"({max_in_flight} at once), so this one was not started and nothing "
-                f"changed; send it again after {retry_after} s (Retry-After)",
+                "message": "the server is handling as many requests as it can answer "
+                f"promptly (at most {max_in_flight} at once), so this one was not started "
+                f"and nothing changed; send it again after {retry_after} s (Retry-After)",
                 "field": None,
             }
         )
@@ -59,7 +86,11 @@ class Admission:
         if scope["type"] != "http" or exempt(scope["path"]):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight or (
+            self.in_flight >= LATE_AND_BUSY
+            and self.lag is not None
+            and self.lag.seconds > self.max_lag
+        ):
             self.refused += 1
             headers = list(self._headers)
             await send({"type": "http.response.start", "status": 503, "headers": headers})
