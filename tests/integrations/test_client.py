@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from conftest import free_port
 from loadbell.client import Client, RunReporter
@@ -204,6 +205,22 @@ async def test_a_create_retried_after_a_503_keeps_its_key() -> None:
         keys = [r.header("Idempotency-Key") for r in rx.requests]
     assert len(keys) == 3 and keys[0] == keys[1] != keys[2]
     assert all(uuid.UUID(k) for k in keys)
+
+
+async def test_an_overloaded_answer_is_retried_after_its_retry_after() -> None:
+    """A 503 with Retry-After: 2 (more than the first backoff, 0.25 s) is retried no sooner
+    than 2 s later."""
+    answers = iter(
+        [
+            web.json_response({"error": "overloaded"}, status=503, headers={"Retry-After": "2"}),
+            web.json_response({"id": 9}, status=201),
+        ]
+    )
+    async with RecordingReceiver(handler=lambda received: next(answers)) as rx:
+        client = Client(rx.url, "lb_t", 1, stderr=io.StringIO())
+        assert await asyncio.to_thread(client.create_run, "t") == {"id": 9}
+    first, second = rx.requests
+    assert second.at - first.at >= 2.0
 
 
 async def test_a_create_whose_answer_was_lost_makes_one_run(
