@@ -36,10 +36,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loadbell.api.loop_lag import LoopLag
 
-# Paths that bypass the cap: exact paths, and prefixes ending in "/".
+# Paths admission lets through, always: exact paths, and prefixes ending in "/".
 EXEMPT = ("/healthz", "/api/v1/healthz", "/static/")
-# Seconds a refused client should wait: the cap is a passing condition, and a request
-# admitted now is served within well under a second (docs/benchmarks.md, "Overload").
+# Seconds a refused client should wait: overload is a passing condition, and an admitted
+# request is served within well under a second (docs/benchmarks.md, "Overload").
 RETRY_AFTER = 1
 # Requests in flight from which a late loop refuses: below it, the lateness is not this
 # process's own work (other processes took the CPU), and refusing would not help.
@@ -66,7 +66,6 @@ class Admission:
         # answer takes a few times this long; a 503 needs one.
         self.max_lag = max_lag
         self.in_flight = 0  # requests admitted and not yet answered
-        self.refused = 0  # 503s since start (for tests and the bench's cross-check)
         self._body = orjson.dumps(
             {
                 "error": "overloaded",
@@ -91,7 +90,6 @@ class Admission:
             and self.lag is not None
             and self.lag.seconds > self.max_lag
         ):
-            self.refused += 1
             headers = list(self._headers)
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": self._body})
