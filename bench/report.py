@@ -202,9 +202,15 @@ def _states(statuses: dict[str, int]) -> str:
 
 
 def write_docs(report: Report, path: Path = DOCS) -> None:
-    begin = f"<!-- bench:{report.backend}:begin -->"
-    end = f"<!-- bench:{report.backend}:end -->"
-    block = f"{begin}\n{report.markdown()}\n{end}"
+    write_block(report.backend, report.markdown(), path)
+
+
+def write_block(name: str, markdown: str, path: Path = DOCS) -> None:
+    """Replace the text between ``<!-- bench:<name>:begin -->`` and its end marker (or add
+    the block at the end of the document)."""
+    begin = f"<!-- bench:{name}:begin -->"
+    end = f"<!-- bench:{name}:end -->"
+    block = f"{begin}\n{markdown}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +35,12 @@ PG_ADMIN_URL = os.environ.get(
     "LOADBELL_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Admission by event-loop lag off, for every Settings of the tests and every loadbell they
+# start: an in-process server shares its loop with the test's own work, and on a loaded
+# machine any process's loop runs late now and then. tests/api/test_admission_lag.py
+# turns it on where it is the subject.
+NO_LAG_GATE = {"LOADBELL_MAX_LOOP_LAG_MS": "0"}
+os.environ.update(NO_LAG_GATE)
 
 
 def free_port() -> int:
@@ -164,9 +171,10 @@ async def seed(settings: Settings) -> str:
 
 
 async def start_server(
-    settings: Settings, *, run_worker: bool = True
+    settings: Settings, *, run_worker: bool = True, app: Any = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    app = create_app(settings, run_worker=run_worker)
+    """Serve ``app`` (default: ``create_app(settings)``) on 127.0.0.1 in this event loop."""
+    app = app if app is not None else create_app(settings, run_worker=run_worker)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -297,7 +305,7 @@ async def spawn_loadbell(tmp_path: Path) -> AsyncIterator[SpawnLoadbell]:
         *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> LoadbellProcess:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("LOADBELL_")}
-        clean.update(PYTHONUNBUFFERED="1", **(env or {}))
+        clean.update({"PYTHONUNBUFFERED": "1", **NO_LAG_GATE, **(env or {})})
         proc = await asyncio.create_subprocess_exec(
             LOADBELL_BIN,
             *args,

@@ -55,3 +55,29 @@ def test_wal_benchmark_samples_the_log_through_a_short_run() -> None:
     assert "events: 80 PATCHes" in done.stdout
     assert "0 never arrived" in done.stdout
     assert "GET /runs?limit=50:" in done.stdout
+
+
+@pytest.mark.slow
+def test_overload_benchmark_reports_timeouts_and_orphans(tmp_path: Path) -> None:
+    """A tiny run of bench/overload.py at a given rate sends twice it to `loadbell serve`,
+    prints successes, 503s, timeouts and orphans, and writes only its own docs block."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\n<!-- bench:overload:begin -->\nstale\n<!-- bench:overload:end -->\n"
+        "\nkept\n"
+    )
+    args = ["--rate", "10", "--seconds", "2", "--write-docs", "--docs", str(docs)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.overload", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "twice that: 20/s for 2 s" in done.stdout
+    assert "client timeouts (30 s): 0 (must be 0)" in done.stdout
+    assert "orphan runs: 0 (must be 0)" in done.stdout
+    text = docs.read_text()
+    assert "kept" in text and "stale" not in text
+    assert "| Orphan runs (Created, no client got a 2xx) | 0 | target 0 |" in text

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from loadbell import __version__, web
 from loadbell.api import (
@@ -25,8 +25,11 @@ from loadbell.api import (
     runs,
     slack,
 )
+from loadbell.api.admission import Admission
+from loadbell.api.disconnects import ClientGone, client_present, dropped
 from loadbell.api.json_body import JsonGuard
 from loadbell.api.limits import BodyLimit
+from loadbell.api.loop_lag import LoopLag
 from loadbell.api.request_ids import RequestIds
 from loadbell.api.state import AppState
 from loadbell.delivery.wakeup import Wakeup
@@ -47,6 +50,9 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
 
 
 def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+    # Watched while the app runs: admission refuses while the loop runs late.
+    lag = LoopLag() if settings.max_loop_lag_ms else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
@@ -59,6 +65,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             settings=settings, engine=engine, box=box, wakeup=wakeup, worker=worker
         )
         stop = asyncio.Event()
+        if lag is not None:
+            lag.start()
         app.state.worker_task = None
         if worker is not None:
             if not settings.is_sqlite:
@@ -68,6 +76,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            if lag is not None:
+                await lag.stop()
             stop.set()
             if app.state.worker_task is not None:
                 with contextlib.suppress(Exception):  # logged when it ended
@@ -84,6 +94,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     errors.install(app)
+    app.add_exception_handler(ClientGone, dropped)
+    # Every API call first checks that its client is still there (api/disconnects.py).
+    present = [Depends(client_present)]
     for module in (
         organizations,
         projects,
@@ -96,12 +109,19 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         deliveries,
         events,
     ):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, dependencies=present)
     app.include_router(health.router)  # /healthz for load balancers and probes
     app.include_router(health.router, prefix=API_PREFIX)
     openapi.install(app)  # links from each create to the operations on what it made
     web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
     app.add_middleware(JsonGuard)  # inside BodyLimit: it reads bodies of a known size
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body checks, so a request past the cap costs no read of its body.
+    app.add_middleware(
+        Admission,
+        max_in_flight=settings.max_in_flight,
+        lag=lag,
+        max_lag=settings.max_loop_lag_ms / 1000,
+    )
     app.add_middleware(RequestIds)  # outermost of ours: every answer carries the id
     return app

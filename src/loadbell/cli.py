@@ -131,12 +131,22 @@ async def _prepare(
     show_envvar=True,
     help="Allow deliveries to private, loopback and link-local addresses.",
 )
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="LOADBELL_MAX_IN_FLIGHT",
+    show_envvar=True,
+    help="Requests handled at once; past it, 503 with Retry-After at once.  "
+    f"[default: {Settings.model_fields['max_in_flight'].default}]",
+)
 @database_option
 def serve(
     host: str,
     port: int,
     no_worker: bool,
     allow_private_targets: bool | None,
+    max_in_flight: int | None,
     database_url: str | None,
 ) -> None:
     """Run the API, the web pages and (unless --no-worker) the delivery worker."""
@@ -144,7 +154,11 @@ def serve(
 
     from loadbell.app import create_app
 
-    settings = _settings(database_url=database_url, allow_private_targets=allow_private_targets)
+    settings = _settings(
+        database_url=database_url,
+        allow_private_targets=allow_private_targets,
+        max_in_flight=max_in_flight,
+    )
     token = _run(_prepare(settings, migrate_sqlite=True, check_key=True))
     if token:
         click.echo("Created 'Default Organization', 'Default Project' and an owner.")

@@ -7,9 +7,10 @@ call returns ``None`` (or ``False``). The load test goes on either way.
 A server that cannot be reached (refused, reset, or no answer within the timeout) opens
 a circuit breaker: later calls get one attempt each, with a short timeout, and after one
 of those fails too, calls are skipped for a while. A hanging server so costs a few
-seconds in all, not a timeout per call. Creating calls (``POST /runs``, a report) are
-never repeated once the request may have reached the server: a repeat could create a
-second run.
+seconds in all, not a timeout per call. ``POST /runs`` carries an ``Idempotency-Key`` (one
+fresh UUID per run to create, the same on its retries), so it is retried like any call: a
+repeat the server already served answers with the same run. A live report has no key and is
+never repeated once the request may have reached the server.
 
     from loadbell.client import Client, RunReporter
 
@@ -37,6 +38,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
@@ -47,6 +49,8 @@ DEFAULT_RETRIES = 2  # extra attempts after a connection error, a timeout, a 429
 _BACKOFF = (0.25, 1.0)  # seconds before the 2nd and 3rd attempts
 PROBE_TIMEOUT = 1.0  # seconds: the one attempt a call gets while the breaker is open
 PROBE_INTERVAL = 10.0  # seconds: calls are skipped this long after a failed probe
+MAX_RETRY_AFTER = 5.0  # seconds: the longest Retry-After of a 429 or 503 the client waits
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 class Client:
@@ -104,9 +108,19 @@ class Client:
     # -- the API, one method per call ----------------------------------------------------
 
     def create_run(
-        self, test_name: str, *, project: int | None = None, trigger: str = "manual"
+        self,
+        test_name: str,
+        *,
+        project: int | None = None,
+        trigger: str = "manual",
+        idempotency_key: str | None = None,
     ) -> dict[str, Any] | None:
-        """Create a run of the load test ``test_name`` (created on first use)."""
+        """Create a run of the load test ``test_name`` (created on first use).
+
+        ``idempotency_key`` names this one run to create: pass the same key when calling
+        again for the same run (a new UUID by default), and the server answers with the
+        run it already made instead of making a second one.
+        """
         project_id = project if project is not None else self.project
         if project_id is None:
             project_id = self._first_project()
@@ -116,6 +130,7 @@ class Client:
             "POST",
             "/runs",
             {"project_id": project_id, "load_test_name": test_name[:200], "trigger": trigger},
+            headers={IDEMPOTENCY_KEY: idempotency_key or str(uuid.uuid4())},
         )
 
     def update_run(
@@ -160,8 +175,13 @@ class Client:
 
     # -- transport -------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, body: Any = None) -> dict[str, Any] | None:
-        """Send one request; return the JSON answer, or ``None`` after warning once."""
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """Send one request; return the JSON answer, or ``None`` after warning once.
+
+        A request with an ``Idempotency-Key`` header is repeated after a reset as any
+        other call is; one that creates something without a key is not."""
         if not self.enabled:
             return None
         with self._lock:
@@ -178,16 +198,20 @@ class Client:
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": f"loadbell-client/{__version__}",
+                **(headers or {}),
             },
         )
         creates = method == "POST" and (path == "/runs" or path.endswith("/reports"))
+        creates = creates and IDEMPOTENCY_KEY not in (headers or {})
         attempts = 1 if probing else self.retries + 1
         timeout = min(self.timeout, PROBE_TIMEOUT) if probing else self.timeout
         problem = "no attempt made"
         unreachable = False
+        wait = 0.0  # seconds the server asked for (Retry-After), at most MAX_RETRY_AFTER
         for attempt in range(attempts):
             if attempt:
-                time.sleep(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)])
+                time.sleep(max(_BACKOFF[min(attempt - 1, len(_BACKOFF) - 1)], wait))
+                wait = 0.0
             try:
                 with urllib.request.urlopen(request, timeout=timeout) as response:
                     raw = response.read()
@@ -200,6 +224,7 @@ class Client:
                 problem = f"{method} {path} answered {exc.code}: {_error_text(exc)}"
                 if exc.code != 429 and exc.code < 500:
                     break  # the request itself is wrong; repeating it will not help
+                wait = _retry_after(exc.headers.get("Retry-After"))
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 # refused, DNS, timeout, reset, not HTTP, bad JSON
                 cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -240,6 +265,14 @@ def _project_id(raw: int | str | None) -> int | None:
             file=sys.stderr,
         )
         return None
+
+
+def _retry_after(value: str | None) -> float:
+    """A Retry-After in seconds (the form loadbell sends), capped; 0 for none or a date."""
+    try:
+        return min(max(float(value or 0), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return 0.0
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
@@ -331,10 +364,13 @@ class RunReporter:
 
     def start(self, test_name: str, *, project: int | None = None, trigger: str = "manual") -> None:
         """Create the run and move it to Initializing (1)."""
+        key = str(uuid.uuid4())  # one run to create, however often the call is made
 
         def go() -> None:
             if self.run is None:
-                self.run = self.client.create_run(test_name, project=project, trigger=trigger)
+                self.run = self.client.create_run(
+                    test_name, project=project, trigger=trigger, idempotency_key=key
+                )
             if self.run_id is not None:
                 self.client.update_run(self.run_id, status=1)
 

@@ -34,6 +34,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest accepted request body."
     )
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one serve process handles at once; past it, 503 with Retry-After "
+        "at once (docs/configuration.md).",
+    )
+    max_loop_lag_ms: int = Field(
+        default=50,
+        ge=0,
+        description="Milliseconds the event loop may run late before new requests get a 503 "
+        "at once; 0 turns this off (docs/configuration.md).",
+    )
     # The Slack app (kind slack_app). Point the URLs at loadbell.testing.fake_slack in tests.
     slack_api_base_url: str = Field(
         default="https://slack.com/api",

@@ -102,6 +102,14 @@ async def row_counts(settings: Settings) -> dict[str, int]:
         await engine.dispose()
 
 
+async def stored_rows(settings: Settings) -> dict[str, int]:
+    """:func:`row_counts` without the workers' liveness rows, which come and go by
+    themselves."""
+    counts = await row_counts(settings)
+    counts.pop("workers")
+    return counts
+
+
 def assert_error(r: httpx.Response, status: int, field: str | None = None) -> dict[str, Any]:
     """The response is a JSON error with error/message/field; returns its body."""
     assert r.status_code == status, r.text

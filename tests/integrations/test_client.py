@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
+import socket
 import time
+import uuid
 from collections import deque
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from conftest import free_port
 from loadbell.client import Client, RunReporter
@@ -172,13 +176,106 @@ def test_breaker_closes_when_the_server_answers_again() -> None:
     assert results == [None, {"id": 1}, {"id": 1}]
 
 
-def test_a_create_cut_off_midway_is_not_repeated() -> None:
-    """The server closes the connection after reading POST /runs: it may have created the
-    run, so the client does not send it again (a PATCH would be retried)."""
+def test_a_report_cut_off_midway_is_not_repeated() -> None:
+    """The server closes the connection after reading a live report: it may have stored it,
+    and a report has no idempotency key, so the client does not send it again."""
     with SilentServer(lambda line: b"") as server:
         client = Client(server.url, "lb_t", 1, timeout=2, stderr=io.StringIO())
-        assert client.create_run("t") is None
-        assert server.requests == ["POST /api/v1/runs"]
+        assert client.report(7, {"requests": 1}) is None
+        assert server.requests == ["POST /api/v1/runs/7/reports"]
+
+
+def test_a_create_cut_off_midway_is_repeated_with_its_key() -> None:
+    """The server closes the connection after reading POST /runs: the client sends it
+    again with the same Idempotency-Key, which makes the repeat safe."""
+    answers = iter([b"", json_reply('{"id": 3}', 201)])
+    with SilentServer(lambda line: next(answers)) as server:
+        client = Client(server.url, "lb_t", 1, timeout=2, stderr=io.StringIO())
+        assert client.create_run("t") == {"id": 3}
+        assert server.requests == ["POST /api/v1/runs", "POST /api/v1/runs"]
+
+
+async def test_a_create_retried_after_a_503_keeps_its_key() -> None:
+    """Each create carries a fresh UUID as Idempotency-Key; its retry after a 503 carries
+    the same one, and the next create a new one."""
+    async with RecordingReceiver(statuses=deque([503]), status=201, body='{"id": 5}') as rx:
+        client = Client(rx.url, "lb_t", 1, stderr=io.StringIO())
+        assert await asyncio.to_thread(client.create_run, "t") == {"id": 5}
+        assert await asyncio.to_thread(client.create_run, "t") == {"id": 5}
+        keys = [r.header("Idempotency-Key") for r in rx.requests]
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2]
+    assert all(uuid.UUID(k) for k in keys)
+
+
+async def test_an_overloaded_answer_is_retried_after_its_retry_after() -> None:
+    """A 503 with Retry-After: 2 (more than the first backoff, 0.25 s) is retried no sooner
+    than 2 s later."""
+    answers = iter(
+        [
+            web.json_response({"error": "overloaded"}, status=503, headers={"Retry-After": "2"}),
+            web.json_response({"id": 9}, status=201),
+        ]
+    )
+    async with RecordingReceiver(handler=lambda received: next(answers)) as rx:
+        client = Client(rx.url, "lb_t", 1, stderr=io.StringIO())
+        assert await asyncio.to_thread(client.create_run, "t") == {"id": 9}
+    first, second = rx.requests
+    assert second.at - first.at >= 2.0
+
+
+async def test_a_create_whose_answer_was_lost_makes_one_run(
+    app_server: Any, api: httpx.AsyncClient
+) -> None:
+    """Through a proxy that drops the answer to the first POST /runs (the server made the
+    run), the reporter's retry gets that same run: one run, which then moves on."""
+    with LosingProxy(app_server.url) as proxy:
+        client = Client(proxy.url, app_server.token, 1, stderr=io.StringIO())
+        reporter = RunReporter(client)
+
+        def go() -> bool:
+            reporter.start("lost-answer")
+            reporter.status(2)
+            return reporter.close(20)
+
+        assert await asyncio.to_thread(go)
+        assert proxy.dropped == 1 and proxy.requests[:2] == ["POST /api/v1/runs"] * 2
+    items = (await api.get("/runs")).json()["items"]
+    assert [(r["id"], r["status"]) for r in items] == [(reporter.run_id, 2)]
+
+
+class LosingProxy(SilentServer):
+    """Forwards each request to ``upstream`` and relays the answer, except that the
+    answer to the first ``POST /api/v1/runs`` is dropped: the connection is closed
+    without a word after the upstream server has handled the request."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.dropped = 0
+        super().__init__()
+
+    def _serve(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = int(headers.get("Content-Length", "0"))
+        while len(body) < length and (chunk := conn.recv(65536)):
+            body += chunk
+        method, path, _ = lines[0].split(" ")
+        self.requests.append(f"{method} {path}")
+        upstream = http.client.HTTPConnection(self.upstream, timeout=30)
+        upstream.request(method, path, body or None, headers)
+        answer = upstream.getresponse()
+        payload = answer.read()
+        upstream.close()
+        if method == "POST" and path == "/api/v1/runs" and not self.dropped:
+            self.dropped += 1
+            conn.close()
+            return
+        conn.sendall(json_reply(payload.decode(), answer.status))
+        conn.close()
 
 
 def test_garbage_instead_of_http_never_raises() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from loadbell.api.auth import current_principal
@@ -14,6 +15,7 @@ from loadbell.api.state import AppState, get_state
 from loadbell.domain.statuses import RunResult, RunStatus, Trigger
 from loadbell.services import runs
 from loadbell.services.access import Principal
+from loadbell.services.errors import invalid
 from loadbell.store.tables import MAX_ID
 
 router = APIRouter(tags=["runs"], responses=COMMON)
@@ -57,14 +59,48 @@ class RunPatch(BaseModel):
         return v
 
 
+# What an Idempotency-Key may be: 1 to 255 printable ASCII characters (the server has
+# already trimmed surrounding spaces).
+_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+
+
+def idempotency_key(
+    value: str | None = Header(
+        None,
+        alias=runs.KEY_FIELD,
+        description="1 to 255 printable ASCII characters, new for each run to create (a "
+        "UUID): the same request sent again with it within 24 h gets the same run, 200.",
+    ),
+) -> str | None:
+    if value is not None and not _KEY.fullmatch(value):
+        raise invalid(
+            runs.KEY_FIELD,
+            "must be 1 to 255 printable ASCII characters (letters, digits, punctuation, "
+            "spaces); send a new UUID for each run to create",
+        )
+    return value
+
+
 @router.post(
     "/runs",
     status_code=201,
     response_model=None,
-    responses={**ok(RunOut, 201, "The run, at Created"), **BODY, **errors(404)},
+    responses={
+        **ok(RunOut, 201, "The run, at Created"),
+        **ok(
+            RunOut,
+            200,
+            "A repeat of an earlier request with the same Idempotency-Key: the run it made, "
+            "as it is now (header Idempotent-Replayed: true); nothing was created",
+        ),
+        **BODY,
+        **errors(404),
+    },
 )
 async def create_run(
     body: RunIn,
+    response: Response,
+    key: str | None = Depends(idempotency_key),
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
@@ -78,7 +114,11 @@ async def create_run(
             load_test_name=body.load_test_name,
             trigger=body.trigger.value,
             public_url=state.settings.public_url,
+            idempotency_key=key,
         )
+    if made.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
     if made.new_load_test:
         state.wakeup.poke()
     return made.run

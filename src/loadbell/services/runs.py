@@ -6,6 +6,8 @@ Status changes become events and deliveries in the caller's transaction (the edg
 from __future__ import annotations
 
 import functools
+import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +29,9 @@ from loadbell.services import access, load_tests
 from loadbell.services.access import Principal
 from loadbell.services.errors import Invalid, conflict, invalid, not_found
 from loadbell.services.fanout import record_event
+from loadbell.store import idempotency
 from loadbell.store.context import context_of_run, run_context, run_dict, run_with_names
+from loadbell.store.db import json_dumps
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
@@ -202,6 +206,11 @@ async def _view(conn: AsyncConnection, run_id: int, public_url: str) -> dict[str
 class NewRun:
     run: dict[str, Any]  # as ``view`` shows it
     new_load_test: bool  # its load_test.created event has deliveries to wake workers for
+    replayed: bool = False  # an earlier request with the same idempotency key made it
+
+
+# The header that carries the key, named in refusals.
+KEY_FIELD = "Idempotency-Key"
 
 
 async def new_run(
@@ -214,9 +223,18 @@ async def new_run(
     load_test_name: str | None,
     trigger: str,
     public_url: str,
+    idempotency_key: str | None = None,
 ) -> NewRun:
-    """A run of an existing load test, or of one named in a project (created on first use)."""
+    """A run of an existing load test, or of one named in a project (created on first use).
+
+    With ``idempotency_key``, a request that repeats an earlier one of the last 24 h (same
+    key in the organization, same user, same fields) gets the earlier run, as it is now,
+    and nothing is created; the same key with anything else is refused (422). See
+    ``store/idempotency.py`` for two requests with one key at the same time.
+    """
     new_load_test = False
+    name = None
+    lt_id: int | None = None
     if load_test_id is not None:
         lt = await access.load_test(conn, principal, load_test_id)
         project = await access.project(conn, principal, lt.project_id)
@@ -230,6 +248,25 @@ async def new_run(
             )
         project = await access.project(conn, principal, project_id)
         name = load_test_name.strip()
+    claimed = None
+    if idempotency_key is not None:
+        asked = _fingerprint(principal, load_test_id, project_id, name, trigger)
+        held = await idempotency.claim(
+            conn, project.organization_id, idempotency_key, asked, time.time()
+        )
+        if isinstance(held, idempotency.Taken):
+            if held.request_hash != asked:
+                raise Invalid(
+                    f"{KEY_FIELD}: the key {idempotency_key!r} was used in the last 24 h for "
+                    "another request (other fields, or another user); send a new key for a "
+                    "new run, or the same request to get the run it made",
+                    KEY_FIELD,
+                    code="idempotency_key_reused",
+                )
+            return NewRun(await _view(conn, held.run_id, public_url), False, replayed=True)
+        claimed = held
+    if lt_id is None:
+        assert name is not None  # checked above
         existing = await load_tests.find_by_name(conn, project.id, name)
         new_load_test = existing is None
         lt_id = existing.id if existing else await load_tests.add(conn, box, project.id, name)
@@ -241,7 +278,27 @@ async def new_run(
         trigger=trigger,
         user_id=principal.user_id,
     )
+    if claimed is not None:
+        await idempotency.attach(conn, claimed, run_id)
     return NewRun(await _view(conn, run_id, public_url), new_load_test)
+
+
+def _fingerprint(
+    principal: Principal,
+    load_test_id: int | None,
+    project_id: int | None,
+    load_test_name: str | None,
+    trigger: str,
+) -> str:
+    """What a request asked for, as one digest: a repeat must ask for the same."""
+    asked = {
+        "user_id": principal.user_id,
+        "load_test_id": load_test_id,
+        "project_id": project_id,
+        "load_test_name": load_test_name,
+        "trigger": trigger,
+    }
+    return hashlib.sha256(json_dumps(asked).encode()).hexdigest()
 
 
 async def patch_run(

@@ -24,7 +24,15 @@ def json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+# Seconds a request waits for a pooled connection before it gets a 503 (``unavailable``
+# maps SQLAlchemy's pool TimeoutError). SQLAlchemy's default is 30 s, as long as a client's
+# whole patience: under overload the client would time out first, and the server would
+# still do the work.
+POOL_TIMEOUT = 5.0
+
+
 def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+    kwargs.setdefault("pool_timeout", POOL_TIMEOUT)
     # orjson for JSON columns: every claim reads its events' contexts, every event writes one.
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)

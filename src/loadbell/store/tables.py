@@ -329,3 +329,19 @@ secret_key_check = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
 )
+
+# One row per ``Idempotency-Key`` of ``POST /runs``, kept 24 h (``expires_at``, epoch
+# seconds): a repeat of the request with the same key gets the run the first one made. The
+# unique key decides between two concurrent requests with one key (store/idempotency.py).
+# ``run_id`` is set in the transaction that inserted the row, before it commits.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),  # SHA-256 of what was asked
+    sa.Column("run_id", sa.ForeignKey("runs.id")),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+    sa.UniqueConstraint("organization_id", "key", name="uq_idempotency_keys_organization_key"),
+)
