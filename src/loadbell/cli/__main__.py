@@ -1,0 +1,7 @@
+"""`python -m loadbell.cli`: the same as the `loadbell` command."""
+
+import sys
+
+from loadbell.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""What the commands share: settings from options, the event loop, the database option,
+the secret-key check and the first-run set-up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from loadbell.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from loadbell.security.secretbox import SecretBox
+
+
+def make_settings(**overrides: Any) -> Settings:
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except Exception as exc:  # pydantic's ValidationError, shown as a usage error
+        raise click.UsageError(str(exc)) from None
+
+
+def run_coroutine(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+database_option = click.option(
+    "--database-url",
+    envvar="LOADBELL_DATABASE_URL",
+    show_envvar=True,
+    default=None,
+    help="Database URL. Default: sqlite:///./loadbell.db",
+)
+
+
+async def open_box_or_exit(engine: AsyncEngine, settings: Settings) -> SecretBox:
+    """The secret key, checked against the database (the check value is stored on a fresh
+    one); a key that does not fit stops the command with one line that says what to do."""
+    from loadbell.security.secretbox import SecretKeyError
+    from loadbell.services.secret_keys import open_box
+
+    try:
+        return await open_box(engine, settings.secret_key, settings.secret_key_file)
+    except SecretKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def prepare_database(
+    settings: Settings, *, migrate_sqlite: bool, check_key: bool = False
+) -> str | None:
+    """Bring the schema up to date (SQLite), check the secret key (``check_key``) and seed
+    an empty database.
+
+    Returns the first owner token when one was just created.
+    """
+    from loadbell.store import accounts, migrate
+    from loadbell.store.db import create_engine
+
+    engine = create_engine(settings)
+    try:
+        if settings.is_sqlite and migrate_sqlite:
+            await migrate.upgrade(engine)
+        elif not await migrate.is_current(engine):
+            raise click.ClickException(
+                "the database schema is not up to date; run `loadbell migrate` first"
+            )
+        if check_key:  # before the first-run set-up: a refused process changes nothing
+            await open_box_or_exit(engine, settings)
+        async with engine.begin() as conn:
+            if await accounts.is_empty(conn):
+                return await accounts.bootstrap(conn)
+        return None
+    finally:
+        await engine.dispose()
