@@ -17,6 +17,7 @@ from loadbell.api import (
     events,
     health,
     load_tests,
+    metrics,
     openapi,
     organizations,
     previews,
@@ -31,9 +32,11 @@ from loadbell.api.json_body import JsonGuard
 from loadbell.api.limits import BodyLimit
 from loadbell.api.loop_lag import LoopLag
 from loadbell.api.request_ids import RequestIds
+from loadbell.api.request_metrics import RequestMetrics
 from loadbell.api.state import AppState
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
+from loadbell.monitoring.registry import STOPPED, Metrics, process_name
 from loadbell.services.secret_keys import open_box
 from loadbell.settings import Settings
 from loadbell.store.db import create_engine
@@ -52,6 +55,8 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     # Watched while the app runs: admission refuses while the loop runs late.
     lag = LoopLag() if settings.max_loop_lag_ms else None
+    # This process's metrics: the API's and its worker's (docs/metrics.md).
+    figures = Metrics(process_name("serve"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,9 +65,18 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         # The CLI checked the key already (one line, no traceback); this check is for
         # apps built by other means, and stores the check value on a fresh database.
         box = await open_box(engine, settings.secret_key, settings.secret_key_file)
-        worker = Worker(queue_for(settings), box, settings, wakeup) if run_worker else None
+        worker = (
+            Worker(queue_for(settings), box, settings, wakeup, metrics=figures)
+            if run_worker
+            else None
+        )
         app.state.loadbell = AppState(
-            settings=settings, engine=engine, box=box, wakeup=wakeup, worker=worker
+            settings=settings,
+            engine=engine,
+            box=box,
+            wakeup=wakeup,
+            worker=worker,
+            metrics=figures,
         )
         stop = asyncio.Event()
         if lag is not None:
@@ -73,6 +87,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
                 await wakeup.listen_postgres(settings.database_url)
             app.state.worker_task = asyncio.create_task(worker.run(stop), name="loadbell-worker")
             app.state.worker_task.add_done_callback(_worker_ended)
+            task, running = app.state.worker_task, worker
+            figures.watch_worker(lambda: STOPPED if task.done() else running.state())
         try:
             yield
         finally:
@@ -112,6 +128,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX, dependencies=present)
     app.include_router(health.router)  # /healthz for load balancers and probes
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(metrics.router)  # /metrics for Prometheus
     openapi.install(app)  # links from each create to the operations on what it made
     web.install(app)  # the pages, at / (sign in, integrations, runs, deliveries, members)
     app.add_middleware(JsonGuard)  # inside BodyLimit: it reads bodies of a known size
@@ -123,5 +140,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         lag=lag,
         max_lag=settings.max_loop_lag_ms / 1000,
     )
-    app.add_middleware(RequestIds)  # outermost of ours: every answer carries the id
+    app.add_middleware(RequestIds)  # every answer carries the id
+    # Outermost: it times everything, and counts admission's refusals too.
+    app.add_middleware(RequestMetrics, metrics=figures, api_prefix=API_PREFIX)
     return app

@@ -81,6 +81,22 @@ class Settings(BaseSettings):
         description="SQLite PRAGMA synchronous. NORMAL (WAL) survives a crash of the process; "
         "FULL also a power cut, at one fsync per API write (docs/configuration.md).",
     )
+    # Prometheus metrics (issue 11, "Prometheus metrics"; docs/metrics.md).
+    metrics_token: str | None = Field(
+        default=None,
+        description="Bearer token that scraping /metrics needs. Unset: /metrics is open, so "
+        "firewall it (docs/metrics.md).",
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which `loadbell worker` serves /metrics. Unset: none.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address on which `loadbell worker` serves /metrics (with a metrics port).",
+    )
 
     @field_validator("sqlite_synchronous")
     @classmethod

@@ -25,8 +25,9 @@ Two signals, each enough to refuse:
 
 Not counted (``EXEMPT``): ``/healthz`` (a load balancer or orchestrator must tell
 "overloaded" from "dead", and it reads one ``SELECT 1`` with its own timeout) and the web
-pages' static files (read from disk, no database). Everything else, the API and the pages,
-counts.
+pages' static files (read from disk, no database), and ``/metrics`` (an overloaded server
+must still report that it is: its one statement has a 2 s timeout). Everything else, the
+API and the pages, counts.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loadbell.api.loop_lag import LoopLag
 
 # Paths admission lets through, always: exact paths, and prefixes ending in "/".
-EXEMPT = ("/healthz", "/api/v1/healthz", "/static/")
+EXEMPT = ("/healthz", "/api/v1/healthz", "/static/", "/metrics")
 # Seconds a refused client should wait: overload is a passing condition, and an admitted
 # request is served within well under a second (docs/benchmarks.md, "Overload").
 RETRY_AFTER = 1

@@ -135,6 +135,12 @@ def _first_line(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"
 
 
+def _count_database_error(request: Request) -> None:
+    state = getattr(request.app.state, "loadbell", None)
+    if state is not None and state.metrics is not None:
+        state.metrics.database_error("api")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -168,6 +174,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, DATABASE_ERRORS) or unavailable(exc):
+            _count_database_error(request)
         if unavailable(exc):
             return database_unavailable(request, exc)
         return _internal(request, exc)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loadbell.delivery.handoff import Handoff
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
+from loadbell.monitoring.registry import Metrics
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.db import reader
@@ -23,6 +24,7 @@ class AppState:
     box: SecretBox
     wakeup: Wakeup
     worker: Worker | None = None  # the delivery worker of this process, if it runs one
+    metrics: Metrics | None = None  # this process's Prometheus metrics (api/metrics.py)
     reader: AsyncEngine = field(init=False)  # the same pool, for read-only work
     # token hash -> (valid until, time.monotonic(); Principal): see api/auth.py
     principals: dict[str, tuple[float, Any]] = field(default_factory=dict)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,10 @@ from loadbell.cli.common import (
 )
 from loadbell.runtime import settle_heap
 from loadbell.settings import Settings
+
+if TYPE_CHECKING:
+    from loadbell.delivery.worker import Worker
+    from loadbell.monitoring.exposition import MetricsServer
 
 
 @click.command()
@@ -107,10 +112,25 @@ def serve(
     show_envvar=True,
     help="Allow deliveries to private, loopback and link-local addresses.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    envvar="LOADBELL_METRICS_PORT",
+    show_envvar=True,
+    help="Serve Prometheus metrics at /metrics on this port (on LOADBELL_METRICS_HOST, "
+    "default 127.0.0.1; LOADBELL_METRICS_TOKEN protects it).  [default: none]",
+)
 @database_option
-def worker(allow_private_targets: bool | None, database_url: str | None) -> None:
+def worker(
+    allow_private_targets: bool | None, metrics_port: int | None, database_url: str | None
+) -> None:
     """Run a delivery worker (any number may run against one PostgreSQL database)."""
-    settings = make_settings(database_url=database_url, allow_private_targets=allow_private_targets)
+    settings = make_settings(
+        database_url=database_url,
+        allow_private_targets=allow_private_targets,
+        metrics_port=metrics_port,
+    )
     run_coroutine(_work(settings))
 
 
@@ -141,6 +161,7 @@ async def _work(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     w = Worker(queue_for(settings), box, settings, wakeup)
+    exposition = await _serve_metrics(settings, w) if settings.metrics_port else None
     settle_heap()
     click.echo(f"loadbell worker {w.name} started", err=True)
     try:
@@ -148,7 +169,52 @@ async def _work(settings: Settings) -> None:
     except SideTaskFailed as exc:
         raise click.ClickException(f"the worker stopped: {exc}") from None
     finally:
+        if exposition is not None:
+            await exposition.close()
         await wakeup.close()
+
+
+async def _serve_metrics(settings: Settings, w: Worker) -> MetricsServer:
+    """The worker's /metrics on LOADBELL_METRICS_HOST:LOADBELL_METRICS_PORT."""
+    from loadbell.monitoring.exposition import MetricsServer
+    from loadbell.store.backlog import read_backlog
+    from loadbell.store.db import create_engine, reader
+
+    # The backlog's one statement at each scrape, on a small pool of its own (the
+    # worker's statements run on the queue's connection).
+    base = create_engine(settings)
+    engine = reader(base)
+
+    async def backlog() -> tuple[int, int, float]:
+        async with engine.connect() as conn:
+            figures = await read_backlog(conn)
+            await conn.rollback()
+            return figures
+
+    w.metrics.watch_worker(w.state)
+    assert settings.metrics_port is not None
+    server = MetricsServer(
+        w.metrics,
+        backlog,
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        token=settings.metrics_token,
+        on_close=base.dispose,
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        await base.dispose()
+        raise click.ClickException(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror or exc}; choose another --metrics-port"
+        ) from None
+    click.echo(
+        f"loadbell worker metrics on http://{settings.metrics_host}:{settings.metrics_port}"
+        "/metrics",
+        err=True,
+    )
+    return server
 
 
 @click.command()

@@ -34,6 +34,7 @@ from loadbell.delivery.setup import ChannelSetup, channel_setup
 from loadbell.delivery.slots import Slots
 from loadbell.domain.events import EventType
 from loadbell.domain.retry import RetryPolicy
+from loadbell.monitoring.registry import Metrics
 from loadbell.security.secretbox import SecretBox, SecretKeyError
 from loadbell.store.channels import ChannelRow, OverrideRow, channel_from_row, override_from_row
 from loadbell.store.queue import ClaimBatch, Claimed
@@ -64,8 +65,10 @@ class Attempts:
         defer: Defer,
         fresh: Callable[[], bool],
         lapsed: Callable[[], None],
+        metrics: Metrics,
     ) -> None:
         self.slots = slots
+        self.metrics = metrics
         self.sender = sender
         self.box = box
         self.public_url = public_url
@@ -119,6 +122,10 @@ class Attempts:
             finally:
                 slots.done(item.channel_id)
             decision = decide(item.attempts + 1, outcome, policy)
+            kind = setup.kind.name if setup is not None else _kind_of(item, batch)
+            self.metrics.attempt(
+                kind, item.attempts + 1, decision.status, outcome.duration_ms / 1000
+            )
             if decision.hold and setup is not None and message is not None and setup.paced:
                 # A Retry-After holds the destination for every delivery queued to it, not
                 # only for the one that got it.
@@ -210,6 +217,13 @@ class Attempts:
             base_policy=self.base_policy,
             lease_seconds=self.lease_seconds,
         )
+
+
+def _kind_of(item: Claimed, batch: ClaimBatch) -> str:
+    """The kind of a delivery whose channel could not be set up (deleted, disabled, a
+    kind that failed): from its claim, if it was claimed."""
+    kind = batch.channels.get(item.channel_id, {}).get("kind")
+    return kind if isinstance(kind, str) else "unknown"
 
 
 async def _within(sending: Awaitable[Outcome], timeout: float) -> Outcome:

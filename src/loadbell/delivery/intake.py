@@ -33,6 +33,7 @@ from loadbell.delivery.liveness import Liveness
 from loadbell.delivery.outage import Backoff, Outage
 from loadbell.delivery.slots import Slots
 from loadbell.delivery.wakeup import Wakeup
+from loadbell.monitoring.registry import Metrics
 from loadbell.settings import Settings
 from loadbell.store.channels import ChannelRow, OverrideRow
 from loadbell.store.outbox import Lease
@@ -63,6 +64,7 @@ class Intake:
         outage: Outage,
         *,
         worker: str,
+        metrics: Metrics,
         start: Callable[[int], None],
         defer: Callable[[Claimed, float], None],
         setup: Setup,
@@ -74,6 +76,7 @@ class Intake:
         self.liveness = liveness
         self.outage = outage
         self.worker = worker
+        self.metrics = metrics
         self._start = start  # wake lanes for this many startable deliveries
         self._defer = defer
         self._setup = setup
@@ -123,6 +126,7 @@ class Intake:
         )
         self.outage.ok()
         self._backoff.reset()
+        self.metrics.claim(len(batch.deliveries), batch.taken_over)
         # Work may be waiting for room: a saturated channel's, or what this claim left.
         self.backlog = batch.left or bool(saturated)
         self.dispatch(batch)
@@ -194,6 +198,7 @@ class Intake:
             for item, _, _ in staged:
                 self._defer(item, 0.0)
             return
+        self.metrics.handed_off(len(staged))
         setups: dict[tuple[int, int | None], Any] = {}
         for item, channel, override in staged:
             key = (item.channel_id, item.project_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("loadbell.worker")
 
@@ -34,9 +35,10 @@ class Backoff:
 
 
 class Outage:
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, on_failure: Callable[[], None] | None = None) -> None:
         self.worker = worker
         self._since: float | None = None  # time.monotonic() of the first failure
+        self._on_failure = on_failure  # each failed statement (the metrics count them)
 
     @property
     def down(self) -> bool:
@@ -44,6 +46,8 @@ class Outage:
 
     def failed(self, error: BaseException) -> None:
         """A statement failed for want of the database."""
+        if self._on_failure is not None:
+            self._on_failure()
         if self._since is None:
             self._since = time.monotonic()
             log.warning(

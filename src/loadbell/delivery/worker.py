@@ -55,6 +55,7 @@ from loadbell.delivery.slots import Slots
 from loadbell.delivery.supervise import SideTasks
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.domain.retry import RetryPolicy
+from loadbell.monitoring.registry import RUNNING, WAITING, Metrics, process_name
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.queue import Claimed, Completion, Deferral, QueueUnavailable, WorkQueue
@@ -72,13 +73,16 @@ class Worker:
         *,
         sender: Sender | None = None,
         name: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.queue = queue
+        # serve passes the app's, so /metrics shows the API's and the worker's figures.
+        self.metrics = metrics or Metrics(process_name("worker"))
         self.settings = settings
         self.wakeup = wakeup
         self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10_000}"
-        self.outage = Outage(self.name)
+        self.outage = Outage(self.name, lambda: self.metrics.database_error("worker"))
         # The longest an attempt may take: a lease must outlive it (setup.py caps timeouts).
         longest = settings.lease_seconds * 0.8
         self.slots = Slots(
@@ -109,6 +113,7 @@ class Worker:
             defer=self.results.defer,
             fresh=self.liveness.fresh,
             lapsed=self._hand_back,
+            metrics=self.metrics,
         )
         self.attempts.lanes.limit = settings.worker_concurrency
         self.intake = Intake(
@@ -119,6 +124,7 @@ class Worker:
             self.liveness,
             self.outage,
             worker=self.name,
+            metrics=self.metrics,
             start=self.attempts.lanes.wake,
             defer=self.results.defer,
             setup=lambda channel, override, project: setup_or_failure(
@@ -142,6 +148,10 @@ class Worker:
 
     def _resume(self) -> None:
         self.attempts.lanes.wake(self.slots.startable())
+
+    def state(self) -> str:
+        """RUNNING, or WAITING for the database (the metrics' loadbell_worker_up)."""
+        return WAITING if self.outage.down else RUNNING
 
     # -- running ---------------------------------------------------------------------------
 

@@ -110,6 +110,9 @@ class ClaimBatch:
     left: bool = False
     # What the worker derives once per (channel id, project id) of this claim.
     setups: dict[tuple[int, int | None], Any] = field(default_factory=dict)
+    # Deliveries leased over another claim's lease (it had run out, or its worker had
+    # lapsed): the lease expiries of the metrics.
+    taken_over: int = 0
 
 
 class Completion(NamedTuple):

@@ -65,17 +65,19 @@ LIMIT $2
 
 
 def _lease(dead: bool) -> str:
-    """Lease the chosen rows that are still free; returns those it leased. Parameters:
-    lease until, owner, ids, now[, dead owners]."""
+    """Lease the chosen rows that are still free; returns those it leased, and whether each
+    was leased before (a claim over an expired lease, read under the row lock).
+    Parameters: lease until, owner, ids, now[, dead owners]."""
     dead_sql = "OR lease_owner = ANY($5::text[])" if dead else ""
     return f"""
-UPDATE deliveries SET lease_until = $1, lease_owner = $2
-WHERE id IN (
-    SELECT id FROM deliveries
+WITH free AS (
+    SELECT id, lease_until FROM deliveries
     WHERE id = ANY($3::integer[]) AND status = 'pending'
       AND (lease_until IS NULL OR lease_until < $4 {dead_sql})
     FOR UPDATE SKIP LOCKED)
-RETURNING id
+UPDATE deliveries SET lease_until = $1, lease_owner = $2
+FROM free WHERE deliveries.id = free.id
+RETURNING deliveries.id AS id, free.lease_until IS NOT NULL AS taken_over
 """
 
 
@@ -224,7 +226,9 @@ class PostgresQueue:
             lease_params: list[Any] = [until, owner, [r["id"] for r in chosen], now]
             if dead:
                 lease_params.append(dead)
-            leased = {r["id"] for r in await conn.fetch(LEASE[bool(dead)], *lease_params)}
+            rows = await conn.fetch(LEASE[bool(dead)], *lease_params)
+            leased = {r["id"] for r in rows}
+            taken_over = sum(1 for r in rows if r["taken_over"])
             claimed = [Claimed._make((*r, until)) for r in chosen if r["id"] in leased]
             if not claimed:
                 return ClaimBatch([], {}, {}, full, left)
@@ -244,7 +248,7 @@ class PostgresQueue:
                             "config": r["config"],
                             "secrets": r["secrets"],
                         }
-        return ClaimBatch(claimed, channels, overrides, full, left)
+        return ClaimBatch(claimed, channels, overrides, full, left, taken_over=taken_over)
 
     async def record(
         self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str

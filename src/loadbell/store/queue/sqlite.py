@@ -44,9 +44,10 @@ _CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
 
 # Due deliveries that may go out now, oldest first, with their events; per channel x run x
 # target (order key) only the oldest pending one. ``status = 'pending'`` is written out: the
-# due and order indexes are partial on it (tables.is_pending).
+# due and order indexes are partial on it (tables.is_pending). The last column, past
+# Claimed's, says whether the row was leased before: a claim over an expired lease.
 _DUE = f"""
-SELECT {_CLAIMED}
+SELECT {_CLAIMED}, d.lease_until IS NOT NULL AS taken_over
 FROM deliveries d JOIN events e ON e.id = d.event_id
 WHERE d.status = 'pending' AND d.next_attempt_at <= :now
   AND (d.lease_until IS NULL OR d.lease_until < :now {{dead}})
@@ -245,7 +246,9 @@ class SQLiteQueue:
             channels = self._channels(conn, {c.channel_id for c in claimed})
             pairs = override_pairs(claimed, channels)
             overrides = self._overrides(conn, pairs)
-        return ClaimBatch(claimed, channels, overrides, full, left)
+            # BEGIN IMMEDIATE: the rows read are the rows leased, lease and all.
+            taken_over = sum(r[-1] for r in chosen)
+        return ClaimBatch(claimed, channels, overrides, full, left, taken_over=taken_over)
 
     def _channels(self, conn: sqlite3.Connection, ids: Collection[int]) -> dict[int, Any]:
         """The claimed deliveries' channels, as ``store.channels.channel_from_row`` reads
