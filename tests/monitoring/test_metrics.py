@@ -168,8 +168,8 @@ async def test_token_protects_the_metrics(settings: Settings) -> None:
 async def test_worker_serves_metrics_on_its_port(
     app_server: Server, api: httpx.AsyncClient, spawn_loadbell: SpawnLoadbell
 ) -> None:
-    """`loadbell worker --metrics-port` serves its own metrics, with its token, and they
-    count the deliveries that worker made."""
+    """`loadbell worker --metrics-port` serves its own metrics under a worker process label,
+    behind its token, and reports its worker up and its claims."""
     port = free_port()
     env = worker_env(app_server.settings, LOADBELL_METRICS_TOKEN="tok-worker")
     proc = await spawn_loadbell("worker", "--metrics-port", str(port), env=env)
@@ -179,8 +179,7 @@ async def test_worker_serves_metrics_on_its_port(
     async with httpx.AsyncClient(timeout=30) as client:
         assert (await client.get(f"{url}/metrics")).status_code == 401
     async with RecordingReceiver() as rx:
-        # A project channel that serve's own worker never gets handed: staged with the
-        # API's worker stopped is not possible here, so count what the spawned one did.
+        # serve's own worker takes most of these; the spawned one claims alongside it.
         hook = webhook_channel(f"{rx.url}/hook", events=["test.started"])
         assert (await api.post("/channels", json=hook)).status_code == 201
         await stage_started(api, 20)
