@@ -164,14 +164,16 @@ async def test_a_lapsed_workers_claims_are_taken_over(
     staged: tuple[WorkQueue, int], settings: Settings
 ) -> None:
     """Deliveries leased to a worker whose heartbeat lapsed are claimable at once; a live
-    worker's are not, and a lapsed worker's row is forgotten once its leases are over."""
+    worker's are not, and a lapsed worker's row is forgotten once its leases are over. A
+    claim counts the leases it took over (the metrics' lease expiries), and only those."""
     queue, _ = staged
     now = time.time()
     assert await queue.heartbeat("alive", now + 30, forget_before=now - 60) == []
     assert await queue.heartbeat("dead", now + 30, forget_before=now - 60) == []
     taken = await queue.claim(owner="dead", limit=3, lease_seconds=30)
-    assert len(taken.deliveries) == 3
-    assert len((await queue.claim(owner="alive", limit=100, lease_seconds=30)).deliveries) == 2
+    assert len(taken.deliveries) == 3 and taken.taken_over == 0
+    fresh = await queue.claim(owner="alive", limit=100, lease_seconds=30)
+    assert len(fresh.deliveries) == 2 and fresh.taken_over == 0
 
     # "dead" stops beating: its row lapses.
     await queue.heartbeat("dead", time.time() - 1, forget_before=now - 60)
@@ -179,6 +181,7 @@ async def test_a_lapsed_workers_claims_are_taken_over(
     assert lapsed == ["dead"]
     again = await queue.claim(owner="alive", limit=100, lease_seconds=30, dead_owners=lapsed)
     assert sorted(d.id for d in again.deliveries) == sorted(d.id for d in taken.deliveries)
+    assert again.taken_over == 3
     # The late result of the presumed-dead worker is fenced off.
     await queue.record([_done(taken.deliveries[0])], [], "dead")
     rows = {r.id: r for r in await _rows(settings, sa.select(tables.deliveries))}
