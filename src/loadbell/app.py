@@ -106,7 +106,9 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         version=__version__,
         description="Notifications for load tests: runs, events, channels and durable delivery.",
         lifespan=lifespan,
-        docs_url="/docs",
+        # /docs is web/api_docs.py: Swagger UI from our own static files, never a CDN.
+        docs_url=None,
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     errors.install(app)

@@ -25,9 +25,9 @@ Two signals, each enough to refuse:
 
 Not counted (``EXEMPT``): ``/healthz`` (a load balancer or orchestrator must tell
 "overloaded" from "dead", and it reads one ``SELECT 1`` with its own timeout) and the web
-pages' static files (read from disk, no database), and ``/metrics`` (an overloaded server
-must still report that it is: its one statement has a 2 s timeout). Everything else, the
-API and the pages, counts.
+pages' static files, Swagger UI's for ``/docs`` among them (read from disk, no database),
+and ``/metrics`` (an overloaded server must still report that it is: its one statement has
+a 2 s timeout). Everything else, the API and the pages, counts.
 """
 
 from __future__ import annotations

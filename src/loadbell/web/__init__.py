@@ -13,11 +13,21 @@ STATIC = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
-    """Add the pages, their static files and HTML error pages (outside ``/api/``) to
-    ``app``. Call it after ``api.errors.install``: the error pages wrap its handlers."""
-    from loadbell.web import deliveries, errors, integrations, members, overrides, runs, signin
+    """Add the pages, the API docs page (``/docs``), their static files and HTML error pages
+    (outside ``/api/``) to ``app``. Call it after ``api.errors.install``: the error pages wrap
+    its handlers."""
+    from loadbell.web import (
+        api_docs,
+        deliveries,
+        errors,
+        integrations,
+        members,
+        overrides,
+        runs,
+        signin,
+    )
 
-    for module in (signin, integrations, overrides, deliveries, runs, members):
+    for module in (signin, integrations, overrides, deliveries, runs, members, api_docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)
