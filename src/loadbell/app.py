@@ -123,5 +123,6 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         lag=lag,
         max_lag=settings.max_loop_lag_ms / 1000,
     )
-    app.add_middleware(RequestIds)  # outermost of ours: every answer carries the id
+    # Outermost of ours: every answer carries the id.
+    app.add_middleware(RequestIds, access_log=settings.access_log)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +81,17 @@ class Settings(BaseSettings):
         default="NORMAL",
         description="SQLite PRAGMA synchronous. NORMAL (WAL) survives a crash of the process; "
         "FULL also a power cut, at one fsync per API write (docs/configuration.md).",
+    )
+    # Issue 11, structured logs: the form of every log line, set once at start-up (cli/logs.py).
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How log lines are written to stderr: text, or json (one JSON object per "
+        "line with time, level, logger, message and the line's fields).",
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per HTTP request (method, path, status, duration, request "
+        "id). Off by default: a reverse proxy usually logs requests already.",
     )
 
     @field_validator("sqlite_synchronous")
