@@ -142,7 +142,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         lag=lag,
         max_lag=settings.max_loop_lag_ms / 1000,
     )
-    app.add_middleware(RequestIds)  # every answer carries the id
+    app.add_middleware(RequestIds, access_log=settings.access_log)  # every answer has the id
     # Outermost: it times everything, and counts admission's refusals too.
     app.add_middleware(RequestMetrics, metrics=figures, api_prefix=API_PREFIX)
     return app

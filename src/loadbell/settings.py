@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,6 +97,17 @@ class Settings(BaseSettings):
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Address on which `loadbell worker` serves /metrics (with a metrics port).",
+    )
+    # Issue 11, structured logs: the form of every log line, set once at start-up (cli/logs.py).
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How log lines are written to stderr: text, or json (one JSON object per "
+        "line with time, level, logger, message and the line's fields).",
+    )
+    access_log: bool = Field(
+        default=False,
+        description="Log one line per HTTP request (method, path, status, duration, request "
+        "id). Off by default: a reverse proxy usually logs requests already.",
     )
 
     @field_validator("sqlite_synchronous")

@@ -6,11 +6,17 @@ A client's own ``X-Request-ID`` is kept when it is a plain token (letters, digit
 made. This middleware also answers for errors nothing else handled, with the app's handler
 for ``Exception`` (a JSON 500 under /api, a page elsewhere), so that an error is logged once,
 with its request id, and the server does not log the traceback a second time.
+
+With ``access_log`` (``LOADBELL_ACCESS_LOG``) it also logs one line per request on the
+``loadbell.access`` logger, with ``method``, ``path``, ``status`` and ``duration_ms`` as
+fields (the JSON log format adds the request id to every line logged during a request).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -23,14 +29,17 @@ _ACCEPTED = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 # The id of the request being handled, for log lines and error bodies.
 current: ContextVar[str | None] = ContextVar("loadbell_request_id", default=None)
 
+access = logging.getLogger("loadbell.access")
+
 
 def request_id() -> str | None:
     return current.get()
 
 
 class RequestIds:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = False) -> None:
         self.app = app
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,11 +49,14 @@ class RequestIds:
         ident = given.decode() if _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
         token = current.set(ident)
         started = False
+        status = 500  # what the client gets if the app fails before it answers
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), (HEADER, ident.encode())]
             await send(message)
 
@@ -57,4 +69,19 @@ class RequestIds:
             response = await handler(Request(scope, receive), exc)
             await response(scope, receive, send_with_id)
         finally:
+            if self.access_log:
+                self._log(scope, status, began)
             current.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, began: float) -> None:
+        ms = round((time.perf_counter() - began) * 1000, 1)
+        method, path = scope["method"], scope["path"]
+        access.info(
+            "%s %s %d %.1f ms",
+            method,
+            path,
+            status,
+            ms,
+            extra={"method": method, "path": path, "status": status, "duration_ms": ms},
+        )

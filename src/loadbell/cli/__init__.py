@@ -6,22 +6,17 @@ user) and ``tools`` (run, receiver); ``common`` holds what they share.
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from loadbell import __version__
-from loadbell.cli import admin, server, tools
+from loadbell.cli import admin, logs, server, tools
 
 
 @click.group()
 @click.version_option(__version__, prog_name="loadbell")
 def main() -> None:
     """loadbell: notifications for load tests."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure("text")  # until a command's settings say otherwise (make_settings)
 
 
 for command in (

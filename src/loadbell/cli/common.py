@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from loadbell.cli import logs
 from loadbell.settings import Settings
 
 if TYPE_CHECKING:
@@ -17,11 +18,14 @@ if TYPE_CHECKING:
 
 
 def make_settings(**overrides: Any) -> Settings:
+    """The command's settings; log lines take the form they ask for from here on."""
     clean = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**clean)
+        settings = Settings(**clean)
     except Exception as exc:  # pydantic's ValidationError, shown as a usage error
         raise click.UsageError(str(exc)) from None
+    logs.configure(settings.log_format)
+    return settings
 
 
 def run_coroutine(coro: Any) -> Any:

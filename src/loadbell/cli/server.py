@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import TYPE_CHECKING
 
@@ -93,14 +94,31 @@ def serve(
     click.echo(f"loadbell {__version__} on http://{host}:{port} (API docs at /docs)")
     app = create_app(settings, run_worker=not no_worker)
     settle_heap()
+    # uvicorn stops on SIGTERM or SIGINT: it stops accepting, lets the requests under way
+    # finish (at most REQUESTS_GRACE seconds), then runs the app's shutdown, which stops
+    # the worker cleanly (Worker.run). Afterwards it raises the signal again for the
+    # handlers that were there before it: these, which let the command end with status 0.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stopped)
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level="info",
+        log_config=None,  # its loggers propagate to ours (cli/logs.py): one form of line
         loop="auto",
-        access_log=False,
+        access_log=False,  # LOADBELL_ACCESS_LOG: the app logs requests with their ids
+        timeout_graceful_shutdown=REQUESTS_GRACE,
     )
+
+
+# Seconds the requests under way get to finish on SIGTERM before they are cancelled (their
+# transactions roll back): API calls are short, so this only cuts off a stuck one.
+REQUESTS_GRACE = 10
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """uvicorn has shut down gracefully after this signal: nothing is left to do."""
 
 
 @click.command()
@@ -163,7 +181,10 @@ async def _work(settings: Settings) -> None:
     w = Worker(queue_for(settings), box, settings, wakeup)
     exposition = await _serve_metrics(settings, w) if settings.metrics_port else None
     settle_heap()
-    click.echo(f"loadbell worker {w.name} started", err=True)
+    # A log line, not an echo: with LOADBELL_LOG_FORMAT=json every line on stderr is JSON.
+    logging.getLogger("loadbell.worker").info(
+        "loadbell worker %s started", w.name, extra={"worker": w.name}
+    )
     try:
         await w.run(stop)
     except SideTaskFailed as exc:

@@ -47,7 +47,8 @@ GRACE = 0.25  # seconds
 
 _EVENT_TYPES = {e.value: e for e in EventType}  # EventType(value) is a slow call
 
-Record = Callable[[Claimed, datetime, Decision], None]
+# (the delivery, when its attempt started, the decision, its channel's kind if known)
+Record = Callable[[Claimed, datetime, Decision, str | None], None]
 Defer = Callable[[Claimed, float], None]
 
 
@@ -130,7 +131,7 @@ class Attempts:
                 # A Retry-After holds the destination for every delivery queued to it, not
                 # only for the one that got it.
                 self.pacer.hold(setup.destination(message), decision.hold)
-            self._record(item, started, decision)
+            self._record(item, started, decision, setup.kind.name if setup else None)
 
     def _begin(
         self, item: Claimed, batch: ClaimBatch

@@ -4,12 +4,17 @@ Up to ``limit`` lanes each run ``body``, which takes the next ready delivery as 
 finishes one: no task per attempt (creating, scheduling and collecting one cost more than
 the rest of the worker's bookkeeping), and under load no wake-up either. A lane with nothing
 to do parks (:meth:`Lanes.park`) until :meth:`Lanes.wake` says work is ready.
+
+A lane outlives the call that woke it (an API request handing deliveries over, in
+``serve``), so it starts in an empty context: the request's id must not label the log
+lines of every attempt the lane makes afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -36,7 +41,9 @@ class Lanes:
                 parked.set_result(True)
                 wanted -= 1
         while wanted > 0 and len(self._tasks) < self.limit:
-            task = asyncio.get_running_loop().create_task(self._body())
+            task = asyncio.get_running_loop().create_task(
+                self._body(), context=contextvars.Context()
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             wanted -= 1
@@ -49,9 +56,10 @@ class Lanes:
         self._parked.append(parked)
         return await parked
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, timeout: float) -> int:
         """Parked lanes end now; running ones once their attempt is done (at most
-        ``timeout`` seconds: attempts are bounded by their own timeouts)."""
+        ``timeout`` seconds: attempts are bounded by their own timeouts). Returns how many
+        lanes were still running then: they are cancelled, their attempts left unrecorded."""
         self._stopping = True
         while self._parked:
             parked = self._parked.popleft()
@@ -60,3 +68,9 @@ class Lanes:
         if self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait(set(self._tasks), timeout=timeout)
+        stuck = set(self._tasks)
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            await asyncio.wait(stuck)
+        return len(stuck)

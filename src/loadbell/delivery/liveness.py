@@ -83,6 +83,17 @@ class Liveness:
                 self._on_lapse()
             await asyncio.sleep(min(self._backoff.next(), HEARTBEAT))
 
+    async def lapse(self) -> None:
+        """Mark this worker dead now (best effort): it stops with deliveries still leased
+        to it, which other workers may then take at once instead of after their leases."""
+        now = time.time()
+        try:
+            await self.queue.heartbeat(
+                self.worker, now - LAPSE, forget_before=now - self.forget_after
+            )
+        except QueueUnavailable as exc:
+            log.warning("worker %s: could not mark itself stopped: %s", self.worker, exc)
+
     async def leave(self) -> None:
         """Remove this worker's row when it stops cleanly (best effort: a row left behind
         lapses like a dead worker's)."""

@@ -68,8 +68,13 @@ class Results:
         """Results and deferrals not written yet."""
         return len(self._done) + len(self._deferred)
 
-    def add(self, item: Claimed, started: datetime, decision: Decision) -> None:
+    def add(
+        self, item: Claimed, started: datetime, decision: Decision, kind: str | None = None
+    ) -> None:
+        """Queue the result of an attempt; ``kind`` (the channel's) labels its log line."""
         number = item.attempts + 1
+        # A line per attempt that did not succeed (a success per line would cost the
+        # worker more than a fast receiver does); its fields are the JSON log's.
         if decision.status != DELIVERY_SUCCEEDED:
             log.info(
                 "delivery %s attempt %d: %s (%s)",
@@ -77,6 +82,17 @@ class Results:
                 number,
                 decision.status,
                 decision.logged.error,
+                extra={
+                    "delivery_id": item.id,
+                    "delivery_uuid": item.uuid,
+                    "channel_id": item.channel_id,
+                    "channel_kind": kind,
+                    "attempt": number,
+                    "outcome": decision.status,
+                    "status_code": decision.logged.status_code,
+                    "error": decision.logged.error,
+                    "retry_in_s": round(decision.delay, 3) if decision.delay else None,
+                },
             )
         self._done.append(
             Completion(

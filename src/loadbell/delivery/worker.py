@@ -134,8 +134,10 @@ class Worker:
 
     # -- the glue between the parts --------------------------------------------------------
 
-    def _record(self, item: Claimed, started: datetime, decision: Decision) -> None:
-        self.results.add(item, started, decision)
+    def _record(
+        self, item: Claimed, started: datetime, decision: Decision, kind: str | None
+    ) -> None:
+        self.results.add(item, started, decision, kind)
         self.intake.more_due(item.channel_id)
 
     def _written(self, done: list[Completion], deferred: list[Deferral], followers: bool) -> None:
@@ -203,19 +205,41 @@ class Worker:
         self.wakeup.poke()
 
     async def _stop(self, side: SideTasks) -> None:
+        """Stop claiming, hand back what was not started, let the attempts under way
+        finish (each within its timeout), write every result, then remove the liveness
+        row. Whatever could not finish or be written stays leased to this worker, which then
+        marks itself dead so that other workers take it at once."""
         self.intake.stopping = True
+        running = self.slots.running
         self._hand_back()
-        await self.attempts.lanes.stop(timeout=self.settings.lease_seconds)
+        log.info(
+            "worker %s stopping: %d attempts under way finish first",
+            self.name,
+            running,
+            extra={"worker": self.name, "in_flight": running},
+        )
+        stuck = await self.attempts.lanes.stop(timeout=self.settings.lease_seconds)
+        if stuck:
+            log.warning(
+                "worker %s: %d attempts did not finish in %g s; those deliveries will be "
+                "sent again",
+                self.name,
+                stuck,
+                self.settings.lease_seconds,
+            )
         left = await self.results.close(timeout=self.settings.lease_seconds)
         if left:
             log.warning(
-                "worker %s: %d results could not be written; those deliveries will be sent "
-                "again once their leases run out",
+                "worker %s: %d results could not be written; those deliveries will be sent again",
                 self.name,
                 left,
             )
         await side.stop()
         if not self.outage.down:
-            await self.liveness.leave()
+            if stuck or left:
+                await self.liveness.lapse()
+            else:
+                await self.liveness.leave()
         await self.queue.close()
         await self.sender.close()
+        log.info("worker %s stopped", self.name, extra={"worker": self.name})
