@@ -85,22 +85,26 @@ def _name(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
-def _database(settings: Settings | None) -> tuple[str, str]:
-    """(what the database is called in messages, its host:port or file)."""
+def _postgres(settings: Settings | None) -> tuple[str, int, str]:
+    """(host, port, database name) of a PostgreSQL URL, for messages."""
     from sqlalchemy.engine import make_url
 
     if settings is None:
-        return "the database", "LOADBELL_DATABASE_URL"
+        return "localhost", 5432, "NAME"
     url = make_url(settings.database_url)
-    if settings.is_sqlite:
-        where = str(Path(url.database or "").resolve())
-        return f"the SQLite database {where}", where
-    where = f"{url.host or 'localhost'}:{url.port or 5432}"
-    return f'the PostgreSQL database "{url.database}" at {where}', where
+    return url.host or "localhost", url.port or 5432, url.database or "NAME"
+
+
+def _sqlite_file(settings: Settings | None) -> Path | None:
+    from sqlalchemy.engine import make_url
+
+    if settings is None or not settings.is_sqlite:
+        return None
+    return Path(make_url(settings.database_url).database or "").resolve()
 
 
 def _settings_invalid(exc: BaseException, _: Settings | None) -> str | None:
-    if not isinstance(exc, ValidationError):
+    if not isinstance(exc, ValidationError) or exc.title != Settings.__name__:
         return None
     lines = []
     for error in exc.errors():
@@ -136,12 +140,10 @@ def _listen(exc: BaseException, _: Settings | None) -> str | None:
 def _postgres_refused(exc: BaseException, settings: Settings | None) -> str | None:
     import asyncpg
 
-    what, where = _database(settings)
+    host, port, name = _postgres(settings)
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        name = what.split('"')[1] if '"' in what else "NAME"
-        host, _, port = where.rpartition(":")
         return (
-            f"{what} does not exist.\n"
+            f'the PostgreSQL database "{name}" at {host}:{port} does not exist.\n'
             f"Create it (createdb -h {host} -p {port} {name}), or fix the database name in "
             "LOADBELL_DATABASE_URL."
         )
@@ -149,7 +151,7 @@ def _postgres_refused(exc: BaseException, settings: Settings | None) -> str | No
         exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
     ):
         return (
-            f"PostgreSQL at {where} refused the connection: {exc}.\n"
+            f"PostgreSQL at {host}:{port} refused the connection: {exc}.\n"
             "Fix the user and password in LOADBELL_DATABASE_URL."
         )
     return None
@@ -160,13 +162,14 @@ def _unreachable(exc: BaseException, settings: Settings | None) -> str | None:
 
     if not isinstance(exc, DatabaseUnavailable):
         return None
-    _, where = _database(settings)
+    host, port, _ = _postgres(settings)
     return (
-        f"cannot reach PostgreSQL at {where} ({exc}).\n"
+        f"cannot reach PostgreSQL at {host}:{port} ({exc}).\n"
         "Start PostgreSQL, or fix the host and port in LOADBELL_DATABASE_URL."
     )
 
 
+# What SQLite says when it cannot create or write the file.
 _UNWRITABLE = ("unable to open database file", "readonly database", "disk i/o error")
 
 
@@ -175,10 +178,12 @@ def _sqlite_unwritable(exc: BaseException, settings: Settings | None) -> str | N
         return None
     if not any(text in str(exc).lower() for text in _UNWRITABLE):
         return None
-    what, where = _database(settings)
+    path = _sqlite_file(settings)
+    if path is None:
+        return None
     return (
-        f"cannot open {what} for writing ({exc}).\n"
-        f"Check that the folder {Path(where).parent} exists and is writable by this user, "
+        f"cannot open the SQLite database {path} for writing ({exc}).\n"
+        f"Check that the folder {path.parent} exists and is writable by this user, "
         "or set LOADBELL_DATABASE_URL to another path."
     )
 
