@@ -97,9 +97,9 @@ async def test_serve_bootstraps_empty_database_once(
 async def test_token_create_prints_only_the_token(
     spawn_loadbell: SpawnLoadbell, tmp_path: Path
 ) -> None:
-    """`loadbell token create` prints exactly one line, the token, on stdout; the token has the
-    requested role; an unknown --org fails with a message that says what to do."""
-    made = await spawn_loadbell("token", "create", "--role", "member", "--name", "ci")
+    """`loadbell token create --init` prints exactly one line, the token, on stdout; the token
+    has the requested role; an unknown --org fails with a message that says what to do."""
+    made = await spawn_loadbell("token", "create", "--init", "--role", "member", "--name", "ci")
     assert await made.finish() == 0, made.output()
     assert len(made.stdout) == 1 and made.stdout[0].startswith("lb_"), made.output()
     token = made.stdout[0].strip()

@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The base of links when LOADBELL_PUBLIC_URL is unset and no `serve` address is known (a
+# `loadbell worker` of its own): `serve`'s default address.
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+# Addresses that mean "every interface": no one can open a link to them.
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+def resolve_public_url(configured: str | None, listen: tuple[str, int] | None = None) -> str:
+    """The base URL of every link loadbell writes (notifications, pages, redirects).
+
+    ``LOADBELL_PUBLIC_URL`` when set; else the address ``serve`` listens on (``listen``,
+    host and port), with a wildcard host (0.0.0.0, ::) replaced by this machine's host name,
+    since whoever listens on every interface means others to reach it; else
+    :data:`DEFAULT_PUBLIC_URL`. ``serve`` at 0.0.0.0:18080 on host ``bench1``:
+    ``http://bench1:18080``.
+    """
+    if configured:
+        return configured.rstrip("/")
+    if listen is None:
+        return DEFAULT_PUBLIC_URL
+    host, port = listen
+    if host in _WILDCARDS:
+        host = socket.gethostname() or "127.0.0.1"
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 class Settings(BaseSettings):
@@ -28,9 +56,11 @@ class Settings(BaseSettings):
         default=False,
         description="Allow delivery to private, loopback and link-local addresses.",
     )
-    public_url: str = Field(
-        default="http://127.0.0.1:8080",
-        description="Base URL people use to reach this server (links in notifications).",
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL people use to reach this server (links in notifications). "
+        "Unset: the address `serve` listens on; a `loadbell worker` uses "
+        f"{DEFAULT_PUBLIC_URL} (see resolve_public_url).",
     )
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest accepted request body."
@@ -123,13 +153,30 @@ class Settings(BaseSettings):
     def _driver(cls, v: str) -> str:
         # Accept the plain scheme users copy from elsewhere and pick our async driver.
         if v.startswith("sqlite:///"):
-            return "sqlite+aiosqlite:///" + v.removeprefix("sqlite:///")
-        if v.startswith(("postgres://", "postgresql://")):
-            return "postgresql+asyncpg://" + v.split("://", 1)[1]
+            v = "sqlite+aiosqlite:///" + v.removeprefix("sqlite:///")
+        elif v.startswith(("postgres://", "postgresql://")):
+            v = "postgresql+asyncpg://" + v.split("://", 1)[1]
         if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("LOADBELL_DATABASE_URL must start with sqlite:/// or postgresql://")
+        # A URL SQLAlchemy cannot read (a port that is no number, say) fails here, where the
+        # message can name the setting, not when the first connection is made.
+        from sqlalchemy.engine import make_url
+
+        try:
+            make_url(v)
+        except Exception as exc:  # SQLAlchemy raises ArgumentError or ValueError
+            raise ValueError(
+                f"LOADBELL_DATABASE_URL is not a valid URL ({exc}); write it as "
+                "postgresql://USER:PASSWORD@HOST:5432/NAME or sqlite:///path/to/loadbell.db"
+            ) from None
         return v
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def base_url(self) -> str:
+        """The base of links: ``public_url``, resolved by :func:`resolve_public_url` (``serve``
+        stores its listening address in ``public_url`` when it is unset)."""
+        return resolve_public_url(self.public_url)

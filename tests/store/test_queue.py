@@ -69,7 +69,7 @@ async def staged(settings: Settings) -> AsyncIterator[tuple[WorkQueue, int]]:
     await seed(settings)
     box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
     engine = create_engine(settings)
-    await stage_backlog(engine, box, URL, 10, settings.public_url)
+    await stage_backlog(engine, box, URL, 10, settings.base_url)
     await engine.dispose()
     queue = queue_for(settings)
     await queue.open()

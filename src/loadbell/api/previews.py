@@ -48,7 +48,7 @@ async def preview_config(
 ) -> dict[str, Any]:
     """Preview a config that is not saved (a form's live preview). Sends nothing."""
     return previews.preview_config(
-        body.kind, body.config, body.event, public_url=state.settings.public_url
+        body.kind, body.config, body.event, public_url=state.settings.base_url
     )
 
 
@@ -72,7 +72,7 @@ async def preview_channel(
             channel_id,
             body.event,
             body.project_id,
-            public_url=state.settings.public_url,
+            public_url=state.settings.base_url,
         )
 
 
@@ -97,5 +97,5 @@ async def preview_channel_get(
             channel_id,
             event,
             project_id,
-            public_url=state.settings.public_url,
+            public_url=state.settings.base_url,
         )

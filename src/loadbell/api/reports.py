@@ -73,7 +73,7 @@ async def add_report(
             principal,
             run_id,
             body.metrics.document(),
-            state.settings.public_url,
+            state.settings.base_url,
             handoff,
         )
     state.staged(ids, handoff)
@@ -123,7 +123,7 @@ async def threshold_failed(
             metric=body.metric,
             expression=body.expression,
             value=body.value,
-            public_url=state.settings.public_url,
+            public_url=state.settings.base_url,
             handoff=handoff,
         )
     if ids is None:
@@ -152,11 +152,11 @@ async def report_available(
     handoff = state.handoff()
     async with state.engine.begin() as conn:
         ids = await reports.report_available(
-            conn, state.box, principal, run_id, state.settings.public_url, handoff
+            conn, state.box, principal, run_id, state.settings.base_url, handoff
         )
     if ids is None:
         response.status_code = 200
     else:
         state.staged(ids, handoff)
-    url = f"{state.settings.public_url.rstrip('/')}/runs/{run_id}"
+    url = f"{state.settings.base_url.rstrip('/')}/runs/{run_id}"
     return {"emitted": ids is not None, "report_url": url}

@@ -113,7 +113,7 @@ async def create_run(
             project_id=body.project_id,
             load_test_name=body.load_test_name,
             trigger=body.trigger.value,
-            public_url=state.settings.public_url,
+            public_url=state.settings.base_url,
             idempotency_key=key,
         )
     if made.replayed:
@@ -145,7 +145,7 @@ async def update_run(
             status=RunStatus(body.status) if body.status is not None else None,
             result=body.result,
             metrics=body.metrics.document() if body.metrics is not None else None,
-            public_url=state.settings.public_url,
+            public_url=state.settings.base_url,
             handoff=handoff,
         )
     state.staged(new, handoff)
@@ -163,7 +163,7 @@ async def get_run(
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
     async with state.reader.connect() as conn:
-        return await runs.get_run(conn, principal, run_id, state.settings.public_url)
+        return await runs.get_run(conn, principal, run_id, state.settings.base_url)
 
 
 @router.get("/runs", response_model=None, responses={**ok(RunPage), **errors(404)})
@@ -179,7 +179,7 @@ async def list_runs(
         return await runs.list_runs(
             conn,
             principal,
-            public_url=state.settings.public_url,
+            public_url=state.settings.base_url,
             project_id=project_id,
             load_test_id=load_test_id,
             limit=limit,

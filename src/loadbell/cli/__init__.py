@@ -1,7 +1,8 @@
 """The ``loadbell`` command line. Every option shows its environment variable in --help.
 
 One module per kind of command: ``server`` (serve, worker, migrate), ``admin`` (keys, token,
-user) and ``tools`` (run, receiver); ``common`` holds what they share.
+user) and ``tools`` (run, receiver); ``common`` holds what they share and ``errors`` what a
+failed command prints.
 """
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ import click
 
 from loadbell import __version__
 from loadbell.cli import admin, logs, server, tools
+from loadbell.cli.errors import LoadbellGroup
 
 
-@click.group()
+@click.group(cls=LoadbellGroup)
 @click.version_option(__version__, prog_name="loadbell")
-def main() -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="LOADBELL_DEBUG",
+    show_envvar=True,
+    help="Show the traceback of an error instead of a one-line message.",
+)
+def main(debug: bool) -> None:
     """loadbell: notifications for load tests."""
     logs.configure("text")  # until a command's settings say otherwise (make_settings)
 

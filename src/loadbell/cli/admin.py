@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from loadbell.cli.common import database_option, make_settings, prepare_database, run_coroutine
+from loadbell.settings import Settings
 
 
 @click.group()
@@ -108,8 +110,18 @@ def token() -> None:
     show_envvar=True,
     help="A label for the token.",
 )
+@click.option(
+    "--init",
+    is_flag=True,
+    envvar="LOADBELL_TOKEN_INIT",
+    show_envvar=True,
+    help="Create the database (SQLite) and its first organization and owner if there are "
+    "none, instead of refusing.",
+)
 @database_option
-def token_create(org_id: int | None, role: str, name: str, database_url: str | None) -> None:
+def token_create(
+    org_id: int | None, role: str, name: str, init: bool, database_url: str | None
+) -> None:
     """Create a token and print only the token, so scripts can capture it."""
     import sqlalchemy as sa
 
@@ -121,7 +133,12 @@ def token_create(org_id: int | None, role: str, name: str, database_url: str | N
 
     settings = make_settings(database_url=database_url)
 
+    if not init:
+        _refuse_missing_file(settings)
+
     async def go() -> str:
+        if not init:
+            await _refuse_new_database(settings)
         first = await prepare_database(settings, migrate_sqlite=True)
         if first:
             # stdout carries only the new token; the first-run owner token must not be lost.
@@ -150,6 +167,46 @@ def token_create(org_id: int | None, role: str, name: str, database_url: str | N
             await engine.dispose()
 
     click.echo(run_coroutine(go()))
+
+
+def _refuse_missing_file(settings: Settings) -> None:
+    """Stop ``token create`` run in the wrong folder: a SQLite file that does not exist
+    would be a new database with an organization of its own."""
+    from loadbell.store.db import sqlite_path
+
+    if settings.is_sqlite:
+        path = Path(sqlite_path(settings.database_url)).resolve()
+        if not path.exists():
+            raise click.ClickException(
+                f"the database at {path} does not exist: pass --init to create it, or set "
+                "LOADBELL_DATABASE_URL to the database `serve` uses"
+            )
+
+
+async def _refuse_new_database(settings: Settings) -> None:
+    """Stop ``token create`` where it would set up a database (a wrong
+    LOADBELL_DATABASE_URL): a token of a fresh organization helps no one."""
+    from loadbell.store import accounts, migrate
+    from loadbell.store.db import create_engine
+
+    engine = create_engine(settings)
+    try:
+        if await migrate.current(engine) is None:
+            first = "pass --init"
+            if not settings.is_sqlite:
+                first = "run `loadbell migrate`, then pass --init"
+            raise click.ClickException(
+                f"the database has no loadbell schema yet: {first} to set it up, or set "
+                "LOADBELL_DATABASE_URL to the database `serve` uses"
+            )
+        async with engine.connect() as conn:
+            if await accounts.is_empty(conn):
+                raise click.ClickException(
+                    "the database has no organization yet: pass --init to create one with an "
+                    "owner, or set LOADBELL_DATABASE_URL to the database `serve` uses"
+                )
+    finally:
+        await engine.dispose()
 
 
 @click.group()

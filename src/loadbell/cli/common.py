@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loadbell.cli import logs
+from loadbell.cli.errors import remember_settings
 from loadbell.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,12 +19,12 @@ if TYPE_CHECKING:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    """The command's settings; log lines take the form they ask for from here on."""
+    """The settings from the environment and the given options (None: not given); log lines
+    take the form they ask for from here on. A bad value raises pydantic's ValidationError,
+    which ``cli/errors.py`` shows in one line."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        settings = Settings(**clean)
-    except Exception as exc:  # pydantic's ValidationError, shown as a usage error
-        raise click.UsageError(str(exc)) from None
+    settings = Settings(**clean)
+    remember_settings(settings)
     logs.configure(settings.log_format)
     return settings
 
@@ -46,16 +47,13 @@ database_option = click.option(
 )
 
 
-async def open_box_or_exit(engine: AsyncEngine, settings: Settings) -> SecretBox:
+async def open_checked_box(engine: AsyncEngine, settings: Settings) -> SecretBox:
     """The secret key, checked against the database (the check value is stored on a fresh
-    one); a key that does not fit stops the command with one line that says what to do."""
-    from loadbell.security.secretbox import SecretKeyError
+    one). A key that does not fit raises ``SecretKeyError``, whose one line says what to do
+    (``cli/errors.py`` prints it)."""
     from loadbell.services.secret_keys import open_box
 
-    try:
-        return await open_box(engine, settings.secret_key, settings.secret_key_file)
-    except SecretKeyError as exc:
-        raise click.ClickException(str(exc)) from None
+    return await open_box(engine, settings.secret_key, settings.secret_key_file)
 
 
 async def prepare_database(
@@ -78,7 +76,7 @@ async def prepare_database(
                 "the database schema is not up to date; run `loadbell migrate` first"
             )
         if check_key:  # before the first-run set-up: a refused process changes nothing
-            await open_box_or_exit(engine, settings)
+            await open_checked_box(engine, settings)
         async with engine.begin() as conn:
             if await accounts.is_empty(conn):
                 return await accounts.bootstrap(conn)

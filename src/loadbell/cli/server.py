@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from typing import TYPE_CHECKING
 
 import click
@@ -13,12 +14,15 @@ from loadbell import __version__
 from loadbell.cli.common import (
     database_option,
     make_settings,
-    open_box_or_exit,
+    open_checked_box,
     prepare_database,
     run_coroutine,
 )
+from loadbell.cli.errors import ListenError
 from loadbell.runtime import settle_heap
-from loadbell.settings import Settings
+from loadbell.settings import DEFAULT_PUBLIC_URL, Settings, resolve_public_url
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from loadbell.delivery.worker import Worker
@@ -86,6 +90,13 @@ def serve(
         allow_private_targets=allow_private_targets,
         max_in_flight=max_in_flight,
     )
+    # The port first: a taken port must stop serve before it creates a database or prints
+    # a token. uvicorn serves on this very socket, so nothing can take the port meanwhile.
+    listener = listen(host, port)
+    port = listener.getsockname()[1]  # --port 0: the port the system chose
+    settings = settings.model_copy(
+        update={"public_url": resolve_public_url(settings.public_url, (host, port))}
+    )
     token = run_coroutine(prepare_database(settings, migrate_sqlite=True, check_key=True))
     if token:
         click.echo("Created 'Default Organization', 'Default Project' and an owner.")
@@ -100,16 +111,31 @@ def serve(
     # handlers that were there before it: these, which let the command end with status 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stopped)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level="info",
         log_config=None,  # its loggers propagate to ours (cli/logs.py): one form of line
         loop="auto",
         access_log=False,  # LOADBELL_ACCESS_LOG: the app logs requests with their ids
         timeout_graceful_shutdown=REQUESTS_GRACE,
     )
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (not yet listening; uvicorn starts that), as
+    uvicorn would bind it. Raises :class:`ListenError` when the address cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # As uvicorn does: a restart may reuse the port of connections still in TIME_WAIT. On
+    # Linux this does not let two processes listen on one port.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(host, port, exc) from exc
+    return sock
 
 
 # Seconds the requests under way get to finish on SIGTERM before they are cancelled (their
@@ -166,7 +192,7 @@ async def _work(settings: Settings) -> None:
             raise click.ClickException(
                 "the database schema is not up to date; run `loadbell migrate`"
             )
-        box = await open_box_or_exit(engine, settings)
+        box = await open_checked_box(engine, settings)
     finally:
         await engine.dispose()  # the worker's statements run on a connection of its own
     wakeup = Wakeup()
@@ -185,6 +211,12 @@ async def _work(settings: Settings) -> None:
     logging.getLogger("loadbell.worker").info(
         "loadbell worker %s started", w.name, extra={"worker": w.name}
     )
+    if not settings.public_url:
+        log.info(
+            "links in notifications use %s (the default); set LOADBELL_PUBLIC_URL to the "
+            "address people open loadbell at",
+            DEFAULT_PUBLIC_URL,
+        )
     try:
         await w.run(stop)
     except SideTaskFailed as exc:
@@ -254,10 +286,15 @@ def migrate(database_url: str | None) -> None:
     async def go() -> None:
         engine = create_engine(settings)
         try:
-            await m.upgrade(engine)
-            click.echo("database is up to date", err=True)
+            applied = await m.upgrade(engine)
+            if applied:
+                click.echo(
+                    f"applied {' '.join(applied)}; the database is at {applied[-1]}", err=True
+                )
+            else:
+                click.echo(f"already at {await m.current(engine)}, nothing to do", err=True)
             if has_key:
-                await open_box_or_exit(engine, settings)
+                await open_checked_box(engine, settings)
         finally:
             await engine.dispose()
 

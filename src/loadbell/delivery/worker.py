@@ -106,7 +106,7 @@ class Worker:
             self.slots,
             self.sender,
             box,
-            public_url=settings.public_url,
+            public_url=settings.base_url,
             lease_seconds=settings.lease_seconds,
             base_policy=RetryPolicy(),
             record=self._record,

@@ -85,10 +85,16 @@ def refusal(mismatch: KeyMismatch, source: KeySource) -> str:
         )
     what = "its stored secrets do" if mismatch.stored else "its check value does"
     nothing = "; no key file was written" if source.generated else ""
+    # A missing key file is restored where it was; otherwise the folder may be the wrong one.
+    restore = (
+        f"restore the old key file to {source.new_file.resolve()}"
+        if source.new_file is not None
+        else "start loadbell from the folder that holds its key file"
+    )
     return (
         f"the secret key does not fit this database ({what} not open with {source.origin}"
-        f"{nothing}): set LOADBELL_SECRET_KEY to the key the database was set up with, or "
-        "start loadbell from the folder that holds its key file"
+        f"{nothing}): {restore}, or set LOADBELL_SECRET_KEY to the key the database was set "
+        "up with"
     )
 
 

@@ -129,7 +129,7 @@ async def start_install(
 ) -> InstallLink:
     """Stage a fresh install state; the link sends the admin to Slack's authorize page."""
     client_id, _ = _credentials(settings)
-    redirect_uri = settings.public_url.rstrip("/") + CALLBACK_PATH
+    redirect_uri = settings.base_url.rstrip("/") + CALLBACK_PATH
     row, level = await _level(conn, principal, channel_id, project_id)
     oauth_state = await slack_installs.create_state(
         conn,

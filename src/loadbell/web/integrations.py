@@ -528,7 +528,7 @@ async def _preview(
         event_type = EventType(event)
         if event_type not in kind.events(clean):
             event_type = next(e for e in EventType if e in kind.events(clean))
-        message = samples.sample_message(event_type, public_url=ctx.state.settings.public_url)
+        message = samples.sample_message(event_type, public_url=ctx.state.settings.base_url)
         return {"ok": True, **previews.render_preview(kind, clean, message)}
     except ServiceError as exc:
         return {"ok": False, "error": exc.message}

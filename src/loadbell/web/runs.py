@@ -69,7 +69,7 @@ async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | 
         return await runs.list_runs(
             conn,
             only_here,
-            public_url=ctx.state.settings.public_url,
+            public_url=ctx.state.settings.base_url,
             project_id=project_id,
             limit=PAGE,
             before_id=_int(before_id),
@@ -110,7 +110,7 @@ async def project_runs(request: Request, project_id: int, before_id: str | None 
 async def run_page(request: Request, run_id: int) -> Response:
     ctx = await Ctx.of(request)
     async with ctx.state.reader.connect() as conn:
-        run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.public_url)
+        run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.base_url)
         series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
         notified = await deliveries.list_deliveries(conn, ctx.who, run_id=run_id, limit=500)
     metrics = readable(run.get("metrics"))  # the page shows what notifications show

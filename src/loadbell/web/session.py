@@ -79,7 +79,7 @@ class Sessions:
         keys = signing_keys(settings)
         self._session = URLSafeTimedSerializer(keys, salt="loadbell.web.session")
         self._flash = URLSafeTimedSerializer(keys, salt="loadbell.web.flash")
-        self.secure = settings.public_url.lower().startswith("https://")
+        self.secure = settings.base_url.lower().startswith("https://")
 
     def load(self, raw: str | None) -> Session | None:
         if not raw:
