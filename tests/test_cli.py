@@ -185,8 +185,11 @@ async def test_worker_refuses_unmigrated_sqlite(spawn_loadbell: SpawnLoadbell) -
                 "LOADBELL_MAX_IN_FLIGHT",
             },
         ),
-        # worker: where the database is and whether private targets are allowed
-        ("worker", {"LOADBELL_DATABASE_URL", "LOADBELL_ALLOW_PRIVATE_TARGETS"}),
+        # worker: where the database is, whether private targets are allowed, its metrics port
+        (
+            "worker",
+            {"LOADBELL_DATABASE_URL", "LOADBELL_ALLOW_PRIVATE_TARGETS", "LOADBELL_METRICS_PORT"},
+        ),
         # migrate: only the database
         ("migrate", {"LOADBELL_DATABASE_URL"}),
     ],

@@ -77,9 +77,12 @@ async def test_deliveries_move_the_counters(app_server: Server, api: httpx.Async
 
         def settled(s: Samples) -> bool:
             name = "loadbell_deliveries_total"
+            # The counters move when an outcome is decided; the backlog gauges once the
+            # worker has written the results (a batch later): wait for both.
             return (
                 value(s, name, kind="webhook", outcome="delivered") >= 1
                 and value(s, name, kind="webhook", outcome="failed") >= 1
+                and value(s, "loadbell_deliveries_pending") == 0
             )
 
         after = await until(app_server.url, settled)
