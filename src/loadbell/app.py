@@ -32,6 +32,7 @@ from loadbell.api.limits import BodyLimit
 from loadbell.api.loop_lag import LoopLag
 from loadbell.api.request_ids import RequestIds
 from loadbell.api.state import AppState
+from loadbell.delivery.pruning import Pruning
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
 from loadbell.services.secret_keys import open_box
@@ -60,7 +61,11 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         # The CLI checked the key already (one line, no traceback); this check is for
         # apps built by other means, and stores the check value on a fresh database.
         box = await open_box(engine, settings.secret_key, settings.secret_key_file)
-        worker = Worker(queue_for(settings), box, settings, wakeup) if run_worker else None
+        worker = (
+            Worker(queue_for(settings), box, settings, wakeup, pruning=Pruning(engine, settings))
+            if run_worker
+            else None
+        )
         app.state.loadbell = AppState(
             settings=settings, engine=engine, box=box, wakeup=wakeup, worker=worker
         )

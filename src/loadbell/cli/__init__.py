@@ -1,7 +1,8 @@
 """The ``loadbell`` command line. Every option shows its environment variable in --help.
 
 One module per kind of command: ``server`` (serve, worker, migrate), ``admin`` (keys, token,
-user) and ``tools`` (run, receiver); ``common`` holds what they share.
+user), ``maintenance`` (prune, backup) and ``tools`` (run, receiver); ``common`` holds what
+they share.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import click
 
 from loadbell import __version__
-from loadbell.cli import admin, server, tools
+from loadbell.cli import admin, maintenance, server, tools
 
 
 @click.group()
@@ -31,6 +32,8 @@ for command in (
     admin.keys,
     admin.token,
     admin.user,
+    maintenance.prune,
+    maintenance.backup,
     tools.receiver,
     tools.run,
 ):
