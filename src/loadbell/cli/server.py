@@ -123,36 +123,37 @@ async def _work(settings: Settings) -> None:
     from loadbell.store.db import create_engine, sqlite_path
     from loadbell.store.queue import queue_for
 
-    # The worker's own statements run on a connection of its own (store/queue/); the engine
-    # is for the start-up checks and the pruning side task. A small pool: pruning uses one
-    # connection at a time. No checkpoints on SQLite: `serve` does them.
-    engine = create_engine(settings, checkpoints=False, pool_size=2, max_overflow=0)
+    engine = create_engine(settings)
     try:
         if not await migrate.is_current(engine):
             raise click.ClickException(
                 "the database schema is not up to date; run `loadbell migrate`"
             )
         box = await open_box_or_exit(engine, settings)
-        wakeup = Wakeup()
-        if not settings.is_sqlite:
-            await wakeup.listen_postgres(settings.database_url)
-        else:
-            await wakeup.watch_sqlite(sqlite_path(settings.database_url))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        w = Worker(queue_for(settings), box, settings, wakeup, pruning=Pruning(engine, settings))
-        settle_heap()
-        click.echo(f"loadbell worker {w.name} started", err=True)
-        try:
-            await w.run(stop)
-        except SideTaskFailed as exc:
-            raise click.ClickException(f"the worker stopped: {exc}") from None
-        finally:
-            await wakeup.close()
     finally:
-        await engine.dispose()
+        await engine.dispose()  # the worker's statements run on a connection of its own
+    wakeup = Wakeup()
+    if not settings.is_sqlite:
+        await wakeup.listen_postgres(settings.database_url)
+    else:
+        await wakeup.watch_sqlite(sqlite_path(settings.database_url))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # Pruning (delivery/pruning.py) runs on an engine of its own: one connection at a time,
+    # and no checkpoints on SQLite (`serve` does them).
+    pruning = create_engine(settings, checkpoints=False, pool_size=1, max_overflow=1)
+    w = Worker(queue_for(settings), box, settings, wakeup, pruning=Pruning(pruning, settings))
+    settle_heap()
+    click.echo(f"loadbell worker {w.name} started", err=True)
+    try:
+        await w.run(stop)
+    except SideTaskFailed as exc:
+        raise click.ClickException(f"the worker stopped: {exc}") from None
+    finally:
+        await wakeup.close()
+        await pruning.dispose()
 
 
 @click.command()
