@@ -206,3 +206,21 @@ async def test_backup_while_serve_writes_then_restore(
     finally:
         await engine.dispose()
     assert box.open(sealed)["headers"] == secret
+
+
+def test_prune_without_an_age_refuses_when_retention_keeps_everything() -> None:
+    """With LOADBELL_RETENTION_DAYS=0 and no --older-than, prune removes nothing and says
+    how to prune anyway."""
+    result = CliRunner().invoke(main, ["prune"], env={"LOADBELL_RETENTION_DAYS": "0"})
+    assert result.exit_code == 2
+    assert "pass --older-than to prune anyway" in result.output
+
+
+def test_backup_of_a_missing_database_creates_nothing(tmp_path: Path) -> None:
+    """A database URL naming no file is an error naming the path; neither the database nor
+    the backup file is created."""
+    db, target = tmp_path / "missing.db", tmp_path / "copy.db"
+    result = CliRunner().invoke(main, ["backup", str(target), "--database-url", f"sqlite:///{db}"])
+    assert result.exit_code == 1
+    assert f"there is no database at {db}" in result.output
+    assert not db.exists() and list(tmp_path.iterdir()) == []
