@@ -81,3 +81,23 @@ def test_overload_benchmark_reports_timeouts_and_orphans(tmp_path: Path) -> None
     text = docs.read_text()
     assert "kept" in text and "stale" not in text
     assert "| Orphan runs (Created, no client got a 2xx) | 0 | target 0 |" in text
+
+
+@pytest.mark.slow
+def test_retention_benchmark_shows_the_pruned_size_staying_below_the_grown_one() -> None:
+    """A few simulated days of bench/retention.py print the size per day, and once the
+    retention has passed, the pruned database uses less than the unpruned one."""
+    args = ["--days", "4", "--runs-per-day", "10", "--reports-per-run", "3", "--keep-days", "2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.retention", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 4 |")]
+    assert len(rows) == 1, done.stdout
+    grown, pruned = (float(cell.split()[0]) for cell in rows[0].split("|")[2:4])
+    assert pruned < grown, rows[0]
+    assert "rows: runs 40, events 100," in done.stderr  # two days of events left of four

@@ -34,6 +34,7 @@ from loadbell.api.loop_lag import LoopLag
 from loadbell.api.request_ids import RequestIds
 from loadbell.api.request_metrics import RequestMetrics
 from loadbell.api.state import AppState
+from loadbell.delivery.pruning import Pruning
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
 from loadbell.monitoring.registry import STOPPED, Metrics, process_name
@@ -66,7 +67,14 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         # apps built by other means, and stores the check value on a fresh database.
         box = await open_box(engine, settings.secret_key, settings.secret_key_file)
         worker = (
-            Worker(queue_for(settings), box, settings, wakeup, metrics=figures)
+            Worker(
+                queue_for(settings),
+                box,
+                settings,
+                wakeup,
+                metrics=figures,
+                pruning=Pruning(engine, settings),
+            )
             if run_worker
             else None
         )

@@ -139,6 +139,26 @@ class Settings(BaseSettings):
         description="Log one line per HTTP request (method, path, status, duration, request "
         "id). Off by default: a reverse proxy usually logs requests already.",
     )
+    # Retention (issue 11): what the worker prunes, and how often (services/retention.py).
+    retention_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days finished deliveries, their attempts, events and intermediate reports "
+        "are kept; 0 keeps everything. Runs and their final figures are always kept.",
+    )
+    prune_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds between two prune passes of a worker (the first comes after a "
+        "random part of it, so that several workers spread out).",
+    )
+    prune_batch: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Rows one prune transaction removes at most (deliveries with their "
+        "attempts, events or reports), so the write lock is held briefly.",
+    )
 
     @field_validator("sqlite_synchronous")
     @classmethod

@@ -179,6 +179,7 @@ def worker(
 
 
 async def _work(settings: Settings) -> None:
+    from loadbell.delivery.pruning import Pruning
     from loadbell.delivery.supervise import SideTaskFailed
     from loadbell.delivery.wakeup import Wakeup
     from loadbell.delivery.worker import Worker
@@ -204,7 +205,10 @@ async def _work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    w = Worker(queue_for(settings), box, settings, wakeup)
+    # Pruning (delivery/pruning.py) runs on an engine of its own: one connection at a time,
+    # and no checkpoints on SQLite (`serve` does them).
+    pruning = create_engine(settings, checkpoints=False, pool_size=1, max_overflow=1)
+    w = Worker(queue_for(settings), box, settings, wakeup, pruning=Pruning(pruning, settings))
     exposition = await _serve_metrics(settings, w) if settings.metrics_port else None
     settle_heap()
     # A log line, not an echo: with LOADBELL_LOG_FORMAT=json every line on stderr is JSON.
@@ -225,6 +229,7 @@ async def _work(settings: Settings) -> None:
         if exposition is not None:
             await exposition.close()
         await wakeup.close()
+        await pruning.dispose()
 
 
 async def _serve_metrics(settings: Settings, w: Worker) -> MetricsServer:

@@ -12,7 +12,8 @@ here (none of them imports this module):
 ``results.py``        results and deferrals written in batches, one transaction each
 ``liveness.py``       the heartbeat: dead workers' claims are released early
 ``outage.py``         one log line when the database goes away, one when it is back
-``supervise.py``      the side tasks (result writes, heartbeat) are watched
+``supervise.py``      the side tasks (result writes, heartbeat, pruning) are watched
+``pruning.py``        old deliveries, events and reports removed, beside the delivery path
 ====================  =====================================================================
 
 Invariants (docs/architecture.md, "The worker", says more):
@@ -49,6 +50,7 @@ from loadbell.delivery.holds import Holds
 from loadbell.delivery.intake import Intake
 from loadbell.delivery.liveness import Liveness
 from loadbell.delivery.outage import Backoff, Outage
+from loadbell.delivery.pruning import Pruning
 from loadbell.delivery.results import Results
 from loadbell.delivery.sender import Sender
 from loadbell.delivery.slots import Slots
@@ -74,10 +76,12 @@ class Worker:
         sender: Sender | None = None,
         name: str | None = None,
         metrics: Metrics | None = None,
+        pruning: Pruning | None = None,
     ) -> None:
         self.queue = queue
         # serve passes the app's, so /metrics shows the API's and the worker's figures.
         self.metrics = metrics or Metrics(process_name("worker"))
+        self.pruning = pruning
         self.settings = settings
         self.wakeup = wakeup
         self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
@@ -169,6 +173,8 @@ class Worker:
                 return
             side.start("result writer", self.results.run)
             side.start("heartbeat", self.liveness.run)
+            if self.pruning is not None and self.pruning.enabled:
+                side.start("pruning", self.pruning.run)
             claiming = asyncio.create_task(self.intake.run(stop))
             gave_up = side.gave_up()
             either: set[asyncio.Future[Any]] = {claiming, gave_up}

@@ -31,13 +31,15 @@ def json_dumps(value: Any) -> str:
 POOL_TIMEOUT = 5.0
 
 
-def create_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+def create_engine(settings: Settings, *, checkpoints: bool = True, **kwargs: Any) -> AsyncEngine:
+    """The engine for ``settings``. ``checkpoints=False``: no checkpoint thread on a SQLite
+    file (a ``loadbell worker`` leaves them to ``serve``, which writes far more)."""
     kwargs.setdefault("pool_timeout", POOL_TIMEOUT)
     # orjson for JSON columns: every claim reads its events' contexts, every event writes one.
     kwargs.setdefault("json_serializer", json_dumps)
     kwargs.setdefault("json_deserializer", orjson.loads)
     if settings.is_sqlite:
-        return _sqlite_engine(settings, **kwargs)
+        return _sqlite_engine(settings, checkpoints=checkpoints, **kwargs)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     # A connection the server dropped (a restart, an idle timeout) is replaced when it is
@@ -100,7 +102,7 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
-def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
+def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.database_url)
     cargs, _ = url.get_dialect()().create_connect_args(url)
     # SQLAlchemy hands a connection back to the pool in a task of its own, a turn of the
@@ -122,7 +124,7 @@ def _sqlite_engine(settings: Settings, **kwargs: Any) -> AsyncEngine:
             cur.execute(pragma)
         cur.close()
 
-    if cargs and cargs[0] not in ("", ":memory:"):
+    if checkpoints and cargs and cargs[0] not in ("", ":memory:"):
         checkpointer = Checkpointer(cargs[0]).start()
 
         @event.listens_for(engine.sync_engine, "engine_disposed")
