@@ -113,7 +113,7 @@ class Checkpointer:
         self._frames = 0  # frames in the log at the last round
         self._last_busy = time.monotonic()  # a round that saw more than QUIET_FRAMES, or the start
         self._frame_size = 0  # bytes per frame of the log, once connected
-        self.rounds = 0  # rounds done: how a reader (a test, a metric) sees it keep up
+        self.resets = 0  # RESTARTs and TRUNCATEs done: the log rewound (for tests, metrics)
 
     def start(self) -> Checkpointer:
         self._thread.start()
@@ -134,7 +134,6 @@ class Checkpointer:
                         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
                         self._frame_size = page_size + _FRAME_HEADER
                     self._round(conn)
-                    self.rounds += 1
                 except sqlite3.Error as exc:  # the next round tries again
                     log.debug("WAL checkpoint skipped: %s", exc)
         finally:
@@ -161,6 +160,7 @@ class Checkpointer:
             conn.execute(f"PRAGMA busy_timeout = {WAIT_MS if last else 0}")
             busy, frames, copied = _checkpoint(conn, mode)
             if not busy:
+                self.resets += 1
                 return
         log.debug("WAL %s put off to the next round: %d of %d frames copied", mode, copied, frames)
 
