@@ -192,14 +192,27 @@ async def test_worker_refuses_unmigrated_sqlite(spawn_loadbell: SpawnLoadbell) -
         ),
         # migrate: only the database
         ("migrate", {"LOADBELL_DATABASE_URL"}),
+        # prune and backup: what to remove, how, and whether to replace the copy
+        (
+            "prune",
+            {
+                "LOADBELL_DATABASE_URL",
+                "LOADBELL_PRUNE_OLDER_THAN",
+                "LOADBELL_PRUNE_DRY_RUN",
+                "LOADBELL_PRUNE_BATCH",
+            },
+        ),
+        ("backup", {"LOADBELL_DATABASE_URL", "LOADBELL_BACKUP_FORCE"}),
     ],
 )
 def test_help_shows_environment_variables(command: str, env_vars: set[str]) -> None:
-    """`--help` names the environment variable of every option of serve, worker and migrate."""
+    """`--help` names the environment variable of every option of serve, worker, migrate,
+    prune and backup."""
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0, result.output
     for name in env_vars:
         assert name in result.output, name
-    options = [p for p in main.commands[command].params if p.name != "help"]
+    params = main.commands[command].params
+    options = [p for p in params if p.name != "help" and not isinstance(p, click.Argument)]
     assert {str(p.envvar) for p in options} == env_vars
     assert all(isinstance(p, click.Option) and p.show_envvar for p in options)

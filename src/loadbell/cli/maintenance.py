@@ -15,10 +15,18 @@ from loadbell.settings import Settings
     "--older-than",
     default=None,
     metavar="DURATION",
+    envvar="LOADBELL_PRUNE_OLDER_THAN",
+    show_envvar=True,
     help="Remove what is older than this: 45s, 90m, 12h or 30d.  "
     "[default: LOADBELL_RETENTION_DAYS days]",
 )
-@click.option("--dry-run", is_flag=True, help="Print what would be removed; remove nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    envvar="LOADBELL_PRUNE_DRY_RUN",
+    show_envvar=True,
+    help="Print what would be removed; remove nothing.",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1, max=10_000),
@@ -86,7 +94,13 @@ def prune(
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option(
+    "--force",
+    is_flag=True,
+    envvar="LOADBELL_BACKUP_FORCE",
+    show_envvar=True,
+    help="Replace FILE if it exists.",
+)
 @database_option
 def backup(file: Path, force: bool, database_url: str | None) -> None:
     """Copy the SQLite database to FILE, consistently, while loadbell runs.
