@@ -9,9 +9,9 @@ turns of a busy loop while every other writer queued behind it.
 
 So :class:`InlineConnection` (an ``aiosqlite.Connection``, as SQLAlchemy's aiosqlite dialect
 expects from ``async_creator``) answers its cursors, COMMIT and ROLLBACK directly on the
-``sqlite3`` connection it opened, in the caller's greenlet: a transaction runs start to
-finish without yielding, and holds the write lock only as long as SQLite needs it. Only
-its public methods are overridden; aiosqlite's thread still opens and closes the connection.
+``sqlite3`` connection, in the caller's greenlet: a transaction runs start to finish
+without yielding, and holds the write lock only as long as SQLite needs it. Only its public
+methods are overridden; the connection is opened inline too, and aiosqlite's thread closes it.
 
 Waiting is the one thing that must not happen on the loop. A writer takes the lock with
 ``BEGIN IMMEDIATE`` (db.py); :func:`begin_immediate` tries it without SQLite's busy handler,
@@ -147,15 +147,10 @@ class InlineCursor:
 class InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose statements run inline (see the module docstring)."""
 
-    def __init__(self, database: str, busy_timeout: float, **kwargs: Any) -> None:
-        self.raw: sqlite3.Connection | None = None  # set once aiosqlite's thread connected
+    def __init__(self, raw: sqlite3.Connection, busy_timeout: float) -> None:
+        self.raw: sqlite3.Connection | None = raw
         self.busy_timeout = busy_timeout
-
-        def connect() -> sqlite3.Connection:
-            self.raw = sqlite3.connect(database, **kwargs)
-            return self.raw
-
-        super().__init__(connect, iter_chunk_size=64)
+        super().__init__(lambda: raw, iter_chunk_size=64)
 
     def _opened(self) -> sqlite3.Connection:
         if self.raw is None:
@@ -175,15 +170,21 @@ class InlineConnection(aiosqlite.Connection):
 def creator(database: str, *, busy_timeout: float = BUSY_TIMEOUT, **kwargs: Any) -> Any:
     """An ``async_creator`` for ``create_async_engine``: what ``aiosqlite.connect`` does,
     with :class:`InlineConnection`. ``kwargs`` go to ``sqlite3.connect``."""
-    # Opened on aiosqlite's thread, used from the loop's. No implicit BEGIN: db.py emits
-    # BEGIN or BEGIN IMMEDIATE itself.
+    # Used from the loop's thread. No implicit BEGIN: db.py emits BEGIN or BEGIN IMMEDIATE
+    # itself.
     kwargs.update(
         check_same_thread=False, isolation_level=None, timeout=READ_BUSY_TIMEOUT_MS / 1000
     )
 
     async def connect() -> InlineConnection:
-        conn = _daemonic(lambda: InlineConnection(database, busy_timeout, **kwargs))
-        await conn  # starts aiosqlite's thread, which opens the sqlite3 connection
+        # Opened here, inline like every statement of this driver, so that a file that
+        # cannot be opened fails before aiosqlite's thread starts: after a failed open,
+        # aiosqlite stops its thread without waiting, and when the process then exits (a
+        # command that reports the error), the thread's last message finds the event loop
+        # closed and prints a traceback.
+        raw = sqlite3.connect(database, **kwargs)
+        conn = _daemonic(lambda: InlineConnection(raw, busy_timeout))
+        await conn  # starts aiosqlite's thread, which only hands the connection back
         return conn
 
     return connect
