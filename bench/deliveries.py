@@ -84,17 +84,7 @@ def free_port() -> int:
     default=None,
     help="Write a cProfile of the drain phase to this file (slows the drain).",
 )
-@click.option(
-    "--write-docs", is_flag=True, help="Write the figures into docs/benchmarks.md as well."
-)
-@click.option(
-    "--docs",
-    "docs_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=report.DOCS,
-    show_default=True,
-    help="The document --write-docs updates.",
-)
+@report.docs_options
 def main(
     n: int,
     backend: str,

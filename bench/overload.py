@@ -360,17 +360,7 @@ def _all(steps: list[Tally]) -> set[int]:
     show_default=True,
     help="The server's LOADBELL_MAX_LOOP_LAG_MS (0: off).",
 )
-@click.option(
-    "--write-docs", is_flag=True, help="Write the figures into docs/benchmarks.md as well."
-)
-@click.option(
-    "--docs",
-    "docs_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=report.DOCS,
-    show_default=True,
-    help="The document --write-docs updates.",
-)
+@report.docs_options
 def main(
     seconds: float,
     step_seconds: float,

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import click
 
 from bench.drain import DrainResult
 from bench.latency import LatencyResult
@@ -219,3 +222,19 @@ def write_block(name: str, markdown: str, path: Path = DOCS) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+def docs_options(command: Any) -> Any:
+    """``--write-docs`` and ``--docs PATH``: the options of every bench that records its
+    figures in docs/benchmarks.md."""
+    command = click.option(
+        "--docs",
+        "docs_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DOCS,
+        show_default=True,
+        help="The document --write-docs updates.",
+    )(command)
+    return click.option(
+        "--write-docs", is_flag=True, help="Write the figures into docs/benchmarks.md as well."
+    )(command)

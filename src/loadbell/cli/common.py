@@ -38,6 +38,15 @@ def run_coroutine(coro: Any) -> Any:
         return asyncio.run(coro)
 
 
+allow_private_option = click.option(
+    "--allow-private-targets",
+    is_flag=True,
+    default=None,
+    envvar="LOADBELL_ALLOW_PRIVATE_TARGETS",
+    show_envvar=True,
+    help="Allow deliveries to private, loopback and link-local addresses.",
+)
+
 database_option = click.option(
     "--database-url",
     envvar="LOADBELL_DATABASE_URL",

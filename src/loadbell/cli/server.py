@@ -12,6 +12,7 @@ import click
 
 from loadbell import __version__
 from loadbell.cli.common import (
+    allow_private_option,
     database_option,
     make_settings,
     open_checked_box,
@@ -54,14 +55,7 @@ if TYPE_CHECKING:
     show_envvar=True,
     help="Serve the API only; run `loadbell worker` processes to deliver.",
 )
-@click.option(
-    "--allow-private-targets",
-    is_flag=True,
-    default=None,
-    envvar="LOADBELL_ALLOW_PRIVATE_TARGETS",
-    show_envvar=True,
-    help="Allow deliveries to private, loopback and link-local addresses.",
-)
+@allow_private_option
 @click.option(
     "--max-in-flight",
     type=click.IntRange(min=1),
@@ -148,14 +142,7 @@ def _stopped(signum: int, frame: object) -> None:
 
 
 @click.command()
-@click.option(
-    "--allow-private-targets",
-    is_flag=True,
-    default=None,
-    envvar="LOADBELL_ALLOW_PRIVATE_TARGETS",
-    show_envvar=True,
-    help="Allow deliveries to private, loopback and link-local addresses.",
-)
+@allow_private_option
 @click.option(
     "--metrics-port",
     type=click.IntRange(min=1, max=65535),
