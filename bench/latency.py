@@ -52,8 +52,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class ServerProcess:
     """``python -m loadbell.cli serve`` on 127.0.0.1:port, output kept in ``log``."""
 
-    def __init__(self, settings: Settings, port: int, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, port: int, log: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.settings = settings
+        self.extra_args = extra_args  # e.g. ("--no-worker",)
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.log = log
@@ -63,7 +66,7 @@ class ServerProcess:
         with self.log.open("wb") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                *("-m", "loadbell.cli", "serve", "--port", str(self.port)),
+                *("-m", "loadbell.cli", "serve", "--port", str(self.port), *self.extra_args),
                 cwd=ROOT,
                 env=settings_env(self.settings),
                 stdout=out,
@@ -80,6 +83,10 @@ class ServerProcess:
             await asyncio.sleep(0.1)
         await self.stop()
         raise RuntimeError(f"loadbell serve did not become healthy; see {self.log}")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     async def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully, the worker flushes), then SIGKILL."""
