@@ -156,8 +156,9 @@ class Answer:
     ],
 )
 async def test_only_changes_are_refused_while_behind(method: str, refused: bool) -> None:
-    """With the due count past the bound, the methods that change something get 503
-    overloaded; the others are served; once the count is back at the bound, all are."""
+    """With the due count past the bound, API requests whose methods change something get
+    503 overloaded; the others, and the pages, are served; once the count is back at the
+    bound, all are."""
     backlog = DueBacklog(BOUND)
     app = Admission(Answer(), max_in_flight=20, backlog=backlog)
     server, task, url = await start_server(Settings(), app=app)
@@ -169,6 +170,8 @@ async def test_only_changes_are_refused_while_behind(method: str, refused: bool)
             if refused:
                 assert answer.headers["Retry-After"] == "1"
             assert (await http.request(method, "/healthz")).status_code == 200  # exempt
+            # The pages' forms (signing in, a channel's settings) are not the flood.
+            assert (await http.request(method, "/login")).status_code == 200
             backlog.count = BOUND
             assert (await http.request(method, "/api/v1/runs/1")).status_code == 200
     finally:

@@ -23,12 +23,13 @@ Two signals of the process's own pace, each enough to refuse any request:
   time for the refusals themselves, whatever the machine's speed and whatever else runs
   on it.
 
-A third signal refuses only requests that change something (any method but GET, HEAD and
-OPTIONS): more deliveries due and not yet sent than ``LOADBELL_MAX_DUE_BACKLOG``
-(:mod:`loadbell.api.due_backlog`). It keeps the API from making promises the workers cannot
-keep, so a busy machine gives the worker the CPU the API would have spent (docs/benchmarks.md,
-"A busy machine"). Reads go on: they add nothing to deliver, and people look at the
-delivery log exactly then.
+A third signal refuses only API requests that change something (under ``/api/``, any
+method but GET, HEAD and OPTIONS): more deliveries due and not yet sent than
+``LOADBELL_MAX_DUE_BACKLOG`` (:mod:`loadbell.api.due_backlog`). It keeps the API from making
+promises the workers cannot keep, so a busy machine gives the worker the CPU the API would
+have spent (docs/benchmarks.md, "A busy machine"). Reads go on: they add nothing to
+deliver, and people look at the delivery log exactly then. So do the web pages' forms: a
+person signing in or fixing a channel is not the flood this is about.
 
 Not counted (``EXEMPT``): ``/healthz`` (a load balancer or orchestrator must tell
 "overloaded" from "dead", and it reads one ``SELECT 1`` with its own timeout) and the web
@@ -55,6 +56,8 @@ RETRY_AFTER = 1
 LATE_AND_BUSY = 8
 # Methods that change nothing: not refused for the due backlog.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The paths the due backlog refuses changes on: the API's, not the pages' forms.
+BACKLOG_PATHS = "/api/"
 
 
 def exempt(path: str) -> bool:
@@ -104,7 +107,12 @@ class Admission:
         ):
             await self._refuse(send, self._busy)
             return
-        if self.backlog is not None and self.backlog.over and scope["method"] not in SAFE_METHODS:
+        if (
+            self.backlog is not None
+            and self.backlog.over
+            and scope["method"] not in SAFE_METHODS
+            and scope["path"].startswith(BACKLOG_PATHS)
+        ):
             await self._refuse(send, self._behind)
             return
         self.in_flight += 1
