@@ -32,6 +32,7 @@ from loadbell.services.fanout import record_event
 from loadbell.store import idempotency
 from loadbell.store.context import context_of_run, run_context, run_dict, run_with_names
 from loadbell.store.db import json_dumps
+from loadbell.store.inline_sql import add_status_change
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
@@ -66,9 +67,6 @@ async def _insert(
     return int(run_id)
 
 
-_ADD_STATUS_CHANGE = sa.insert(run_status_changes)
-
-
 @functools.cache
 def _update_run(columns: frozenset[str]) -> sa.Update:
     """``UPDATE runs SET <columns> WHERE id = :b_run_id``, built once per set of columns
@@ -90,13 +88,14 @@ async def _apply(
     metrics: dict[str, Any] | None,
     public_url: str,
     handoff: Handoff | None = None,
-) -> tuple[dict[str, Any], list[int]]:
+) -> tuple[dict[str, Any], list[int], dict[str, Any] | None]:
     """Apply a PATCH to ``run``, read with :func:`context.run_with_names` under its row lock
     (two clients reporting the same status at once must not both see the old one and both
     emit the event; on SQLite ``BEGIN IMMEDIATE`` already serialises writers).
 
-    Returns the run as it is now (same shape as ``run``) and the ids of the new deliveries
-    (empty for an idempotent repeat). Raises TransitionError (409) for backward moves and
+    Returns the run as it is now (same shape as ``run``), the ids of the new deliveries
+    (empty for an idempotent repeat), and the event context's ``run_dict`` of it when an
+    event was staged (``view`` reuses it). Raises TransitionError (409) for backward moves and
     changes after the end, and ValueError (422) for a result on a run that is not finishing.
     """
     current = RunStatus(run["status"])
@@ -108,7 +107,7 @@ async def _apply(
                 f"run {run['id']} already ended ({current.text}, result {run['result']}); its "
                 "result and metrics can no longer change. Send them with the finishing update."
             )
-        return dict(run), []
+        return dict(run), [], None
     if result is not None and not target.is_terminal:
         raise ValueError(
             "result: a result can only be given with a finishing status (3 to 9); "
@@ -132,13 +131,13 @@ async def _apply(
     )
     updated = {**run, **values}
     if not changes:
-        return updated, []
-    await conn.execute(_ADD_STATUS_CHANGE, {"run_id": run["id"], "status": int(target)})
+        return updated, [], None
+    await add_status_change(conn, run["id"], int(target))
     event_type = event_for_status(target)
     if event_type is None:
-        return updated, []
+        return updated, [], None
     context = context_of_run(updated, public_url)
-    return updated, await _record(conn, box, event_type, context, handoff)
+    return updated, await _record(conn, box, event_type, context, handoff), context["run"]
 
 
 async def emit_run_event(
@@ -183,9 +182,13 @@ async def _record(
     return ids
 
 
-def view(run: Mapping[str, Any], public_url: str) -> dict[str, Any]:
-    """A run as the edges show it, from a mapping shaped like ``run_with_names``."""
-    out = run_dict(run, run["user_name"], public_url)
+def view(
+    run: Mapping[str, Any], public_url: str, shown: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A run as the edges show it, from a mapping shaped like ``run_with_names``.
+    ``shown``: ``run_dict`` of that run, when the caller built it already (the event's
+    context of a run update holds it)."""
+    out = dict(shown) if shown is not None else run_dict(run, run["user_name"], public_url)
     out.update(
         load_test_id=run["load_test_id"],
         load_test_name=run["load_test_name"],
@@ -322,7 +325,7 @@ async def patch_run(
     if run is None or run["organization_id"] not in principal.roles:
         raise not_found("run", run_id)
     try:
-        now, new = await _apply(
+        now, new, shown = await _apply(
             conn,
             box,
             run,
@@ -336,7 +339,7 @@ async def patch_run(
         raise conflict(str(exc), "status") from None
     except ValueError as exc:
         raise Invalid(str(exc), "result") from None
-    return view(now, public_url), new
+    return view(now, public_url, shown), new
 
 
 async def get_run(
