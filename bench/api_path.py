@@ -51,6 +51,7 @@ from loadbell.settings import Settings
 ARMS = ("loadbell", "apprise", "celery")
 TARGET_RATE = 1000.0  # notifications/s (issue 15)
 TARGET_RATIO = 1.5  # times each peer, measured in the same run
+_FORMATS = {"503s (sent again)": ",.0f", "worker CPU ms": ".2f", "producer CPU ms": ".2f"}
 
 
 @dataclass
@@ -243,7 +244,8 @@ def summary(rounds: Rounds, command: str, machine: report.Machine, count: int) -
         if not results:
             continue
         notes = "; ".join(
-            f"{k} {_span([r.facts[k] for r in results], ',.1f')}" for k in results[0].facts
+            f"{k} {_span([r.facts[k] for r in results], _FORMATS.get(k, ',.1f'))}"
+            for k in results[0].facts
         )
         errors = sum(r.errors for r in results)
         notes = (notes + "; " if notes else "") + f"{errors} errors or missing"

@@ -5,7 +5,6 @@ Status changes become events and deliveries in the caller's transaction (the edg
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from collections.abc import Mapping
@@ -32,7 +31,7 @@ from loadbell.services.fanout import record_event
 from loadbell.store import idempotency
 from loadbell.store.context import context_of_run, run_context, run_dict, run_with_names
 from loadbell.store.db import json_dumps
-from loadbell.store.inline_sql import add_status_change
+from loadbell.store.inline_sql import add_status_change, update_run
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
@@ -65,17 +64,6 @@ async def _insert(
         sa.insert(run_status_changes).values(run_id=run_id, status=int(RunStatus.CREATED))
     )
     return int(run_id)
-
-
-@functools.cache
-def _update_run(columns: frozenset[str]) -> sa.Update:
-    """``UPDATE runs SET <columns> WHERE id = :b_run_id``, built once per set of columns
-    (a run update sets one of a handful of combinations)."""
-    return (
-        sa.update(runs)
-        .where(runs.c.id == sa.bindparam("b_run_id"))
-        .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
-    )
 
 
 async def _apply(
@@ -125,10 +113,7 @@ async def _apply(
         if target.is_terminal:
             values["ended_at"] = now
             values["result"] = (result or default_result(target) or RunResult.FAILED).value
-    await conn.execute(
-        _update_run(frozenset(values)),
-        {"b_run_id": run["id"], **{f"v_{c}": v for c, v in values.items()}},
-    )
+    await update_run(conn, run["id"], values)
     updated = {**run, **values}
     if not changes:
         return updated, [], None

@@ -20,19 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.store.channels import ChannelRow, OverrideRow
-from loadbell.store.inline_sql import insert_deliveries, pending_order_keys
+from loadbell.store.inline_sql import insert_deliveries, insert_event, pending_order_keys
 from loadbell.store.queue import Claimed
-from loadbell.store.tables import DELIVERY_PENDING, events
+from loadbell.store.tables import DELIVERY_PENDING
 
 NOTIFY_CHANNEL = "loadbell_outbox"
-
-
-_INSERT_EVENT = sa.insert(events).returning(events.c.id)
 
 
 @dataclass(frozen=True)
@@ -84,20 +80,18 @@ async def stage_event(
     ``handoff``: see the module docstring. Returns the event id and the new delivery ids.
     """
     occurred_at = datetime.now(UTC)
-    event_id = (
-        await conn.execute(
-            _INSERT_EVENT,
-            {
-                "type": event_type.value,
-                "occurred_at": occurred_at,
-                "organization_id": organization_id,
-                "project_id": project_id,
-                "load_test_id": load_test_id,
-                "run_id": run_id,
-                "context": context,
-            },
-        )
-    ).scalar_one()
+    event_id = await insert_event(
+        conn,
+        {
+            "type": event_type.value,
+            "occurred_at": occurred_at,
+            "organization_id": organization_id,
+            "project_id": project_id,
+            "load_test_id": load_test_id,
+            "run_id": run_id,
+            "context": context,
+        },
+    )
 
     if not plan:
         return event_id, []
