@@ -59,6 +59,11 @@ class ServerProcess:
         self.log = log
         self._proc: asyncio.subprocess.Process | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the server is not running"
+        return self._proc.pid
+
     async def start(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
         with self.log.open("wb") as out:
             self._proc = await asyncio.create_subprocess_exec(
