@@ -442,7 +442,7 @@ async def _bench(
                     ) as resp:
                         if resp.status != 201:
                             raise RuntimeError(f"channel: {resp.status} {await resp.text()}")
-                    pids = [server.pid or 0]
+                    pids = [server.pid]
                     if layout == "split":
                         worker = WorkerProcess(settings, workdir / "worker.log")
                         pid = worker.start()

@@ -62,6 +62,11 @@ class ServerProcess:
         self.log = log
         self._proc: asyncio.subprocess.Process | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the server is not running"
+        return self._proc.pid
+
     async def start(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
         with self.log.open("wb") as out:
             self._proc = await asyncio.create_subprocess_exec(
@@ -83,10 +88,6 @@ class ServerProcess:
             await asyncio.sleep(0.1)
         await self.stop()
         raise RuntimeError(f"loadbell serve did not become healthy; see {self.log}")
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     async def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully, the worker flushes), then SIGKILL."""

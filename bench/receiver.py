@@ -7,7 +7,8 @@ the same host). The raw loop and the worker drain post to ``/drain``, which does
 work minus the JSON parse.
 
 Control endpoints (for the benchmark only):
-``GET /_bench/stats`` -> ``{"count": n, "cpu": s, "arrivals": {"<run id>": t, ...}}``,
+``GET /_bench/stats`` -> ``{"count": n, "cpu": s, "last": t, "arrivals": {"<run id>": t, ...}}``
+(``last``: when the latest counted request arrived, wall-clock seconds, 0 before the first),
 ``POST /_bench/reset`` clears both.
 
 Run by hand: ``python -m bench.receiver --port 9100``.
@@ -36,6 +37,7 @@ class Tally:
     count: int = 0
     arrivals: dict[int, float] = field(default_factory=dict)
     cpu: float = 0.0  # CPU seconds the receiver process has used so far
+    last: float = 0.0  # time.time() of the latest counted request (0: none yet)
 
 
 def make_handler(tally: Tally) -> web.Application:
@@ -45,8 +47,8 @@ def make_handler(tally: Tally) -> web.Application:
         if path.startswith("/_bench/"):
             return control(request, path)
         tally.count += 1
+        now = tally.last = time.time()
         if path == "/latency":
-            now = time.time()
             run_id = orjson.loads(body).get("load_test_run_id")
             if isinstance(run_id, int):
                 tally.arrivals.setdefault(run_id, now)
@@ -56,13 +58,19 @@ def make_handler(tally: Tally) -> web.Application:
         if path == "/_bench/stats":
             return web.Response(
                 body=orjson.dumps(
-                    {"count": tally.count, "cpu": time.process_time(), "arrivals": tally.arrivals},
+                    {
+                        "count": tally.count,
+                        "cpu": time.process_time(),
+                        "last": tally.last,
+                        "arrivals": tally.arrivals,
+                    },
                     option=orjson.OPT_NON_STR_KEYS,
                 ),
                 content_type="application/json",
             )
         if path == "/_bench/reset" and request.method == "POST":
             tally.count = 0
+            tally.last = 0.0
             tally.arrivals.clear()
             return web.Response(status=204)
         return web.Response(status=404)
@@ -139,6 +147,7 @@ class ReceiverProcess:
         return Tally(
             count=int(data["count"]),
             cpu=float(data["cpu"]),
+            last=float(data["last"]),
             arrivals={int(k): float(v) for k, v in data["arrivals"].items()},
         )
 

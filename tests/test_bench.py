@@ -128,3 +128,29 @@ def test_hog_benchmark_samples_the_backlog_through_a_short_run(tmp_path: Path) -
     text = docs.read_text()
     assert "kept" in text and "stale" not in text
     assert "| hog (2 s) |" in text
+
+
+@pytest.mark.slow
+def test_api_path_benchmark_measures_every_arm_or_says_why_not(tmp_path: Path) -> None:
+    """A tiny run of bench/api_path.py PATCHes runs through `loadbell serve` until every
+    notification reached the receiver, runs each peer arm or names why it was skipped, and
+    writes its block into the document it is given."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nhand-written\n")
+    args = ["--count", "40", "--warm", "5", "--rounds", "1", "--in-flight", "4"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.api_path", *args, "--write-docs", "--docs", str(docs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = docs.read_text()
+    assert "hand-written" in text and "<!-- bench:api-path:begin -->" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    loadbell = rows["| loadbell serve (SQLite)"]
+    assert "0 errors or missing" in loadbell and "ms |" in loadbell
+    assert "| Apprise notify() loop" in rows  # apprise is a dependency of loadbell
+    celery = next(line for key, line in rows.items() if "elery" in key)
+    assert "0 errors or missing" in celery or "skipped" in celery

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from loadbell.api.auth import current_principal
+from loadbell.api.json_answer import json_answer
 from loadbell.api.models import Id, Metrics, Name
 from loadbell.api.responses import BODY, COMMON, RunOut, RunPage, RunWithTimeline, errors, ok
 from loadbell.api.state import AppState, get_state
@@ -16,11 +17,13 @@ from loadbell.domain.statuses import RunResult, RunStatus, Trigger
 from loadbell.services import runs
 from loadbell.services.access import Principal
 from loadbell.services.errors import invalid
+from loadbell.store.db import transaction
 from loadbell.store.tables import MAX_ID
 
 router = APIRouter(tags=["runs"], responses=COMMON)
 
 _STATUS_HELP = ", ".join(f"{int(s)} {s.text}" for s in RunStatus)
+_STATUSES = frozenset(int(s) for s in RunStatus)  # built once, not per request
 
 
 class RunIn(BaseModel):
@@ -54,7 +57,7 @@ class RunPatch(BaseModel):
     @field_validator("status")
     @classmethod
     def _known(cls, v: int | None) -> int | None:
-        if v is not None and v not in {int(s) for s in RunStatus}:
+        if v is not None and v not in _STATUSES:
             raise ValueError(f"{v} is not a run status; use one of: {_STATUS_HELP}")
         return v
 
@@ -134,9 +137,11 @@ async def update_run(
     body: RunPatch,
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
-) -> dict[str, Any]:
+) -> Response:
     handoff = state.handoff()
-    async with state.engine.begin() as conn:
+    # transaction(): on SQLite the connection goes back to the pool inline, not in a task
+    # of its own a loop turn later (store/db.py).
+    async with transaction(state.engine) as conn:
         run, new = await runs.patch_run(
             conn,
             state.box,
@@ -149,7 +154,9 @@ async def update_run(
             handoff=handoff,
         )
     state.staged(new, handoff)
-    return run
+    # The hot endpoint of a load test's client: encoded here with orjson, not by FastAPI's
+    # jsonable_encoder and json.dumps (the same JSON; docs/benchmarks.md, "The API path").
+    return json_answer(run)
 
 
 @router.get(

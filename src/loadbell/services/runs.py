@@ -5,7 +5,6 @@ Status changes become events and deliveries in the caller's transaction (the edg
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import time
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from loadbell.services.fanout import record_event
 from loadbell.store import idempotency
 from loadbell.store.context import context_of_run, run_context, run_dict, run_with_names
 from loadbell.store.db import json_dumps
+from loadbell.store.inline_sql import add_status_change, update_run
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
@@ -66,20 +66,6 @@ async def _insert(
     return int(run_id)
 
 
-_ADD_STATUS_CHANGE = sa.insert(run_status_changes)
-
-
-@functools.cache
-def _update_run(columns: frozenset[str]) -> sa.Update:
-    """``UPDATE runs SET <columns> WHERE id = :b_run_id``, built once per set of columns
-    (a run update sets one of a handful of combinations)."""
-    return (
-        sa.update(runs)
-        .where(runs.c.id == sa.bindparam("b_run_id"))
-        .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
-    )
-
-
 async def _apply(
     conn: AsyncConnection,
     box: SecretBox,
@@ -90,13 +76,14 @@ async def _apply(
     metrics: dict[str, Any] | None,
     public_url: str,
     handoff: Handoff | None = None,
-) -> tuple[dict[str, Any], list[int]]:
+) -> tuple[dict[str, Any], list[int], dict[str, Any] | None]:
     """Apply a PATCH to ``run``, read with :func:`context.run_with_names` under its row lock
     (two clients reporting the same status at once must not both see the old one and both
     emit the event; on SQLite ``BEGIN IMMEDIATE`` already serialises writers).
 
-    Returns the run as it is now (same shape as ``run``) and the ids of the new deliveries
-    (empty for an idempotent repeat). Raises TransitionError (409) for backward moves and
+    Returns the run as it is now (same shape as ``run``), the ids of the new deliveries
+    (empty for an idempotent repeat), and the event context's ``run_dict`` of it when an
+    event was staged (``view`` reuses it). Raises TransitionError (409) for backward moves and
     changes after the end, and ValueError (422) for a result on a run that is not finishing.
     """
     current = RunStatus(run["status"])
@@ -108,7 +95,7 @@ async def _apply(
                 f"run {run['id']} already ended ({current.text}, result {run['result']}); its "
                 "result and metrics can no longer change. Send them with the finishing update."
             )
-        return dict(run), []
+        return dict(run), [], None
     if result is not None and not target.is_terminal:
         raise ValueError(
             "result: a result can only be given with a finishing status (3 to 9); "
@@ -126,19 +113,16 @@ async def _apply(
         if target.is_terminal:
             values["ended_at"] = now
             values["result"] = (result or default_result(target) or RunResult.FAILED).value
-    await conn.execute(
-        _update_run(frozenset(values)),
-        {"b_run_id": run["id"], **{f"v_{c}": v for c, v in values.items()}},
-    )
+    await update_run(conn, run["id"], values)
     updated = {**run, **values}
     if not changes:
-        return updated, []
-    await conn.execute(_ADD_STATUS_CHANGE, {"run_id": run["id"], "status": int(target)})
+        return updated, [], None
+    await add_status_change(conn, run["id"], int(target))
     event_type = event_for_status(target)
     if event_type is None:
-        return updated, []
+        return updated, [], None
     context = context_of_run(updated, public_url)
-    return updated, await _record(conn, box, event_type, context, handoff)
+    return updated, await _record(conn, box, event_type, context, handoff), context["run"]
 
 
 async def emit_run_event(
@@ -183,9 +167,13 @@ async def _record(
     return ids
 
 
-def view(run: Mapping[str, Any], public_url: str) -> dict[str, Any]:
-    """A run as the edges show it, from a mapping shaped like ``run_with_names``."""
-    out = run_dict(run, run["user_name"], public_url)
+def view(
+    run: Mapping[str, Any], public_url: str, shown: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A run as the edges show it, from a mapping shaped like ``run_with_names``.
+    ``shown``: ``run_dict`` of that run, when the caller built it already (the event's
+    context of a run update holds it)."""
+    out = dict(shown) if shown is not None else run_dict(run, run["user_name"], public_url)
     out.update(
         load_test_id=run["load_test_id"],
         load_test_name=run["load_test_name"],
@@ -322,7 +310,7 @@ async def patch_run(
     if run is None or run["organization_id"] not in principal.roles:
         raise not_found("run", run_id)
     try:
-        now, new = await _apply(
+        now, new, shown = await _apply(
             conn,
             box,
             run,
@@ -336,7 +324,7 @@ async def patch_run(
         raise conflict(str(exc), "status") from None
     except ValueError as exc:
         raise Invalid(str(exc), "result") from None
-    return view(now, public_url), new
+    return view(now, public_url, shown), new
 
 
 async def get_run(

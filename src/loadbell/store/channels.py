@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.security.secretbox import SecretBox
+from loadbell.store.inline_sql import read_live_channels, sqlite3_of
 from loadbell.store.tables import channel_overrides, channels
 
 
@@ -115,6 +116,17 @@ async def channels_with_overrides(
 ) -> list[tuple[ChannelRow, OverrideRow | None]]:
     """Live channels an event of this project may reach (the organization's and its own),
     each with the project's override if it has one."""
+    raw = sqlite3_of(conn)
+    if raw is not None:
+        return [
+            (
+                channel_from_row(channel, box),
+                OverrideRow(ov["enabled"], {**ov["config"], **box.open(ov["secrets"])})
+                if ov is not None
+                else None,
+            )
+            for channel, ov in read_live_channels(raw, organization_id, project_id)
+        ]
     if project_id is None:
         rows = await conn.execute(_ORG_WIDE, {"b_org": organization_id})
         return [(channel_from_row(r, box), None) for r in rows]

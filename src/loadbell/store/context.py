@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.statuses import RunStatus
+from loadbell.store.inline_sql import read_run_with_names, sqlite3_of
 from loadbell.store.tables import load_tests, organizations, projects, runs, users
 
 
@@ -105,6 +106,9 @@ async def run_with_names(
 ) -> dict[str, Any] | None:
     """The run's row plus ``user_name``, ``load_test_name``, ``project_name`` and
     ``organization_name``; with ``lock``, the run row is locked (PostgreSQL) until commit."""
+    raw = sqlite3_of(conn)
+    if raw is not None:  # SQLite locks by BEGIN IMMEDIATE: no row lock to take
+        return read_run_with_names(raw, run_id)
     q = _RUN_WITH_NAMES_LOCKED if lock else _RUN_WITH_NAMES
     row = (await conn.execute(q, {"b_run_id": run_id})).first()
     return dict(row._mapping) if row is not None else None

@@ -9,12 +9,18 @@ from typing import Any
 import orjson
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import AdaptedConnection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from loadbell.settings import Settings
 from loadbell.store.checkpoint import Checkpointer
-from loadbell.store.sqlite_driver import BUSY_TIMEOUT, creator
+from loadbell.store.sqlite_driver import (
+    BUSY_TIMEOUT,
+    InlineConnection,
+    as_sqlalchemy_errors,
+    begin_immediate,
+    creator,
+)
 
 READONLY = "loadbell_readonly"
 
@@ -157,7 +163,24 @@ def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> A
         # can fail with "database is locked" without waiting, when two writers race. The
         # driver waits for a taken lock without blocking the loop (sqlite_driver.py).
         # Readers (see ``reader``) use a plain BEGIN: in WAL mode they never block writers.
-        if conn.get_execution_options().get(READONLY):
+        readonly = conn.get_execution_options().get(READONLY)
+        adapted = conn.connection.dbapi_connection
+        driver = conn.connection.driver_connection
+        if (
+            isinstance(adapted, AdaptedConnection)
+            and isinstance(driver, InlineConnection)
+            and driver.raw is not None
+        ):
+            # Straight to the driver: as a statement through SQLAlchemy, BEGIN cost about
+            # as much CPU as the run update's INSERTs (docs/benchmarks.md, "The API path").
+            # run_async is SQLAlchemy's public way to await the driver from an event.
+            raw = driver.raw
+            with as_sqlalchemy_errors("BEGIN"):
+                if readonly:
+                    raw.execute("BEGIN")
+                else:
+                    adapted.run_async(lambda _: begin_immediate(raw, driver.busy_timeout))
+        elif readonly:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")

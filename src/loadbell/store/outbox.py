@@ -20,24 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.store.channels import ChannelRow, OverrideRow
+from loadbell.store.inline_sql import insert_deliveries, insert_event, pending_order_keys
 from loadbell.store.queue import Claimed
-from loadbell.store.tables import DELIVERY_PENDING, deliveries, events, is_pending
+from loadbell.store.tables import DELIVERY_PENDING
 
 NOTIFY_CHANNEL = "loadbell_outbox"
-
-
-_INSERT_EVENT = sa.insert(events).returning(events.c.id)
-_INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
-_PENDING_KEYS = (
-    sa.select(deliveries.c.order_key)
-    .where(deliveries.c.order_key.in_(sa.bindparam("b_keys", expanding=True)))
-    .where(is_pending(deliveries))
-)
 
 
 @dataclass(frozen=True)
@@ -89,20 +80,18 @@ async def stage_event(
     ``handoff``: see the module docstring. Returns the event id and the new delivery ids.
     """
     occurred_at = datetime.now(UTC)
-    event_id = (
-        await conn.execute(
-            _INSERT_EVENT,
-            {
-                "type": event_type.value,
-                "occurred_at": occurred_at,
-                "organization_id": organization_id,
-                "project_id": project_id,
-                "load_test_id": load_test_id,
-                "run_id": run_id,
-                "context": context,
-            },
-        )
-    ).scalar_one()
+    event_id = await insert_event(
+        conn,
+        {
+            "type": event_type.value,
+            "occurred_at": occurred_at,
+            "organization_id": organization_id,
+            "project_id": project_id,
+            "load_test_id": load_test_id,
+            "run_id": run_id,
+            "context": context,
+        },
+    )
 
     if not plan:
         return event_id, []
@@ -130,8 +119,7 @@ async def stage_event(
         for target in targets
     ]
     handed = await _lease_to(conn, handoff, staged) if handoff is not None else []
-    result = await conn.execute(_INSERT_DELIVERIES, [row for _, _, row in staged])
-    ids = [r[0] for r in result]
+    ids = await insert_deliveries(conn, [row for _, _, row in staged])
     for i in handed:
         channel, override, row = staged[i]
         handoff.stage(  # type: ignore[union-attr]
@@ -167,9 +155,7 @@ async def _lease_to(
 ) -> list[int]:
     """Write the handoff's lease on the staged rows it may take; returns their indexes."""
     keys = sorted({row["order_key"] for _, _, row in staged if row["order_key"]})
-    waiting = set()
-    if keys:
-        waiting = {r[0] for r in await conn.execute(_PENDING_KEYS, {"b_keys": keys})}
+    waiting = await pending_order_keys(conn, keys) if keys else set()
     handed = []
     for i, (channel, _, row) in enumerate(staged):
         if row["order_key"] in waiting:

@@ -26,13 +26,15 @@ Rows are fetched whole (loadbell does not stream query results).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import aiosqlite
+from sqlalchemy import exc as sa_exc
 
 # How long a writer waits for another connection's write lock before giving up ("database
 # is locked"), in seconds. Several processes (serve + worker) may share one file.
@@ -214,3 +216,28 @@ def _daemonic(build: Callable[[], InlineConnection]) -> InlineConnection:
     if errors:
         raise errors[0]
     return built[0]
+
+
+# sqlite3's errors as SQLAlchemy raises them, by the same rule (the class of the same name).
+_AS_SQLALCHEMY: dict[type[sqlite3.Error], type[sa_exc.DBAPIError]] = {
+    sqlite3.OperationalError: sa_exc.OperationalError,
+    sqlite3.IntegrityError: sa_exc.IntegrityError,
+    sqlite3.ProgrammingError: sa_exc.ProgrammingError,
+    sqlite3.DataError: sa_exc.DataError,
+    sqlite3.NotSupportedError: sa_exc.NotSupportedError,
+    sqlite3.InternalError: sa_exc.InternalError,
+    sqlite3.InterfaceError: sa_exc.InterfaceError,
+    sqlite3.DatabaseError: sa_exc.DatabaseError,
+}
+
+
+@contextlib.contextmanager
+def as_sqlalchemy_errors(statement: str) -> Iterator[None]:
+    """Raise a ``sqlite3`` error of a statement run beside SQLAlchemy (on the connection it
+    manages) as SQLAlchemy would have raised it, so that the API answers it the same way
+    (``database is locked`` is a 503, store/db.py: ``unavailable``)."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        kind = next((v for k, v in _AS_SQLALCHEMY.items() if isinstance(exc, k)), None)
+        raise (kind or sa_exc.DBAPIError)(statement, None, exc) from exc

@@ -1,0 +1,292 @@
+"""The run update's simplest statements, straight on SQLite's own connection.
+
+``PATCH /runs/{id}`` is what a load test's client calls at a high rate, and on SQLite most
+of its CPU went to SQLAlchemy rather than to SQLite: about 100 µs per statement of
+compiling-cache lookups, parameter processing, result set-up and greenlet switches, for
+statements SQLite runs in 5 to 20 µs (docs/benchmarks.md, "The API path"). The statements
+here convert their values as SQLAlchemy's column types do on SQLite (timestamps as naive
+UTC text with microseconds, ``store/queue/sqlite.py: timestamp``; JSON as ``json_dumps``
+text), and on SQLite they run on the ``sqlite3`` connection under the caller's transaction
+(``store/sqlite_driver.py``'s ``InlineConnection``, reached through SQLAlchemy's public
+``Connection.connection.driver_connection``), inside the same ``BEGIN IMMEDIATE``. On
+PostgreSQL, or any other driver, they go through SQLAlchemy as before.
+
+Each function has the same effect on every database; ``tests/store/test_inline_sql.py``
+holds the two ways to one answer.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from loadbell.store.db import json_dumps
+from loadbell.store.queue.sqlite import read_timestamp
+from loadbell.store.sqlite_driver import InlineConnection, as_sqlalchemy_errors
+from loadbell.store.tables import (
+    DELIVERY_PENDING,
+    UTCDateTime,
+    deliveries,
+    events,
+    is_pending,
+    run_status_changes,
+    runs,
+)
+
+
+def timestamp(value: datetime) -> str:
+    """A ``UTCDateTime`` value as SQLAlchemy stores it on SQLite: an aware one in UTC
+    without its zone (a naive one as it is), always with microseconds."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def sqlite3_of(conn: AsyncConnection) -> sqlite3.Connection | None:
+    """The ``sqlite3`` connection under ``conn`` when it is loadbell's inline SQLite driver
+    (statements on it join ``conn``'s transaction); None otherwise."""
+    if conn.dialect.name != "sqlite" or conn.sync_connection is None:
+        return None
+    driver = conn.sync_connection.connection.driver_connection
+    return driver.raw if isinstance(driver, InlineConnection) else None
+
+
+_ADD_STATUS_CHANGE = sa.insert(run_status_changes)
+_ADD_STATUS_CHANGE_SQL = "INSERT INTO run_status_changes (run_id, status) VALUES (?, ?)"
+
+
+async def add_status_change(conn: AsyncConnection, run_id: int, status: int) -> None:
+    """A row of the run's status history (``at`` is the database's current time)."""
+    raw = sqlite3_of(conn)
+    if raw is not None:
+        with as_sqlalchemy_errors(_ADD_STATUS_CHANGE_SQL):
+            raw.execute(_ADD_STATUS_CHANGE_SQL, (run_id, status))
+        return
+    await conn.execute(_ADD_STATUS_CHANGE, {"run_id": run_id, "status": status})
+
+
+_PENDING_KEYS = (
+    sa.select(deliveries.c.order_key)
+    .where(deliveries.c.order_key.in_(sa.bindparam("b_keys", expanding=True)))
+    .where(is_pending(deliveries))
+)
+# The pending value as a literal, as is_pending writes it: the partial index needs it.
+_PENDING_KEYS_SQL = (
+    "SELECT order_key FROM deliveries WHERE order_key IN (SELECT value FROM json_each(?)) "
+    f"AND status = '{DELIVERY_PENDING}'"
+)
+
+
+async def pending_order_keys(conn: AsyncConnection, keys: Sequence[str]) -> set[str]:
+    """Which of these order keys still have a pending delivery."""
+    raw = sqlite3_of(conn)
+    if raw is not None:
+        # One statement text for any number of keys (json_each), so SQLite's statement
+        # cache keeps it prepared.
+        listed = "[" + ",".join(_json_string(k) for k in keys) + "]"
+        with as_sqlalchemy_errors(_PENDING_KEYS_SQL):
+            return {r[0] for r in raw.execute(_PENDING_KEYS_SQL, (listed,))}
+    return {r[0] for r in await conn.execute(_PENDING_KEYS, {"b_keys": list(keys)})}
+
+
+def _json_string(text: str) -> str:
+    # Order keys are "<channel id>:<run id>:<target>"; a target may hold any character.
+    return orjson.dumps(text).decode()
+
+
+DELIVERY_COLUMNS = (
+    "uuid",
+    "event_id",
+    "channel_id",
+    "target",
+    "order_key",
+    "status",
+    "series",
+    "attempts",
+    "next_attempt_at",
+    "lease_until",
+    "lease_owner",
+)
+_INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+_INSERT_DELIVERY_SQL = (
+    f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in DELIVERY_COLUMNS)}) RETURNING id"
+)
+
+
+async def insert_deliveries(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert delivery rows (each with exactly :data:`DELIVERY_COLUMNS`); their ids, in
+    order."""
+    raw = sqlite3_of(conn)
+    if raw is not None:
+        ids = []
+        with as_sqlalchemy_errors(_INSERT_DELIVERY_SQL):
+            for row in rows:
+                values = tuple(row[c] for c in DELIVERY_COLUMNS)
+                cur = raw.execute(_INSERT_DELIVERY_SQL, values)
+                ids.append(int(cur.fetchall()[0][0]))  # all: the statement runs to its end
+        return ids
+    # One row (the usual case: one webhook) as a single execute: SQLAlchemy's executemany
+    # with ordered RETURNING costs about twice as much for it.
+    result = await conn.execute(_INSERT_DELIVERIES, rows[0] if len(rows) == 1 else list(rows))
+    return [r[0] for r in result]
+
+
+# Runs
+
+
+@functools.cache
+def _update_run(columns: frozenset[str]) -> sa.Update:
+    """``UPDATE runs SET <columns> WHERE id = :b_run_id``, built once per set of columns
+    (a run update sets one of a handful of combinations)."""
+    return (
+        sa.update(runs)
+        .where(runs.c.id == sa.bindparam("b_run_id"))
+        .values({c: sa.bindparam(f"v_{c}", type_=runs.c[c].type) for c in columns})
+    )
+
+
+@functools.cache
+def _update_run_sql(columns: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE runs SET {sets} WHERE id = ?"
+
+
+def _stored(value: Any) -> Any:
+    """A run column's value as SQLAlchemy's types store it on SQLite."""
+    if isinstance(value, datetime):
+        return timestamp(value)
+    if isinstance(value, dict):  # metrics, the one JSON column of runs
+        return json_dumps(value)
+    return value
+
+
+async def update_run(conn: AsyncConnection, run_id: int, values: Mapping[str, Any]) -> None:
+    """Set these columns of the run."""
+    raw = sqlite3_of(conn)
+    if raw is not None:
+        columns = tuple(sorted(values))
+        sql = _update_run_sql(columns)
+        with as_sqlalchemy_errors(sql):
+            raw.execute(sql, [*(_stored(values[c]) for c in columns), run_id])
+        return
+    await conn.execute(
+        _update_run(frozenset(values)),
+        {"b_run_id": run_id, **{f"v_{c}": v for c, v in values.items()}},
+    )
+
+
+_RUN_TIMESTAMPS = frozenset(c.name for c in runs.c if isinstance(c.type, UTCDateTime))
+_RUN_NAMES = ("user_name", "load_test_name", "project_name", "organization_name")
+RUN_WITH_NAMES_SQL = (
+    f"SELECT {', '.join(f'r.{c.name}' for c in runs.c)}, u.name, lt.name, p.name, o.name "
+    "FROM runs r LEFT OUTER JOIN users u ON u.id = r.user_id "
+    "JOIN load_tests lt ON lt.id = r.load_test_id "
+    "JOIN projects p ON p.id = lt.project_id "
+    "JOIN organizations o ON o.id = p.organization_id "
+    "WHERE r.id = ?"
+)
+_RUN_WITH_NAMES_KEYS = (*(c.name for c in runs.c), *_RUN_NAMES)
+
+
+def read_run_with_names(raw: sqlite3.Connection, run_id: int) -> dict[str, Any] | None:
+    """``store/context.py: run_with_names`` on the sqlite3 connection: the same dict."""
+    with as_sqlalchemy_errors(RUN_WITH_NAMES_SQL):
+        row = raw.execute(RUN_WITH_NAMES_SQL, (run_id,)).fetchall()
+    if not row:
+        return None
+    out = dict(zip(_RUN_WITH_NAMES_KEYS, row[0], strict=True))
+    for key in _RUN_TIMESTAMPS:
+        if out[key] is not None:
+            out[key] = read_timestamp(out[key])
+    if out["metrics"] is not None:
+        out["metrics"] = orjson.loads(out["metrics"])
+    return out
+
+
+# Events
+
+_INSERT_EVENT = sa.insert(events).returning(events.c.id)
+EVENT_COLUMNS = (
+    "type",
+    "occurred_at",
+    "organization_id",
+    "project_id",
+    "load_test_id",
+    "run_id",
+    "context",
+)
+_INSERT_EVENT_SQL = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) RETURNING id"
+)
+
+
+async def insert_event(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
+    """Insert an event row (exactly :data:`EVENT_COLUMNS`); its id."""
+    raw = sqlite3_of(conn)
+    if raw is not None:
+        row = [values[c] for c in EVENT_COLUMNS]
+        row[1], row[6] = timestamp(row[1]), json_dumps(row[6])
+        with as_sqlalchemy_errors(_INSERT_EVENT_SQL):
+            return int(raw.execute(_INSERT_EVENT_SQL, row).fetchall()[0][0])
+    return int((await conn.execute(_INSERT_EVENT, dict(values))).scalar_one())
+
+
+# Channels
+
+CHANNEL_FIELDS = (
+    "id",
+    "organization_id",
+    "project_id",
+    "kind",
+    "name",
+    "enabled",
+    "config",
+    "secrets",
+    "events",
+    "filters",
+    "retry",
+)
+_LIVE_CHANNELS = (
+    f"SELECT {', '.join(f'c.{f}' for f in CHANNEL_FIELDS)}, ov.id, ov.enabled, ov.config, "
+    "ov.secrets FROM channels c "
+    "LEFT OUTER JOIN channel_overrides ov ON ov.channel_id = c.id AND ov.project_id = ? "
+    "AND c.project_id IS NULL "
+    "WHERE c.organization_id = ? AND c.deleted_at IS NULL "
+    "AND (c.project_id IS NULL OR c.project_id = ?) ORDER BY c.id"
+)
+
+
+def read_live_channels(
+    raw: sqlite3.Connection, organization_id: int, project_id: int | None
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Live channels an event of the project may reach, each with the project's override
+    of it (``store/channels.py: channels_with_overrides``, whose statement this is), as
+    mappings with JSON decoded and secrets still sealed."""
+    loads = orjson.loads
+    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    # project_id None: no project channel matches "c.project_id = NULL", no override joins.
+    with as_sqlalchemy_errors(_LIVE_CHANNELS):
+        rows = raw.execute(_LIVE_CHANNELS, (project_id, organization_id, project_id)).fetchall()
+    for r in rows:
+        channel = dict(zip(CHANNEL_FIELDS, r, strict=False))
+        channel["enabled"] = bool(channel["enabled"])
+        for key in ("config", "events", "filters", "retry"):
+            channel[key] = loads(channel[key])
+        override = None
+        if r[-4] is not None:
+            override = {
+                "enabled": None if r[-3] is None else bool(r[-3]),
+                "config": loads(r[-2]) if r[-2] is not None else {},
+                "secrets": r[-1],
+            }
+        out.append((channel, override))
+    return out
