@@ -1,6 +1,8 @@
 """What one scrape of /metrics costs the database: the backlog statement (pending, due, the
 oldest due delivery's age) over a staged backlog of N pending deliveries, on SQLite (which
-runs it on the event loop's thread) and on PostgreSQL (docs/benchmarks.md).
+runs it on the event loop's thread) and on PostgreSQL (docs/benchmarks.md). And what
+admission's count of due deliveries costs (``count_due``, capped at the default
+``LOADBELL_MAX_DUE_BACKLOG`` + 1, every 0.25 s in each serve process).
 
 Run: python -m bench.backlog_query [N] [postgresql://postgres@127.0.0.1:5432/DB]
 """
@@ -18,10 +20,11 @@ from bench.backlog import stage_backlog
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store import accounts, migrate
-from loadbell.store.backlog import read_backlog
+from loadbell.store.backlog import count_due, read_backlog
 from loadbell.store.db import create_engine
 
 ROUNDS = 15
+CAP = Settings.model_fields["max_due_backlog"].default + 1
 
 
 async def measure(url: str, n: int) -> str:
@@ -38,9 +41,20 @@ async def measure(url: str, n: int) -> str:
                 pending, _due, _age = await read_backlog(conn)
                 took.append(time.perf_counter() - started)
         assert pending == n, (pending, n)
+        counted = []
+        for _ in range(ROUNDS):
+            async with engine.connect() as conn:
+                started = time.perf_counter()
+                due = await count_due(conn, CAP)
+                counted.append(time.perf_counter() - started)
+        assert due == min(n, CAP), (due, n)
         database = url.split(":")[0]
         median, worst = statistics.median(took) * 1e3, max(took) * 1e3
-        return f"{database:<10} {n:>8,} pending: median {median:.1f} ms, max {worst:.1f} ms"
+        c_median, c_worst = statistics.median(counted) * 1e3, max(counted) * 1e3
+        return (
+            f"{database:<10} {n:>8,} pending: median {median:.1f} ms, max {worst:.1f} ms; "
+            f"count_due up to {CAP:,}: median {c_median:.2f} ms, max {c_worst:.2f} ms"
+        )
     finally:
         await engine.dispose()
 

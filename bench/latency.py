@@ -52,8 +52,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class ServerProcess:
     """``python -m loadbell.cli serve`` on 127.0.0.1:port, output kept in ``log``."""
 
-    def __init__(self, settings: Settings, port: int, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, port: int, log: Path, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.settings = settings
+        self.extra_args = extra_args  # e.g. ("--no-worker",)
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.log = log
@@ -68,7 +71,7 @@ class ServerProcess:
         with self.log.open("wb") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                *("-m", "loadbell.cli", "serve", "--port", str(self.port)),
+                *("-m", "loadbell.cli", "serve", "--port", str(self.port), *self.extra_args),
                 cwd=ROOT,
                 env=settings_env(self.settings),
                 stdout=out,

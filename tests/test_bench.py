@@ -104,6 +104,33 @@ def test_retention_benchmark_shows_the_pruned_size_staying_below_the_grown_one()
 
 
 @pytest.mark.slow
+def test_hog_benchmark_samples_the_backlog_through_a_short_run(tmp_path: Path) -> None:
+    """A tiny run of bench/hog.py (one hog for 2 s) prints each phase with its PATCH
+    answers and due backlog, a line for every 5 s, and writes only its own docs block."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\n<!-- bench:hog:inproc:begin -->\nstale\n<!-- bench:hog:inproc:end -->\n"
+        "\nkept\n"
+    )
+    args = ["--rate", "20", "--before", "1", "--hog-seconds", "2", "--after", "1", "--hogs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hog", *args, "--write-docs", "--docs", str(docs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "80 PATCHes at 20/s" in done.stderr
+    for phase in ("before (1 s)", "hog (2 s)", "after (2 s)"):
+        assert phase in done.stdout, done.stdout
+    assert "due backlog: " in done.stdout
+    text = docs.read_text()
+    assert "kept" in text and "stale" not in text
+    assert "| hog (2 s) |" in text
+
+
+@pytest.mark.slow
 def test_api_path_benchmark_measures_every_arm_or_says_why_not(tmp_path: Path) -> None:
     """A tiny run of bench/api_path.py PATCHes runs through `loadbell serve` until every
     notification reached the receiver, runs each peer arm or names why it was skipped, and

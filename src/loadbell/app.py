@@ -28,6 +28,7 @@ from loadbell.api import (
 )
 from loadbell.api.admission import Admission
 from loadbell.api.disconnects import ClientGone, client_present, dropped
+from loadbell.api.due_backlog import DueBacklog
 from loadbell.api.json_body import JsonGuard
 from loadbell.api.limits import BodyLimit
 from loadbell.api.loop_lag import LoopLag
@@ -56,6 +57,8 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     # Watched while the app runs: admission refuses while the loop runs late.
     lag = LoopLag() if settings.max_loop_lag_ms else None
+    # And while more deliveries are due than the workers can catch up on, changes are refused.
+    backlog = DueBacklog(settings.max_due_backlog) if settings.max_due_backlog else None
     # This process's metrics: the API's and its worker's (docs/metrics.md).
     figures = Metrics(process_name("serve"))
 
@@ -89,6 +92,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         stop = asyncio.Event()
         if lag is not None:
             lag.start()
+        if backlog is not None:
+            backlog.start(engine)
         app.state.worker_task = None
         if worker is not None:
             if not settings.is_sqlite:
@@ -102,6 +107,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         finally:
             if lag is not None:
                 await lag.stop()
+            if backlog is not None:
+                await backlog.stop()
             stop.set()
             if app.state.worker_task is not None:
                 with contextlib.suppress(Exception):  # logged when it ended
@@ -149,6 +156,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         max_in_flight=settings.max_in_flight,
         lag=lag,
         max_lag=settings.max_loop_lag_ms / 1000,
+        backlog=backlog,
     )
     app.add_middleware(RequestIds, access_log=settings.access_log)  # every answer has the id
     # Outermost: it times everything, and counts admission's refusals too.

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         description="Milliseconds the event loop may run late before new requests get a 503 "
         "at once; 0 turns this off (docs/configuration.md).",
     )
+    max_due_backlog: int = Field(
+        default=2000,
+        ge=0,
+        description="Deliveries due and not yet sent past which requests that change "
+        "something get a 503 with Retry-After until the workers catch up; 0 turns this off "
+        "(docs/configuration.md).",
+    )
     # The Slack app (kind slack_app). Point the URLs at loadbell.testing.fake_slack in tests.
     slack_api_base_url: str = Field(
         default="https://slack.com/api",

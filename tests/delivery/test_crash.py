@@ -179,7 +179,10 @@ async def test_killed_worker_strands_only_attempts_in_flight(
     deliveries do not wait for its 30 s lease), and only deliveries that were in flight at
     the kill arrive twice."""
     token = await seed(settings)
-    server, serving, url = await start_server(settings, run_worker=False)
+    # The backlog is staged with no worker running, past LOADBELL_MAX_DUE_BACKLOG: its bound
+    # would refuse the staging itself (api/due_backlog.py).
+    staging = settings.model_copy(update={"max_due_backlog": 0})
+    server, serving, url = await start_server(staging, run_worker=False)
     engine = create_engine(settings)
     busy = BusyReceiver()
     rx = RecordingReceiver(handler=busy)

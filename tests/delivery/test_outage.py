@@ -158,7 +158,10 @@ async def _stage(settings: Settings, receiver_url: str) -> tuple[str, set[str]]:
     """Channels to the receiver and the backlog, through an API without a worker; returns
     the owner token and the staged delivery ids."""
     token = await seed(settings)
-    server, serving, url = await start_server(settings, run_worker=False)
+    # No worker runs while the backlog is staged: without this, LOADBELL_MAX_DUE_BACKLOG's
+    # bound would refuse the staging itself at its end (api/due_backlog.py).
+    staging = settings.model_copy(update={"max_due_backlog": 0})
+    server, serving, url = await start_server(staging, run_worker=False)
     try:
         async with httpx.AsyncClient(
             base_url=f"{url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30

@@ -9,7 +9,7 @@ timed out (docs/benchmarks.md, "Overload"). Here a request the process cannot ta
 database, so it costs the server little and the client an immediate, retryable answer; the
 requests admitted are served at the pace the process can keep.
 
-Two signals, each enough to refuse:
+Two signals of the process's own pace, each enough to refuse any request:
 
 - **Requests in flight** (``LOADBELL_MAX_IN_FLIGHT``): one counter per process, on the
   event loop's thread, so no lock; a request counts from the moment it reaches this
@@ -23,6 +23,14 @@ Two signals, each enough to refuse:
   time for the refusals themselves, whatever the machine's speed and whatever else runs
   on it.
 
+A third signal refuses only API requests that change something (under ``/api/``, any
+method but GET, HEAD and OPTIONS): more deliveries due and not yet sent than
+``LOADBELL_MAX_DUE_BACKLOG`` (:mod:`loadbell.api.due_backlog`). It keeps the API from making
+promises the workers cannot keep, so a busy machine gives the worker the CPU the API would
+have spent (docs/benchmarks.md, "A busy machine"). Reads go on: they add nothing to
+deliver, and people look at the delivery log exactly then. So do the web pages' forms: a
+person signing in or fixing a channel is not the flood this is about.
+
 Not counted (``EXEMPT``): ``/healthz`` (a load balancer or orchestrator must tell
 "overloaded" from "dead", and it reads one ``SELECT 1`` with its own timeout) and the web
 pages' static files, Swagger UI's for ``/docs`` among them (read from disk, no database),
@@ -35,6 +43,7 @@ from __future__ import annotations
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from loadbell.api.due_backlog import DueBacklog
 from loadbell.api.loop_lag import LoopLag
 
 # Paths admission lets through, always: exact paths, and prefixes ending in "/".
@@ -45,6 +54,10 @@ RETRY_AFTER = 1
 # Requests in flight from which a late loop refuses: below it, the lateness is not this
 # process's own work (other processes took the CPU), and refusing would not help.
 LATE_AND_BUSY = 8
+# Methods that change nothing: not refused for the due backlog.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The paths the due backlog refuses changes on: the API's, not the pages' forms.
+BACKLOG_PATHS = "/api/"
 
 
 def exempt(path: str) -> bool:
@@ -59,6 +72,7 @@ class Admission:
         lag: LoopLag | None = None,
         max_lag: float = 0.05,
         retry_after: int = RETRY_AFTER,
+        backlog: DueBacklog | None = None,
     ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
@@ -66,21 +80,21 @@ class Admission:
         # Seconds the loop may run late. Each request needs a few turns of the loop, so its
         # answer takes a few times this long; a 503 needs one.
         self.max_lag = max_lag
+        self.backlog = backlog  # None: requests are not refused for the due backlog
         self.in_flight = 0  # requests admitted and not yet answered
-        self._body = orjson.dumps(
-            {
-                "error": "overloaded",
-                "message": "the server is handling as many requests as it can answer "
-                f"promptly (at most {max_in_flight} at once), so this one was not started "
-                f"and nothing changed; send it again after {retry_after} s (Retry-After)",
-                "field": None,
-            }
+        self._busy = _refusal(
+            "the server is handling as many requests as it can answer promptly (at most "
+            f"{max_in_flight} at once), so this one was not started and nothing changed; "
+            f"send it again after {retry_after} s (Retry-After)",
+            retry_after,
         )
-        self._headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(self._body)).encode()),
-            (b"retry-after", str(retry_after).encode()),
-        ]
+        bound = backlog.bound if backlog is not None else 0
+        self._behind = _refusal(
+            f"more than {bound} deliveries are due and not yet sent, so the server takes no "
+            "change that could add to them until the workers catch up; nothing changed; "
+            f"send it again after {retry_after} s (Retry-After)",
+            retry_after,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or exempt(scope["path"]):
@@ -91,12 +105,34 @@ class Admission:
             and self.lag is not None
             and self.lag.seconds > self.max_lag
         ):
-            headers = list(self._headers)
-            await send({"type": "http.response.start", "status": 503, "headers": headers})
-            await send({"type": "http.response.body", "body": self._body})
+            await self._refuse(send, self._busy)
+            return
+        if (
+            self.backlog is not None
+            and self.backlog.over
+            and scope["method"] not in SAFE_METHODS
+            and scope["path"].startswith(BACKLOG_PATHS)
+        ):
+            await self._refuse(send, self._behind)
             return
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    @staticmethod
+    async def _refuse(send: Send, answer: tuple[bytes, list[tuple[bytes, bytes]]]) -> None:
+        body, headers = answer
+        await send({"type": "http.response.start", "status": 503, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _refusal(message: str, retry_after: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The body and headers of a 503 ``overloaded``, built once."""
+    body = orjson.dumps({"error": "overloaded", "message": message, "field": None})
+    return body, [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after).encode()),
+    ]

@@ -35,3 +35,19 @@ async def read_backlog(conn: AsyncConnection) -> tuple[int, int, float]:
     ).one()
     oldest = row[2]
     return int(row[0]), int(row[1]), max(0.0, now - oldest) if oldest is not None else 0.0
+
+
+async def count_due(conn: AsyncConnection, cap: int) -> int:
+    """Deliveries due and not yet sent, counted up to ``cap`` (so the statement stops early
+    however far behind the workers are): pending and their time has come, leased or not.
+
+    One range over the partial index of pending deliveries (``ix_deliveries_due``).
+    """
+    now = time.time()
+    due = (
+        sa.select(sa.literal(1))
+        .where(is_pending(deliveries), d.next_attempt_at <= now)
+        .limit(cap)
+        .subquery()
+    )
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(due))).scalar_one())

@@ -33,8 +33,10 @@ def json_dumps(value: Any) -> str:
 # Seconds a request waits for a pooled connection before it gets a 503 (``unavailable``
 # maps SQLAlchemy's pool TimeoutError). SQLAlchemy's default is 30 s, as long as a client's
 # whole patience: under overload the client would time out first, and the server would
-# still do the work.
-POOL_TIMEOUT = 5.0
+# still do the work. A request holds a connection for milliseconds, so none coming free in
+# 2 s means the process is past what it can take: an answer now serves the client better.
+# Admission refuses before this on SQLite (the pool has room for every admitted request).
+POOL_TIMEOUT = 2.0
 
 
 def create_engine(settings: Settings, *, checkpoints: bool = True, **kwargs: Any) -> AsyncEngine:
@@ -46,8 +48,9 @@ def create_engine(settings: Settings, *, checkpoints: bool = True, **kwargs: Any
     kwargs.setdefault("json_deserializer", orjson.loads)
     if settings.is_sqlite:
         return _sqlite_engine(settings, checkpoints=checkpoints, **kwargs)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
+    size, overflow = pool_sizes(settings)
+    kwargs.setdefault("pool_size", size)
+    kwargs.setdefault("max_overflow", overflow)
     # A connection the server dropped (a restart, an idle timeout) is replaced when it is
     # checked out, instead of failing the request that gets it.
     kwargs.setdefault("pool_pre_ping", True)
@@ -108,15 +111,32 @@ def unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
 
 
+# Connections used beside the requests admission counts (see ``pool_sizes``).
+_UNCOUNTED = 8
+
+
+def pool_sizes(settings: Settings) -> tuple[int, int]:
+    """(pool_size, max_overflow) of the engine for ``settings``.
+
+    PostgreSQL: 10 + 10; a server connection is a process, and requests wait their turn for
+    one (at most POOL_TIMEOUT). SQLite: room for every request admission lets in, and for
+    what it does not count (/healthz, /metrics, the due-backlog count, pruning), so no
+    request waits for the pool. SQLAlchemy hands a connection back to the pool in a task of
+    its own, a turn of the event loop after the ``async with`` ends; under load many are
+    "closing" at once. With the default pool (5 + 10 overflow) each one past that opened and
+    closed a SQLite connection and its thread per request.
+    """
+    if not settings.is_sqlite:
+        return 10, 10
+    return 32, max(32, settings.max_in_flight + _UNCOUNTED - 32)
+
+
 def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> AsyncEngine:
     url = make_url(settings.database_url)
     cargs, _ = url.get_dialect()().create_connect_args(url)
-    # SQLAlchemy hands a connection back to the pool in a task of its own, a turn of the
-    # event loop after the ``async with`` ends; under load many connections are "closing"
-    # at once. With the default pool (5 + 10 overflow) each one past that opened and
-    # closed a SQLite connection and its thread per request.
-    kwargs.setdefault("pool_size", 32)
-    kwargs.setdefault("max_overflow", 32)
+    size, overflow = pool_sizes(settings)
+    kwargs.setdefault("pool_size", size)
+    kwargs.setdefault("max_overflow", overflow)
     # aiosqlite, with statements run on the event loop's thread (sqlite_driver.py).
     engine = create_async_engine(
         url, async_creator=creator(cargs[0], busy_timeout=BUSY_TIMEOUT), **kwargs
