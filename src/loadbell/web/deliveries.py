@@ -60,8 +60,10 @@ async def delivery_log(
     }
     error = None
     items: list[dict[str, Any]] = []
+    listed: dict[str, Any] = {"next_before_id": None}
     try:
-        async with ctx.state.reader.connect() as conn:
+        # A page that may read many rows: off the event loop's thread (store/db.py).
+        async with ctx.state.slow_reader.connect() as conn:
             listed = await deliveries.list_deliveries(
                 conn,
                 only_here,
@@ -77,9 +79,9 @@ async def delivery_log(
         # A wrong filter (a run of another organization, a status typed into the address)
         # is said above an empty list; the organization itself was checked above.
         error = exc.message
-    older = None
-    if len(items) == PAGE and by_run is None:
-        older = items[-1]["id"]
+    # The next page's cursor; None with a run (its deliveries come oldest first, on one
+    # page) and after an error.
+    older = listed["next_before_id"]
     return await ctx.render(
         "deliveries.html",
         org_id=org_id,
@@ -90,6 +92,7 @@ async def delivery_log(
         events=[e.value for e in EventType],
         statuses=deliveries.STATUSES,
         older=older,
+        page=PAGE,
         error=error,
         can_manage=ctx.can_manage(org_id),
         attempts_of=current_attempts,
