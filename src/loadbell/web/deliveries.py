@@ -61,9 +61,11 @@ async def delivery_log(
     error = None
     items: list[dict[str, Any]] = []
     listed: dict[str, Any] = {"next_before_id": None}
-    try:
-        # A page that may read many rows: off the event loop's thread (store/db.py).
-        async with ctx.state.slow_reader.connect() as conn:
+    # A page that may read many rows: off the event loop's thread (store/db.py), with the
+    # channel names on the same connection (one round trip less to PostgreSQL).
+    async with ctx.state.slow_reader.connect() as conn:
+        names = await deliveries.channel_names(conn, ctx.who, org_id)
+        try:
             listed = await deliveries.list_deliveries(
                 conn,
                 only_here,
@@ -74,11 +76,11 @@ async def delivery_log(
                 limit=PAGE,
                 before_id=_int(before_id),
             )
-        items = listed["items"]
-    except (Invalid, NotFound) as exc:
-        # A wrong filter (a run of another organization, a status typed into the address)
-        # is said above an empty list; the organization itself was checked above.
-        error = exc.message
+            items = listed["items"]
+        except (Invalid, NotFound) as exc:
+            # A wrong filter (a run of another organization, a status typed into the
+            # address) is said above an empty list; the organization itself was checked.
+            error = exc.message
     # The next page's cursor; None with a run (its deliveries come oldest first, on one
     # page) and after an error.
     older = listed["next_before_id"]
@@ -88,7 +90,7 @@ async def delivery_log(
         section="deliveries",
         items=items,
         filters={k: ("" if v is None else str(v)) for k, v in filters.items()},
-        names=await channel_names(ctx, org_id),
+        names=names,
         events=[e.value for e in EventType],
         statuses=deliveries.STATUSES,
         older=older,
