@@ -175,8 +175,15 @@ async def stage_backlog(
                         "series": 1,
                         "attempts": 0,
                         "next_attempt_at": first_due + (start + k) * _SPACING,
+                        "organization_id": ORG_ID,
+                        "event_type": (
+                            EventType.TEST_STARTED if started else EventType.TEST_FINISHED
+                        ).value,
+                        "run_id": run_id,
                     }
-                    for k, (event_id, (run_id, _)) in enumerate(zip(event_ids, plan, strict=True))
+                    for k, (event_id, (run_id, started)) in enumerate(
+                        zip(event_ids, plan, strict=True)
+                    )
                 ],
             )
     if engine.dialect.name == "postgresql":

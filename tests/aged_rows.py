@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -94,6 +95,10 @@ async def add_event(conn: AsyncConnection, run_id: int, at: datetime) -> int:
     )
 
 
+def _of_event(column: sa.Column[Any], event_id: int) -> sa.ScalarSelect[Any]:
+    return sa.select(column).where(events.c.id == event_id).scalar_subquery()
+
+
 async def add_delivery(
     conn: AsyncConnection,
     event_id: int,
@@ -120,6 +125,10 @@ async def add_delivery(
                     ),
                     created_at=at,
                     updated_at=at,
+                    # the delivery log's copies of the event's values, as stage_event writes
+                    organization_id=_of_event(events.c.organization_id, event_id),
+                    event_type=_of_event(events.c.type, event_id),
+                    run_id=_of_event(events.c.run_id, event_id),
                 )
                 .returning(deliveries.c.id)
             )

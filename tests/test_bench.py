@@ -154,3 +154,26 @@ def test_api_path_benchmark_measures_every_arm_or_says_why_not(tmp_path: Path) -
     assert "| Apprise notify() loop" in rows  # apprise is a dependency of loadbell
     celery = next(line for key, line in rows.items() if "elery" in key)
     assert "0 errors or missing" in celery or "skipped" in celery
+
+
+@pytest.mark.slow
+def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path: Path) -> None:
+    """A small seeded log: every query shape answers 200 through `loadbell serve`, /healthz
+    is probed meanwhile, and the SQLite block of the document is written."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nhand-written\n")
+    args = ["--n", "3000", "--rounds", "1", "--write-docs", "--docs", str(docs)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.delivery_log", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = docs.read_text()
+    assert "hand-written" in text and "<!-- bench:delivery-log:sqlite:begin -->" in text
+    assert "| API no filter |" in text and "| web log, no filter |" in text
+    assert "`/healthz` during the queries" in text
+    assert "HTTP [200]" in done.stdout and "HTTP [4" not in done.stdout
+    assert "HTTP [5" not in done.stdout

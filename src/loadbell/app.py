@@ -41,7 +41,7 @@ from loadbell.delivery.worker import Worker
 from loadbell.monitoring.registry import STOPPED, Metrics, process_name
 from loadbell.services.secret_keys import open_box
 from loadbell.settings import Settings
-from loadbell.store.db import create_engine
+from loadbell.store.db import create_engine, slow_reader
 from loadbell.store.queue import queue_for
 
 API_PREFIX = "/api/v1"
@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        slow = slow_reader(settings, engine)
         wakeup = Wakeup()
         # The CLI checked the key already (one line, no traceback); this check is for
         # apps built by other means, and stores the check value on a fresh database.
@@ -88,6 +89,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             wakeup=wakeup,
             worker=worker,
             metrics=figures,
+            slow_reader=slow,
         )
         stop = asyncio.Event()
         if lag is not None:
@@ -114,6 +116,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
                 with contextlib.suppress(Exception):  # logged when it ended
                     await app.state.worker_task
             await wakeup.close()
+            if slow.sync_engine.pool is not engine.sync_engine.pool:  # SQLite: its own
+                await slow.dispose()
             await engine.dispose()
 
     app = FastAPI(

@@ -33,7 +33,9 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def _row(event_id: int, channel_id: int, key: str, status: str = "pending") -> dict[str, object]:
+def _row(
+    event_id: int, channel_id: int, key: str, status: str = "pending", run_id: int | None = None
+) -> dict[str, object]:
     return {
         "uuid": str(uuid.uuid4()),
         "event_id": event_id,
@@ -46,6 +48,9 @@ def _row(event_id: int, channel_id: int, key: str, status: str = "pending") -> d
         "next_attempt_at": 1.5,
         "lease_until": None,
         "lease_owner": None,
+        "organization_id": 1,
+        "event_type": "test.started",
+        "run_id": run_id,
     }
 
 
@@ -73,7 +78,7 @@ async def test_inline_statements_write_and_read_as_sqlalchemy_does(
         ids = await inline_sql.insert_deliveries(
             conn,
             [
-                _row(event_id, channel_id, "a"),
+                _row(event_id, channel_id, "a", run_id=run_id),
                 _row(event_id, channel_id, odd),
                 _row(event_id, channel_id, "done", status="succeeded"),
             ],
@@ -99,6 +104,9 @@ async def test_inline_statements_write_and_read_as_sqlalchemy_does(
     by_id = {r.id: r for r in rows}
     assert [by_id[i].order_key for i in ids] == ["a", odd, "done"]
     assert by_id[ids[0]].next_attempt_at == 1.5 and by_id[ids[0]].created_at is not None
+    # The delivery log's columns, copied from the event (migration 0007), are written too.
+    first = by_id[ids[0]]
+    assert (first.organization_id, first.event_type, first.run_id) == (1, "test.started", run_id)
 
 
 async def test_a_failed_transaction_leaves_no_inline_rows(engine: AsyncEngine) -> None:

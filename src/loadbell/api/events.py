@@ -29,7 +29,8 @@ async def list_events(
 ) -> dict[str, Any]:
     """Newest first, paged with ``before_id``; with ``run_id``, oldest first, paged with
     ``after_id``. A ``run_id`` or ``project_id`` the token cannot see is a 404."""
-    async with state.reader.connect() as conn:
+    # A list: off the event loop's thread (store/db.py: slow_reader).
+    async with state.slow_reader.connect() as conn:
         return await events.list_events(
             conn,
             principal,

@@ -29,7 +29,8 @@ async def metrics(request: Request, state: AppState = Depends(get_state)) -> Res
     assert state.metrics is not None  # create_app always makes them
 
     async def backlog() -> tuple[int, int, float]:
-        async with state.reader.connect() as conn:
+        # Counts the backlog, which may be large: off the event loop's thread.
+        async with state.slow_reader.connect() as conn:
             figures = await read_backlog(conn)
             await conn.rollback()
             return figures

@@ -90,7 +90,8 @@ async def list_reports(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
-    async with state.reader.connect() as conn:
+    # Up to 10,000 rows: off the event loop's thread (store/db.py: slow_reader).
+    async with state.slow_reader.connect() as conn:
         items = await reports.list_reports(conn, principal, run_id, after_id=after_id, limit=limit)
     return {"items": items, "next_after_id": items[-1]["id"] if len(items) == limit else None}
 

@@ -204,6 +204,12 @@ class DeliveryOut(BaseModel):
 
 class DeliveryList(BaseModel):
     items: list[DeliveryOut]
+    next_before_id: int | None = Field(
+        description="the before_id of the next page, or null (with run_id: always null)"
+    )
+    next_after_id: int | None = Field(
+        description="with run_id: the after_id of the next page, or null (else always null)"
+    )
 
 
 class RedeliveredOut(BaseModel):

@@ -182,7 +182,8 @@ async def list_runs(
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
-    async with state.reader.connect() as conn:
+    # A list: off the event loop's thread (store/db.py: slow_reader).
+    async with state.slow_reader.connect() as conn:
         return await runs.list_runs(
             conn,
             principal,

@@ -26,11 +26,16 @@ class AppState:
     worker: Worker | None = None  # the delivery worker of this process, if it runs one
     metrics: Metrics | None = None  # this process's Prometheus metrics (api/metrics.py)
     reader: AsyncEngine = field(init=False)  # the same pool, for read-only work
+    # Reads that may be slow (the delivery log, lists) never run on the event loop's thread
+    # (store/db.py: slow_reader; docs/architecture.md). None: ``reader``.
+    slow_reader: AsyncEngine = None  # type: ignore[assignment]
     # token hash -> (valid until, time.monotonic(); Principal): see api/auth.py
     principals: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reader = reader(self.engine)
+        if self.slow_reader is None:
+            self.slow_reader = self.reader
 
     def forget_principals(self) -> None:
         """A token was revoked or a role changed: read every token afresh."""

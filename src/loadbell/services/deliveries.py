@@ -18,7 +18,7 @@ from loadbell.services import access
 from loadbell.services.access import Principal
 from loadbell.services.errors import invalid
 from loadbell.services.events import checked_type
-from loadbell.store import redelivery
+from loadbell.store import delivery_log, redelivery
 from loadbell.store.tables import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
@@ -26,7 +26,6 @@ from loadbell.store.tables import (
     channels,
     deliveries,
     delivery_attempts,
-    events,
     runs,
 )
 
@@ -73,11 +72,8 @@ def _view(d: Any, attempts: list[Any]) -> dict[str, Any]:
 
 
 def _base() -> sa.Select[Any]:
-    return (
-        sa.select(deliveries, events.c.type.label("event_type"), events.c.run_id)
-        .join(events, events.c.id == deliveries.c.event_id)
-        .join(channels, channels.c.id == deliveries.c.channel_id)
-    )
+    # The event type and run are the delivery's own copies (tables.py).
+    return sa.select(deliveries)
 
 
 async def _attempts_for(conn: AsyncConnection, ids: list[int]) -> dict[int, list[Any]]:
@@ -112,31 +108,34 @@ async def list_deliveries(
     after_id: int | None = None,
 ) -> dict[str, Any]:
     """Newest first, paged with ``before_id``; with ``run_id``, in event order, paged with
-    ``after_id`` (a run's notifications read like its timeline)."""
+    ``after_id`` (a run's notifications read like its timeline). ``next_before_id`` (or
+    ``next_after_id``) is the cursor of the next page, None after the last: a page may be
+    short and still have one, when a rare combination of filters left few matches among
+    the rows one page reads (store/delivery_log.py)."""
     if status is not None and status not in STATUSES:
         raise invalid("status", f"use one of {', '.join(STATUSES)}")
-    q = _base().where(channels.c.organization_id.in_(list(principal.roles)))
     if channel_id is not None:
         await access.filter_target(conn, principal, channels, channel_id, "channel")
-        q = q.where(deliveries.c.channel_id == channel_id)
     if run_id is not None:
         await access.filter_target(conn, principal, runs, run_id, "run")
-        q = q.where(events.c.run_id == run_id)
-    if status is not None:
-        q = q.where(deliveries.c.status == status)
-    if event_type is not None:
-        q = q.where(events.c.type == checked_type("event_type", event_type))
-    if run_id is not None:
-        if access.cursor("after_id", after_id) is not None:
-            q = q.where(deliveries.c.id > after_id)
-        q = q.order_by(deliveries.c.id)
+    where = delivery_log.LogFilter(
+        organization_ids=list(principal.roles),
+        channel_id=channel_id,
+        run_id=run_id,
+        status=status,
+        event_type=checked_type("event_type", event_type) if event_type is not None else None,
+    )
+    if where.ascending:
+        cursor = access.cursor("after_id", after_id)
     else:
-        if access.cursor("before_id", before_id) is not None:
-            q = q.where(deliveries.c.id < before_id)
-        q = q.order_by(deliveries.c.id.desc())
-    rows = list(await conn.execute(q.limit(access.page_limit(limit))))
-    attempts = await _attempts_for(conn, [r.id for r in rows])
-    return {"items": [_view(r, attempts[r.id]) for r in rows]}
+        cursor = access.cursor("before_id", before_id)
+    page = await delivery_log.read_page(conn, where, cursor=cursor, limit=access.page_limit(limit))
+    attempts = await _attempts_for(conn, [r.id for r in page.rows])
+    return {
+        "items": [_view(r, attempts[r.id]) for r in page.rows],
+        "next_before_id": None if where.ascending else page.next_cursor,
+        "next_after_id": page.next_cursor if where.ascending else None,
+    }
 
 
 async def get_delivery(

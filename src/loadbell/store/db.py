@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from loadbell.settings import Settings
 from loadbell.store.checkpoint import Checkpointer
+from loadbell.store.optimize import Optimizer
 from loadbell.store.sqlite_driver import (
     BUSY_TIMEOUT,
     InlineConnection,
@@ -151,11 +152,15 @@ def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> A
         cur.close()
 
     if checkpoints and cargs and cargs[0] not in ("", ":memory:"):
+        # Both on threads of their own: the log's checkpoints, and the planner's statistics
+        # (optimize.py). A ``loadbell worker`` beside ``serve`` leaves them to it.
         checkpointer = Checkpointer(cargs[0]).start()
+        optimizer = Optimizer(cargs[0]).start()
 
         @event.listens_for(engine.sync_engine, "engine_disposed")
         def _on_dispose(_engine: Any) -> None:
             checkpointer.stop()
+            optimizer.stop()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -223,6 +228,55 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """The same engine and pool, for read-only work (no write lock on SQLite)."""
     return engine.execution_options(**{READONLY: True})
+
+
+# Connections of the off-loop reader (SQLite): each one is a thread, and the reads it serves
+# are few at a time (delivery-log pages, lists).
+SLOW_READER_POOL = 4
+# Milliseconds an off-loop read waits for a lock (WAL recovery): on its own thread, so it
+# may wait longer than the loop's readers do.
+SLOW_READER_BUSY_MS = 5000
+
+
+def slow_reader(settings: Settings, engine: AsyncEngine) -> AsyncEngine:
+    """The engine for reads that may be slow (the delivery log, lists): never on the event
+    loop's thread.
+
+    On SQLite the engine's statements run inline on the loop (sqlite_driver.py), which is
+    right for loadbell's short indexed statements and wrong for a read that may scan:
+    everything else in the process waits for it. This engine's connections are plain
+    aiosqlite connections, each with a thread of its own, read-only, in WAL mode beside the
+    writers. Each read costs a few thread hops (about 150 µs each) more than inline. On
+    PostgreSQL asyncpg waits for the server without holding the loop, so it is ``reader``
+    of the same engine.
+    """
+    if not settings.is_sqlite:
+        return reader(engine)
+    url = make_url(settings.database_url)
+    slow = create_async_engine(
+        url.set(drivername="sqlite+aiosqlite"),
+        pool_size=SLOW_READER_POOL,
+        max_overflow=SLOW_READER_POOL,
+        pool_timeout=POOL_TIMEOUT,
+        json_serializer=json_dumps,
+        json_deserializer=orjson.loads,
+    )
+
+    @event.listens_for(slow.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # SQLAlchemy's recipe for aiosqlite: the driver begins no transaction by itself,
+        # the "begin" event below does (so a page's statements share one snapshot).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA query_only=ON")
+        cur.execute(f"PRAGMA busy_timeout={SLOW_READER_BUSY_MS}")
+        cur.close()
+
+    @event.listens_for(slow.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return slow
 
 
 def is_postgres(engine: AsyncEngine) -> bool:

@@ -113,6 +113,10 @@ DELIVERY_COLUMNS = (
     "next_attempt_at",
     "lease_until",
     "lease_owner",
+    # Copied from the event, for the delivery log's indexes (migration 0007).
+    "organization_id",
+    "event_type",
+    "run_id",
 )
 _INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
 _INSERT_DELIVERY_SQL = (

@@ -60,3 +60,13 @@ def revisions() -> list[str]:
     """Every revision this loadbell knows, oldest first (the last is the head)."""
     script = ScriptDirectory.from_config(_config())
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def _downgrade(conn: Connection, revision: str) -> None:
+    command.downgrade(_config(conn), revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Take the schema back to ``revision`` (tests; no command offers it)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_downgrade, revision)

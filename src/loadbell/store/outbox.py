@@ -113,6 +113,10 @@ async def stage_event(
                 "next_attempt_at": now,
                 "lease_until": None,
                 "lease_owner": None,
+                # the delivery log's copies (tables.py)
+                "organization_id": organization_id,
+                "event_type": event_type.value,
+                "run_id": run_id,
             },
         )
         for channel, override, targets in plan

@@ -214,7 +214,7 @@ deliveries = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("uuid", sa.String(36), nullable=False, unique=True),
     sa.Column("event_id", sa.ForeignKey("events.id"), nullable=False, index=True),
-    sa.Column("channel_id", sa.ForeignKey("channels.id"), nullable=False, index=True),
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), nullable=False),
     sa.Column("target", sa.String(200)),
     # Deliveries sharing an order key go out strictly in id order (channel x run x target).
     sa.Column("order_key", sa.String(120)),
@@ -228,6 +228,13 @@ deliveries = sa.Table(
     sa.Column("last_status_code", sa.Integer),
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    # Copies of the event's and the channel's values, for the delivery log: its filters and
+    # its order (id) then come from one index, and no query sorts or joins the whole log
+    # (store/delivery_log.py). Set when the delivery is staged; never change afterwards.
+    # Nullable only so that migration 0007 could add them to a large table in place.
+    sa.Column("organization_id", sa.Integer),
+    sa.Column("event_type", sa.String(64)),
+    sa.Column("run_id", sa.Integer),
     sa.Index(
         "ix_deliveries_due",
         "next_attempt_at",
@@ -241,6 +248,14 @@ deliveries = sa.Table(
         sqlite_where=sa.text(f"status = '{DELIVERY_PENDING}'"),
         postgresql_where=sa.text(f"status = '{DELIVERY_PENDING}'"),
     ),
+    # The delivery log's indexes (store/delivery_log.py): the filters, then id, so a page in
+    # id order is a range of one index, whichever filter leads it. The status index also
+    # holds the event type, so that a page with both checks it without reading the row.
+    sa.Index("ix_deliveries_channel_id", "channel_id", "id"),
+    sa.Index("ix_deliveries_run_id", "run_id", "id"),
+    sa.Index("ix_deliveries_log", "organization_id", "id"),
+    sa.Index("ix_deliveries_log_status", "organization_id", "status", "id", "event_type"),
+    sa.Index("ix_deliveries_log_event_type", "organization_id", "event_type", "id"),
 )
 
 delivery_attempts = sa.Table(

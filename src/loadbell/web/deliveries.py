@@ -60,8 +60,12 @@ async def delivery_log(
     }
     error = None
     items: list[dict[str, Any]] = []
-    try:
-        async with ctx.state.reader.connect() as conn:
+    listed: dict[str, Any] = {"next_before_id": None}
+    # A page that may read many rows: off the event loop's thread (store/db.py), with the
+    # channel names on the same connection (one round trip less to PostgreSQL).
+    async with ctx.state.slow_reader.connect() as conn:
+        names = await deliveries.channel_names(conn, ctx.who, org_id)
+        try:
             listed = await deliveries.list_deliveries(
                 conn,
                 only_here,
@@ -72,24 +76,25 @@ async def delivery_log(
                 limit=PAGE,
                 before_id=_int(before_id),
             )
-        items = listed["items"]
-    except (Invalid, NotFound) as exc:
-        # A wrong filter (a run of another organization, a status typed into the address)
-        # is said above an empty list; the organization itself was checked above.
-        error = exc.message
-    older = None
-    if len(items) == PAGE and by_run is None:
-        older = items[-1]["id"]
+            items = listed["items"]
+        except (Invalid, NotFound) as exc:
+            # A wrong filter (a run of another organization, a status typed into the
+            # address) is said above an empty list; the organization itself was checked.
+            error = exc.message
+    # The next page's cursor; None with a run (its deliveries come oldest first, on one
+    # page) and after an error.
+    older = listed["next_before_id"]
     return await ctx.render(
         "deliveries.html",
         org_id=org_id,
         section="deliveries",
         items=items,
         filters={k: ("" if v is None else str(v)) for k, v in filters.items()},
-        names=await channel_names(ctx, org_id),
+        names=names,
         events=[e.value for e in EventType],
         statuses=deliveries.STATUSES,
         older=older,
+        page=PAGE,
         error=error,
         can_manage=ctx.can_manage(org_id),
         attempts_of=current_attempts,

@@ -65,7 +65,8 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | None) -> Any:
     only_here = replace(ctx.who, roles={org_id: ctx.who.role_in(org_id)})
-    async with ctx.state.reader.connect() as conn:
+    # A list: off the event loop's thread (store/db.py: slow_reader).
+    async with ctx.state.slow_reader.connect() as conn:
         return await runs.list_runs(
             conn,
             only_here,
@@ -109,7 +110,8 @@ async def project_runs(request: Request, project_id: int, before_id: str | None 
 @router.get("/runs/{run_id}")
 async def run_page(request: Request, run_id: int) -> Response:
     ctx = await Ctx.of(request)
-    async with ctx.state.reader.connect() as conn:
+    # Its reports and deliveries are lists: off the event loop's thread.
+    async with ctx.state.slow_reader.connect() as conn:
         run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.base_url)
         series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
         notified = await deliveries.list_deliveries(conn, ctx.who, run_id=run_id, limit=500)
