@@ -197,7 +197,7 @@ async def _bench(
         engine = create_engine(settings)
         procs: list[asyncio.subprocess.Process] = []
         try:
-            env = {**settings_env(settings), "PYTHONPATH": str(ROOT)}
+            env = settings_env(settings)
             for i in range(count):
                 log = (workdir / f"worker{i}.log").open("wb")
                 procs.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,31 @@ def test_retention_benchmark_shows_the_pruned_size_staying_below_the_grown_one()
     grown, pruned = (float(cell.split()[0]) for cell in rows[0].split("|")[2:4])
     assert pruned < grown, rows[0]
     assert "rows: runs 40, events 100," in done.stderr  # two days of events left of four
+
+
+@pytest.mark.slow
+def test_workers_benchmark_counts_each_workers_attempts(tmp_path: Path) -> None:
+    """A tiny run of bench/workers.py has two `loadbell worker` processes drain one
+    PostgreSQL backlog, prints each one's attempts (together all of them) and the ratio to
+    the raw loop, and writes only its own docs block."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\n<!-- bench:workers:postgresql:begin -->\nstale\n"
+        "<!-- bench:workers:postgresql:end -->\n\nkept\n"
+    )
+    args = ["--n", "400", "--workers", "2", "--db", "postgresql"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.workers", *args, "--write-docs", "--docs", str(docs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Drain / raw loop" in done.stdout
+    shares = re.search(r"Attempts per worker\s+([\d,]+) \(\d+%\) / ([\d,]+) \(\d+%\)", done.stdout)
+    assert shares, done.stdout
+    assert sum(int(s.replace(",", "")) for s in shares.groups()) == 400
+    text = docs.read_text()
+    assert "kept" in text and "stale" not in text
+    assert "2 `loadbell worker` processes drain 400 deliveries" in text
