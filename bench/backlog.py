@@ -230,6 +230,10 @@ class PendingProbe:
             self._pg = await asyncpg.connect(url.render_as_string(hide_password=False))
         return await self._pg.fetchval(self._SQL) is not None
 
+    def server_pids(self) -> list[int]:
+        """The PostgreSQL backend serving the probe, if any: the bench's, not the worker's."""
+        return [self._pg.get_server_pid()] if self._pg is not None else []
+
     def close(self) -> None:
         if self._sqlite is not None:
             self._sqlite.close()
