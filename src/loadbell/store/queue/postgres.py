@@ -32,6 +32,7 @@ import asyncpg
 import orjson
 
 from loadbell.store.db import json_dumps
+from loadbell.store.outbox import NOTIFY_CHANNEL
 from loadbell.store.queue import (
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
@@ -81,6 +82,10 @@ FOR UPDATE OF d SKIP LOCKED
 # The chosen rows are locked by this claim's own SELECT: lease them by id.
 # Parameters: lease until, owner, ids.
 LEASE = "UPDATE deliveries SET lease_until = $1, lease_owner = $2 WHERE id = ANY($3::integer[])"
+# Sent (at commit) by a claim that locked due rows it did not keep, and by a result write
+# after which a waiting delivery of an ordered sequence may go: other workers may have
+# found those rows locked, or not due, and would otherwise wait for their next poll.
+SHARE = f"NOTIFY {NOTIFY_CHANNEL}"
 
 DUE = {(dead, exclude): _due(dead, exclude) for dead in (False, True) for exclude in (False, True)}
 CHANNELS = f"SELECT {', '.join(CHANNEL_COLUMNS)} FROM channels WHERE id = ANY($1::integer[])"
@@ -249,6 +254,8 @@ class PostgresQueue:
                 return ClaimBatch([], {}, {}, full, left)
             until = now + lease_seconds
             await conn.execute(LEASE, until, owner, [r["id"] for r in chosen])
+            if left:
+                await conn.execute(SHARE)
             taken_over = sum(1 for r in chosen if r["taken_over"])
             claimed = [Claimed._make((*r[:-1], until)) for r in chosen]
             channels = {
@@ -287,7 +294,10 @@ class PostgresQueue:
                 await conn.executemany(
                     DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
                 )
-            return bool(ended) and bool(await conn.fetch(FOLLOWER, ended))
+            followers = bool(ended) and bool(await conn.fetch(FOLLOWER, ended))
+            if followers:
+                await conn.execute(SHARE)
+            return followers
 
     async def _insert_attempts(
         self, conn: asyncpg.Connection, attempts: list[tuple[Any, ...]], worker: str
