@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -79,3 +79,27 @@ async def server_version(settings: Settings) -> str:
             return f"PostgreSQL {version}"
     finally:
         await engine.dispose()
+
+
+def server_cpu(url: str, exclude: Collection[int] = ()) -> float:
+    """CPU seconds (user + system) used so far by the PostgreSQL server processes connected
+    to ``url``'s database, but those in ``exclude``, found by their process titles
+    (``postgres: user dbname ...``) in /proc; 0 for SQLite, or when the server runs
+    elsewhere. Backends that exited are not counted: read it while the connections are
+    still open."""
+    if not url.startswith("postgresql"):
+        return 0.0
+    name = url.rsplit("/", 1)[-1].split("?")[0]
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in exclude:
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes()
+            if not title.startswith(b"postgres:") or f" {name} ".encode() not in title:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

@@ -193,7 +193,13 @@ async def _bench(
                 before = await receiver.stats(session)
                 # Bounded: at under 50 deliveries/s something is wrong; report what was done.
                 drained = await drain(
-                    engine, settings, box, n, timeout=max(120.0, n / 50), profile=profile
+                    engine,
+                    settings,
+                    box,
+                    n,
+                    timeout=max(120.0, n / 50),
+                    profile=profile,
+                    server_cpu=lambda probe: databases.server_cpu(url, exclude=probe),
                 )
                 after = await receiver.stats(session)
                 if after.count < drained.deliveries:

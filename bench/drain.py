@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import cProfile
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class DrainResult:
     statuses: dict[str, int]
     timed_out: bool
     cpu_seconds: float  # this process's CPU time: the worker plus the "pending?" checks
+    server_cpu_seconds: float = 0.0  # the database server's, for this database (PostgreSQL)
 
     @property
     def per_second(self) -> float:
@@ -45,6 +47,7 @@ async def drain(
     *,
     timeout: float,
     profile: Path | None = None,
+    server_cpu: Callable[[Collection[int]], float] = lambda _: 0.0,
 ) -> DrainResult:
     """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds."""
     worker = Worker(queue_for(settings), box, settings, Wakeup(), name="bench-drain")
@@ -54,6 +57,7 @@ async def drain(
     profiler = cProfile.Profile(time.thread_time) if profile is not None else None
     started = time.perf_counter()
     cpu = time.process_time()
+    server = server_cpu(())
     if profiler is not None:
         profiler.enable()
     task = asyncio.create_task(worker.run(stop), name="bench-worker")
@@ -72,6 +76,8 @@ async def drain(
                 break
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu
+        # Before the worker closes its connections; the probe's backend is the bench's.
+        server = server_cpu(probe.server_pids()) - server
     finally:
         probe.close()
         if profiler is not None:
@@ -88,4 +94,5 @@ async def drain(
         statuses=statuses,
         timed_out=timed_out,
         cpu_seconds=cpu,
+        server_cpu_seconds=server,
     )

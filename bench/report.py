@@ -130,6 +130,7 @@ class Report:
                 f"{_us(self.receiver_cpu[1], self.drain.deliveries)} µs",
                 "worker includes claims, rendering and the attempt log",
             ),
+            *self._server_rows(),
             (
                 "Drain / raw loop",
                 f"{self.ratio:.2f}×",
@@ -155,6 +156,32 @@ class Report:
                 "PATCH /runs/{id} response time, p50 / p99",
                 f"{percentile(api_ms, 50):.1f} / {percentile(api_ms, 99):.1f} ms",
                 f"answered {self.latency.answered_rate:.1f}/s; {self.latency.api_errors} errors",
+            ),
+        ]
+
+    def _server_rows(self) -> list[tuple[str, str, str]]:
+        """On PostgreSQL: the server's CPU per delivery, and the ratio the CPU times give.
+
+        All processes share the machine's cores, so when they are the limit, a rate is
+        about cores / (CPU per item of every process involved). The CPU-time ratio is that
+        estimate for the drain against the raw loop; it moves much less with what else the
+        machine does than the measured ratio, which a busy machine flatters (the raw loop,
+        all system calls, slows down more)."""
+        server = self.drain.server_cpu_seconds
+        if self.backend != "postgresql" or not server or not self.drain.deliveries:
+            return []
+        raw = (self.raw.cpu_seconds + self.receiver_cpu[0]) / self.raw.requests
+        drain = (self.drain.cpu_seconds + self.receiver_cpu[1] + server) / self.drain.deliveries
+        return [
+            (
+                "CPU per delivery: database server",
+                f"{_us(server, self.drain.deliveries)} µs",
+                "the PostgreSQL processes of the drain's database",
+            ),
+            (
+                "CPU-time ratio: raw (loop + receiver) / drain (worker + receiver + server)",
+                f"{raw / drain:.2f}×",
+                "what the drain / raw ratio comes to when CPU is the limit",
             ),
         ]
 

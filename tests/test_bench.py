@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,31 @@ def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path:
     assert "`/healthz` during the queries" in text
     assert "HTTP [200]" in done.stdout and "HTTP [4" not in done.stdout
     assert "HTTP [5" not in done.stdout
+
+
+@pytest.mark.slow
+def test_workers_benchmark_counts_each_workers_attempts(tmp_path: Path) -> None:
+    """A tiny run of bench/workers.py has two `loadbell worker` processes drain one
+    PostgreSQL backlog, prints each one's attempts (together all of them) and the ratio to
+    the raw loop, and writes only its own docs block."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(
+        "# Benchmarks\n\n<!-- bench:workers:postgresql:begin -->\nstale\n"
+        "<!-- bench:workers:postgresql:end -->\n\nkept\n"
+    )
+    args = ["--n", "400", "--workers", "2", "--db", "postgresql"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.workers", *args, "--write-docs", "--docs", str(docs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Drain / raw loop" in done.stdout
+    shares = re.search(r"Attempts per worker\s+([\d,]+) \(\d+%\) / ([\d,]+) \(\d+%\)", done.stdout)
+    assert shares, done.stdout
+    assert sum(int(s.replace(",", "")) for s in shares.groups()) == 400
+    text = docs.read_text()
+    assert "kept" in text and "stale" not in text
+    assert "2 `loadbell worker` processes drain 400 deliveries" in text

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from bench.backlog import stage_backlog
@@ -57,7 +58,9 @@ def test_written_columns_are_table_columns(module: Any) -> None:
     for sql in statements:
         for table, cols in re.findall(r"INSERT INTO (\w+) \(([^)]*)\)", sql):
             assert {c.strip() for c in cols.split(",")} <= known[table], sql
-        for table, sets in re.findall(r"UPDATE (\w+) SET (.*?)\nWHERE", sql, re.S):
+        for table, sets in re.findall(
+            r"UPDATE (\w+)(?: AS \w+)? SET (.*?)\n(?:FROM|WHERE)", sql, re.S
+        ):
             names = set(re.findall(r"(\w+) = ", sets))
             assert names <= known[table], sql
 
@@ -192,6 +195,32 @@ async def test_a_lapsed_workers_claims_are_taken_over(
     assert names == ["alive"]
     await queue.leave("alive")
     assert await _rows(settings, sa.select(tables.workers)) == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_claim_passes_over_rows_another_claim_is_taking(
+    staged: tuple[WorkQueue, int],
+) -> None:
+    """While another transaction holds the oldest due rows locked (a claim under way in
+    another worker), a claim leases the next due rows instead of coming back empty, and
+    none of the locked ones."""
+    queue, _ = staged
+    assert isinstance(queue, postgres.PostgresQueue)
+    other = await asyncpg.connect(queue.dsn)
+    try:
+        async with other.transaction():
+            locked = [
+                r["id"]
+                for r in await other.fetch(
+                    "SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id "
+                    "WHERE e.type = 'test.started' ORDER BY d.id LIMIT 2 FOR UPDATE OF d"
+                )
+            ]
+            batch = await queue.claim(owner="w2", limit=2, lease_seconds=30)
+    finally:
+        await other.close()
+    got = [d.id for d in batch.deliveries]
+    assert len(got) == 2 and not set(got) & set(locked), (got, locked)
 
 
 async def test_a_claim_leases_no_more_than_each_channels_room(

@@ -172,8 +172,14 @@ class Results:
         unwritten (their deliveries are sent again once their leases run out)."""
         self._closing = True
         deadline = time.monotonic() + timeout
-        while self.waiting and time.monotonic() < deadline:
+        # flush() first waits for a write under way (the flush loop's): its batch is not
+        # counted in ``waiting`` meanwhile. Closing without waiting for it let the loop be
+        # cancelled mid-write, and that batch was then never written: its deliveries, already
+        # answered by their receivers, stayed leased and went out again later.
+        while time.monotonic() < deadline:
             if not await self.flush():
                 await asyncio.sleep(min(self._backoff.next(), deadline - time.monotonic()))
+            elif not self.waiting:
+                break
         self._needed.set()
         return self.waiting
