@@ -50,10 +50,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServerProcess:
-    """``python -m loadbell.cli serve`` on 127.0.0.1:port, output kept in ``log``."""
+    """``python -m loadbell.cli serve`` on 127.0.0.1:port, output kept in ``log``.
+    ``module`` runs another entry point with the same command line (bench/traced_serve.py)."""
 
-    def __init__(self, settings: Settings, port: int, log: Path) -> None:
+    def __init__(
+        self, settings: Settings, port: int, log: Path, module: str = "loadbell.cli"
+    ) -> None:
         self.settings = settings
+        self.module = module
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.log = log
@@ -63,7 +67,7 @@ class ServerProcess:
         with self.log.open("wb") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                *("-m", "loadbell.cli", "serve", "--port", str(self.port)),
+                *("-m", self.module, "serve", "--port", str(self.port)),
                 cwd=ROOT,
                 env=settings_env(self.settings),
                 stdout=out,
@@ -80,6 +84,12 @@ class ServerProcess:
             await asyncio.sleep(0.1)
         await self.stop()
         raise RuntimeError(f"loadbell serve did not become healthy; see {self.log}")
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("the server is not running")
+        return self._proc.pid
 
     async def stop(self) -> None:
         """SIGTERM (uvicorn shuts down gracefully, the worker flushes), then SIGKILL."""
