@@ -50,13 +50,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServerProcess:
-    """``python -m loadbell.cli serve`` on 127.0.0.1:port, output kept in ``log``."""
+    """``python -m loadbell.cli serve`` on 127.0.0.1:port, output kept in ``log``.
+    ``module`` runs another entry point with the same command line (bench/traced_serve.py)."""
 
     def __init__(
-        self, settings: Settings, port: int, log: Path, extra_args: tuple[str, ...] = ()
+        self,
+        settings: Settings,
+        port: int,
+        log: Path,
+        extra_args: tuple[str, ...] = (),
+        module: str = "loadbell.cli",
     ) -> None:
         self.settings = settings
         self.extra_args = extra_args  # e.g. ("--no-worker",)
+        self.module = module
         self.url = f"http://127.0.0.1:{port}"
         self.port = port
         self.log = log
@@ -71,7 +78,7 @@ class ServerProcess:
         with self.log.open("wb") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                *("-m", "loadbell.cli", "serve", "--port", str(self.port), *self.extra_args),
+                *("-m", self.module, "serve", "--port", str(self.port), *self.extra_args),
                 cwd=ROOT,
                 env=settings_env(self.settings),
                 stdout=out,

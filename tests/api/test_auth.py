@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from api.support import (
     all_done,
@@ -16,7 +17,10 @@ from api.support import (
     wait_deliveries,
 )
 from conftest import Server, webhook_channel
+from loadbell.api import auth
 from loadbell.domain.roles import Role
+from loadbell.store import accounts
+from loadbell.store.db import create_engine
 from loadbell.testing import RecordingReceiver
 
 
@@ -136,3 +140,23 @@ async def test_member_reads_but_only_owners_and_admins_change_channels(
         r = await admin.post(f"/channels/{ch}/test")
         assert r.status_code == 200 and r.json()["outcome"] == "delivered", r.text
     assert [g.path for g in receiver.requests] == ["/hook"]
+
+
+async def test_the_token_cache_keeps_a_bounded_number_of_tokens(
+    app_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After 12 distinct tokens with a bound of 5, the process keeps at most 5 principals,
+    and every token still authenticates."""
+    monkeypatch.setattr(auth, "PRINCIPALS_MAX", 5)
+    engine = create_engine(app_server.settings)
+    try:
+        async with engine.begin() as conn:
+            tokens = [await accounts.issue_token(conn, 1, f"t{i}", None) for i in range(12)]
+    finally:
+        await engine.dispose()
+    state = app_server.app.state.loadbell  # type: ignore[attr-defined]
+    for token in tokens:
+        async with app_server.client(token) as api:
+            r = await api.get("/projects")
+        assert r.status_code == 200, r.text
+        assert len(state.principals) <= 5

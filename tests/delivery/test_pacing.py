@@ -85,3 +85,38 @@ def test_hold_bounds(clock: Clock, seconds: float, wait: float) -> None:
     pacer = Pacer()
     pacer.hold("a", seconds)
     assert pacer.take("a", None) == pytest.approx(wait)
+
+
+def test_idle_destinations_are_let_go(clock: Clock) -> None:
+    """After 5,000 destinations used one after another, 10 ms apart, the pacer keeps at
+    most PRUNE_AT of them: a bucket that has filled up again is dropped."""
+    pacer = Pacer()
+    for i in range(5000):
+        assert pacer.take(f"d{i}", SLACK) == 0.0
+        clock.now += 0.01
+    assert len(pacer) <= pacing.PRUNE_AT
+
+
+def test_letting_go_keeps_what_still_matters(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prune drops refilled buckets and ended holds only: an emptied bucket and a running
+    hold stay, and a destination whose hold ended restarts from the hold's end (one
+    message, then the rate), not with a full burst."""
+    monkeypatch.setattr(pacing, "PRUNE_AT", 12)
+    pacer = Pacer()
+    for i in range(7):
+        pacer.take(f"idle{i}", SLACK)  # 2 tokens of 3 left: full again 1 s later
+    for _ in range(3):
+        pacer.take("busy", SLACK)  # no token left
+    pacer.take("held", SLACK)
+    pacer.hold("held", 60)
+    pacer.take("ended", SLACK)
+    pacer.hold("ended", 1)
+    clock.now += 2  # idle buckets are full, busy has 2 tokens, "ended" ended 1 s ago
+    pacer.take("new", SLACK)  # 12 destinations kept: this one prunes
+    assert len(pacer) == 4  # busy, held, ended, new
+    assert [pacer.take("busy", SLACK) for _ in range(2)] == [0.0, 0.0]
+    assert pacer.take("busy", SLACK) > 0  # still paced: its bucket was kept
+    assert pacer.take("held", SLACK) == pytest.approx(58.0)
+    # Restarted at the hold's end: one token, plus one second's refill since.
+    assert [pacer.take("ended", SLACK) for _ in range(2)] == [0.0, 0.0]
+    assert pacer.take("ended", SLACK) > 0

@@ -8,6 +8,7 @@ change it gets a 403.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
@@ -32,6 +33,11 @@ _UNAUTHORIZED = ApiError(
 # or a role changed by this process takes effect at once (AppState.forget_principals);
 # other processes see the change within this time.
 PRINCIPAL_TTL = 1.0
+# At most this many tokens' principals are kept. An entry that expired used to be replaced
+# when its token came back, and never removed: every token the process had seen stayed in
+# memory. Once the map is this large, the expired entries go, and when every entry is still
+# live (a burst of distinct tokens) the whole map does.
+PRINCIPALS_MAX = 1024
 
 # A token, its user and the user's roles in one statement, built once (every API call runs
 # it). A token scoped to one organization sees only its role there.
@@ -74,8 +80,18 @@ async def principal_for_token(state: AppState, token: str) -> Principal | None:
     first = rows[0]
     roles = {r.member_of: Role(r.role) for r in rows if r.member_of is not None}
     principal = Principal(first.user_id, first.name, first.id, first.organization_id, roles)
-    state.principals[key] = (time.monotonic() + PRINCIPAL_TTL, principal)
+    _remember(state.principals, key, principal)
     return principal
+
+
+def _remember(principals: dict[str, tuple[float, Any]], key: str, principal: Principal) -> None:
+    now = time.monotonic()
+    if len(principals) >= PRINCIPALS_MAX and key not in principals:
+        for old in [k for k, (until, _) in principals.items() if until <= now]:
+            del principals[old]
+        if len(principals) >= PRINCIPALS_MAX:
+            principals.clear()
+    principals[key] = (now + PRINCIPAL_TTL, principal)
 
 
 async def current_principal(request: Request, state: AppState = Depends(get_state)) -> Principal:

@@ -10,6 +10,10 @@ destination then starts again with one message rather than a burst.
 
 Buckets live in one worker process. With several workers, each paces on its own; set the
 per-channel rate lower (or run one worker) when a destination's limit must hold globally.
+
+What the pacer keeps is bounded by the destinations in use, not by all it has seen: once it
+holds :data:`PRUNE_AT` of them, a bucket that has filled up again (the same as a new one)
+and a hold that has ended are let go.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 import time
 
 from loadbell.values import Rate
+
+# Destinations (buckets and holds together) kept before the pacer lets go of idle ones.
+PRUNE_AT = 1024
 
 
 class _Bucket:
@@ -38,10 +45,16 @@ class _Bucket:
             return 0.0
         return (1 - self.tokens) * self.rate.per / self.rate.count
 
-    def restart(self) -> None:
-        """One message may go now, then the rate applies: no burst right after a hold."""
+    def restart(self, at: float | None = None) -> None:
+        """One message may go now (or at ``at``, a ``time.monotonic()``), then the rate
+        applies: no burst right after a hold."""
         self.tokens = min(1.0, self.rate.capacity)
-        self.updated = time.monotonic()
+        self.updated = time.monotonic() if at is None else at
+
+    def full(self, now: float) -> bool:
+        """Refilled to capacity by ``now``: the same as a new bucket."""
+        refill = (now - self.updated) * self.rate.count / self.rate.per
+        return self.tokens + refill >= self.rate.capacity
 
 
 class Pacer:
@@ -50,6 +63,11 @@ class Pacer:
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
         self._holds: dict[str, float] = {}  # destination -> time.monotonic() it opens at
+        self._prune_at = PRUNE_AT
+
+    def __len__(self) -> int:
+        """Destinations the pacer keeps state for (a bucket, a hold or both)."""
+        return len(self._buckets.keys() | self._holds.keys())
 
     @property
     def holding(self) -> bool:
@@ -71,6 +89,8 @@ class Pacer:
             return 0.0
         bucket = self._buckets.get(destination)
         if bucket is None or bucket.rate != rate:
+            if bucket is None:
+                self._grown()
             bucket = self._buckets[destination] = _Bucket(rate)
         if released:
             bucket.restart()
@@ -84,5 +104,25 @@ class Pacer:
         if not seconds > 0:  # also refuses NaN
             return
         until = time.monotonic() + seconds
+        if destination not in self._holds:
+            self._grown()
         if until > self._holds.get(destination, 0.0):
             self._holds[destination] = until
+
+    def _grown(self) -> None:
+        """A destination is about to be added: past the threshold, let go of idle ones.
+        The threshold then doubles over what is left, so a pacer with many destinations
+        in use does not scan them all at every new one."""
+        if len(self._buckets) + len(self._holds) < self._prune_at:
+            return
+        now = time.monotonic()
+        for destination, until in list(self._holds.items()):
+            if until <= now:
+                del self._holds[destination]
+                bucket = self._buckets.get(destination)
+                if bucket is not None:  # as take() would have: one message, then the rate
+                    bucket.restart(at=until)
+        for destination, bucket in list(self._buckets.items()):
+            if destination not in self._holds and bucket.full(now):
+                del self._buckets[destination]
+        self._prune_at = max(PRUNE_AT, 2 * (len(self._buckets) + len(self._holds)))

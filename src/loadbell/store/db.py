@@ -193,6 +193,16 @@ def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> A
     return engine
 
 
+# Bytes of heap all SQLite connections of the process may hold together, mostly page
+# caches. Each connection caches up to 2 MiB of pages (SQLite's default cache_size), and the
+# pool keeps up to 32 connections open and opens 32 more under load: the caches filled as
+# the database grew, and RSS crept up with them for as long as the process ran (up to
+# 128 MiB). Past this limit SQLite reuses cached pages instead of allocating more; a page
+# it dropped is read again from the operating system's cache. A soft limit: SQLite may go
+# past it for memory it cannot give back (prepared statements, a large sort).
+SQLITE_HEAP_LIMIT = 32 * 1024 * 1024
+
+
 def sqlite_pragmas(synchronous: str) -> list[str]:
     """What every loadbell connection to a SQLite file sets (the engine's and the worker's)."""
     return [
@@ -200,6 +210,8 @@ def sqlite_pragmas(synchronous: str) -> list[str]:
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA foreign_keys=ON",
         "PRAGMA wal_autocheckpoint=0",  # the checkpointer's job (checkpoint.py)
+        # For the whole process, not the connection: set again by each, to the same value.
+        f"PRAGMA soft_heap_limit={SQLITE_HEAP_LIMIT}",
     ]
 
 
