@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             wakeup=wakeup,
             worker=worker,
             metrics=figures,
-            slow_reader=slow,
+            slow=slow,
         )
         stop = asyncio.Event()
         if lag is not None:

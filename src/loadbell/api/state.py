@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from fastapi import Request
@@ -27,15 +27,15 @@ class AppState:
     metrics: Metrics | None = None  # this process's Prometheus metrics (api/metrics.py)
     reader: AsyncEngine = field(init=False)  # the same pool, for read-only work
     # Reads that may be slow (the delivery log, lists) never run on the event loop's thread
-    # (store/db.py: slow_reader; docs/architecture.md). None: ``reader``.
-    slow_reader: AsyncEngine = None  # type: ignore[assignment]
+    # (store/db.py: slow_reader; docs/architecture.md). Given as ``slow``; None: ``reader``.
+    slow: InitVar[AsyncEngine | None] = None
+    slow_reader: AsyncEngine = field(init=False)
     # token hash -> (valid until, time.monotonic(); Principal): see api/auth.py
     principals: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, slow: AsyncEngine | None) -> None:
         self.reader = reader(self.engine)
-        if self.slow_reader is None:
-            self.slow_reader = self.reader
+        self.slow_reader = slow if slow is not None else self.reader
 
     def forget_principals(self) -> None:
         """A token was revoked or a role changed: read every token afresh."""
