@@ -229,7 +229,8 @@ def test_each_subscribed_event_is_rendered_on_save() -> None:
     assert info.value.message == (
         "event test.starting, line 1: 'dict object' has no attribute 'p95_ms'; it renders "
         "for test.finished, test.report_intermediate, test.report_available, "
-        "test.threshold_failed: if it is meant for those only, set the channel's events to "
+        "test.threshold_failed, test.regressed: if it is meant for those only, set the "
+        "channel's events to "
         "them, otherwise guard what test.starting lacks ({% if run %}...{% endif %}, "
         "| default(...))"
     )

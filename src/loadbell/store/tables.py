@@ -118,6 +118,9 @@ load_tests = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Column("deleted_at", TS),
+    # The run pinned as baseline; NULL: the latest passed run (no FK, see migration 0011).
+    sa.Column("baseline_run_id", sa.Integer),
+    sa.Column("regression", sa.JSON),  # tolerances (domain/regression.py); NULL: defaults
 )
 
 runs = sa.Table(
@@ -136,6 +139,7 @@ runs = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Column("started_at", TS),
     sa.Column("ended_at", TS),
+    sa.Column("comparison", sa.JSON),  # with the baseline, once finished (domain/regression.py)
 )
 
 run_status_changes = sa.Table(

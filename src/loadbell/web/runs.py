@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from loadbell.domain import regression
 from loadbell.domain.metrics import failed_thresholds, readable
 from loadbell.services import deliveries, reports, runs
 from loadbell.web.charts import charts
@@ -61,6 +62,49 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+# The compared figures' labels on the run page, in domain/regression.py's order.
+COMPARED: dict[str, tuple[str, str]] = {
+    "p95_ms": ("95th percentile response time", "ms"),
+    "avg_ms": ("Average response time", "ms"),
+    "error_rate": ("Error rate", "percent"),
+    "apdex": ("Apdex", "float2"),
+    "rps": ("Requests per second", "float"),
+}
+
+
+def _shown(value: float, how: str) -> str:
+    if how == "ms":
+        return f"{value:,.1f} ms"
+    if how == "percent":
+        return f"{value * 100:.2f} %"
+    if how == "float2":
+        return f"{value:.2f}"
+    return f"{value:,.1f}"
+
+
+def comparison_rows(comparison: Any) -> list[dict[str, Any]]:
+    """The run page's comparison table: one row per figure compared with the baseline."""
+    figures_ = comparison.get("figures") if isinstance(comparison, dict) else None
+    if not isinstance(figures_, dict):
+        return []
+    rows = []
+    for key in regression.FIGURES:
+        entry = figures_.get(key)
+        if not isinstance(entry, dict):
+            continue
+        label, how = COMPARED[key]
+        rows.append(
+            {
+                "label": label,
+                "value": _shown(float(entry["value"]), how),
+                "baseline": _shown(float(entry["baseline"]), how),
+                "change": (regression.delta(comparison, key) or "").split(" vs ")[0].lstrip("("),
+                "regressed": bool(entry.get("regressed")),
+            }
+        )
+    return rows
 
 
 async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | None) -> Any:
@@ -122,6 +166,8 @@ async def run_page(request: Request, run_id: int) -> Response:
         section="runs",
         run=run,
         figures=figures(metrics),
+        comparison=run.get("comparison"),
+        compared=comparison_rows(run.get("comparison")),
         thresholds=thresholds,
         failed=len(failed_thresholds(metrics)),
         charts=charts(series),
