@@ -23,10 +23,19 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("regression", sa.JSON(), nullable=True))
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("comparison", sa.JSON(), nullable=True))
+        # The default baseline: a load test's latest passed run.
+        batch_op.create_index(
+            "ix_runs_passed",
+            ["load_test_id", "ended_at", "id"],
+            unique=False,
+            sqlite_where=sa.text("result = 'passed'"),
+            postgresql_where=sa.text("result = 'passed'"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_runs_passed")
         batch_op.drop_column("comparison")
     with op.batch_alter_table("load_tests", schema=None) as batch_op:
         batch_op.drop_column("regression")
