@@ -121,5 +121,18 @@ async def test_run_page_shows_the_comparison(
     await expect(rows.first).to_contain_text("+22.8 %")
     await expect(rows.first).to_contain_text("worse")
     await expect(rows.nth(1)).to_contain_text("ok")
+    await expect(box.locator("#baseline-form")).to_contain_text(f"#{slow} (latest passed)")
     await page.goto(f"{app_server.url}/runs/{base}")
     await expect(page.locator("#comparison")).to_contain_text("No baseline")
+
+    # Pin the first run from its page, then unpin it: the API sees both.
+    await page.get_by_role("button", name="Pin this run as baseline").click()
+    await expect(page.locator(".flash")).to_contain_text(f"Run #{base} is now the baseline")
+    await expect(page.locator("#baseline-form")).to_contain_text("This run is the pinned baseline")
+    lt_id = (await api.get(f"/runs/{base}")).json()["load_test_id"]
+    r = await api.get(f"/load-tests/{lt_id}")
+    assert r.json()["baseline"] == {"run_id": base, "pinned": True}
+    await page.get_by_role("button", name="Unpin").click()
+    await expect(page.locator(".flash")).to_contain_text("latest passed run again")
+    r = await api.get(f"/load-tests/{lt_id}")
+    assert r.json()["baseline"] == {"run_id": slow, "pinned": False}

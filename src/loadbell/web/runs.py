@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from loadbell.domain import regression
 from loadbell.domain.metrics import failed_thresholds, readable
-from loadbell.services import deliveries, reports, runs
+from loadbell.services import baselines, deliveries, reports, runs
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
@@ -157,6 +157,7 @@ async def run_page(request: Request, run_id: int) -> Response:
         run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.base_url)
         series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
         notified = await deliveries.list_deliveries(conn, ctx.who, run_id=run_id, limit=500)
+        baseline = (await baselines.read(conn, ctx.who, run["load_test_id"]))["baseline"]
     metrics = readable(run.get("metrics"))  # the page shows what notifications show
     thresholds = metrics.get("thresholds", [])
     return await ctx.render(
@@ -168,6 +169,7 @@ async def run_page(request: Request, run_id: int) -> Response:
         figures=figures(metrics),
         comparison=run.get("comparison"),
         compared=comparison_rows(run.get("comparison")),
+        baseline=baseline,
         thresholds=thresholds,
         failed=len(failed_thresholds(metrics)),
         charts=charts(series),
@@ -177,3 +179,21 @@ async def run_page(request: Request, run_id: int) -> Response:
         can_manage=ctx.can_manage(run["organization_id"]),
         attempts_of=current_attempts,
     )
+
+
+@router.post("/runs/{run_id}/baseline")
+async def pin_baseline(request: Request, run_id: int) -> Response:
+    """Pin this run as its load test's baseline, or (``action=unpin``) return the load
+    test to its latest passed run. Anyone who may move runs may do it, as in the API."""
+    ctx = await Ctx.of(request)
+    form = await ctx.form()
+    back = f"/runs/{run_id}#comparison"
+    async with ctx.state.engine.begin() as conn:
+        run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.base_url)
+        if form.get("action") == "unpin":
+            await baselines.unpin(conn, ctx.who, run["load_test_id"])
+            said = "The load test's baseline is its latest passed run again."
+        else:
+            await baselines.pin(conn, ctx.who, run["load_test_id"], run_id)
+            said = f"Run #{run_id} is now the baseline of {run['load_test_name']}."
+    return ctx.redirect(back, said)
