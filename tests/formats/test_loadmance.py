@@ -144,6 +144,41 @@ CASES: list[tuple[str, EventType, dict[str, Any]]] = [
             },
         ),
     ),
+    # Slower than the baseline run: our own event type, severity warning; what regressed,
+    # as text and as the figures' names.
+    (
+        "test.regressed",
+        EventType.TEST_REGRESSED,
+        _context(
+            run={
+                **_run(3, "Finished", "passed", _passed_metrics(), 10.4),
+                "comparison": {
+                    "baseline_run_id": 1234567001,
+                    "figures": {
+                        "p95_ms": {
+                            "value": 480.0,
+                            "baseline": 390.0,
+                            "change_pct": 23.1,
+                            "regressed": True,
+                        },
+                        "avg_ms": {
+                            "value": 245.66,
+                            "baseline": 230.0,
+                            "change_pct": 6.8,
+                            "regressed": False,
+                        },
+                        "error_rate": {
+                            "value": 0.06,
+                            "baseline": 0.01,
+                            "change_pct": 500.0,
+                            "regressed": True,
+                        },
+                    },
+                    "regressed": True,
+                },
+            }
+        ),
+    ),
     ("load_test.created", EventType.LOAD_TEST_CREATED, _context()),
     # A rename: the title is the new name, the message says the old one.
     (

@@ -229,7 +229,8 @@ def test_each_subscribed_event_is_rendered_on_save() -> None:
     assert info.value.message == (
         "event test.starting, line 1: 'dict object' has no attribute 'p95_ms'; it renders "
         "for test.finished, test.report_intermediate, test.report_available, "
-        "test.threshold_failed: if it is meant for those only, set the channel's events to "
+        "test.threshold_failed, test.regressed: if it is meant for those only, set the "
+        "channel's events to "
         "them, otherwise guard what test.starting lacks ({% if run %}...{% endif %}, "
         "| default(...))"
     )
@@ -360,3 +361,24 @@ def test_template_is_kept_under_other_formats_and_checked_on_switch_back() -> No
     with pytest.raises(ConfigError) as info:
         WebhookKind().validate({**kept, "format": "template"})
     assert info.value.field == "config.template"
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        # a finished run compared with its baseline: the stored comparison, as is
+        (EventType.TEST_FINISHED, "4180 27.6 True True"),
+        (EventType.TEST_REGRESSED, "4180 27.6 True True"),
+        # a run still going has none yet, and an event without a run none at all
+        (EventType.TEST_STARTED, "none"),
+        (EventType.PROJECT_CREATED, "none"),
+    ],
+)
+def test_comparison_variable(event: EventType, expected: str) -> None:
+    """Templates see ``comparison``: the run's comparison with its baseline, or None."""
+    source = (
+        "{% if comparison %}{{ comparison.baseline_run_id }} "
+        "{{ comparison.figures.p95_ms.change_pct }} {{ comparison.figures.p95_ms.regressed }} "
+        "{{ comparison.regressed }}{% else %}none{% endif %}"
+    )
+    assert template.render(source, samples.sample_message(event)) == expected

@@ -96,3 +96,43 @@ async def test_failed_run_page_and_redeliver(
         await expect(item.locator("table.attempts")).to_contain_text("failed")
     assert back.requests[0].json()["event"] == "test.finished"
     assert back.requests[0].json()["load_test_run_id"] == run["id"]
+
+
+async def test_run_page_shows_the_comparison(
+    page: Page, app_server: Server, api: httpx.AsyncClient
+) -> None:
+    """A run slower than its baseline shows, beside its charts, each figure against the
+    baseline run's with the change, the regressed ones marked, and a link to the baseline."""
+    ids = []
+    for p95 in (254.0, 312.0):
+        run = (await api.post("/runs", json={"project_id": 1, "load_test_name": "cmp"})).json()
+        await set_status(api, run["id"], 2)
+        await set_status(api, run["id"], 3, metrics={"p95_ms": p95, "avg_ms": 100.0})
+        ids.append(run["id"])
+    base, slow = ids
+    await sign_in_with_token(page, app_server.token, f"/runs/{slow}")
+    box = page.locator("#comparison")
+    await expect(box.locator("#regressed")).to_contain_text("regressed")
+    await expect(box.locator(f'a[href="/runs/{base}"]')).to_contain_text(f"#{base}")
+    rows = box.locator("tbody tr")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first).to_contain_text("312.0 ms")
+    await expect(rows.first).to_contain_text("254.0 ms")
+    await expect(rows.first).to_contain_text("+22.8 %")
+    await expect(rows.first).to_contain_text("worse")
+    await expect(rows.nth(1)).to_contain_text("ok")
+    await expect(box.locator("#baseline-form")).to_contain_text(f"#{slow} (latest passed)")
+    await page.goto(f"{app_server.url}/runs/{base}")
+    await expect(page.locator("#comparison")).to_contain_text("No baseline")
+
+    # Pin the first run from its page, then unpin it: the API sees both.
+    await page.get_by_role("button", name="Pin this run as baseline").click()
+    await expect(page.locator(".flash")).to_contain_text(f"Run #{base} is now the baseline")
+    await expect(page.locator("#baseline-form")).to_contain_text("This run is the pinned baseline")
+    lt_id = (await api.get(f"/runs/{base}")).json()["load_test_id"]
+    r = await api.get(f"/load-tests/{lt_id}")
+    assert r.json()["baseline"] == {"run_id": base, "pinned": True}
+    await page.get_by_role("button", name="Unpin").click()
+    await expect(page.locator(".flash")).to_contain_text("latest passed run again")
+    r = await api.get(f"/load-tests/{lt_id}")
+    assert r.json()["baseline"] == {"run_id": slow, "pinned": False}

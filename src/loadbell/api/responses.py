@@ -92,12 +92,30 @@ class ProjectList(BaseModel):
     items: list[ProjectOut]
 
 
+class Tolerances(BaseModel):
+    """How much worse than its baseline a run may be before it regressed; null: that
+    check is off (docs/api.md, "Baselines and regressions")."""
+
+    p95_pct: float | None = Field(description="p95_ms may rise this many per cent")
+    avg_pct: float | None = Field(description="avg_ms may rise this many per cent")
+    error_rate_pp: float | None = Field(description="error_rate may rise this many points")
+    apdex_drop: float | None = Field(description="apdex may fall by this much")
+    rps_pct: float | None = Field(description="rps may fall this many per cent")
+
+
+class BaselineOut(BaseModel):
+    run_id: int | None = Field(description="the run compared with; null: no passed run yet")
+    pinned: bool = Field(description="true: pinned with PUT; false: the latest passed run")
+
+
 class LoadTestOut(BaseModel):
     id: int
     project_id: int
     name: str
     created_at: datetime | None
     updated_at: datetime | None
+    baseline: BaselineOut
+    regression: Tolerances
 
 
 class LoadTestList(BaseModel):
@@ -119,11 +137,32 @@ class RunOut(BaseModel):
     duration_s: float | None = Field(description="ended_at - started_at, once ended")
     metrics: Metrics
     url: str = Field(description="the run's page")
+    comparison: Comparison | None = Field(
+        description="with the baseline run, once finished; null: no baseline, or not finished"
+    )
     load_test_id: int
     load_test_name: str
     project_id: int
     organization_id: int
     updated_at: datetime | None
+
+
+class FigureComparison(BaseModel):
+    value: float = Field(description="this run's figure")
+    baseline: float = Field(description="the baseline run's figure")
+    change_pct: float | None = Field(
+        description="(value - baseline) / baseline, per cent; null when the baseline is 0"
+    )
+    regressed: bool = Field(description="worse than the load test's tolerance allows")
+
+
+class Comparison(BaseModel):
+    """A finished run against its baseline. Only figures both runs reported are in
+    ``figures``: p95_ms, avg_ms, error_rate, apdex, rps."""
+
+    baseline_run_id: int
+    figures: dict[str, FigureComparison]
+    regressed: bool = Field(description="true when any figure regressed")
 
 
 class StatusChange(BaseModel):

@@ -22,9 +22,10 @@ import orjson
 from loadbell import __version__
 from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.channels.webhook import validate_url
+from loadbell.domain import regression
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import RunStatus
-from loadbell.formats.summary import Severity, Summary, figures, summarize
+from loadbell.formats.summary import Severity, Summary, comparison_of, figures, summarize
 from loadbell.values import ConfigError, Message, OutboundRequest, Outcome, Rate, Verdict
 
 USER_AGENT = f"loadbell/{__version__}"
@@ -43,6 +44,7 @@ _EVENT_CUES: dict[EventType, str] = {
     EventType.TEST_REPORT_INTERMEDIATE: "📊",
     EventType.TEST_REPORT_AVAILABLE: "📄",
     EventType.TEST_THRESHOLD_FAILED: "⚠️",
+    EventType.TEST_REGRESSED: "📉",
     EventType.LOAD_TEST_CREATED: "🆕",
     EventType.LOAD_TEST_UPDATED: "✏️",
     EventType.LOAD_TEST_DELETED: "🗑️",
@@ -197,7 +199,7 @@ def view(message: Message) -> ChatView:
         about.append(("Organization", str(ctx["organization"].get("name", "?"))))
     if load_test:
         about.append(("Load test", str(load_test)))
-    figure_rows = figures(run.get("metrics") or {}) if run else []
+    figure_rows = figures(run.get("metrics") or {}, comparison_of(run)) if run else []
     figure_labels = {label for label, _ in figure_rows}
     for label, value in summary.facts:
         if label not in figure_labels:
@@ -209,6 +211,10 @@ def view(message: Message) -> ChatView:
     if event is EventType.TEST_THRESHOLD_FAILED and isinstance(threshold, Mapping):
         notes.append(f"Crossed: {threshold.get('metric')}: {threshold.get('expression')}")
     notes.extend(_changes(extra))
+    comparison = comparison_of(run)
+    if event is EventType.TEST_REGRESSED and comparison:
+        for figure in regression.regressed_figures(comparison):
+            notes.append(f"Regressed: {regression.describe(comparison, figure)}")
     if event is EventType.TEST_NOTIFICATION_CHANNEL:
         notes.append(summary.text)
 

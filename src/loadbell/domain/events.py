@@ -14,6 +14,7 @@ class EventType(StrEnum):
     TEST_REPORT_INTERMEDIATE = "test.report_intermediate"
     TEST_REPORT_AVAILABLE = "test.report_available"
     TEST_THRESHOLD_FAILED = "test.threshold_failed"
+    TEST_REGRESSED = "test.regressed"  # a finished run is worse than its baseline's figures
     LOAD_TEST_CREATED = "load_test.created"
     LOAD_TEST_UPDATED = "load_test.updated"
     LOAD_TEST_DELETED = "load_test.deleted"

@@ -18,6 +18,7 @@ FILTER_KEYS: dict[EventType, frozenset[str]] = {
     EventType.TEST_STARTING: frozenset({"triggers"}),
     EventType.TEST_STARTED: frozenset({"triggers"}),
     EventType.TEST_FINISHED: frozenset({"triggers", "statuses", "results"}),
+    EventType.TEST_REGRESSED: frozenset({"triggers", "statuses", "results"}),
 }
 
 

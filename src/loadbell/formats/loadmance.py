@@ -17,8 +17,9 @@ Choices where the seed is silent or contradicts itself (docs/channels.md explain
   sent as something other than a number is not known either (``domain.metrics.readable``).
 - ``test.finished`` becomes ``TEST_FINISH`` only when the run finished and passed; every
   other end (failed result, timeout, any abort) is ``TEST_FAILED``.
-- ``test.threshold_failed`` becomes ``TEST_THRESHOLD_EXCEEDED`` (severity ``warning``), and
-  the test hook ``NOTIFICATION_TEST``: the seed has no event types for these two.
+- ``test.threshold_failed`` becomes ``TEST_THRESHOLD_EXCEEDED`` (severity ``warning``),
+  ``test.regressed`` ``TEST_REGRESSED`` (severity ``warning``), and the test hook
+  ``NOTIFICATION_TEST``: the seed has no event types for these three.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import orjson
 
 from loadbell import __version__
+from loadbell.domain import regression
 from loadbell.domain.events import EventType
 from loadbell.domain.metrics import failed_thresholds, number, readable
 from loadbell.domain.statuses import RunStatus
@@ -43,6 +45,7 @@ EVENTS = frozenset(
         EventType.TEST_STARTED,
         EventType.TEST_FINISHED,
         EventType.TEST_THRESHOLD_FAILED,
+        EventType.TEST_REGRESSED,
         EventType.LOAD_TEST_CREATED,
         EventType.LOAD_TEST_UPDATED,
         EventType.LOAD_TEST_DELETED,
@@ -138,6 +141,8 @@ def _run_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
             },
             "warning",
         )
+    if event is EventType.TEST_REGRESSED:
+        return _regressed(run, run_id, subject, url)
     status = RunStatus(run["status"])
     duration = metrics.get("duration_s", run.get("duration_s"))
     if status is RunStatus.FINISHED and run.get("result") != "failed":
@@ -182,6 +187,32 @@ def _run_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
             "failReportLink": url,
         },
         "error",
+    )
+
+
+def _regressed(
+    run: Mapping[str, Any], run_id: str, subject: str, url: str
+) -> tuple[str, str, str, dict[str, str], str]:
+    """``TEST_REGRESSED``: which figures got worse than the baseline run's, as text
+    (``p95 312 ms (+22.8 % vs run #41)``) and as the figures' names."""
+    comparison = run.get("comparison")
+    if not isinstance(comparison, Mapping):
+        comparison = {}
+    worse = regression.regressed_figures(comparison)
+    described = [d for d in (regression.describe(comparison, f) for f in worse) if d]
+    baseline = comparison.get("baseline_run_id")
+    return (
+        "TEST_REGRESSED",
+        "Performance Regression",
+        f"{subject} regressed against run #{baseline}: {', '.join(described)}.",
+        {
+            "testRunId": run_id,
+            "baselineRunId": "" if baseline is None else str(baseline),
+            "regressedMetrics": ",".join(worse),
+            "changes": "; ".join(described),
+            "reportLink": url,
+        },
+        "warning",
     )
 
 

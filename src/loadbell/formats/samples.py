@@ -53,6 +53,20 @@ RUNNING_METRICS: dict[str, Any] = {
 }
 
 _RUN_ID = 4217
+BASELINE_RUN_ID = 4180
+
+# The sample run against its baseline (domain/regression.py): p95 and errors regressed.
+COMPARISON: dict[str, Any] = {
+    "baseline_run_id": BASELINE_RUN_ID,
+    "figures": {
+        "p95_ms": {"value": 612.3, "baseline": 480.0, "change_pct": 27.6, "regressed": True},
+        "avg_ms": {"value": 245.7, "baseline": 231.2, "change_pct": 6.3, "regressed": False},
+        "error_rate": {"value": 0.0312, "baseline": 0.012, "change_pct": 160.0, "regressed": True},
+        "apdex": {"value": 0.81, "baseline": 0.84, "change_pct": -3.6, "regressed": False},
+        "rps": {"value": 50.04, "baseline": 51.3, "change_pct": -2.5, "regressed": False},
+    },
+    "regressed": True,
+}
 
 
 def _run(status: RunStatus, public_url: str) -> dict[str, Any]:
@@ -78,6 +92,7 @@ def _run(status: RunStatus, public_url: str) -> dict[str, Any]:
         "duration_s": 300.0 if ended else None,
         "metrics": metrics,
         "url": f"{public_url.rstrip('/')}/runs/{_RUN_ID}",
+        "comparison": copy.deepcopy(COMPARISON) if ended else None,
     }
 
 
@@ -136,7 +151,7 @@ def sample_context(
                     "metrics": copy.deepcopy(RUNNING_METRICS),
                 }
             }
-    else:  # test.finished, test.report_available
+    else:  # test.finished, test.report_available, test.regressed
         ctx["run"] = _run(RunStatus.FINISHED, public_url)
         if event is EventType.TEST_REPORT_AVAILABLE:
             ctx["extra"] = {"report_url": ctx["run"]["url"]}

@@ -5,10 +5,12 @@ in their own markup, so wording stays the same everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from loadbell.domain import regression
 from loadbell.domain.events import EventType
 from loadbell.domain.metrics import readable
 from loadbell.domain.statuses import RunStatus
@@ -35,7 +37,7 @@ class Summary:
 def severity(message: Message) -> Severity:
     event = message.event_type
     run = message.context.get("run") or {}
-    if event is EventType.TEST_THRESHOLD_FAILED:
+    if event in (EventType.TEST_THRESHOLD_FAILED, EventType.TEST_REGRESSED):
         return Severity.WARNING
     if event is EventType.TEST_FINISHED:
         if run.get("status") == int(RunStatus.FINISHED) and run.get("result") != "failed":
@@ -52,23 +54,33 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
 
 
-def figures(metrics: Any) -> list[tuple[str, str]]:
+def figures(metrics: Any, comparison: Any = None) -> list[tuple[str, str]]:
     """The key figures as (label, value), from the run's metrics document as stored:
-    a figure that is not a number is left out (``domain.metrics.readable``)."""
+    a figure that is not a number is left out (``domain.metrics.readable``). With the
+    run's ``comparison`` (``domain/regression.py``), a compared figure ends with its change,
+    e.g. ``312.0 ms (+22.8 % vs run #41)``."""
     metrics = readable(metrics)
+    compared = comparison if isinstance(comparison, Mapping) else {}
+
+    def vs(figure: str, shown: str) -> str:
+        change = regression.delta(compared, figure) if compared else None
+        return f"{shown} {change}" if change else shown
+
     out: list[tuple[str, str]] = []
     if "requests" in metrics:
         out.append(("Requests", _fmt(metrics["requests"])))
     if "rps" in metrics:
-        out.append(("Throughput", _fmt(float(metrics["rps"]), " req/s")))
+        out.append(("Throughput", vs("rps", _fmt(float(metrics["rps"]), " req/s"))))
     if "avg_ms" in metrics:
-        out.append(("Avg response", _fmt(float(metrics["avg_ms"]), " ms")))
+        out.append(("Avg response", vs("avg_ms", _fmt(float(metrics["avg_ms"]), " ms"))))
     if "p95_ms" in metrics:
-        out.append(("p95 response", _fmt(float(metrics["p95_ms"]), " ms")))
+        out.append(("p95 response", vs("p95_ms", _fmt(float(metrics["p95_ms"]), " ms"))))
     if "error_rate" in metrics:
-        out.append(("Error rate", _fmt(float(metrics["error_rate"]) * 100, " %", 2)))
+        out.append(
+            ("Error rate", vs("error_rate", _fmt(float(metrics["error_rate"]) * 100, " %", 2)))
+        )
     if "apdex" in metrics:
-        out.append(("Apdex", _fmt(float(metrics["apdex"]), "", 2)))
+        out.append(("Apdex", vs("apdex", _fmt(float(metrics["apdex"]), "", 2))))
     if "vus_max" in metrics:
         out.append(("Max VUs", _fmt(metrics["vus_max"])))
     elif "vus" in metrics:
@@ -82,6 +94,7 @@ _TITLES: dict[EventType, str] = {
     EventType.TEST_REPORT_INTERMEDIATE: "Intermediate report",
     EventType.TEST_REPORT_AVAILABLE: "Report available",
     EventType.TEST_THRESHOLD_FAILED: "Threshold crossed",
+    EventType.TEST_REGRESSED: "Load test regressed",
     EventType.LOAD_TEST_CREATED: "Load test created",
     EventType.LOAD_TEST_UPDATED: "Load test updated",
     EventType.LOAD_TEST_DELETED: "Load test deleted",
@@ -90,6 +103,14 @@ _TITLES: dict[EventType, str] = {
     EventType.PROJECT_DELETED: "Project deleted",
     EventType.TEST_NOTIFICATION_CHANNEL: "Test notification from loadbell",
 }
+
+
+def comparison_of(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The run's comparison with its baseline when it has one of the stored shape."""
+    comparison = run.get("comparison")
+    if isinstance(comparison, Mapping) and isinstance(comparison.get("figures"), Mapping):
+        return dict(comparison)
+    return None
 
 
 def summarize(message: Message) -> Summary:
@@ -117,6 +138,7 @@ def summarize(message: Message) -> Summary:
     )
     facts: list[tuple[str, str]] = []
     metrics = readable(run.get("metrics"))
+    comparison = comparison_of(run)
     if run:
         facts.append(
             (
@@ -130,7 +152,9 @@ def summarize(message: Message) -> Summary:
         duration = run.get("duration_s") or metrics.get("duration_s")
         if duration is not None:
             facts.append(("Duration", _fmt(float(duration), " s")))
-        facts.extend(figures(metrics))
+        if comparison:
+            facts.append(("Baseline", f"run #{comparison.get('baseline_run_id')}"))
+        facts.extend(figures(metrics, comparison))
     thresholds = [
         (f"{t['metric']}: {t['expression']}", t["ok"]) for t in metrics.get("thresholds", [])
     ]
@@ -138,6 +162,9 @@ def summarize(message: Message) -> Summary:
     if event is EventType.TEST_THRESHOLD_FAILED and extra.get("threshold"):
         th = extra["threshold"]
         text += f" — {th.get('metric')}: {th.get('expression')}"
+    if event is EventType.TEST_REGRESSED and comparison:
+        worse = regression.regressed_figures(comparison)
+        text += " — " + ", ".join(filter(None, (regression.describe(comparison, f) for f in worse)))
     failed = sum(1 for _, ok in thresholds if not ok)
     if event is EventType.TEST_FINISHED and failed:
         text += f" — {failed} threshold(s) failed"

@@ -150,6 +150,9 @@ def variables(message: Message) -> dict[str, Any]:
         "load_test": ctx.get("load_test"),
         "run": run,
         "metrics": metrics,
+        # The run against its baseline (domain/regression.py), or None: no baseline, not
+        # finished, or an event without a run.
+        "comparison": (run or {}).get("comparison"),
         "extra": extra,
         "public_url": message.public_url,
         "summary": {

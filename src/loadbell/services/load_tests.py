@@ -3,6 +3,7 @@ a ``load_test.*`` event in the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
-from loadbell.services import access
+from loadbell.services import access, baselines
 from loadbell.services.access import Principal
 from loadbell.services.errors import conflict
 from loadbell.services.fanout import record_event
@@ -20,13 +21,14 @@ from loadbell.store.tables import load_tests, projects
 
 
 def view(row: Any) -> dict[str, Any]:
-    """A load test as the edges show it."""
+    """A load test as the edges show it, from a row read with ``baselines.LATEST_PASSED``."""
     return {
         "id": row.id,
         "project_id": row.project_id,
         "name": row.name,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
+        **baselines.view(row),
     }
 
 
@@ -84,7 +86,11 @@ async def add(conn: AsyncConnection, box: SecretBox, project_id: int, name: str)
 
 
 async def _row(conn: AsyncConnection, load_test_id: int) -> Any:
-    return (await conn.execute(sa.select(load_tests).where(load_tests.c.id == load_test_id))).one()
+    return (
+        await conn.execute(
+            sa.select(load_tests, baselines.LATEST_PASSED).where(load_tests.c.id == load_test_id)
+        )
+    ).one()
 
 
 def _taken(project_id: int, name: str) -> Exception:
@@ -95,7 +101,7 @@ async def list_load_tests(
     conn: AsyncConnection, principal: Principal, project_id: int | None = None
 ) -> list[dict[str, Any]]:
     q = (
-        sa.select(load_tests)
+        sa.select(load_tests, baselines.LATEST_PASSED)
         .join(projects, projects.c.id == load_tests.c.project_id)
         .where(projects.c.organization_id.in_(list(principal.roles)))
         .where(load_tests.c.deleted_at.is_(None))
@@ -121,12 +127,42 @@ async def create_load_test(
 async def get_load_test(
     conn: AsyncConnection, principal: Principal, load_test_id: int
 ) -> dict[str, Any]:
-    return view(await access.load_test(conn, principal, load_test_id))
+    await access.load_test(conn, principal, load_test_id)
+    return view(await _row(conn, load_test_id))
 
 
-async def rename_load_test(
-    conn: AsyncConnection, box: SecretBox, principal: Principal, load_test_id: int, name: str
+async def update_load_test(
+    conn: AsyncConnection,
+    box: SecretBox,
+    principal: Principal,
+    load_test_id: int,
+    *,
+    name: str | None = None,
+    regression: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
+    """Rename a load test and/or change the tolerances named in ``regression`` (``None``
+    turns one check off, a name left out keeps its value). Emits one ``load_test.updated``
+    whose ``extra.changes`` holds ``[old, new]`` of each changed field, a tolerance as
+    ``regression.<name>``."""
+    await access.load_test(conn, principal, load_test_id)
+    changes: dict[str, list[Any]] = {}
+    if name is not None:
+        changes.update(await _rename(conn, principal, load_test_id, name))
+    if regression:
+        before = baselines.view(await _row(conn, load_test_id))["regression"]
+        await baselines.set_tolerances(conn, load_test_id, regression)
+        after = baselines.view(await _row(conn, load_test_id))["regression"]
+        for key, value in after.items():
+            if before[key] != value:
+                changes[f"regression.{key}"] = [before[key], value]
+    if changes:
+        await _emit(conn, box, EventType.LOAD_TEST_UPDATED, load_test_id, {"changes": changes})
+    return view(await _row(conn, load_test_id))
+
+
+async def _rename(
+    conn: AsyncConnection, principal: Principal, load_test_id: int, name: str
+) -> dict[str, list[Any]]:
     name = name.strip()
     row = await access.load_test(conn, principal, load_test_id)
     if name != row.name:
@@ -137,14 +173,8 @@ async def rename_load_test(
             .where(load_tests.c.id == load_test_id)
             .values(name=name, updated_at=datetime.now(UTC))
         )
-        await _emit(
-            conn,
-            box,
-            EventType.LOAD_TEST_UPDATED,
-            load_test_id,
-            {"changes": {"name": [row.name, name]}},
-        )
-    return view(await _row(conn, load_test_id))
+        return {"name": [row.name, name]}
+    return {}
 
 
 async def delete_load_test(

@@ -24,7 +24,7 @@ from loadbell.domain.statuses import (
     default_result,
 )
 from loadbell.security.secretbox import SecretBox
-from loadbell.services import access, load_tests
+from loadbell.services import access, baselines, load_tests
 from loadbell.services.access import Principal
 from loadbell.services.errors import Invalid, conflict, invalid, not_found
 from loadbell.services.fanout import record_event
@@ -113,6 +113,9 @@ async def _apply(
         if target.is_terminal:
             values["ended_at"] = now
             values["result"] = (result or default_result(target) or RunResult.FAILED).value
+            values["comparison"] = await baselines.comparison_for(
+                conn, {**run, "metrics": values.get("metrics", run["metrics"])}
+            )
     await update_run(conn, run["id"], values)
     updated = {**run, **values}
     if not changes:
@@ -122,7 +125,13 @@ async def _apply(
     if event_type is None:
         return updated, [], None
     context = context_of_run(updated, public_url)
-    return updated, await _record(conn, box, event_type, context, handoff), context["run"]
+    new = await _record(conn, box, event_type, context, handoff)
+    comparison = values.get("comparison")
+    if comparison is not None and comparison["regressed"]:
+        # After test.finished, in the same transaction: a later event id, so receivers
+        # that order by it hear the result first, then the regression.
+        new += await _record(conn, box, EventType.TEST_REGRESSED, context, handoff)
+    return updated, new, context["run"]
 
 
 async def emit_run_event(

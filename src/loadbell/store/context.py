@@ -6,7 +6,8 @@ Shape (every key always present; values may be null)::
      "project": {"id", "name"},
      "load_test": {"id", "name"} | null,
      "run": {"id", "status", "status_text", "result", "trigger", "user_id", "user_name",
-             "created_at", "started_at", "ended_at", "duration_s", "metrics", "url"} | null,
+             "created_at", "started_at", "ended_at", "duration_s", "metrics", "url",
+             "comparison"} | null,   # comparison: with the baseline, once finished, or null
      "extra": {...}}   # event-specific additions, e.g. the changed fields
 """
 
@@ -49,6 +50,9 @@ def run_dict(row: Any, user_name: str | None, public_url: str) -> dict[str, Any]
         "duration_s": duration,
         "metrics": m["metrics"] or {},
         "url": f"{public_url.rstrip('/')}/runs/{m['id']}",
+        # With the baseline run (domain/regression.py), set when the run finished; events
+        # stored before baselines existed have none.
+        "comparison": m.get("comparison"),
     }
 
 

@@ -167,7 +167,7 @@ def _stored(value: Any) -> Any:
     """A run column's value as SQLAlchemy's types store it on SQLite."""
     if isinstance(value, datetime):
         return timestamp(value)
-    if isinstance(value, dict):  # metrics, the one JSON column of runs
+    if isinstance(value, dict):  # a JSON column of runs (metrics, comparison)
         return json_dumps(value)
     return value
 
@@ -188,6 +188,7 @@ async def update_run(conn: AsyncConnection, run_id: int, values: Mapping[str, An
 
 
 _RUN_TIMESTAMPS = frozenset(c.name for c in runs.c if isinstance(c.type, UTCDateTime))
+_RUN_JSON = frozenset(c.name for c in runs.c if isinstance(c.type, sa.JSON))
 _RUN_NAMES = ("user_name", "load_test_name", "project_name", "organization_name")
 RUN_WITH_NAMES_SQL = (
     f"SELECT {', '.join(f'r.{c.name}' for c in runs.c)}, u.name, lt.name, p.name, o.name "
@@ -210,8 +211,9 @@ def read_run_with_names(raw: sqlite3.Connection, run_id: int) -> dict[str, Any] 
     for key in _RUN_TIMESTAMPS:
         if out[key] is not None:
             out[key] = read_timestamp(out[key])
-    if out["metrics"] is not None:
-        out["metrics"] = orjson.loads(out["metrics"])
+    for column in _RUN_JSON:
+        if out[column] is not None:
+            out[column] = orjson.loads(out[column])
     return out
 
 

@@ -118,6 +118,9 @@ load_tests = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Column("deleted_at", TS),
+    # The run pinned as baseline; NULL: the latest passed run (no FK, see migration 0009).
+    sa.Column("baseline_run_id", sa.Integer),
+    sa.Column("regression", sa.JSON),  # tolerances (domain/regression.py); NULL: defaults
 )
 
 runs = sa.Table(
@@ -136,6 +139,17 @@ runs = sa.Table(
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Column("started_at", TS),
     sa.Column("ended_at", TS),
+    sa.Column("comparison", sa.JSON),  # with the baseline, once finished (domain/regression.py)
+    # A load test's latest passed run, its default baseline, read as every run finishes:
+    # one index step instead of a walk over all of the load test's runs.
+    sa.Index(
+        "ix_runs_passed",
+        "load_test_id",
+        "ended_at",
+        "id",
+        sqlite_where=sa.text("result = 'passed'"),
+        postgresql_where=sa.text("result = 'passed'"),
+    ),
 )
 
 run_status_changes = sa.Table(

@@ -205,6 +205,7 @@ EVENT_LABELS: dict[EventType, str] = {
     EventType.TEST_REPORT_INTERMEDIATE: "Intermediate report",
     EventType.TEST_REPORT_AVAILABLE: "Final report available",
     EventType.TEST_THRESHOLD_FAILED: "Threshold failed during the run",
+    EventType.TEST_REGRESSED: "Test regressed against its baseline",
     EventType.LOAD_TEST_CREATED: "Load test created",
     EventType.LOAD_TEST_UPDATED: "Load test updated",
     EventType.LOAD_TEST_DELETED: "Load test deleted",

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from loadbell.domain import regression
 from loadbell.domain.metrics import failed_thresholds, readable
-from loadbell.services import deliveries, reports, runs
+from loadbell.services import baselines, deliveries, reports, runs
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
@@ -61,6 +62,49 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+# The compared figures' labels on the run page, in domain/regression.py's order.
+COMPARED: dict[str, tuple[str, str]] = {
+    "p95_ms": ("95th percentile response time", "ms"),
+    "avg_ms": ("Average response time", "ms"),
+    "error_rate": ("Error rate", "percent"),
+    "apdex": ("Apdex", "float2"),
+    "rps": ("Requests per second", "float"),
+}
+
+
+def _shown(value: float, how: str) -> str:
+    if how == "ms":
+        return f"{value:,.1f} ms"
+    if how == "percent":
+        return f"{value * 100:.2f} %"
+    if how == "float2":
+        return f"{value:.2f}"
+    return f"{value:,.1f}"
+
+
+def comparison_rows(comparison: Any) -> list[dict[str, Any]]:
+    """The run page's comparison table: one row per figure compared with the baseline."""
+    figures_ = comparison.get("figures") if isinstance(comparison, dict) else None
+    if not isinstance(figures_, dict):
+        return []
+    rows = []
+    for key in regression.FIGURES:
+        entry = figures_.get(key)
+        if not isinstance(entry, dict):
+            continue
+        label, how = COMPARED[key]
+        rows.append(
+            {
+                "label": label,
+                "value": _shown(float(entry["value"]), how),
+                "baseline": _shown(float(entry["baseline"]), how),
+                "change": (regression.delta(comparison, key) or "").split(" vs ")[0].lstrip("("),
+                "regressed": bool(entry.get("regressed")),
+            }
+        )
+    return rows
 
 
 async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | None) -> Any:
@@ -115,6 +159,7 @@ async def run_page(request: Request, run_id: int) -> Response:
         run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.base_url)
         series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
         notified = await deliveries.list_deliveries(conn, ctx.who, run_id=run_id, limit=500)
+        baseline = (await baselines.read(conn, ctx.who, run["load_test_id"]))["baseline"]
     metrics = readable(run.get("metrics"))  # the page shows what notifications show
     thresholds = metrics.get("thresholds", [])
     return await ctx.render(
@@ -124,6 +169,9 @@ async def run_page(request: Request, run_id: int) -> Response:
         section="runs",
         run=run,
         figures=figures(metrics),
+        comparison=run.get("comparison"),
+        compared=comparison_rows(run.get("comparison")),
+        baseline=baseline,
         thresholds=thresholds,
         failed=len(failed_thresholds(metrics)),
         charts=charts(series),
@@ -133,3 +181,21 @@ async def run_page(request: Request, run_id: int) -> Response:
         can_manage=ctx.can_manage(run["organization_id"]),
         attempts_of=current_attempts,
     )
+
+
+@router.post("/runs/{run_id}/baseline")
+async def pin_baseline(request: Request, run_id: int) -> Response:
+    """Pin this run as its load test's baseline, or (``action=unpin``) return the load
+    test to its latest passed run. Anyone who may move runs may do it, as in the API."""
+    ctx = await Ctx.of(request)
+    form = await ctx.form()
+    back = f"/runs/{run_id}#comparison"
+    async with ctx.state.engine.begin() as conn:
+        run = await runs.get_run(conn, ctx.who, run_id, ctx.state.settings.base_url)
+        if form.get("action") == "unpin":
+            await baselines.unpin(conn, ctx.who, run["load_test_id"])
+            said = "The load test's baseline is its latest passed run again."
+        else:
+            await baselines.pin(conn, ctx.who, run["load_test_id"], run_id)
+            said = f"Run #{run_id} is now the baseline of {run['load_test_name']}."
+    return ctx.redirect(back, said)

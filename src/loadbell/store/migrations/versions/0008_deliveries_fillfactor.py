@@ -1,7 +1,7 @@
 """deliveries: leave room on each PostgreSQL page, so a claim's lease is a HOT update
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-06 01:15:00
 
 A claim writes ``lease_until`` and ``lease_owner``, which no index covers. PostgreSQL can
