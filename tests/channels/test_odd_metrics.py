@@ -226,8 +226,9 @@ def test_every_kind_renders_every_event_of_an_odd_document(document: Any) -> Non
             else:
                 problems.append(f"{name} {event.value}: a body this test does not check")
     assert problems == [], "\n".join(problems)
-    # The two loadimpact formats express 3 events, Loadmance 10, the 9 other configs all 12.
-    assert rendered == 2 * 3 + 10 + 9 * len(EventType)
+    # The two loadimpact formats express 3 events, Loadmance 11 (channel.disabled too), the
+    # 9 other configs all of them.
+    assert rendered == 2 * 3 + 11 + 9 * len(EventType)
 
 
 # -- end to end ----------------------------------------------------------------------------

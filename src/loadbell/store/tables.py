@@ -164,6 +164,24 @@ channels = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Column("deleted_at", TS),
+    # Set when the channel was disabled for failing (domain/health.py); ``enabled`` is then
+    # false. Cleared when someone enables it again.
+    sa.Column("disabled_at", TS),
+    sa.Column("disabled_reason", sa.Text),
+)
+
+# A channel's health: one row per channel (``target = ''``) and one per target of a channel
+# that has several (Slack). Written by the worker in the transaction of each results batch
+# (store/queue): one upsert per channel and target in the batch. Times are epoch seconds.
+channel_health = sa.Table(
+    "channel_health",
+    metadata,
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("target", sa.String(200), primary_key=True),  # '': the channel as a whole
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("first_failure_at", sa.Float),  # of the current run of failures
+    sa.Column("last_success_at", sa.Float),
+    sa.Column("last_failure_at", sa.Float),
 )
 
 channel_overrides = sa.Table(
@@ -195,6 +213,9 @@ events = sa.Table(
 DELIVERY_PENDING = "pending"
 DELIVERY_SUCCEEDED = "succeeded"
 DELIVERY_FAILED = "failed"
+# Ended without an attempt, for the ``reason`` stored beside it (its channel was disabled
+# for failing). Noise control's ``suppressed`` and ``held`` will join it.
+DELIVERY_SKIPPED = "skipped"
 
 
 def is_pending(table: sa.FromClause) -> sa.ColumnElement[bool]:
@@ -226,6 +247,7 @@ deliveries = sa.Table(
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("last_error", sa.Text),
     sa.Column("last_status_code", sa.Integer),
+    sa.Column("reason", sa.Text),  # why it was skipped
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Index(

@@ -1,0 +1,132 @@
+"""What follows a channel being disabled for failing: the ``channel.disabled`` event, and a
+mail to the organization's owners and admins.
+
+The disabling itself (the channel row, its pending deliveries ending ``skipped``) is
+written by the worker's result write that found the thresholds reached (store/queue), in
+the results' transaction. This runs after that commit, on the engine, as a side task of
+its own: a failure here is logged and never holds up deliveries. Known gap: a process that
+dies between the two writes leaves the channel disabled without the event or the mail (the
+channel's ``health`` still says so, and the web app shows the banner).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from loadbell.channels.email import EmailKind
+from loadbell.delivery.wakeup import Wakeup
+from loadbell.domain.events import EventType
+from loadbell.security.secretbox import SecretBox
+from loadbell.services.fanout import record_event
+from loadbell.settings import Settings
+from loadbell.store import health as store_health
+from loadbell.values import Message, Verdict
+
+log = logging.getLogger("loadbell.worker")
+
+MAIL_TIMEOUT = 20.0  # seconds
+
+
+def disabled_context(row: Any, public_url: str) -> dict[str, Any]:
+    """The ``channel.disabled`` event's context (domain/events.py)."""
+    return {
+        "organization": {"id": row.organization_id, "name": row.organization_name},
+        "project": None,
+        "load_test": None,
+        "run": None,
+        "extra": {},
+        "channel": {
+            "id": row.id,
+            "name": row.name,
+            "kind": row.kind,
+            "project_id": row.project_id,
+            "consecutive_failures": row.failures,
+            "disabled_reason": row.disabled_reason,
+            "url": f"{public_url.rstrip('/')}/channels/{row.id}",
+        },
+    }
+
+
+class Announcer:
+    def __init__(
+        self, engine: AsyncEngine, box: SecretBox, settings: Settings, wakeup: Wakeup
+    ) -> None:
+        self.engine = engine
+        self.box = box
+        self.settings = settings
+        self.wakeup = wakeup
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def disabled(self, channel_ids: Sequence[int]) -> None:
+        """Announce, beside the delivery path (called by the result writer)."""
+        task = asyncio.create_task(self.announce(channel_ids))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self) -> None:
+        """Let announcements under way finish (the worker stops)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def announce(self, channel_ids: Sequence[int]) -> None:
+        try:
+            mails = []
+            async with self.engine.begin() as conn:
+                for row in await store_health.disabled_channels(conn, channel_ids):
+                    log.warning(
+                        "channel %s (%s) disabled: %s",
+                        row.id,
+                        row.name,
+                        row.disabled_reason,
+                        extra={"channel_id": row.id, "channel_kind": row.kind},
+                    )
+                    context = disabled_context(row, self.settings.base_url)
+                    event_id, _ = await record_event(
+                        conn,
+                        self.box,
+                        event_type=EventType.CHANNEL_DISABLED,
+                        organization_id=row.organization_id,
+                        project_id=row.project_id,
+                        context=context,
+                    )
+                    to = await store_health.manager_emails(conn, row.organization_id)
+                    mails.append((event_id, context, to))
+            self.wakeup.poke()
+            for event_id, context, to in mails:
+                await self.mail(event_id, context, to)
+        except Exception:
+            log.exception("announcing disabled channels %s failed", list(channel_ids))
+
+    async def mail(self, event_id: int, context: dict[str, Any], to: list[str]) -> None:
+        """The owners' and admins' mail, through the email channel's own sending code."""
+        s = self.settings
+        if not s.smtp_host or not s.smtp_from or not to:
+            return
+        message = Message(
+            delivery_id=str(uuid.uuid4()),
+            event_id=event_id,
+            event_type=EventType.CHANNEL_DISABLED,
+            occurred_at=datetime.now(UTC),
+            context=context,
+            public_url=s.base_url,
+        )
+        config = {
+            "to": to,
+            "from": s.smtp_from,
+            "smtp_host": s.smtp_host,
+            "smtp_port": s.smtp_port,
+            "smtp_username": s.smtp_username,
+            "smtp_password": s.smtp_password,
+            "starttls": s.smtp_starttls,
+            "tls": False,
+        }
+        outcome = await EmailKind().send(message, config, MAIL_TIMEOUT)
+        if outcome.verdict is not Verdict.DELIVERED:
+            log.warning("mail about a disabled channel not sent: %s", outcome.error)

@@ -1,0 +1,44 @@
+"""channel health, auto-disable, skipped deliveries with a reason
+
+Revision ID: 0012
+Revises: 0006
+Create Date: 2026-12-06 01:45:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "channel_health",
+        sa.Column("channel_id", sa.Integer(), nullable=False),
+        sa.Column("target", sa.String(length=200), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("first_failure_at", sa.Float(), nullable=True),
+        sa.Column("last_success_at", sa.Float(), nullable=True),
+        sa.Column("last_failure_at", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["channel_id"], ["channels.id"], name=op.f("fk_channel_health_channel_id_channels")
+        ),
+        sa.PrimaryKeyConstraint("channel_id", "target", name=op.f("pk_channel_health")),
+    )
+    with op.batch_alter_table("channels", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("disabled_reason", sa.Text(), nullable=True))
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("reason", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("reason")
+    with op.batch_alter_table("channels", schema=None) as batch_op:
+        batch_op.drop_column("disabled_reason")
+        batch_op.drop_column("disabled_at")
+    op.drop_table("channel_health")
