@@ -151,6 +151,7 @@ def variables(message: Message) -> dict[str, Any]:
         "run": run,
         "metrics": metrics,
         "extra": extra,
+        "channel": ctx.get("channel"),  # channel.disabled only
         "public_url": message.public_url,
         "summary": {
             "severity": summary.severity.value,
