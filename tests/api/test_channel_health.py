@@ -221,6 +221,22 @@ async def test_auto_disable_skips_pending_and_later_deliveries_and_tells_everyon
         assert d["status"] == "succeeded"
         assert len(receiver.requests) == sent + 1
 
+        # A skipped delivery can still be sent, by hand: it loses its reason.
+        r = await api.post(f"/deliveries/{later['id']}/redeliver")
+        assert r.status_code == 202, r.text
+        assert r.json()["status"] == "pending" and r.json()["reason"] is None
+        redone = await _wait(
+            lambda: _ended(api, later["id"]), "the redelivered skipped delivery ended"
+        )
+        assert redone["status"] == "succeeded" and redone["reason"] is None
+        assert len(receiver.requests) == sent + 2
+
+
+async def _ended(api: httpx.AsyncClient, delivery_id: int) -> dict[str, Any] | None:
+    r = await api.get(f"/deliveries/{delivery_id}")
+    assert r.status_code == 200, r.text
+    return dict(r.json()) if r.json()["status"] != "pending" else None
+
 
 async def test_auto_disable_null_never_disables(
     api: httpx.AsyncClient, receiver: RecordingReceiver
