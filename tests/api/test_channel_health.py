@@ -272,6 +272,15 @@ async def test_auto_disable_is_inherited_by_value_from_a_project_override(
     value came from), and the project's failing deliveries disable the channel by them."""
     receiver.status = 500
     channel = await create_webhook(api, f"{receiver.url}/hook", retry=ONCE)
+    effective = f"/channels/{channel['id']}/effective"
+    # false turns it off for the project (null there would mean "inherit").
+    r = await api.put(
+        f"/channels/{channel['id']}/overrides/1", json={"config": {"auto_disable": False}}
+    )
+    assert r.status_code == 200, r.text
+    r = await api.get(effective, params={"project_id": 1})
+    assert r.json()["config"]["auto_disable"] is None
+    assert r.json()["sources"]["auto_disable"] == "project"
     r = await api.put(
         f"/channels/{channel['id']}/overrides/1",
         json={"config": {"auto_disable": {"after_failures": 1, "after_hours": 0}}},

@@ -9,7 +9,7 @@ recorded as ``skipped`` deliveries with the same reason.
 
 Inheritance: a project override may set its own thresholds. Value-level inheritance drops
 empty values, so ``null`` could not be told from "not set": "off" is stored as ``false``
-and shown as ``null`` (:func:`shown`).
+and shown as ``null`` (:func:`shown`). An override turns it off with ``false``.
 """
 
 from __future__ import annotations
