@@ -3,10 +3,14 @@ mail to the organization's owners and admins.
 
 The disabling itself (the channel row, its pending deliveries ending ``skipped``) is
 written by the worker's result write that found the thresholds reached (store/queue), in
-the results' transaction. This runs after that commit, on the engine, as a side task of
-its own: a failure here is logged and never holds up deliveries. Known gap: a process that
-dies between the two writes leaves the channel disabled without the event or the mail (the
-channel's ``health`` still says so, and the web app shows the banner).
+the results' transaction. This runs after that commit, on the engine, beside the delivery
+path: a failure here is logged and never holds up deliveries.
+
+The event is recorded once: its transaction also sets ``channels.disabled_announced_at``,
+guarded on it being NULL, so two workers never both announce. A worker that died between
+the disabling and the announcement leaves it NULL; every worker sweeps for such channels
+when it starts (:meth:`Announcer.sweep`). The mail goes out after that commit, at most
+once: a process that dies in between sends none.
 """
 
 from __future__ import annotations
@@ -75,11 +79,29 @@ class Announcer:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def sweep(self) -> None:
+        """Announce what a worker that died before announcing left (at start)."""
+        task = asyncio.create_task(self._sweep())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sweep(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                left = await store_health.unannounced(conn)
+        except Exception:
+            log.exception("looking for unannounced disabled channels failed")
+            return
+        if left:
+            await self.announce(left)
+
     async def announce(self, channel_ids: Sequence[int]) -> None:
         try:
             mails = []
             async with self.engine.begin() as conn:
                 for row in await store_health.disabled_channels(conn, channel_ids):
+                    if not await store_health.claim_announcement(conn, row.id):
+                        continue
                     log.warning(
                         "channel %s (%s) disabled: %s",
                         row.id,

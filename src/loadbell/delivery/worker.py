@@ -191,6 +191,8 @@ class Worker:
         try:
             if not await self._join(stop):
                 return
+            if self.announcer is not None:
+                self.announcer.sweep()
             side.start("result writer", self.results.run)
             side.start("heartbeat", self.liveness.run)
             if self.pruning is not None and self.pruning.enabled:

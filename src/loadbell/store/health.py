@@ -95,8 +95,33 @@ async def reset(conn: AsyncConnection, channel_id: int) -> None:
     await conn.execute(
         sa.update(channels)
         .where(channels.c.id == channel_id)
-        .values(disabled_at=None, disabled_reason=None)
+        .values(disabled_at=None, disabled_reason=None, disabled_announced_at=None)
     )
+
+
+async def unannounced(conn: AsyncConnection) -> list[int]:
+    """Channels disabled for failing whose ``channel.disabled`` was never recorded."""
+    rows = await conn.execute(
+        sa.select(channels.c.id)
+        .where(channels.c.disabled_at.is_not(None))
+        .where(channels.c.disabled_announced_at.is_(None))
+        .where(channels.c.deleted_at.is_(None))
+        .order_by(channels.c.id)
+    )
+    return [r[0] for r in rows]
+
+
+async def claim_announcement(conn: AsyncConnection, channel_id: int) -> bool:
+    """Mark the channel's disabling as announced; False when it is not disabled, or was
+    announced already (by another worker): then there is nothing to announce."""
+    result = await conn.execute(
+        sa.update(channels)
+        .where(channels.c.id == channel_id)
+        .where(channels.c.disabled_at.is_not(None))
+        .where(channels.c.disabled_announced_at.is_(None))
+        .values(disabled_announced_at=datetime.now(UTC))
+    )
+    return result.rowcount == 1
 
 
 async def disabled_channels(conn: AsyncConnection, ids: Sequence[int]) -> list[Any]:

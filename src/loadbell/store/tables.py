@@ -168,6 +168,9 @@ channels = sa.Table(
     # false. Cleared when someone enables it again.
     sa.Column("disabled_at", TS),
     sa.Column("disabled_reason", sa.Text),
+    # When its channel.disabled event was recorded (delivery/disabling.py); NULL while a
+    # disabling still waits for it, so a worker that died in between leaves it for the next.
+    sa.Column("disabled_announced_at", TS),
 )
 
 # A channel's health: one row per channel (``target = ''``) and one per target of a channel

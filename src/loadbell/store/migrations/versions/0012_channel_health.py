@@ -31,6 +31,9 @@ def upgrade() -> None:
     with op.batch_alter_table("channels", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("disabled_reason", sa.Text(), nullable=True))
+        batch_op.add_column(
+            sa.Column("disabled_announced_at", sa.DateTime(timezone=True), nullable=True)
+        )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reason", sa.Text(), nullable=True))
 
@@ -39,6 +42,7 @@ def downgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_column("reason")
     with op.batch_alter_table("channels", schema=None) as batch_op:
+        batch_op.drop_column("disabled_announced_at")
         batch_op.drop_column("disabled_reason")
         batch_op.drop_column("disabled_at")
     op.drop_table("channel_health")
