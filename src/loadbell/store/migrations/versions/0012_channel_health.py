@@ -8,6 +8,19 @@ Create Date: 2026-12-06 01:45:00
 import sqlalchemy as sa
 from alembic import op
 
+# Human-readable kinds subscribe to channel.disabled by default: channels of those kinds
+# made before this revision get it added, so an upgraded instance tells its chats too.
+HUMAN_READABLE = (
+    "slack",
+    "slack_app",
+    "hipchat",
+    "teams",
+    "discord",
+    "mattermost",
+    "email",
+    "apprise",
+)
+
 revision = "0012"
 down_revision = "0006"
 branch_labels = None
@@ -36,6 +49,24 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reason", sa.Text(), nullable=True))
+    _subscribe_human_readable()
+
+
+def _subscribe_human_readable() -> None:
+    channels = sa.table(
+        "channels", sa.column("id", sa.Integer), sa.column("kind"), sa.column("events", sa.JSON)
+    )
+    bind = op.get_bind()
+    rows = bind.execute(
+        sa.select(channels.c.id, channels.c.events).where(channels.c.kind.in_(HUMAN_READABLE))
+    ).all()
+    for channel_id, events in rows:
+        if isinstance(events, list) and "channel.disabled" not in events:
+            bind.execute(
+                sa.update(channels)
+                .where(channels.c.id == channel_id)
+                .values(events=[*events, "channel.disabled"])
+            )
 
 
 def downgrade() -> None:
