@@ -10,7 +10,7 @@ import pytest
 
 from loadbell.domain import health
 from loadbell.domain.health import AutoDisable
-from loadbell.store.queue import Completion, HealthRow, health_rows, to_check
+from loadbell.store.queue import Completion, HealthRow, health_rows, hour_rows, to_check
 from loadbell.values import Outcome, Verdict
 
 NOW = 1_000_000.0
@@ -107,3 +107,10 @@ def test_a_batch_gives_one_row_per_channel_and_target() -> None:
         HealthRow(2, "#b", 0, None, NOW, None),
     ]
     assert set(to_check(batch)) == {1, 2}
+
+
+def test_a_batch_adds_to_the_hour_of_its_channels() -> None:
+    """One hour row per channel: its ended deliveries by outcome; retries do not count."""
+    batch = [_done(1, "failed"), _done(1, "succeeded"), _done(1, "pending"), _done(2, "failed")]
+    hour = int(NOW // 3600)
+    assert hour_rows(batch, NOW) == [(1, hour, 1, 1), (2, hour, 0, 1)]

@@ -4,7 +4,7 @@ writes in store/queue)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,14 +15,14 @@ from loadbell.store.tables import (
     DELIVERY_FAILED,
     DELIVERY_SUCCEEDED,
     channel_health,
+    channel_health_hours,
     channels,
-    deliveries,
     memberships,
     organizations,
     users,
 )
 
-RATE_WINDOW = timedelta(hours=24)
+RATE_HOURS = 24  # success_rate_24h: the current hour and the 23 before it
 
 
 def _stamp(epoch: float | None) -> datetime | None:
@@ -44,16 +44,17 @@ async def health_of(
         .order_by(channel_health.c.channel_id, channel_health.c.target)
     ):
         kept.setdefault(h.channel_id, {})[h.target] = h
-    since = (now or datetime.now(UTC)) - RATE_WINDOW
+    # The current hour and the 23 before it (store/queue: hour_rows).
+    first_hour = int((now or datetime.now(UTC)).timestamp() // 3600) - (RATE_HOURS - 1)
     ended: dict[int, dict[str, int]] = {}
-    for channel_id, status, count in await conn.execute(
-        sa.select(deliveries.c.channel_id, deliveries.c.status, sa.func.count())
-        .where(deliveries.c.channel_id.in_(ids))
-        .where(deliveries.c.status.in_([DELIVERY_SUCCEEDED, DELIVERY_FAILED]))
-        .where(deliveries.c.updated_at >= since)
-        .group_by(deliveries.c.channel_id, deliveries.c.status)
+    hours = channel_health_hours
+    for channel_id, succeeded, failed in await conn.execute(
+        sa.select(hours.c.channel_id, sa.func.sum(hours.c.succeeded), sa.func.sum(hours.c.failed))
+        .where(hours.c.channel_id.in_(ids))
+        .where(hours.c.hour >= first_hour)
+        .group_by(hours.c.channel_id)
     ):
-        ended.setdefault(channel_id, {})[status] = count
+        ended[channel_id] = {DELIVERY_SUCCEEDED: int(succeeded), DELIVERY_FAILED: int(failed)}
     out = {}
     for r in rows:
         own = kept.get(r.id, {})
@@ -92,6 +93,9 @@ async def health_of(
 async def reset(conn: AsyncConnection, channel_id: int) -> None:
     """Forget the channel's health and that it was disabled for failing (re-enabling)."""
     await conn.execute(sa.delete(channel_health).where(channel_health.c.channel_id == channel_id))
+    await conn.execute(
+        sa.delete(channel_health_hours).where(channel_health_hours.c.channel_id == channel_id)
+    )
     await conn.execute(
         sa.update(channels)
         .where(channels.c.id == channel_id)

@@ -187,6 +187,18 @@ channel_health = sa.Table(
     sa.Column("last_failure_at", sa.Float),
 )
 
+# Deliveries of a channel that ended, per hour (``hour`` = epoch seconds // 3600): what
+# ``health.success_rate_24h`` sums, so a channel read does not count its deliveries. Written
+# with the health rows; a worker removes rows older than two days once an hour.
+channel_health_hours = sa.Table(
+    "channel_health_hours",
+    metadata,
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("succeeded", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+)
+
 channel_overrides = sa.Table(
     "channel_overrides",
     metadata,

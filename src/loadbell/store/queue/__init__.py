@@ -291,6 +291,23 @@ def health_rows(done: Sequence[Completion], now: float) -> list[HealthRow]:
     return [HealthRow(ch, t, *s) for (ch, t), s in state.items()]
 
 
+HOUR = 3600  # seconds
+KEEP_HOURS = 48  # hour rows older than this are removed (the rate reads 24)
+
+
+def hour_rows(done: Sequence[Completion], now: float) -> list[tuple[int, int, int, int]]:
+    """(channel id, hour, succeeded, failed) of a batch's ended deliveries, one row per
+    channel: what ``channel_health_hours`` adds up."""
+    hour = int(now // HOUR)
+    counts: dict[int, list[int]] = {}
+    for c in done:
+        if c.status == "pending":
+            continue
+        pair = counts.setdefault(c.channel_id, [0, 0])
+        pair[0 if c.status == "succeeded" else 1] += 1
+    return [(channel, hour, ok, bad) for channel, (ok, bad) in counts.items()]
+
+
 def to_check(done: Sequence[Completion]) -> dict[int, AutoDisable]:
     """Channels with a failure in the batch whose thresholds may now be reached."""
     out = {}

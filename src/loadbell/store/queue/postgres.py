@@ -26,6 +26,7 @@ from loadbell.store.db import json_dumps
 from loadbell.store.queue import (
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
+    KEEP_HOURS,
     OVERRIDE_COLUMNS,
     ClaimBatch,
     Claimed,
@@ -35,6 +36,7 @@ from loadbell.store.queue import (
     Recorded,
     choose,
     health_rows,
+    hour_rows,
     override_pairs,
     result_rows,
     select_list,
@@ -140,6 +142,13 @@ ON CONFLICT (channel_id, target) DO UPDATE SET
     last_success_at = coalesce(EXCLUDED.last_success_at, channel_health.last_success_at),
     last_failure_at = coalesce(EXCLUDED.last_failure_at, channel_health.last_failure_at)
 """
+HOURS = """
+INSERT INTO channel_health_hours (channel_id, hour, succeeded, failed) VALUES ($1, $2, $3, $4)
+ON CONFLICT (channel_id, hour) DO UPDATE SET
+    succeeded = channel_health_hours.succeeded + EXCLUDED.succeeded,
+    failed = channel_health_hours.failed + EXCLUDED.failed
+"""
+FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < $1"
 HEALTH_OF = """
 SELECT consecutive_failures, first_failure_at FROM channel_health
 WHERE channel_id = $1 AND target = ''
@@ -193,6 +202,7 @@ class PostgresQueue:
         self.dsn = dsn
         self.max_connections = max_connections  # claims, result writes and the heartbeat
         self._pool: asyncpg.Pool | None = None
+        self._forgot_hour = 0  # the last hour old channel_health_hours rows were removed
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -307,6 +317,11 @@ class PostgresQueue:
             disabled = []
             if health:
                 await conn.executemany(HEALTH, health)
+                hours = hour_rows(done, now)
+                await conn.executemany(HOURS, hours)
+                if hours[0][1] != self._forgot_hour:  # once an hour per worker
+                    await conn.execute(FORGET_HOURS, hours[0][1] - KEEP_HOURS)
+                    self._forgot_hour = hours[0][1]
                 for channel_id, rule in to_check(done).items():
                     failures, first = await conn.fetchrow(HEALTH_OF, channel_id)
                     if not rule.reached(failures, first, now):

@@ -28,6 +28,7 @@ from loadbell.store.db import json_dumps, sqlite_pragmas
 from loadbell.store.queue import (
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
+    KEEP_HOURS,
     OVERRIDE_COLUMNS,
     ClaimBatch,
     Claimed,
@@ -37,6 +38,7 @@ from loadbell.store.queue import (
     Recorded,
     choose,
     health_rows,
+    hour_rows,
     override_pairs,
     result_rows,
     select_list,
@@ -131,6 +133,13 @@ ON CONFLICT (channel_id, target) DO UPDATE SET
     last_success_at = coalesce(excluded.last_success_at, channel_health.last_success_at),
     last_failure_at = coalesce(excluded.last_failure_at, channel_health.last_failure_at)
 """
+HOURS = """
+INSERT INTO channel_health_hours (channel_id, hour, succeeded, failed) VALUES (?, ?, ?, ?)
+ON CONFLICT (channel_id, hour) DO UPDATE SET
+    succeeded = channel_health_hours.succeeded + excluded.succeeded,
+    failed = channel_health_hours.failed + excluded.failed
+"""
+FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < ?"
 HEALTH_OF = """
 SELECT consecutive_failures, first_failure_at FROM channel_health
 WHERE channel_id = :id AND target = ''
@@ -177,6 +186,7 @@ class SQLiteQueue:
         self.synchronous = min(synchronous, "NORMAL", key=levels.index)
         self._conn: sqlite3.Connection | None = None
         self._turn = asyncio.Lock()
+        self._forgot_hour = 0  # the last hour old channel_health_hours rows were removed
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -339,6 +349,11 @@ class SQLiteQueue:
             disabled = []
             if health:
                 conn.executemany(HEALTH, health)
+                hours = hour_rows(done, now)
+                conn.executemany(HOURS, hours)
+                if hours[0][1] != self._forgot_hour:  # once an hour per worker
+                    conn.execute(FORGET_HOURS, (hours[0][1] - KEEP_HOURS,))
+                    self._forgot_hour = hours[0][1]
                 for channel_id, rule in to_check(done).items():
                     failures, first = conn.execute(HEALTH_OF, {"id": channel_id}).fetchone()
                     if not rule.reached(failures, first, now):

@@ -41,6 +41,19 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("channel_id", "target", name=op.f("pk_channel_health")),
     )
+    op.create_table(
+        "channel_health_hours",
+        sa.Column("channel_id", sa.Integer(), nullable=False),
+        sa.Column("hour", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("succeeded", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["channel_id"],
+            ["channels.id"],
+            name=op.f("fk_channel_health_hours_channel_id_channels"),
+        ),
+        sa.PrimaryKeyConstraint("channel_id", "hour", name=op.f("pk_channel_health_hours")),
+    )
     with op.batch_alter_table("channels", schema=None) as batch_op:
         batch_op.add_column(sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("disabled_reason", sa.Text(), nullable=True))
@@ -76,4 +89,5 @@ def downgrade() -> None:
         batch_op.drop_column("disabled_announced_at")
         batch_op.drop_column("disabled_reason")
         batch_op.drop_column("disabled_at")
+    op.drop_table("channel_health_hours")
     op.drop_table("channel_health")
