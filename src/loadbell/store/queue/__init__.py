@@ -288,7 +288,9 @@ def health_rows(done: Sequence[Completion], now: float) -> list[HealthRow]:
                 s[0] += 1
                 s[1] = s[1] or now
                 s[3] = now
-    return [HealthRow(ch, t, *s) for (ch, t), s in state.items()]
+    # Sorted: concurrent workers then lock the rows in one order (PostgreSQL would find a
+    # deadlock between two batches that upsert the same channels in opposite orders).
+    return [HealthRow(ch, t, *s) for (ch, t), s in sorted(state.items())]
 
 
 HOUR = 3600  # seconds
@@ -305,7 +307,7 @@ def hour_rows(done: Sequence[Completion], now: float) -> list[tuple[int, int, in
             continue
         pair = counts.setdefault(c.channel_id, [0, 0])
         pair[0 if c.status == "succeeded" else 1] += 1
-    return [(channel, hour, ok, bad) for channel, (ok, bad) in counts.items()]
+    return [(channel, hour, ok, bad) for channel, (ok, bad) in sorted(counts.items())]
 
 
 def to_check(done: Sequence[Completion]) -> dict[int, AutoDisable]:
@@ -314,7 +316,7 @@ def to_check(done: Sequence[Completion]) -> dict[int, AutoDisable]:
     for c in done:
         if c.status == "failed" and c.auto_disable is not None:
             out[c.channel_id] = c.auto_disable
-    return out
+    return dict(sorted(out.items()))  # one lock order (see health_rows)
 
 
 def override_pairs(
