@@ -35,6 +35,7 @@ from loadbell.api.loop_lag import LoopLag
 from loadbell.api.request_ids import RequestIds
 from loadbell.api.request_metrics import RequestMetrics
 from loadbell.api.state import AppState
+from loadbell.delivery.disabling import Announcer
 from loadbell.delivery.pruning import Pruning
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
                 wakeup,
                 metrics=figures,
                 pruning=Pruning(engine, settings),
+                announcer=Announcer(engine, box, settings, wakeup),
             )
             if run_worker
             else None

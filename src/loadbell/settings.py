@@ -99,6 +99,19 @@ class Settings(BaseSettings):
     slack_client_secret: str | None = Field(
         default=None, description="The Slack app's client secret (Basic Information page)."
     )
+    # The instance's own mail (owners and admins hear of a channel disabled for failing).
+    smtp_host: str | None = Field(
+        default=None, description="Mail server for loadbell's own mail; unset: none is sent."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="The mail server's port.")
+    smtp_from: str | None = Field(
+        default=None, description="Sender address of loadbell's own mail (needed with the host)."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if it needs one.")
+    smtp_password: str | None = Field(default=None, description="SMTP password, if it needs one.")
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the connection with STARTTLS (false: plain SMTP)."
+    )
     # Worker tuning. The lease must outlive one attempt (timeout) with margin, or a slow
     # but live attempt could be re-sent by another worker.
     lease_seconds: float = Field(default=30.0, gt=0)

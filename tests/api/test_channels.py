@@ -69,6 +69,7 @@ async def test_readme_channel_is_created_masked_and_encrypted(
         "url": f"{receiver.url}/****",
         "format": "loadimpact",
         "headers": {"X-Token": "****"},
+        "auto_disable": {"after_failures": 20, "after_hours": 24},  # every kind's default
     }
     assert body["events"] == ["test.started", "test.finished"]
     assert body["filters"] == README_FILTERS

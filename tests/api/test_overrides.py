@@ -101,6 +101,7 @@ async def test_url_override_and_clearing(
 
     eff = await _effective(api, cid, second)
     assert eff["sources"] == {
+        "auto_disable": "default",
         "enabled": "organization",
         "format": "organization",
         "headers": "default",
@@ -123,6 +124,7 @@ async def test_url_override_and_clearing(
         assert eff["config"]["url"] == f"{other.url}/****"
         assert eff["config"]["headers"] == {"X-P": "****"}
         assert eff["sources"] == {
+            "auto_disable": "default",
             "enabled": "organization",
             "format": "organization",
             "headers": "project",

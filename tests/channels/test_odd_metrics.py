@@ -226,8 +226,9 @@ def test_every_kind_renders_every_event_of_an_odd_document(document: Any) -> Non
             else:
                 problems.append(f"{name} {event.value}: a body this test does not check")
     assert problems == [], "\n".join(problems)
-    # The two loadimpact formats express 3 events, Loadmance 11, the 9 other configs all.
-    assert rendered == 2 * 3 + 11 + 9 * len(EventType)
+    # The two loadimpact formats express 3 events, Loadmance 12 (test.regressed and
+    # channel.disabled too), the 9 other configs all of them.
+    assert rendered == 2 * 3 + 12 + 9 * len(EventType)
 
 
 # -- end to end ----------------------------------------------------------------------------

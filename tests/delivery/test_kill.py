@@ -106,6 +106,7 @@ def _result(item: Claimed, verdict: Verdict, status: str) -> Completion:
         status=status,
         next_attempt_at=time.time(),  # due at once: only the lease can hold it back
         lease_until=item.lease_until,
+        channel_id=item.channel_id,
     )
 
 

@@ -104,3 +104,20 @@ def test_room_and_half_empty_follow_the_holds() -> None:
         slots.done(1)
     assert slots.half_empty(1)
     assert slots.startable() == 2
+
+
+def test_a_disabled_channel_queued_work_is_dropped() -> None:
+    """Dropping a channel (disabled for failing) forgets what is queued of it, unsent;
+    what runs finishes, and other channels keep their turns."""
+    slots = _slots(per_channel=1)
+    for i in range(3):
+        slots.add(_item(i, channel_id=1), None)
+    slots.add(_item(10, channel_id=2), None)
+    first = slots.next(NOW)
+    assert first is not None and first[0].id == 0
+    assert slots.drop(1) == 2
+    assert slots.drop(1) == 0
+    job = slots.next(NOW)
+    assert job is not None and job[0].id == 10
+    assert slots.next(NOW) is None
+    assert (slots.held(1), slots.running) == (1, 2)

@@ -198,6 +198,25 @@ CASES: list[tuple[str, EventType, dict[str, Any]]] = [
     ("project.deleted", EventType.PROJECT_DELETED, _context(load_test=False)),
     # The test hook (POST /channels/{id}/test).
     ("test.notification_channel", EventType.TEST_NOTIFICATION_CHANNEL, _context(load_test=False)),
+    # Another channel of the organization was disabled for failing (ours, not the seed's).
+    (
+        "channel.disabled",
+        EventType.CHANNEL_DISABLED,
+        {
+            **_context(load_test=False),
+            "project": None,
+            "channel": {
+                "id": 12,
+                "name": "ops webhook",
+                "kind": "webhook",
+                "project_id": None,
+                "consecutive_failures": 20,
+                "disabled_reason": "disabled after 20 consecutive failed deliveries since "
+                "2025-07-02 14:00 UTC",
+                "url": "http://loadbell.test/channels/12",
+            },
+        },
+    ),
 ]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from loadbell.domain.events import EventType
 from loadbell.formats import samples
-from loadbell.formats.summary import figures, summarize
+from loadbell.formats.summary import Severity, figures, summarize
 from loadbell.values import Message
 
 FINAL_FIGURES = [
@@ -91,3 +91,14 @@ def test_thresholds_list_and_count_agree_on_odd_entries() -> None:
     )
     assert summary.thresholds == [("http_req_failed: rate<0.01", True), ("checks: ?", False)]
     assert summary.text.endswith("— 1 threshold(s) failed")
+
+
+def test_channel_disabled_says_which_channel_and_why() -> None:
+    """channel.disabled is an error naming the channel and its reason, linked to the
+    channel, with no run facts."""
+    summary = summarize(samples.sample_message(EventType.CHANNEL_DISABLED))
+    assert summary.severity is Severity.ERROR
+    assert summary.title == "Channel disabled"
+    assert summary.text.startswith("Channel disabled: ops webhook (webhook) — disabled after 20")
+    assert summary.link == "http://localhost:8000/channels/7"
+    assert summary.facts == []

@@ -73,6 +73,7 @@ async def test_api_page_and_delivery_agree(
     eff = r.json()
     assert eff["enabled"] is True
     assert eff["sources"] == {
+        "auto_disable": "default",
         "enabled": "organization",
         "format": "organization",
         "headers": "project",

@@ -43,6 +43,7 @@ def _row(
         "target": None,
         "order_key": key,
         "status": status,
+        "reason": None,
         "series": 1,
         "attempts": 0,
         "next_attempt_at": 1.5,
@@ -145,7 +146,12 @@ async def test_run_and_channel_reads_match_sqlalchemys_on_sqlite(
         await conn.execute(
             sa.update(tables.channels)
             .where(tables.channels.c.id == org_wide)
-            .values(enabled=False, filters={"trigger": ["ci"]}, retry={"max_attempts": 3})
+            .values(
+                enabled=False,
+                disabled_reason="disabled after 20 consecutive failed deliveries",
+                filters={"trigger": ["ci"]},
+                retry={"max_attempts": 3},
+            )
         )
         await conn.execute(
             sa.insert(tables.channel_overrides).values(
@@ -206,6 +212,11 @@ async def test_run_and_channel_reads_match_sqlalchemys_on_sqlite(
                 assert {k: (type(channel[k]), channel[k]) for k in inline_sql.CHANNEL_FIELDS} == {
                     k: (type(m[k]), m[k]) for k in inline_sql.CHANNEL_FIELDS
                 }
+                # What the fan-out builds from either read is the same, every field of it
+                # (a channel disabled for failing too).
+                assert channels.channel_from_row(channel, box) == channels.channel_from_row(
+                    m, box
+                )
                 if project_id is None or m["ov_id"] is None:
                     assert override is None
                 else:

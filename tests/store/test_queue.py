@@ -121,7 +121,7 @@ async def test_claims_lease_the_oldest_of_each_sequence(
     assert channel["secrets"] and channel["config"]["format"] == "loadimpact"
     assert (await queue.claim(owner="w2", limit=100, lease_seconds=30)).deliveries == []
 
-    assert await queue.record([_done(first)], [], "w1") is True  # its follower may go now
+    assert (await queue.record([_done(first)], [], "w1")).followers  # its follower may go now
     after = await queue.claim(owner="w2", limit=100, lease_seconds=30)
     assert [d.event_type for d in after.deliveries] == ["test.finished"]
     assert after.deliveries[0].order_key == first.order_key

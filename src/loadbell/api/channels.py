@@ -48,7 +48,11 @@ class ChannelIn(BaseModel):
 class ChannelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    enabled: bool | None = None
+    enabled: bool | None = Field(
+        default=None,
+        description="true enables the channel again; a channel disabled for failing also "
+        "gets its health reset",
+    )
     config: dict[str, Any] | None = None
     events: list[str] | None = None
     filters: dict[str, Any] | None = None

@@ -225,7 +225,15 @@ class DeliveryOut(BaseModel):
     )
     id: int
     uuid: str = Field(description="the same on every attempt and redelivery (X-LoadImpact-ID)")
-    status: str = Field(description="pending, succeeded or failed")
+    status: str = Field(
+        description="pending, succeeded, failed, or skipped (ended without an attempt; "
+        "`reason` says why)"
+    )
+    reason: str | None = Field(
+        default=None,
+        description="why a skipped delivery was not sent: channel_disabled (its channel was "
+        "disabled for failing); null otherwise",
+    )
     event_id: int
     event_type: str
     run_id: int | None
@@ -296,6 +304,37 @@ class RetryOut(BaseModel):
     timeout: float = Field(description="seconds per attempt")
 
 
+class TargetHealthOut(BaseModel):
+    target: str = Field(description="a Slack channel of the channel's targets")
+    state: str = Field(description="healthy, failing or disabled")
+    consecutive_failures: int
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+
+
+class ChannelHealthOut(BaseModel):
+    """Whether the channel's deliveries get through (docs/api.md, Channel health)."""
+
+    state: str = Field(
+        description="healthy, failing (its last delivery failed for good), or disabled "
+        "(disabled for failing: config.auto_disable)"
+    )
+    consecutive_failures: int = Field(
+        description="deliveries failed for good since the last success"
+    )
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    success_rate_24h: float | None = Field(
+        description="succeeded / (succeeded + failed) of the deliveries that ended in the "
+        "last 24 hours, 0 to 1; null when none ended"
+    )
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    targets: list[TargetHealthOut] = Field(
+        default_factory=list, description="per target, for a channel with several (Slack)"
+    )
+
+
 class ChannelOut(BaseModel):
     """A channel: its own settings with the kind's defaults, secrets masked."""
 
@@ -309,6 +348,7 @@ class ChannelOut(BaseModel):
     events: list[str]
     filters: dict[str, Any]
     retry: RetryOut
+    health: ChannelHealthOut
     created_at: datetime | None
     updated_at: datetime | None
 

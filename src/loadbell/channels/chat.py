@@ -52,6 +52,7 @@ _EVENT_CUES: dict[EventType, str] = {
     EventType.PROJECT_UPDATED: "✏️",
     EventType.PROJECT_DELETED: "🗑️",
     EventType.TEST_NOTIFICATION_CHANNEL: "🔔",
+    EventType.CHANNEL_DISABLED: "⛔",
 }
 PASS_CUE, FAIL_CUE, ABORT_CUE, TIMEOUT_CUE = "✅", "❌", "🛑", "⏱️"
 THRESHOLD_OK, THRESHOLD_FAILED = "✅", "❌"

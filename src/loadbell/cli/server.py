@@ -166,6 +166,7 @@ def worker(
 
 
 async def _work(settings: Settings) -> None:
+    from loadbell.delivery.disabling import Announcer
     from loadbell.delivery.pruning import Pruning
     from loadbell.delivery.supervise import SideTaskFailed
     from loadbell.delivery.wakeup import Wakeup
@@ -195,7 +196,14 @@ async def _work(settings: Settings) -> None:
     # Pruning (delivery/pruning.py) runs on an engine of its own: one connection at a time,
     # and no checkpoints on SQLite (`serve` does them).
     pruning = create_engine(settings, checkpoints=False, pool_size=1, max_overflow=1)
-    w = Worker(queue_for(settings), box, settings, wakeup, pruning=Pruning(pruning, settings))
+    w = Worker(
+        queue_for(settings),
+        box,
+        settings,
+        wakeup,
+        pruning=Pruning(pruning, settings),
+        announcer=Announcer(pruning, box, settings, wakeup),
+    )
     exposition = await _serve_metrics(settings, w) if settings.metrics_port else None
     settle_heap()
     # A log line, not an echo: with LOADBELL_LOG_FORMAT=json every line on stderr is JSON.

@@ -47,8 +47,9 @@ GRACE = 0.25  # seconds
 
 _EVENT_TYPES = {e.value: e for e in EventType}  # EventType(value) is a slow call
 
-# (the delivery, when its attempt started, the decision, its channel's kind if known)
-Record = Callable[[Claimed, datetime, Decision, str | None], None]
+# (the delivery, when its attempt started, the decision, its channel as its project sees
+# it, if it could be set up)
+Record = Callable[[Claimed, datetime, Decision, ChannelSetup | None], None]
 Defer = Callable[[Claimed, float], None]
 
 
@@ -131,7 +132,7 @@ class Attempts:
                 # A Retry-After holds the destination for every delivery queued to it, not
                 # only for the one that got it.
                 self.pacer.hold(setup.destination(message), decision.hold)
-            self._record(item, started, decision, setup.kind.name if setup else None)
+            self._record(item, started, decision, setup)
 
     def _begin(
         self, item: Claimed, batch: ClaimBatch

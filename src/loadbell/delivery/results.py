@@ -28,6 +28,7 @@ from datetime import datetime
 
 from loadbell.delivery.decision import Decision
 from loadbell.delivery.outage import Backoff, Outage
+from loadbell.domain.health import AutoDisable
 from loadbell.store.queue import Claimed, Completion, Deferral, QueueUnavailable, WorkQueue
 from loadbell.store.tables import DELIVERY_SUCCEEDED
 
@@ -49,12 +50,14 @@ class Results:
         *,
         busy: Callable[[], bool],
         written: Written,
+        disabled: Callable[[tuple[int, ...]], None] | None = None,
     ) -> None:
         self.queue = queue
         self.worker = worker
         self.outage = outage
         self._busy = busy  # an attempt is under way whose result could join the batch
         self._written = written
+        self._disabled = disabled  # channels a write disabled for failing
         self._done: list[Completion] = []
         self._deferred: list[Deferral] = []
         self._needed = asyncio.Event()
@@ -69,9 +72,15 @@ class Results:
         return len(self._done) + len(self._deferred)
 
     def add(
-        self, item: Claimed, started: datetime, decision: Decision, kind: str | None = None
+        self,
+        item: Claimed,
+        started: datetime,
+        decision: Decision,
+        kind: str | None = None,
+        auto_disable: AutoDisable | None = None,
     ) -> None:
-        """Queue the result of an attempt; ``kind`` (the channel's) labels its log line."""
+        """Queue the result of an attempt; ``kind`` (the channel's) labels its log line,
+        ``auto_disable`` is the channel's as the delivery's project sees it."""
         number = item.attempts + 1
         # A line per attempt that did not succeed (a success per line would cost the
         # worker more than a fast receiver does); its fields are the JSON log's.
@@ -106,6 +115,8 @@ class Results:
                 lease_until=item.lease_until,
                 channel_id=item.channel_id,
                 order_key=item.order_key,
+                target=item.target,
+                auto_disable=auto_disable,
             )
         )
         self._needed.set()
@@ -144,7 +155,7 @@ class Results:
         if not batch and not deferred:
             return True
         try:
-            followers = await self.queue.record(batch, deferred, self.worker)
+            recorded = await self.queue.record(batch, deferred, self.worker)
         except QueueUnavailable as exc:
             self._keep(batch, deferred)
             self.outage.failed(exc)
@@ -159,7 +170,9 @@ class Results:
             raise
         self.outage.ok()
         self._backoff.reset()
-        self._written(batch, deferred, followers)
+        self._written(batch, deferred, recorded.followers)
+        if recorded.disabled and self._disabled is not None:
+            self._disabled(recorded.disabled)
         return True
 
     def _keep(self, batch: list[Completion], deferred: list[Deferral]) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.rate_limit import configured_rate
 from loadbell.channels.registry import get_kind
+from loadbell.domain import health
 from loadbell.domain.events import EventType
+from loadbell.domain.health import AutoDisable
 from loadbell.domain.retry import RetryPolicy
 from loadbell.security.masking import mask_secrets, secret_strings
 from loadbell.services.channel_view import as_seen_by
@@ -38,6 +40,8 @@ class ChannelSetup:
     # The channel's secret values as they could come back in a response, masked in the
     # attempt log (security/masking.py: secret_strings).
     secrets: frozenset[str] = frozenset()
+    # When failing deliveries disable the channel (domain/health.py); None: never.
+    auto_disable: AutoDisable | None = None
 
     def redact(self, outcome: Outcome) -> Outcome:
         """``outcome`` with the channel's secret values masked in what the attempt log
@@ -85,4 +89,5 @@ def channel_setup(
         transport=getattr(kind, "send", None),
         interpret=getattr(kind, "interpret", None),
         secrets=secret_strings(config[k] for k in kind.secret_keys if k in config),
+        auto_disable=health.of(config),
     )

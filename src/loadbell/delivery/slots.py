@@ -123,6 +123,16 @@ class Slots:
             for item, _ in queue:
                 yield item
 
+    def drop(self, channel_id: int) -> int:
+        """Forget what is queued of the channel, unsent (it was disabled: its rows ended
+        ``skipped`` and their leases were cleared, so nothing is to be written for them).
+        Returns how many."""
+        queue = self._queued.pop(channel_id, None)
+        if channel_id in self._ready_set:
+            self._ready_set.discard(channel_id)
+            self._ready.remove(channel_id)
+        return len(queue) if queue else 0
+
     def _mark_ready(self, channel_id: int) -> None:
         if (
             channel_id not in self._ready_set

@@ -46,6 +46,7 @@ from typing import Any
 
 from loadbell.delivery.attempt import Attempts, setup_or_failure
 from loadbell.delivery.decision import Decision
+from loadbell.delivery.disabling import Announcer
 from loadbell.delivery.holds import Holds
 from loadbell.delivery.intake import Intake
 from loadbell.delivery.liveness import Liveness
@@ -53,6 +54,7 @@ from loadbell.delivery.outage import Backoff, Outage
 from loadbell.delivery.pruning import Pruning
 from loadbell.delivery.results import Results
 from loadbell.delivery.sender import Sender
+from loadbell.delivery.setup import ChannelSetup
 from loadbell.delivery.slots import Slots
 from loadbell.delivery.supervise import SideTasks
 from loadbell.delivery.wakeup import Wakeup
@@ -77,11 +79,13 @@ class Worker:
         name: str | None = None,
         metrics: Metrics | None = None,
         pruning: Pruning | None = None,
+        announcer: Announcer | None = None,
     ) -> None:
         self.queue = queue
         # serve passes the app's, so /metrics shows the API's and the worker's figures.
         self.metrics = metrics or Metrics(process_name("worker"))
         self.pruning = pruning
+        self.announcer = announcer  # channel.disabled and the owners' mail
         self.settings = settings
         self.wakeup = wakeup
         self.sender = sender or Sender(allow_private_targets=settings.allow_private_targets)
@@ -96,7 +100,12 @@ class Worker:
             on_stale=lambda item: self.results.defer(item, 0.0),
         )
         self.results = Results(
-            queue, self.name, self.outage, busy=lambda: self.slots.busy, written=self._written
+            queue,
+            self.name,
+            self.outage,
+            busy=lambda: self.slots.busy,
+            written=self._written,
+            disabled=self._disabled,
         )
         self.liveness = Liveness(
             queue,
@@ -139,13 +148,24 @@ class Worker:
     # -- the glue between the parts --------------------------------------------------------
 
     def _record(
-        self, item: Claimed, started: datetime, decision: Decision, kind: str | None
+        self, item: Claimed, started: datetime, decision: Decision, setup: ChannelSetup | None
     ) -> None:
-        self.results.add(item, started, decision, kind)
+        if setup is None:
+            self.results.add(item, started, decision)
+        else:
+            self.results.add(item, started, decision, setup.kind.name, setup.auto_disable)
         self.intake.more_due(item.channel_id)
 
     def _written(self, done: list[Completion], deferred: list[Deferral], followers: bool) -> None:
         self.intake.written(done, deferred, followers)
+
+    def _disabled(self, channel_ids: tuple[int, ...]) -> None:
+        """Channels a result write disabled for failing: send nothing more of theirs (the
+        write ended their pending deliveries ``skipped``), and announce it."""
+        for channel_id in channel_ids:
+            self.slots.drop(channel_id)
+        if self.announcer is not None:
+            self.announcer.disabled(channel_ids)
 
     def _hand_back(self) -> None:
         """Hand back what was claimed but not started, so that nobody waits for its lease."""
@@ -171,6 +191,8 @@ class Worker:
         try:
             if not await self._join(stop):
                 return
+            if self.announcer is not None:
+                self.announcer.sweep()
             side.start("result writer", self.results.run)
             side.start("heartbeat", self.liveness.run)
             if self.pruning is not None and self.pruning.enabled:
@@ -241,6 +263,8 @@ class Worker:
                 left,
             )
         await side.stop()
+        if self.announcer is not None:
+            await self.announcer.wait()
         if not self.outage.down:
             if stuck or left:
                 await self.liveness.lapse()

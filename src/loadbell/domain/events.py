@@ -22,6 +22,9 @@ class EventType(StrEnum):
     PROJECT_UPDATED = "project.updated"
     PROJECT_DELETED = "project.deleted"
     TEST_NOTIFICATION_CHANNEL = "test.notification_channel"  # the test hook
+    # A channel of the organization was disabled for failing (domain/health.py); its
+    # context carries "channel" (id, name, kind, consecutive_failures, disabled_reason).
+    CHANNEL_DISABLED = "channel.disabled"
 
     @property
     def is_run_event(self) -> bool:

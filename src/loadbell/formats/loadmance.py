@@ -53,6 +53,7 @@ EVENTS = frozenset(
         EventType.PROJECT_UPDATED,
         EventType.PROJECT_DELETED,
         EventType.TEST_NOTIFICATION_CHANNEL,
+        EventType.CHANNEL_DISABLED,
     }
 )
 
@@ -241,6 +242,25 @@ def _crud_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
     )
 
 
+def _channel_disabled(message: Message) -> tuple[str, str, str, dict[str, str], str]:
+    channel = message.context.get("channel") or {}
+    name = str(channel.get("name", "?"))
+    reason = str(channel.get("disabled_reason") or "it kept failing")
+    return (
+        "CHANNEL_DISABLED",
+        "Notification Channel Disabled",
+        f"Channel '{name}' stopped sending: {reason}.",
+        {
+            "channelId": str(channel.get("id", "")),
+            "channelName": name,
+            "channelKind": str(channel.get("kind", "")),
+            "consecutiveFailures": str(channel.get("consecutive_failures", "")),
+            "channelLink": str(channel.get("url") or ""),
+        },
+        "error",
+    )
+
+
 def body(message: Message, *, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
     event = message.event_type
     if event not in EVENTS:
@@ -253,6 +273,8 @@ def body(message: Message, *, source: str = DEFAULT_SOURCE) -> dict[str, Any]:
             {},
             "info",
         )
+    elif event is EventType.CHANNEL_DISABLED:
+        parts = _channel_disabled(message)
     elif event in _CRUD:
         parts = _crud_event(message)
     else:

@@ -117,6 +117,19 @@ def sample_context(
     if event is EventType.TEST_NOTIFICATION_CHANNEL:
         ctx["project"] = dict(project) if project else None
         return ctx
+    if event is EventType.CHANNEL_DISABLED:
+        ctx["project"] = None
+        ctx["channel"] = {
+            "id": 7,
+            "name": "ops webhook",
+            "kind": "webhook",
+            "project_id": None,
+            "consecutive_failures": 20,
+            "disabled_reason": "disabled after 20 consecutive failed deliveries since "
+            "2025-07-02 14:00 UTC",
+            "url": f"{public_url.rstrip('/')}/channels/7",
+        }
+        return ctx
     if event.value.startswith("project."):
         if event is EventType.PROJECT_UPDATED:
             ctx["extra"] = {"changes": {"name": ["Webshop", ctx["project"]["name"]]}}

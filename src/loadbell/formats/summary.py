@@ -39,6 +39,8 @@ def severity(message: Message) -> Severity:
     run = message.context.get("run") or {}
     if event in (EventType.TEST_THRESHOLD_FAILED, EventType.TEST_REGRESSED):
         return Severity.WARNING
+    if event is EventType.CHANNEL_DISABLED:
+        return Severity.ERROR
     if event is EventType.TEST_FINISHED:
         if run.get("status") == int(RunStatus.FINISHED) and run.get("result") != "failed":
             return Severity.SUCCESS
@@ -102,6 +104,7 @@ _TITLES: dict[EventType, str] = {
     EventType.PROJECT_UPDATED: "Project updated",
     EventType.PROJECT_DELETED: "Project deleted",
     EventType.TEST_NOTIFICATION_CHANNEL: "Test notification from loadbell",
+    EventType.CHANNEL_DISABLED: "Channel disabled",
 }
 
 
@@ -131,6 +134,9 @@ def summarize(message: Message) -> Summary:
     else:
         title = _TITLES[event]
     subject = f"{test} in {project}" if test else project
+    channel = ctx.get("channel") or {}
+    if event is EventType.CHANNEL_DISABLED:
+        subject = f"{channel.get('name', '?')} ({channel.get('kind', '?')})"
     text = (
         f"{title}: {subject}"
         if event is not EventType.TEST_NOTIFICATION_CHANNEL
@@ -165,7 +171,11 @@ def summarize(message: Message) -> Summary:
     if event is EventType.TEST_REGRESSED and comparison:
         worse = regression.regressed_figures(comparison)
         text += " — " + ", ".join(filter(None, (regression.describe(comparison, f) for f in worse)))
+    if event is EventType.CHANNEL_DISABLED:
+        text += f" — {channel.get('disabled_reason') or 'it kept failing'}"
+        text += "; enable it again once its endpoint works"
     failed = sum(1 for _, ok in thresholds if not ok)
     if event is EventType.TEST_FINISHED and failed:
         text += f" — {failed} threshold(s) failed"
-    return Summary(sev, title, text, facts, thresholds, run.get("url"))
+    link = run.get("url") or channel.get("url")
+    return Summary(sev, title, text, facts, thresholds, link)

@@ -154,6 +154,7 @@ def variables(message: Message) -> dict[str, Any]:
         # finished, or an event without a run.
         "comparison": (run or {}).get("comparison"),
         "extra": extra,
+        "channel": ctx.get("channel"),  # channel.disabled only
         "public_url": message.public_url,
         "summary": {
             "severity": summary.severity.value,

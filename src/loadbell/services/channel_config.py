@@ -8,7 +8,7 @@ from typing import Any
 
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.registry import KINDS, get_kind
-from loadbell.domain import retry
+from loadbell.domain import health, retry
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.filters import validate_filters
 from loadbell.security.masking import MASK, mask_url
@@ -26,10 +26,18 @@ def kind_or_422(name: str) -> ChannelKind:
 
 
 def validated_config(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The kind's schema, plus the keys every kind takes (``auto_disable``)."""
+    own = {k: v for k, v in config.items() if k != health.KEY}
     try:
-        return kind.validate(config)
+        clean = kind.validate(own)
     except ConfigError as exc:
         raise invalid(exc.field, exc.message) from None
+    if health.KEY in config:
+        try:
+            clean[health.KEY] = health.validate(config[health.KEY])
+        except ValueError as exc:
+            raise invalid(str(exc).split(":", 1)[0], str(exc).split(": ", 1)[-1]) from None
+    return clean
 
 
 def validated_events(
@@ -117,7 +125,8 @@ def mask_value(key: str, value: Any) -> Any:
 
 
 def masked(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (mask_value(k, v) if k in kind.secret_keys else v) for k, v in config.items()}
+    shown = health.shown(config)
+    return {k: (mask_value(k, v) if k in kind.secret_keys else v) for k, v in shown.items()}
 
 
 def keep_masked(

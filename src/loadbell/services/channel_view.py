@@ -12,12 +12,20 @@ the API, the page and the delivery path to one answer).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.channels.registry import get_kind
+from loadbell.domain import health
 from loadbell.domain.inheritance import Effective, merge, override_applies
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.channels import ChannelRow, OverrideRow, load_overrides
+
+
+def defaults_of(kind: str) -> dict[str, Any]:
+    """The kind's defaults, and those of the keys every kind takes."""
+    return {health.KEY: health.DEFAULT, **get_kind(kind).defaults}
 
 
 def as_seen_by(
@@ -26,7 +34,7 @@ def as_seen_by(
     """``channel`` as ``project_id`` sees it (None: an event of no project), with the
     source of each value. ``override`` is the project's override row, if it has one; it
     is ignored where no override applies (a project's own channel)."""
-    defaults = get_kind(channel.kind).defaults
+    defaults = defaults_of(channel.kind)
     if channel.project_id is not None:
         # A project's own channel: its values are the project's, and it has no override.
         return merge(

@@ -24,8 +24,9 @@ from loadbell.security.secretbox import SecretBox
 from loadbell.services import access, slack_checks
 from loadbell.services import channel_config as cc
 from loadbell.services.access import Principal
-from loadbell.services.channel_view import as_seen_by
+from loadbell.services.channel_view import as_seen_by, defaults_of
 from loadbell.services.errors import invalid
+from loadbell.store import health as store_health
 from loadbell.store.channels import ChannelRow, channel_from_row, load_overrides
 from loadbell.store.tables import channel_overrides, channels
 
@@ -44,7 +45,7 @@ def view(row: Any, box: SecretBox) -> dict[str, Any]:
         "kind": ch.kind,
         "name": ch.name,
         "enabled": ch.enabled,
-        "config": cc.masked(kind, {**kind.defaults, **ch.config}),
+        "config": cc.masked(kind, {**defaults_of(ch.kind), **ch.config}),
         "events": ch.events,
         "filters": ch.filters,
         "retry": RetryPolicy().with_overrides(ch.retry).as_dict(),
@@ -68,6 +69,17 @@ async def _row(conn: AsyncConnection, channel_id: int) -> Any:
     return (await conn.execute(sa.select(channels).where(channels.c.id == channel_id))).one()
 
 
+async def views(conn: AsyncConnection, rows: list[Any], box: SecretBox) -> list[dict[str, Any]]:
+    """:func:`view` of each row, with its ``health`` (store/health.py)."""
+    kept = await store_health.health_of(conn, rows)
+    return [{**view(r, box), "health": kept[r.id]} for r in rows]
+
+
+async def _view_of(conn: AsyncConnection, channel_id: int, box: SecretBox) -> dict[str, Any]:
+    [shown] = await views(conn, [await _row(conn, channel_id)], box)
+    return shown
+
+
 async def list_channels(
     conn: AsyncConnection,
     box: SecretBox,
@@ -88,7 +100,7 @@ async def list_channels(
     if project_id is not None:
         await access.project(conn, principal, project_id)
         q = q.where(channels.c.project_id == project_id)
-    return [view(r, box) for r in await conn.execute(q)]
+    return await views(conn, list(await conn.execute(q)), box)
 
 
 async def for_project(
@@ -108,17 +120,19 @@ async def for_project(
     )
     seen = [channel_from_row(r, box) for r in rows]
     overrides = await load_overrides(conn, [(ch.id, project_id) for ch in seen], box)
+    kept = await store_health.health_of(conn, rows)
     out = []
     for row, ch in zip(rows, seen, strict=True):
         seen_by_project = as_seen_by(ch, overrides.get((ch.id, project_id)), project_id)
-        out.append((view(row, box), seen_by_project))
+        out.append(({**view(row, box), "health": kept[row.id]}, seen_by_project))
     return out
 
 
 async def get_channel(
     conn: AsyncConnection, box: SecretBox, principal: Principal, channel_id: int
 ) -> dict[str, Any]:
-    return view(await access.channel(conn, principal, channel_id), box)
+    [shown] = await views(conn, [await access.channel(conn, principal, channel_id)], box)
+    return shown
 
 
 async def opened(
@@ -179,7 +193,7 @@ async def create_channel(
             .returning(channels.c.id)
         )
     ).scalar_one()
-    return view(await _row(conn, channel_id), box)
+    return await _view_of(conn, channel_id, box)
 
 
 async def update_channel(
@@ -218,6 +232,9 @@ async def update_channel(
     )
     new_retry = cc.validated_retry(retry) if retry is not None else current.retry
     public, secret = cc.split_secrets(kind.name, new_config)
+    if enabled and (not current.enabled or row.disabled_at is not None):
+        # Enabling again starts afresh: the count, and the mark of a disabled channel.
+        await store_health.reset(conn, channel_id)
     await conn.execute(
         sa.update(channels)
         .where(channels.c.id == channel_id)
@@ -232,7 +249,7 @@ async def update_channel(
             updated_at=datetime.now(UTC),
         )
     )
-    return view(await _row(conn, channel_id), box)
+    return await _view_of(conn, channel_id, box)
 
 
 async def _check_rendering(

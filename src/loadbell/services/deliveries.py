@@ -22,6 +22,7 @@ from loadbell.store import delivery_log, redelivery
 from loadbell.store.tables import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
+    DELIVERY_SKIPPED,
     DELIVERY_SUCCEEDED,
     channels,
     deliveries,
@@ -29,7 +30,7 @@ from loadbell.store.tables import (
     runs,
 )
 
-STATUSES = (DELIVERY_PENDING, DELIVERY_SUCCEEDED, DELIVERY_FAILED)
+STATUSES = (DELIVERY_PENDING, DELIVERY_SUCCEEDED, DELIVERY_FAILED, DELIVERY_SKIPPED)
 
 
 def _attempt(a: Any) -> dict[str, Any]:
@@ -52,6 +53,7 @@ def _view(d: Any, attempts: list[Any]) -> dict[str, Any]:
         "id": d.id,
         "uuid": d.uuid,
         "status": d.status,
+        "reason": d.reason,
         "event_id": d.event_id,
         "event_type": d.event_type,
         "run_id": d.run_id,

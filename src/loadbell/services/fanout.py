@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.channels.base import targets_of
 from loadbell.channels.registry import get_kind
+from loadbell.domain import health
 from loadbell.domain.events import EventType
 from loadbell.domain.filters import RunFacts, matches
 from loadbell.security.secretbox import SecretBox
@@ -71,11 +72,14 @@ async def subscribers(
     plan: list[Planned] = []
     for channel, override in candidates:
         eff = as_seen_by(channel, override, project_id)
-        if not eff.enabled or event_type.value not in channel.events:
+        # A channel disabled for failing still gets its deliveries, recorded as skipped:
+        # nothing it would have sent disappears without a trace (domain/health.py).
+        skip = health.REASON_DISABLED if channel.disabled_reason is not None else None
+        if (not eff.enabled and skip is None) or event_type.value not in channel.events:
             continue
         if event_type not in get_kind(channel.kind).events(eff.config):
             continue
         if not matches(event_type, channel.filters, facts):
             continue
-        plan.append(Planned(channel, override, targets_of(eff.config)))
+        plan.append(Planned(channel, override, targets_of(eff.config), skip))
     return plan

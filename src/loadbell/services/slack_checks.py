@@ -37,6 +37,7 @@ from loadbell.channels.slack_app import (
     parse_targets,
     refused_targets,
 )
+from loadbell.domain import health
 from loadbell.domain.inheritance import drop_empty
 from loadbell.security.secretbox import SecretBox
 from loadbell.services import access as lookups
@@ -121,10 +122,11 @@ async def before_update(
         channel = channel_from_row(row, box)
     refuse_install_data(KIND, submitted, channel.config, replacing=False)
     kind = get_kind(KIND)
+    merged = {**channel.config, **keep_masked(kind, channel.config, dict(submitted))}
     try:
-        after = kind.validate(
-            {**channel.config, **keep_masked(kind, channel.config, dict(submitted))}
-        )
+        # The kind's own keys: those every kind takes (auto_disable) are checked by the
+        # service (channel_config.validated_config).
+        after = kind.validate({k: v for k, v in merged.items() if k != health.KEY})
     except ConfigError:
         return  # the service reports it
     if "targets" in submitted:

@@ -26,6 +26,8 @@ class ChannelRow:
     events: list[str]
     filters: dict[str, Any]
     retry: dict[str, Any]
+    # Why it was disabled for failing (domain/health.py); None: it was not.
+    disabled_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ def channel_from_row(row: sa.Row[Any] | Mapping[str, Any], box: SecretBox) -> Ch
         events=list(m["events"] or []),
         filters=dict(m["filters"] or {}),
         retry=dict(m["retry"] or {}),
+        disabled_reason=m.get("disabled_reason"),
     )
 
 

@@ -108,6 +108,7 @@ DELIVERY_COLUMNS = (
     "target",
     "order_key",
     "status",
+    "reason",  # why a delivery is recorded skipped (None: pending)
     "series",
     "attempts",
     "next_attempt_at",
@@ -260,6 +261,7 @@ CHANNEL_FIELDS = (
     "events",
     "filters",
     "retry",
+    "disabled_reason",  # a channel disabled for failing still records skipped deliveries
 )
 _LIVE_CHANNELS = (
     f"SELECT {', '.join(f'c.{f}' for f in CHANNEL_FIELDS)}, ov.id, ov.enabled, ov.config, "

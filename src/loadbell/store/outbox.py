@@ -26,7 +26,7 @@ from loadbell.domain.events import EventType
 from loadbell.store.channels import ChannelRow, OverrideRow
 from loadbell.store.inline_sql import insert_deliveries, insert_event, pending_order_keys
 from loadbell.store.queue import Claimed
-from loadbell.store.tables import DELIVERY_PENDING
+from loadbell.store.tables import DELIVERY_PENDING, DELIVERY_SKIPPED
 
 NOTIFY_CHANNEL = "loadbell_outbox"
 
@@ -60,6 +60,7 @@ class Planned(NamedTuple):
     channel: ChannelRow
     override: OverrideRow | None
     targets: list[str | None]
+    skip: str | None = None  # the reason its deliveries are recorded skipped, not sent
 
 
 async def stage_event(
@@ -107,7 +108,8 @@ async def stage_event(
                 "channel_id": channel.id,
                 "target": target,
                 "order_key": order_key(channel.id, run_id, target),
-                "status": DELIVERY_PENDING,
+                "status": DELIVERY_PENDING if skip is None else DELIVERY_SKIPPED,
+                "reason": skip,
                 "series": 1,
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -119,7 +121,7 @@ async def stage_event(
                 "run_id": run_id,
             },
         )
-        for channel, override, targets in plan
+        for channel, override, targets, skip in plan
         for target in targets
     ]
     handed = await _lease_to(conn, handoff, staged) if handoff is not None else []
@@ -145,7 +147,8 @@ async def stage_event(
             channel,
             override,
         )
-    if len(handed) < len(staged) and conn.dialect.name == "postgresql":
+    pending = sum(1 for _, _, row in staged if row["status"] == DELIVERY_PENDING)
+    if len(handed) < pending and conn.dialect.name == "postgresql":
         # Delivered at commit; a hint only, the worker also polls (NOTIFY is coalesced
         # to one per transaction).
         await conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
@@ -162,8 +165,8 @@ async def _lease_to(
     waiting = await pending_order_keys(conn, keys) if keys else set()
     handed = []
     for i, (channel, _, row) in enumerate(staged):
-        if row["order_key"] in waiting:
-            continue  # an earlier delivery of the sequence goes first
+        if row["order_key"] in waiting or row["status"] != DELIVERY_PENDING:
+            continue  # an earlier delivery of the sequence goes first, or it is skipped
         lease = handoff.lease_for(channel.id)
         if lease is not None:
             row["lease_until"], row["lease_owner"] = lease.until, lease.owner

@@ -31,6 +31,7 @@ async def restart(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> list[
                 next_attempt_at=time.time(),
                 lease_until=None,
                 lease_owner=None,
+                reason=None,  # a skipped delivery sent after all
                 updated_at=datetime.now(UTC),
             )
         )

@@ -178,6 +178,39 @@ channels = sa.Table(
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     sa.Column("deleted_at", TS),
+    # Set when the channel was disabled for failing (domain/health.py); ``enabled`` is then
+    # false. Cleared when someone enables it again.
+    sa.Column("disabled_at", TS),
+    sa.Column("disabled_reason", sa.Text),
+    # When its channel.disabled event was recorded (delivery/disabling.py); NULL while a
+    # disabling still waits for it, so a worker that died in between leaves it for the next.
+    sa.Column("disabled_announced_at", TS),
+)
+
+# A channel's health: one row per channel (``target = ''``) and one per target of a channel
+# that has several (Slack). Written by the worker in the transaction of each results batch
+# (store/queue): one upsert per channel and target in the batch. Times are epoch seconds.
+channel_health = sa.Table(
+    "channel_health",
+    metadata,
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("target", sa.String(200), primary_key=True),  # '': the channel as a whole
+    sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
+    sa.Column("first_failure_at", sa.Float),  # of the current run of failures
+    sa.Column("last_success_at", sa.Float),
+    sa.Column("last_failure_at", sa.Float),
+)
+
+# Deliveries of a channel that ended, per hour (``hour`` = epoch seconds // 3600): what
+# ``health.success_rate_24h`` sums, so a channel read does not count its deliveries. Written
+# with the health rows; a worker removes rows older than two days once an hour.
+channel_health_hours = sa.Table(
+    "channel_health_hours",
+    metadata,
+    sa.Column("channel_id", sa.ForeignKey("channels.id"), primary_key=True),
+    sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("succeeded", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
 )
 
 channel_overrides = sa.Table(
@@ -209,6 +242,9 @@ events = sa.Table(
 DELIVERY_PENDING = "pending"
 DELIVERY_SUCCEEDED = "succeeded"
 DELIVERY_FAILED = "failed"
+# Ended without an attempt, for the ``reason`` stored beside it (its channel was disabled
+# for failing). Noise control's ``suppressed`` and ``held`` will join it.
+DELIVERY_SKIPPED = "skipped"
 
 
 def is_pending(table: sa.FromClause) -> sa.ColumnElement[bool]:
@@ -240,6 +276,7 @@ deliveries = sa.Table(
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("last_error", sa.Text),
     sa.Column("last_status_code", sa.Integer),
+    sa.Column("reason", sa.Text),  # why it was skipped
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("updated_at", TS, nullable=False, server_default=_now()),
     # Copies of the event's and the channel's values, for the delivery log: its filters and

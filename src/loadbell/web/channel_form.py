@@ -212,6 +212,7 @@ EVENT_LABELS: dict[EventType, str] = {
     EventType.PROJECT_CREATED: "Project created",
     EventType.PROJECT_UPDATED: "Project updated",
     EventType.PROJECT_DELETED: "Project deleted",
+    EventType.CHANNEL_DISABLED: "A channel disabled for failing",
 }
 START_EVENTS = (EventType.TEST_STARTING.value, EventType.TEST_STARTED.value)
 FINISHED = EventType.TEST_FINISHED.value

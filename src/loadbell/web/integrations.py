@@ -58,6 +58,8 @@ class Listed:
     summary: str
     href: str
     level: str  # "organization" | "project"
+    health: str = "healthy"  # "healthy" | "failing" | "disabled" (domain/health.py)
+    health_text: str = ""
 
 
 def summary_of(config: dict[str, Any]) -> str:
@@ -66,6 +68,18 @@ def summary_of(config: dict[str, Any]) -> str:
         if value:
             return ", ".join(value) if isinstance(value, list) else str(value)
     return ""
+
+
+def _health(ch: dict[str, Any]) -> tuple[str, str]:
+    """The health badge of a listed channel: its state and what the badge says."""
+    health = ch["health"]
+    state = health["state"]
+    if state == "disabled":
+        return state, "Disabled for failing"
+    if state == "failing":
+        n = health["consecutive_failures"]
+        return state, f"Failing: {n} failed deliver{'y' if n == 1 else 'ies'} in a row"
+    return state, ""
 
 
 async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
@@ -94,6 +108,7 @@ async def org_integrations(request: Request, org_id: int) -> Response:
                 summary_of(ch["config"]),
                 f"/integrations/{ch['id']}",
                 "organization",
+                *_health(ch),
             )
         )
     return await ctx.render(
@@ -101,6 +116,7 @@ async def org_integrations(request: Request, org_id: int) -> Response:
         org_id=org_id,
         section="integrations",
         kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
+        disabled=[c for listed in by_kind.values() for c in listed if c.health == "disabled"],
         project=None,
         can_manage=ctx.can_manage(org_id),
     )
@@ -125,6 +141,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 summary_of(ch["config"]),
                 f"/integrations/{ch['id']}",
                 "project",
+                *_health(ch),
             )
         else:
             if not seen.enabled:
@@ -146,6 +163,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 summary_of(ch["config"]),
                 f"/integrations/{ch['id']}/projects/{project_id}",
                 "organization",
+                *_health(ch),
             )
         by_kind.setdefault(ch["kind"], []).append(entry)
     return await ctx.render(
@@ -154,6 +172,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
         project_id=project_id,
         section="integrations",
         kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
+        disabled=[c for listed in by_kind.values() for c in listed if c.health == "disabled"],
         project={"id": project_id, "name": project_name},
         can_manage=ctx.can_manage(org_id),
     )

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from loadbell.domain.health import AutoDisable
 from loadbell.domain.inheritance import override_applies
 from loadbell.settings import Settings
 from loadbell.values import Outcome
@@ -128,6 +129,30 @@ class Completion(NamedTuple):
     lease_until: float  # of the claim that made the attempt
     channel_id: int = 0
     order_key: str | None = None
+    target: str | None = None
+    # The channel's thresholds as the delivery's project sees it (None: never disable).
+    auto_disable: AutoDisable | None = None
+
+
+class Recorded(NamedTuple):
+    """What a result write did besides writing."""
+
+    # A delivery that waited behind one of the results (same order key) is now pending.
+    followers: bool = False
+    # Channels this write disabled for failing (domain/health.py).
+    disabled: tuple[int, ...] = ()
+
+
+class HealthRow(NamedTuple):
+    """One channel's (or target's) health change from a batch of results, as the upsert
+    takes it: a success in the batch resets the count (``last_success_at`` set)."""
+
+    channel_id: int
+    target: str  # '': the channel as a whole
+    failures: int  # failed for good after the batch's last success (or in all of it)
+    first_failure_at: float | None  # of those
+    last_success_at: float | None
+    last_failure_at: float | None
 
 
 class Deferral(NamedTuple):
@@ -174,10 +199,12 @@ class WorkQueue(Protocol):
 
     async def record(
         self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str
-    ) -> bool:
-        """Write results and deferrals in one transaction, each fenced by its claim's lease.
-        Returns whether a delivery that waited behind one of the results (same order key)
-        is now pending: it may go out now."""
+    ) -> Recorded:
+        """Write results and deferrals in one transaction, each fenced by its claim's lease,
+        with the health of the channels (and targets) whose deliveries ended, disabling
+        those that reached their ``auto_disable`` thresholds (their pending deliveries end
+        ``skipped``). Returns whether a delivery that waited behind one of the results
+        (same order key) is now pending, and which channels were disabled."""
 
     async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
         """Keep ``worker`` alive until ``alive_until``, forget workers that lapsed before
@@ -237,6 +264,59 @@ def result_rows(
             )
         )
     return updates, attempts
+
+
+def health_rows(done: Sequence[Completion], now: float) -> list[HealthRow]:
+    """The health upserts of a batch of results: one per channel, and one per target of
+    deliveries that have one, in the order of the results. Only ends count: succeeded, or
+    failed for good. A result written by a worker that had lost its lease counts too (the
+    health write is not fenced: that only happens after a stall, and costs one count)."""
+    state: dict[tuple[int, str], list[Any]] = {}
+    for c in done:
+        if c.status == "pending":
+            continue
+        ok = c.status == "succeeded"
+        keys = [(c.channel_id, "")]
+        if c.target:
+            keys.append((c.channel_id, c.target))
+        for key in keys:
+            # failures, first failure, last success, last failure
+            s = state.setdefault(key, [0, None, None, None])
+            if ok:
+                s[0], s[1], s[2] = 0, None, now
+            else:
+                s[0] += 1
+                s[1] = s[1] or now
+                s[3] = now
+    # Sorted: concurrent workers then lock the rows in one order (PostgreSQL would find a
+    # deadlock between two batches that upsert the same channels in opposite orders).
+    return [HealthRow(ch, t, *s) for (ch, t), s in sorted(state.items())]
+
+
+HOUR = 3600  # seconds
+KEEP_HOURS = 48  # hour rows older than this are removed (the rate reads 24)
+
+
+def hour_rows(done: Sequence[Completion], now: float) -> list[tuple[int, int, int, int]]:
+    """(channel id, hour, succeeded, failed) of a batch's ended deliveries, one row per
+    channel: what ``channel_health_hours`` adds up."""
+    hour = int(now // HOUR)
+    counts: dict[int, list[int]] = {}
+    for c in done:
+        if c.status == "pending":
+            continue
+        pair = counts.setdefault(c.channel_id, [0, 0])
+        pair[0 if c.status == "succeeded" else 1] += 1
+    return [(channel, hour, ok, bad) for channel, (ok, bad) in sorted(counts.items())]
+
+
+def to_check(done: Sequence[Completion]) -> dict[int, AutoDisable]:
+    """Channels with a failure in the batch whose thresholds may now be reached."""
+    out = {}
+    for c in done:
+        if c.status == "failed" and c.auto_disable is not None:
+            out[c.channel_id] = c.auto_disable
+    return dict(sorted(out.items()))  # one lock order (see health_rows)
 
 
 def override_pairs(

@@ -31,21 +31,27 @@ from typing import Any
 import asyncpg
 import orjson
 
+from loadbell.domain.health import REASON_DISABLED, disabled_reason
 from loadbell.store.db import json_dumps
 from loadbell.store.outbox import NOTIFY_CHANNEL
 from loadbell.store.queue import (
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
+    KEEP_HOURS,
     OVERRIDE_COLUMNS,
     ClaimBatch,
     Claimed,
     Completion,
     Deferral,
     QueueUnavailable,
+    Recorded,
     choose,
+    health_rows,
+    hour_rows,
     override_pairs,
     result_rows,
     select_list,
+    to_check,
 )
 
 _CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
@@ -149,6 +155,45 @@ WHERE id = $2 AND series = $3 AND lease_until = $4
 FOLLOWER = """
 SELECT 1 FROM deliveries WHERE order_key = ANY($1::text[]) AND status = 'pending' LIMIT 1
 """
+# One row per channel (target '') and target a batch of results ended deliveries of; a
+# success in the batch (last_success_at set) resets the count. Parameters: HealthRow.
+HEALTH = """
+INSERT INTO channel_health (channel_id, target, consecutive_failures, first_failure_at,
+    last_success_at, last_failure_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (channel_id, target) DO UPDATE SET
+    consecutive_failures = CASE WHEN EXCLUDED.last_success_at IS NOT NULL
+        THEN EXCLUDED.consecutive_failures
+        ELSE channel_health.consecutive_failures + EXCLUDED.consecutive_failures END,
+    first_failure_at = CASE WHEN EXCLUDED.last_success_at IS NOT NULL
+        THEN EXCLUDED.first_failure_at
+        ELSE coalesce(channel_health.first_failure_at, EXCLUDED.first_failure_at) END,
+    last_success_at = coalesce(EXCLUDED.last_success_at, channel_health.last_success_at),
+    last_failure_at = coalesce(EXCLUDED.last_failure_at, channel_health.last_failure_at)
+"""
+HOURS = """
+INSERT INTO channel_health_hours (channel_id, hour, succeeded, failed) VALUES ($1, $2, $3, $4)
+ON CONFLICT (channel_id, hour) DO UPDATE SET
+    succeeded = channel_health_hours.succeeded + EXCLUDED.succeeded,
+    failed = channel_health_hours.failed + EXCLUDED.failed
+"""
+FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < $1"
+HEALTH_OF = """
+SELECT consecutive_failures, first_failure_at FROM channel_health
+WHERE channel_id = $1 AND target = ''
+"""
+DISABLE = """
+UPDATE channels SET enabled = false, disabled_at = $2, disabled_reason = $3
+WHERE id = $1 AND disabled_at IS NULL AND deleted_at IS NULL
+RETURNING id
+"""
+# A disabled channel's pending deliveries end skipped (leased ones too: a result of an
+# attempt under way is then fenced out and only logged).
+SKIP_PENDING = """
+UPDATE deliveries SET status = 'skipped', reason = $3, lease_until = NULL,
+    lease_owner = NULL, updated_at = $2
+WHERE channel_id = $1 AND status = 'pending'
+"""
 HEARTBEAT = """
 INSERT INTO workers (name, started_at, alive_until) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET alive_until = EXCLUDED.alive_until
@@ -186,6 +231,7 @@ class PostgresQueue:
         self.dsn = dsn
         self.max_connections = max_connections  # claims, result writes and the heartbeat
         self._pool: asyncpg.Pool | None = None
+        self._forgot_hour = 0  # the last hour old channel_health_hours rows were removed
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -278,26 +324,44 @@ class PostgresQueue:
 
     async def record(
         self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str
-    ) -> bool:
+    ) -> Recorded:
         if not done and not deferred:
-            return False
-        now = datetime.now(UTC)
-        updates, attempts = result_rows(done, worker, now=now, stamp=_same, as_json=json_dumps)
+            return Recorded()
+        stamp = datetime.now(UTC)
+        updates, attempts = result_rows(done, worker, now=stamp, stamp=_same, as_json=json_dumps)
         ended = sorted({c.order_key for c in done if c.order_key and c.status != "pending"})
+        now = time.time()
+        health = health_rows(done, now)
         async with self._transaction() as conn:
             if done:
                 await self._insert_attempts(conn, attempts, worker)
                 columns = list(zip(*updates, strict=True))
                 del columns[5]  # updated at: one value for the batch
-                await conn.execute(COMPLETE, *columns, now)
+                await conn.execute(COMPLETE, *columns, stamp)
             if deferred:
                 await conn.executemany(
                     DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
                 )
+            disabled = []
+            if health:
+                await conn.executemany(HEALTH, health)
+                hours = hour_rows(done, now)
+                await conn.executemany(HOURS, hours)
+                if hours[0][1] != self._forgot_hour:  # once an hour per worker
+                    await conn.execute(FORGET_HOURS, hours[0][1] - KEEP_HOURS)
+                    self._forgot_hour = hours[0][1]
+                for channel_id, rule in to_check(done).items():
+                    failures, first = await conn.fetchrow(HEALTH_OF, channel_id)
+                    if not rule.reached(failures, first, now):
+                        continue
+                    why = disabled_reason(failures, first)
+                    if await conn.fetchval(DISABLE, channel_id, stamp, why) is not None:
+                        await conn.execute(SKIP_PENDING, channel_id, stamp, REASON_DISABLED)
+                        disabled.append(channel_id)
             followers = bool(ended) and bool(await conn.fetch(FOLLOWER, ended))
             if followers:
                 await conn.execute(SHARE)
-            return followers
+            return Recorded(followers, tuple(disabled))
 
     async def _insert_attempts(
         self, conn: asyncpg.Connection, attempts: list[tuple[Any, ...]], worker: str

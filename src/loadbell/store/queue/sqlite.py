@@ -23,20 +23,26 @@ from typing import Any
 
 import orjson
 
+from loadbell.domain.health import REASON_DISABLED, disabled_reason
 from loadbell.store.db import json_dumps, sqlite_pragmas
 from loadbell.store.queue import (
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
+    KEEP_HOURS,
     OVERRIDE_COLUMNS,
     ClaimBatch,
     Claimed,
     Completion,
     Deferral,
     QueueUnavailable,
+    Recorded,
     choose,
+    health_rows,
+    hour_rows,
     override_pairs,
     result_rows,
     select_list,
+    to_check,
 )
 from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate
 
@@ -111,6 +117,44 @@ FOLLOWER = """
 SELECT 1 FROM deliveries
 WHERE order_key IN (SELECT value FROM json_each(:keys)) AND status = 'pending' LIMIT 1
 """
+# One row per channel (target '') and target a batch of results ended deliveries of; a
+# success in the batch (last_success_at set) resets the count. Parameters: HealthRow.
+HEALTH = """
+INSERT INTO channel_health (channel_id, target, consecutive_failures, first_failure_at,
+    last_success_at, last_failure_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (channel_id, target) DO UPDATE SET
+    consecutive_failures = CASE WHEN excluded.last_success_at IS NOT NULL
+        THEN excluded.consecutive_failures
+        ELSE channel_health.consecutive_failures + excluded.consecutive_failures END,
+    first_failure_at = CASE WHEN excluded.last_success_at IS NOT NULL
+        THEN excluded.first_failure_at
+        ELSE coalesce(channel_health.first_failure_at, excluded.first_failure_at) END,
+    last_success_at = coalesce(excluded.last_success_at, channel_health.last_success_at),
+    last_failure_at = coalesce(excluded.last_failure_at, channel_health.last_failure_at)
+"""
+HOURS = """
+INSERT INTO channel_health_hours (channel_id, hour, succeeded, failed) VALUES (?, ?, ?, ?)
+ON CONFLICT (channel_id, hour) DO UPDATE SET
+    succeeded = channel_health_hours.succeeded + excluded.succeeded,
+    failed = channel_health_hours.failed + excluded.failed
+"""
+FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < ?"
+HEALTH_OF = """
+SELECT consecutive_failures, first_failure_at FROM channel_health
+WHERE channel_id = :id AND target = ''
+"""
+DISABLE = """
+UPDATE channels SET enabled = 0, disabled_at = :at, disabled_reason = :why
+WHERE id = :id AND disabled_at IS NULL AND deleted_at IS NULL
+"""
+# A disabled channel's pending deliveries end skipped (leased ones too: a result of an
+# attempt under way is then fenced out and only logged).
+SKIP_PENDING = """
+UPDATE deliveries SET status = 'skipped', reason = :reason, lease_until = NULL,
+    lease_owner = NULL, updated_at = :at
+WHERE channel_id = :id AND status = 'pending'
+"""
 HEARTBEAT = """
 INSERT INTO workers (name, started_at, alive_until) VALUES (:name, :started_at, :alive_until)
 ON CONFLICT (name) DO UPDATE SET alive_until = excluded.alive_until
@@ -142,6 +186,7 @@ class SQLiteQueue:
         self.synchronous = min(synchronous, "NORMAL", key=levels.index)
         self._conn: sqlite3.Connection | None = None
         self._turn = asyncio.Lock()
+        self._forgot_hour = 0  # the last hour old channel_health_hours rows were removed
 
     async def open(self) -> None:
         if self._conn is not None:
@@ -284,12 +329,15 @@ class SQLiteQueue:
 
     async def record(
         self, done: Sequence[Completion], deferred: Sequence[Deferral], worker: str
-    ) -> bool:
+    ) -> Recorded:
         if not done and not deferred:
-            return False
+            return Recorded()
+        stamp = timestamp(datetime.now(UTC))
         updates, attempts = result_rows(
-            done, worker, now=timestamp(datetime.now(UTC)), stamp=timestamp, as_json=json_dumps
+            done, worker, now=stamp, stamp=timestamp, as_json=json_dumps
         )
+        now = time.time()
+        health = health_rows(done, now)
         async with self._transaction() as conn:
             if done:
                 conn.executemany(INSERT_ATTEMPT, attempts)
@@ -298,10 +346,28 @@ class SQLiteQueue:
                 conn.executemany(
                     DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
                 )
+            disabled = []
+            if health:
+                conn.executemany(HEALTH, health)
+                hours = hour_rows(done, now)
+                conn.executemany(HOURS, hours)
+                if hours[0][1] != self._forgot_hour:  # once an hour per worker
+                    conn.execute(FORGET_HOURS, (hours[0][1] - KEEP_HOURS,))
+                    self._forgot_hour = hours[0][1]
+                for channel_id, rule in to_check(done).items():
+                    failures, first = conn.execute(HEALTH_OF, {"id": channel_id}).fetchone()
+                    if not rule.reached(failures, first, now):
+                        continue
+                    why = disabled_reason(failures, first)
+                    at = {"id": channel_id, "at": stamp}
+                    if conn.execute(DISABLE, {**at, "why": why}).rowcount:
+                        conn.execute(SKIP_PENDING, {**at, "reason": REASON_DISABLED})
+                        disabled.append(channel_id)
             ended = sorted({c.order_key for c in done if c.order_key and c.status != "pending"})
-            return bool(ended) and bool(
+            followers = bool(ended) and bool(
                 conn.execute(FOLLOWER, {"keys": json_dumps(ended)}).fetchall()
             )
+            return Recorded(followers, tuple(disabled))
 
     async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
         async with self._transaction() as conn:
