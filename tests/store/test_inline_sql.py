@@ -214,9 +214,7 @@ async def test_run_and_channel_reads_match_sqlalchemys_on_sqlite(
                 }
                 # What the fan-out builds from either read is the same, every field of it
                 # (a channel disabled for failing too).
-                assert channels.channel_from_row(channel, box) == channels.channel_from_row(
-                    m, box
-                )
+                assert channels.channel_from_row(channel, box) == channels.channel_from_row(m, box)
                 if project_id is None or m["ov_id"] is None:
                     assert override is None
                 else:
