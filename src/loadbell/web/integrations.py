@@ -291,8 +291,7 @@ async def _after_save(
 ) -> Response:
     """After "Save Changes" or "Test Hook": send the test if asked, then show the channel.
 
-    A new signing secret exists only in this request, so its page is rendered here (the
-    one time it is shown), with the test's answer; otherwise the browser is redirected."""
+    A new signing secret goes with the redirect, to be shown once on the page it lands on."""
     where = f"/integrations/{channel['id']}"
     tested: int | None = None
     message = "Changes saved."
@@ -300,8 +299,8 @@ async def _after_save(
         tested, outcome = await send_test_hook(ctx, channel["id"], None)
         message = f"{message} {outcome}"
     if new_secret:
-        ctx.flash(f"{message} Copy the signing secret now: it is not shown again.")
-        return await _show_channel(ctx, channel["id"], tested=tested, new_secret=new_secret)
+        _keep_secret(ctx, channel["id"], new_secret)
+        message = f"{message} Copy the signing secret now: it is not shown again."
     if tested is not None:
         where = f"{where}?tested={tested}"
     return ctx.redirect(where, message)
@@ -413,7 +412,9 @@ async def channel_page(
 ) -> Response:
     ctx = await Ctx.of(request)
     notice = SLACK_DONE if slack == "done" else None
-    return await _show_channel(ctx, channel_id, tested=tested, notice=notice)
+    return await _show_channel(
+        ctx, channel_id, tested=tested, notice=notice, new_secret=_shown_secret(ctx, channel_id)
+    )
 
 
 @router.post("/integrations/{channel_id}")
@@ -503,8 +504,22 @@ async def signing(request: Request, channel_id: int) -> Response:
     await _update(ctx, channel_id, config={"signing_secrets": secrets_list})
     if new_secret is None:
         return ctx.redirect(f"/integrations/{channel_id}", "Signing turned off.")
-    ctx.flash("Copy the new signing secret now: it is not shown again.")
-    return await _show_channel(ctx, channel_id, new_secret=new_secret)
+    _keep_secret(ctx, channel_id, new_secret)
+    return ctx.redirect(
+        f"/integrations/{channel_id}", "Copy the new signing secret now: it is not shown again."
+    )
+
+
+def _keep_secret(ctx: Ctx, channel_id: int, secret: str) -> None:
+    ctx.keep_once("signing", channel=str(channel_id), secret=secret)
+
+
+def _shown_secret(ctx: Ctx, channel_id: int) -> str | None:
+    """The signing secret a POST just created for this channel, shown this once."""
+    kept = ctx.shown_once("signing")
+    if kept is None or kept.get("channel") != str(channel_id):
+        return None
+    return kept.get("secret")
 
 
 # -- live preview ----------------------------------------------------------------------
