@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
-from loadbell.domain.inheritance import Source
+from loadbell.domain.inheritance import Effective, Source
 from loadbell.formats import samples
 from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
 from loadbell.services import access as lookups
@@ -48,6 +48,14 @@ ROTATION_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": 
 
 
 @dataclass(frozen=True)
+class Shown:
+    """One value of a channel's summary on the Integrations page (secrets masked)."""
+
+    text: str
+    overridden: bool = False  # the project's own value, not the organization's
+
+
+@dataclass(frozen=True)
 class Listed:
     """One channel on the Integrations page."""
 
@@ -55,17 +63,31 @@ class Listed:
     name: str
     state: str  # "set up" | "disabled" | "inherited" | "overridden"
     state_text: str
-    summary: str
+    summary: list[Shown]
     href: str
     level: str  # "organization" | "project"
 
 
-def summary_of(config: dict[str, Any]) -> str:
-    for key in ("url", "webhook_url", "targets", "to", "workspace"):
+SUMMARY_KEYS = ("url", "webhook_url", "workspace", "targets", "to")
+
+
+def summary_of(config: dict[str, Any], overridden: frozenset[str] = frozenset()) -> list[Shown]:
+    """The values that say where a channel sends: its URL, workspace, targets, recipients."""
+    out = []
+    for key in SUMMARY_KEYS:
         value = config.get(key)
         if value:
-            return ", ".join(value) if isinstance(value, list) else str(value)
-    return ""
+            text = ", ".join(value) if isinstance(value, list) else str(value)
+            out.append(Shown(text, key in overridden))
+    return out
+
+
+def seen_summary(kind: str, seen: Effective) -> list[Shown]:
+    """The summary of an organization channel as a project sees it (``as_seen_by``): the
+    values in effect there, secrets masked, each marked when the project overrides it."""
+    config = cc.masked(get_kind(kind), seen.config)
+    overridden = frozenset(k for k, src in seen.sources.items() if src is Source.PROJECT)
+    return summary_of(config, overridden)
 
 
 async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
@@ -143,7 +165,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 ch["name"],
                 state,
                 text,
-                summary_of(ch["config"]),
+                seen_summary(ch["kind"], seen),
                 f"/integrations/{ch['id']}/projects/{project_id}",
                 "organization",
             )
