@@ -97,9 +97,10 @@ async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
 
 
 @router.get("/orgs/{org_id}/integrations")
-async def org_integrations(request: Request, org_id: int) -> Response:
+async def org_integrations(request: Request, org_id: int, slack: str | None = None) -> Response:
     ctx = await Ctx.of(request)
     ctx.who.role_in(org_id)
+    notice, problem = slack_outcome(slack, here=False)
     async with ctx.state.reader.connect() as conn:
         listed = await channels.list_channels(conn, ctx.state.box, ctx.who, organization_id=org_id)
     by_kind: dict[str, list[Listed]] = {k.value: [] for k in KINDS}
@@ -125,6 +126,8 @@ async def org_integrations(request: Request, org_id: int) -> Response:
         kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
         project=None,
         can_manage=ctx.can_manage(org_id),
+        notice=notice,
+        problem=problem,
     )
 
 
@@ -199,6 +202,7 @@ async def _render_form(
     new_secret: str | None = None,
     signing: list[dict[str, str]] | None = None,
     notice: str | None = None,
+    problem: str | None = None,
 ) -> Response:
     kind_impl = get_kind(kind.kind)
     preview_events = [
@@ -224,6 +228,7 @@ async def _render_form(
         signing=signing or [],
         windows=list(ROTATION_WINDOWS),
         notice=notice,
+        problem=problem,
     )
 
 
@@ -400,6 +405,7 @@ async def _show_channel(
     tested: int | None = None,
     new_secret: str | None = None,
     notice: str | None = None,
+    problem: str | None = None,
     preview_event: str | None = None,
 ) -> Response:
     """The channel's page as saved; with ``preview_event``, also what it sends for it."""
@@ -422,10 +428,37 @@ async def _show_channel(
         new_secret=new_secret,
         signing=await _signing_state(ctx, channel_id) if form.signing else None,
         notice=notice,
+        problem=problem,
     )
 
 
 SLACK_DONE = "Slack integration done: messages now go to the workspace shown below."
+_SLACK_AGAIN = "Nothing changed. To try again, use “Set Up Slack Integration”"
+# Why an install failed, by the error code the callback sends the browser back with
+# (``?slack=<code>``). Only these fixed sentences are shown: the address carries no text.
+SLACK_PROBLEMS = {
+    "slack_declined": "Slack did not install the app: it was cancelled on Slack's page, or "
+    "the workspace needs an admin's approval first.",
+    "invalid_state": "This Slack install link can no longer be used: it expired after 10 "
+    "minutes, was already used, or was not issued by this loadbell.",
+    "invalid_callback": "Slack came back without an authorization code.",
+    "slack_refused": "Slack refused the install (check the app's client ID, secret and "
+    "Redirect URLs).",
+    "slack_unreachable": "loadbell could not reach Slack to finish the install.",
+    "slack_not_configured": "This server has no Slack app configured "
+    "(LOADBELL_SLACK_CLIENT_ID and LOADBELL_SLACK_CLIENT_SECRET).",
+}
+
+
+def slack_outcome(slack: str | None, *, here: bool = True) -> tuple[str | None, str | None]:
+    """The notice, or the problem, to show after Slack's callback sent the browser back."""
+    if not slack:
+        return None, None
+    if slack == "done":
+        return SLACK_DONE, None
+    why = SLACK_PROBLEMS.get(slack, "The Slack integration was not set up.")
+    where = " below." if here else " on the Slack app integration's page."
+    return None, f"{why} {_SLACK_AGAIN}{where}"
 
 
 @router.get("/integrations/{channel_id}")
@@ -433,9 +466,14 @@ async def channel_page(
     request: Request, channel_id: int, tested: int | None = None, slack: str | None = None
 ) -> Response:
     ctx = await Ctx.of(request)
-    notice = SLACK_DONE if slack == "done" else None
+    notice, problem = slack_outcome(slack)
     return await _show_channel(
-        ctx, channel_id, tested=tested, notice=notice, new_secret=_shown_secret(ctx, channel_id)
+        ctx,
+        channel_id,
+        tested=tested,
+        new_secret=_shown_secret(ctx, channel_id),
+        notice=notice,
+        problem=problem,
     )
 
 

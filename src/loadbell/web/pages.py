@@ -285,7 +285,7 @@ class Ctx:
             path=self.request.url.path,
             org_id=org_id,
             project_id=project_id,
-            **{"notice": None, **values},
+            **{"notice": None, "problem": None, **values},
         )
         response = HTMLResponse(html, status_code=status)
         if raw_flash:
@@ -304,6 +304,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
         nav=None,
         flash=None,
         notice=None,
+        problem=None,
         path=request.url.path,
     )
     response = HTMLResponse(html, status_code=status)
