@@ -280,6 +280,25 @@ async def test_bulk_redeliver_failed_since(
     )
 
 
+async def test_bulk_redeliver_skips_deleted_channels(
+    api: httpx.AsyncClient, receiver: RecordingReceiver
+) -> None:
+    """A removed channel's failed deliveries stay failed: nothing is sent to it again."""
+    receiver.handler = lambda r: web.Response(status=400)
+    await create_webhook(api, f"{receiver.url}/kept", name="kept")
+    removed = await create_webhook(api, f"{receiver.url}/removed", name="removed")
+    await _started(api)
+    await wait_deliveries(api, lambda i: len(i) == 2 and all_done(i), status="failed")
+    assert (await api.delete(f"/channels/{removed['id']}")).status_code == 204
+    r = await api.post(
+        "/deliveries/redeliver-failed",
+        json={"organization_id": 1, "since": "2000-01-01T00:00:00Z"},
+    )
+    assert r.status_code == 202 and r.json()["redelivered"] == 1, r.text
+    [again] = r.json()["ids"]
+    assert (await api.get(f"/deliveries/{again}")).json()["channel_id"] != removed["id"]
+
+
 async def test_list_filters_naming_another_organizations_ids_are_404(
     api: httpx.AsyncClient, app_server: Server, receiver: RecordingReceiver
 ) -> None:

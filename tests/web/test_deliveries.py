@@ -1,17 +1,23 @@
 """The delivery log: filters by channel, run, status and event keep their values and narrow
-the list; "Redeliver all failed since" proposes the last 24 hours and sends every failed
-delivery of that time (of the filtered channel) again."""
+the list; "Redeliver N failed" says how many failed deliveries the filters select and
+sends exactly those again, never a removed channel's."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from playwright.async_api import Page, expect
 
-from api.support import all_done, create_webhook, new_run, set_status, wait_deliveries
+from api.support import (
+    all_done,
+    create_webhook,
+    list_deliveries,
+    new_run,
+    set_status,
+    wait_deliveries,
+)
 from conftest import Server
 from loadbell.testing import RecordingReceiver
 from web.conftest import sign_in_with_token
@@ -20,7 +26,7 @@ EVENTS = ["test.started", "test.finished"]
 
 
 async def two_channels_two_runs(
-    api: httpx.AsyncClient, good: RecordingReceiver, bad: RecordingReceiver
+    api: httpx.AsyncClient, good: RecordingReceiver, bad: RecordingReceiver, extra: int = 0
 ) -> dict[str, Any]:
     """Two webhooks: "Good hook" answers 200, "Bad hook" 500 (one attempt, so it fails at
     once). Run 1 starts and finishes, run 2 only starts: six deliveries, three failed."""
@@ -33,7 +39,7 @@ async def two_channels_two_runs(
     await set_status(api, first["id"], 3, result="passed")
     second = await new_run(api, name="search")
     await set_status(api, second["id"], 2)
-    await wait_deliveries(api, lambda items: len(items) == 6 and all_done(items))
+    await wait_deliveries(api, lambda items: len(items) == 6 + extra and all_done(items))
     return {"good": ok, "bad": failing, "first": first, "second": second}
 
 
@@ -98,37 +104,41 @@ async def test_filters_narrow_the_log_and_keep_their_values(
     assert await shown(page) == []
 
 
-async def test_redeliver_all_failed_since(
+async def test_redeliver_all_failed_sends_what_the_filters_select(
     page: Page, app_server: Server, api: httpx.AsyncClient
 ) -> None:
-    """The bulk form proposes 24 hours ago; it resends the filtered channel's failures, and
-    a time after them finds nothing."""
+    """On ?run_id=1&status=failed the bulk button counts and resends that run's failures
+    only: not the other run's, and not those of a removed channel (issue 14, item 6)."""
     page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
     async with RecordingReceiver() as good, RecordingReceiver(status=500) as bad:
-        ids = await two_channels_two_runs(api, good, bad)
+        doomed = await create_webhook(
+            api, f"{bad.url}/doomed", name="Doomed hook", events=EVENTS, retry={"max_attempts": 1}
+        )
+        ids = await two_channels_two_runs(api, good, bad, extra=3)
+        assert (await api.delete(f"/channels/{doomed['id']}")).status_code == 204
         bad.status = 200  # the receiver is fixed
-        await sign_in_with_token(page, app_server.token, "/orgs/1/deliveries")
-        since = page.get_by_label("Redeliver all failed since (UTC)")
-        proposed = datetime.fromisoformat(await since.input_value()).replace(tzinfo=UTC)
-        assert abs(proposed - (datetime.now(UTC) - timedelta(hours=24))) < timedelta(minutes=2)
-
-        # A time after every failure: nothing to send.
-        await since.fill((datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
-        await page.get_by_role("button", name="Redeliver all failed").click()
-        await expect(page.locator(".flash")).to_contain_text("nothing to send again")
-
-        bar = page.get_by_role("form", name="Filter deliveries")
-        await bar.locator("select[name=channel_id]").select_option(label="Bad hook")
-        await bar.get_by_role("button", name="Filter").click()
-        await expect(
-            page.get_by_label("Redeliver all failed of this channel since (UTC)")
-        ).to_be_visible()
-        await page.get_by_role("button", name="Redeliver all failed").click()
-        await expect(page.locator(".flash")).to_contain_text("3 failed deliveries since")
+        first = ids["first"]["id"]
+        await sign_in_with_token(
+            page, app_server.token, f"/orgs/1/deliveries?run_id={first}&status=failed"
+        )
+        # Said before it asks: the two failures of run 1 on the live "Bad hook".
+        await expect(page.locator("#bulk-count")).to_contain_text("2 failed deliveries match")
+        before = len(bad.requests)
+        await page.get_by_role("button", name="Redeliver 2 failed").click()
+        await expect(page.locator(".flash")).to_contain_text("2 failed deliveries are being sent")
         await wait_deliveries(
             api,
-            lambda items: len(items) == 3 and all(d["status"] == "succeeded" for d in items),
+            lambda items: sum(d["status"] == "succeeded" for d in items) == 2,
+            timeout=60,
             channel_id=ids["bad"]["id"],
         )
-        assert len(bad.requests) == 6  # three failures, three redeliveries
+        [left] = await list_deliveries(api, channel_id=ids["bad"]["id"], status="failed")
+        assert left["run_id"] == ids["second"]["id"]  # the other run's failure stays
+        assert len(bad.requests) == before + 2
+        assert not any(r.path == "/doomed" for r in bad.requests[before:])
+
+        # Nothing left to send for run 1: the page says so and offers no button.
+        await page.goto(f"/orgs/1/deliveries?run_id={first}&status=failed")
+        await expect(page.locator("#bulk-count")).to_contain_text("No failed delivery matches")
+        await expect(page.locator("#bulk-redeliver")).to_have_count(0)
     assert len(good.requests) == 3  # the good channel's deliveries were not sent again

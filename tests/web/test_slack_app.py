@@ -4,6 +4,7 @@ without saving, Slack's "Allow" brings the browser back to the configuration, wh
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -95,3 +96,47 @@ async def test_send_test_message_needs_a_complete_configuration(
     await sign_in_with_token(page, app_server.token, f"/integrations/{r.json()['id']}/projects/1")
     await expect(page.get_by_role("button", name="Send Test Message")).to_be_disabled()
     await expect(page.locator("#test-title + p")).to_contain_text("integration data")
+
+
+async def test_cancel_and_stale_links_return_to_the_integration(
+    page: Page, app_server: Server, slack: FakeSlackApi
+) -> None:
+    """ "Cancel" on Slack's page, and a link used again, come back to the integration's
+    page with a clear message and "Set Up Slack Integration" to start again; a link
+    loadbell never issued comes back to the Integrations list (issue 14, item 1)."""
+    slack.add_channel("load-tests")
+    await follow_public_url(page, app_server)
+    callbacks: list[str] = []
+    page.on(
+        "request",
+        lambda r: callbacks.append(r.url) if "/oauth/callback" in r.url else None,
+    )
+    await sign_in_with_token(page, app_server.token, "/orgs/1/integrations/new?kind=slack_app")
+    await page.get_by_role("button", name="Save Changes").click()
+    await expect(page).to_have_url(re.compile(r"/integrations/\d+$"))
+    channel_page = page.url
+
+    slack.decline_next()
+    await page.get_by_role("button", name="Set Up Slack Integration").click()
+    await expect(page.locator("#problem")).to_contain_text("Slack did not install the app")
+    assert page.url.startswith(channel_page)
+    await expect(page.locator("#slack-title + p")).to_contain_text("Not set up")
+    await expect(page.get_by_role("button", name="Set Up Slack Integration")).to_be_visible()
+
+    # The same link again: already used.
+    assert callbacks
+    await page.goto(callbacks[-1])
+    await expect(page.locator("#problem")).to_contain_text("can no longer be used")
+    assert page.url.startswith(channel_page)
+    await expect(page.get_by_role("button", name="Set Up Slack Integration")).to_be_visible()
+
+    # A state loadbell never issued: the Integrations list, with the same advice.
+    await page.goto(f"{app_server.url}/api/v1/slack/oauth/callback?state=forged&code=x")
+    await expect(page.locator("#problem")).to_contain_text("can no longer be used")
+    await expect(page).to_have_url(re.compile(r"/orgs/1/integrations\?slack=invalid_state$"))
+
+    # Starting again works.
+    await page.goto(channel_page)
+    await page.get_by_role("button", name="Set Up Slack Integration").click()
+    await expect(page.locator("#notice")).to_contain_text("Slack integration done")
+    await expect(page.locator("#problem")).to_have_count(0)

@@ -4,7 +4,8 @@
 1. ``GET /slack/install?channel_id=&project_id=`` (owner/admin, API token) answers 302 to
    Slack's authorize page, with a fresh ``state``.
 2. Slack sends the browser back to ``GET /slack/oauth/callback?code=&state=``; the state
-   is the credential (no API token). A browser goes back to the configuration page.
+   is the credential (no API token). A browser goes back to the configuration page,
+   with ``?slack=done`` or, when the install failed, ``?slack=<error code>``.
 3. ``DELETE /slack/install?channel_id=&project_id=`` removes the install data at that
    level; a project then falls back to the organization's install.
 """
@@ -29,6 +30,7 @@ from loadbell.api.responses import (
 from loadbell.api.state import AppState, get_state
 from loadbell.services import slack
 from loadbell.services.access import Principal
+from loadbell.services.errors import ServiceError
 
 router = APIRouter(prefix="/slack", tags=["slack"])
 
@@ -80,16 +82,26 @@ async def finish_install(
     """Where Slack sends the browser back. No API token: the state authenticates.
     A browser (Accept: text/html) goes back to the configuration page (seed 003), which
     now shows the workspace; other clients get the JSON below."""
-    done = await slack.finish_install(
-        state.engine,
-        state.reader,
-        state.box,
-        state.settings,
-        oauth_state=oauth_state,
-        code=code,
-        error=error,
-    )
-    if "text/html" in request.headers.get("accept", ""):
+    browser = "text/html" in request.headers.get("accept", "")
+    try:
+        done = await slack.finish_install(
+            state.engine,
+            state.reader,
+            state.box,
+            state.settings,
+            oauth_state=oauth_state,
+            code=code,
+            error=error,
+        )
+    except ServiceError as exc:
+        if not browser:
+            raise
+        # "Cancel" on Slack's page, a stale link, a refusal: back to the integration's
+        # page (the organization's list when the link names none), which says what went
+        # wrong by its code and offers "Set Up Slack Integration" again.
+        page = await slack.page_of_state(state.reader, oauth_state) or "/"
+        return RedirectResponse(f"{page}?slack={exc.code}", status_code=303)
+    if browser:
         return RedirectResponse(f"{done.page}?slack=done", status_code=303)
     return done.answer
 

@@ -159,31 +159,93 @@ async def redeliver(
     return await _one(conn, delivery_id)
 
 
-async def redeliver_failed(
+async def _failed_filter(
     conn: AsyncConnection,
     principal: Principal,
     organization_id: int,
-    since: datetime,
+    since: datetime | None,
     *,
-    channel_id: int | None = None,
-) -> list[int]:
-    """Stage a new series on every delivery of the organization (optionally of one of its
-    channels) that failed at or after ``since`` (naive: UTC). Owners and admins only.
-    Returns the ids; wake the worker after the commit when there are any."""
+    channel_id: int | None,
+    run_id: int | None,
+    event_type: str | None,
+    up_to_id: int | None,
+) -> redelivery.FailedFilter:
     principal.require_manage(organization_id, "redeliver notifications")
-    try:
-        since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable time
-        raise invalid(
-            "since", "give a time from the year 1 on, such as 2025-07-03T14:30Z"
-        ) from None
+    if since is not None:
+        try:
+            since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable time
+            raise invalid(
+                "since", "give a time from the year 1 on, such as 2025-07-03T14:30Z"
+            ) from None
     if channel_id is not None:
         row = await access.channel(conn, principal, channel_id)
         if row.organization_id != organization_id:
             raise invalid("channel_id", "this channel belongs to another organization")
-    return await redelivery.restart_failed_since(
-        conn, organization_id, since, channel_id=channel_id
+    if run_id is not None:
+        await access.filter_target(conn, principal, runs, run_id, "run")
+    return redelivery.FailedFilter(
+        organization_id,
+        since=since,
+        channel_id=channel_id,
+        run_id=run_id,
+        event_type=checked_type("event_type", event_type) if event_type is not None else None,
+        up_to_id=up_to_id,
     )
+
+
+async def count_failed(
+    conn: AsyncConnection,
+    principal: Principal,
+    organization_id: int,
+    since: datetime | None = None,
+    *,
+    channel_id: int | None = None,
+    run_id: int | None = None,
+    event_type: str | None = None,
+) -> tuple[int, int | None]:
+    """How many deliveries ``redeliver_failed`` with the same filters would restart now,
+    and the id of the newest (pass it back as ``up_to_id`` to restart only those)."""
+    failed = await _failed_filter(
+        conn,
+        principal,
+        organization_id,
+        since,
+        channel_id=channel_id,
+        run_id=run_id,
+        event_type=event_type,
+        up_to_id=None,
+    )
+    return await redelivery.count_failed(conn, failed)
+
+
+async def redeliver_failed(
+    conn: AsyncConnection,
+    principal: Principal,
+    organization_id: int,
+    since: datetime | None,
+    *,
+    channel_id: int | None = None,
+    run_id: int | None = None,
+    event_type: str | None = None,
+    up_to_id: int | None = None,
+) -> list[int]:
+    """Stage a new series on every failed delivery of the organization's live channels
+    that the filters select: failed at or after ``since`` (naive: UTC; None: any time), of
+    one channel, run or event type, with an id up to ``up_to_id``. A deleted channel's
+    deliveries are skipped. Owners and admins only. Returns the ids; wake the worker after
+    the commit when there are any."""
+    failed = await _failed_filter(
+        conn,
+        principal,
+        organization_id,
+        since,
+        channel_id=channel_id,
+        run_id=run_id,
+        event_type=event_type,
+        up_to_id=up_to_id,
+    )
+    return await redelivery.restart_failed(conn, failed)
 
 
 async def channel_names(

@@ -209,9 +209,7 @@ async def finish_install(
     where = f"channel '{row.name}'" + (
         f" for project {found.project_id}" if found.project_id is not None else ""
     )
-    page = f"/integrations/{row.id}"
-    if found.project_id is not None:
-        page += f"/projects/{found.project_id}"
+    page = _page(row.id, found.project_id)
     return Installed(
         answer={
             "ok": True,
@@ -225,6 +223,23 @@ async def finish_install(
         },
         page=page,
     )
+
+
+def _page(channel_id: int, project_id: int | None) -> str:
+    """The configuration page an install of this level belongs to (seed 003)."""
+    page = f"/integrations/{channel_id}"
+    return page if project_id is None else f"{page}/projects/{project_id}"
+
+
+async def page_of_state(reader: AsyncEngine, oauth_state: str | None) -> str | None:
+    """The configuration page of the channel an install link was issued for, whether or
+    not it is still usable; None for a state loadbell never issued (or none at all).
+    A browser whose install failed goes back there, not to a JSON error."""
+    if not oauth_state:
+        return None
+    async with reader.connect() as conn:
+        found = await slack_installs.issued_for(conn, oauth_state)
+    return None if found is None else _page(*found)
 
 
 async def _still_allowed(conn: AsyncConnection, found: InstallState) -> Any:

@@ -9,6 +9,7 @@ Callers own the transaction and wake the worker after the commit.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -38,23 +39,56 @@ async def restart(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> list[
     return ids
 
 
-async def restart_failed_since(
-    conn: AsyncConnection,
-    organization_id: int,
-    since: datetime,
-    *,
-    channel_id: int | None = None,
-) -> list[int]:
-    """Every delivery of the organization (optionally of one channel) that failed at or
-    after ``since`` (its last change is the failure)."""
-    org_channels = sa.select(channels.c.id).where(channels.c.organization_id == organization_id)
-    if channel_id is not None:
-        org_channels = org_channels.where(channels.c.id == channel_id)
-    return await restart(
-        conn,
-        sa.and_(
+@dataclass(frozen=True)
+class FailedFilter:
+    """The failed deliveries of an organization that a bulk redelivery restarts: those of
+    its live channels (a deleted channel's deliveries are never sent again), narrowed by
+    the delivery log's filters, by the time of the failure (its last change) and by
+    ``up_to_id`` (the newest delivery the person saw counted before confirming)."""
+
+    organization_id: int
+    since: datetime | None = None
+    channel_id: int | None = None
+    run_id: int | None = None
+    event_type: str | None = None
+    up_to_id: int | None = None
+
+    def where(self) -> sa.ColumnElement[bool]:
+        live = (
+            sa.select(channels.c.id)
+            .where(channels.c.organization_id == self.organization_id)
+            .where(channels.c.deleted_at.is_(None))
+        )
+        if self.channel_id is not None:
+            live = live.where(channels.c.id == self.channel_id)
+        clauses = [
+            # The delivery's own copy of its organization first: the (organization, status)
+            # index then finds the failures without reading the rest of the log.
+            deliveries.c.organization_id == self.organization_id,
             deliveries.c.status == DELIVERY_FAILED,
-            deliveries.c.updated_at >= since,
-            deliveries.c.channel_id.in_(org_channels),
-        ),
-    )
+            deliveries.c.channel_id.in_(live),
+        ]
+        if self.since is not None:
+            clauses.append(deliveries.c.updated_at >= self.since)
+        if self.run_id is not None:
+            clauses.append(deliveries.c.run_id == self.run_id)
+        if self.event_type is not None:
+            clauses.append(deliveries.c.event_type == self.event_type)
+        if self.up_to_id is not None:
+            clauses.append(deliveries.c.id <= self.up_to_id)
+        return sa.and_(*clauses)
+
+
+async def count_failed(conn: AsyncConnection, failed: FailedFilter) -> tuple[int, int | None]:
+    """How many deliveries ``restart_failed`` would restart now, and the newest one's id."""
+    row = (
+        await conn.execute(
+            sa.select(sa.func.count(), sa.func.max(deliveries.c.id)).where(failed.where())
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+async def restart_failed(conn: AsyncConnection, failed: FailedFilter) -> list[int]:
+    """Start a new series on every delivery ``failed`` selects; returns their ids."""
+    return await restart(conn, failed.where())

@@ -100,6 +100,18 @@ async def consume_state(conn: AsyncConnection, state: str) -> InstallState | Sta
     return InstallState(row.channel_id, row.project_id, row.user_id, row.redirect_uri)
 
 
+async def issued_for(conn: AsyncConnection, state: str) -> tuple[int, int | None] | None:
+    """The channel and project ``state`` was issued for, used or not, expired or not (a
+    browser that comes back with a stale link is sent to that channel's page)."""
+    t = slack_install_states
+    row = (
+        await conn.execute(
+            sa.select(t.c.channel_id, t.c.project_id).where(t.c.state_hash == _digest(state))
+        )
+    ).first()
+    return None if row is None else (row.channel_id, row.project_id)
+
+
 async def write_level(
     conn: AsyncConnection,
     box: SecretBox,

@@ -1,12 +1,12 @@
 """The delivery log: filter by channel, run, status and event; each delivery with its
 attempts (request headers masked, response, timing, error); "Redeliver" one, or every
-delivery that failed since a given time."""
+failed delivery that the filters select."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -19,8 +19,6 @@ from loadbell.web.signin import safe_next
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 PAGE = 50
-# "Redeliver all failed since" proposes this long ago: "now" would match nothing.
-BULK_SINCE = timedelta(hours=24)
 
 
 def _int(value: str | None) -> int | None:
@@ -84,6 +82,20 @@ async def delivery_log(
     # The next page's cursor; None with a run (its deliveries come oldest first, on one
     # page) and after an error.
     older = listed["next_before_id"]
+    bulk = None
+    if ctx.can_manage(org_id) and error is None and filters["status"] in (None, "failed"):
+        # "Redeliver all failed" restarts what these filters select, and says how many
+        # first; the newest id counted bounds it, so it sends no more than it announced.
+        async with ctx.state.reader.connect() as conn:
+            count, newest = await deliveries.count_failed(
+                conn,
+                ctx.who,
+                org_id,
+                channel_id=by_channel,
+                run_id=by_run,
+                event_type=event_type or None,
+            )
+        bulk = {"count": count, "up_to_id": newest}
     return await ctx.render(
         "deliveries.html",
         org_id=org_id,
@@ -98,7 +110,7 @@ async def delivery_log(
         error=error,
         can_manage=ctx.can_manage(org_id),
         attempts_of=current_attempts,
-        since=(datetime.now(UTC) - BULK_SINCE).strftime("%Y-%m-%dT%H:%M"),
+        bulk=bulk,
         query=str(request.url.query),
     )
 
@@ -116,28 +128,29 @@ async def redeliver(request: Request, delivery_id: int) -> Response:
 
 @router.post("/orgs/{org_id}/deliveries/redeliver-failed")
 async def redeliver_failed(request: Request, org_id: int) -> Response:
-    """Every delivery that failed since the given time (UTC), optionally of one channel."""
+    """Every failed delivery that the log's filters select (channel, run, event), up to
+    the newest one the page counted; deliveries of deleted channels are skipped."""
     ctx = await Ctx.of(request)
     form = await ctx.form()
-    ctx.require_manage(org_id, "redeliver notifications")  # before reading the form's time
+    ctx.require_manage(org_id, "redeliver notifications")
+    kept = {key: str(form.get(key) or "").strip() for key in ("channel_id", "run_id", "event_type")}
     back = f"/orgs/{org_id}/deliveries"
-    raw = str(form.get("since") or "").strip()
-    try:
-        since = datetime.fromisoformat(raw)
-    except ValueError:
-        return ctx.redirect(
-            back, f"'{raw}' is not a time; give one such as 2025-07-03T14:30 (UTC)."
-        )
-    since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
-    channel_id = _int(str(form.get("channel_id") or ""))
+    query = urlencode({k: v for k, v in kept.items() if v})
     async with ctx.state.engine.begin() as conn:
-        ids = await deliveries.redeliver_failed(conn, ctx.who, org_id, since, channel_id=channel_id)
-    if ids:
-        ctx.state.wakeup.poke()
-    when = since.strftime("%Y-%m-%d %H:%M UTC")
+        ids = await deliveries.redeliver_failed(
+            conn,
+            ctx.who,
+            org_id,
+            None,
+            channel_id=_int(kept["channel_id"]),
+            run_id=_int(kept["run_id"]),
+            event_type=kept["event_type"] or None,
+            up_to_id=_int(str(form.get("up_to_id") or "")),
+        )
     if not ids:
-        return ctx.redirect(back, f"No delivery failed since {when}; nothing to send again.")
-    return ctx.redirect(
-        back + "?status=pending",
-        f"{len(ids)} failed deliveries since {when} are being sent again.",
-    )
+        where = f"{back}?{query}" if query else back
+        return ctx.redirect(where, "No failed delivery matches these filters; nothing was sent.")
+    ctx.state.wakeup.poke()
+    query = urlencode({**{k: v for k, v in kept.items() if v}, "status": "pending"})
+    sent = "1 failed delivery is" if len(ids) == 1 else f"{len(ids)} failed deliveries are"
+    return ctx.redirect(f"{back}?{query}", f"{sent} being sent again.")

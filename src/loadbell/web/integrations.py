@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
-from loadbell.domain.inheritance import Source
+from loadbell.domain.inheritance import Effective, Source
 from loadbell.formats import samples
 from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
 from loadbell.services import access as lookups
@@ -48,6 +48,14 @@ ROTATION_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": 
 
 
 @dataclass(frozen=True)
+class Shown:
+    """One value of a channel's summary on the Integrations page (secrets masked)."""
+
+    text: str
+    overridden: bool = False  # the project's own value, not the organization's
+
+
+@dataclass(frozen=True)
 class Listed:
     """One channel on the Integrations page."""
 
@@ -55,19 +63,33 @@ class Listed:
     name: str
     state: str  # "set up" | "disabled" | "inherited" | "overridden"
     state_text: str
-    summary: str
+    summary: list[Shown]
     href: str
     level: str  # "organization" | "project"
     health: str = "healthy"  # "healthy" | "failing" | "disabled" (domain/health.py)
     health_text: str = ""
 
 
-def summary_of(config: dict[str, Any]) -> str:
-    for key in ("url", "webhook_url", "targets", "to", "workspace"):
+SUMMARY_KEYS = ("url", "webhook_url", "workspace", "targets", "to")
+
+
+def summary_of(config: dict[str, Any], overridden: frozenset[str] = frozenset()) -> list[Shown]:
+    """The values that say where a channel sends: its URL, workspace, targets, recipients."""
+    out = []
+    for key in SUMMARY_KEYS:
         value = config.get(key)
         if value:
-            return ", ".join(value) if isinstance(value, list) else str(value)
-    return ""
+            text = ", ".join(value) if isinstance(value, list) else str(value)
+            out.append(Shown(text, key in overridden))
+    return out
+
+
+def seen_summary(kind: str, seen: Effective) -> list[Shown]:
+    """The summary of an organization channel as a project sees it (``as_seen_by``): the
+    values in effect there, secrets masked, each marked when the project overrides it."""
+    config = cc.masked(get_kind(kind), seen.config)
+    overridden = frozenset(k for k, src in seen.sources.items() if src is Source.PROJECT)
+    return summary_of(config, overridden)
 
 
 def _health(ch: dict[str, Any]) -> tuple[str, str]:
@@ -89,9 +111,10 @@ async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
 
 
 @router.get("/orgs/{org_id}/integrations")
-async def org_integrations(request: Request, org_id: int) -> Response:
+async def org_integrations(request: Request, org_id: int, slack: str | None = None) -> Response:
     ctx = await Ctx.of(request)
     ctx.who.role_in(org_id)
+    notice, problem = slack_outcome(slack, here=False)
     async with ctx.state.reader.connect() as conn:
         listed = await channels.list_channels(conn, ctx.state.box, ctx.who, organization_id=org_id)
     by_kind: dict[str, list[Listed]] = {k.value: [] for k in KINDS}
@@ -119,6 +142,8 @@ async def org_integrations(request: Request, org_id: int) -> Response:
         disabled=[c for listed in by_kind.values() for c in listed if c.health == "disabled"],
         project=None,
         can_manage=ctx.can_manage(org_id),
+        notice=notice,
+        problem=problem,
     )
 
 
@@ -160,7 +185,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 ch["name"],
                 state,
                 text,
-                summary_of(ch["config"]),
+                seen_summary(ch["kind"], seen),
                 f"/integrations/{ch['id']}/projects/{project_id}",
                 "organization",
                 *_health(ch),
@@ -196,6 +221,7 @@ async def _render_form(
     new_secret: str | None = None,
     signing: list[dict[str, str]] | None = None,
     notice: str | None = None,
+    problem: str | None = None,
 ) -> Response:
     kind_impl = get_kind(kind.kind)
     preview_events = [
@@ -221,6 +247,7 @@ async def _render_form(
         signing=signing or [],
         windows=list(ROTATION_WINDOWS),
         notice=notice,
+        problem=problem,
     )
 
 
@@ -310,8 +337,7 @@ async def _after_save(
 ) -> Response:
     """After "Save Changes" or "Test Hook": send the test if asked, then show the channel.
 
-    A new signing secret exists only in this request, so its page is rendered here (the
-    one time it is shown), with the test's answer; otherwise the browser is redirected."""
+    A new signing secret goes with the redirect, to be shown once on the page it lands on."""
     where = f"/integrations/{channel['id']}"
     tested: int | None = None
     message = "Changes saved."
@@ -319,8 +345,8 @@ async def _after_save(
         tested, outcome = await send_test_hook(ctx, channel["id"], None)
         message = f"{message} {outcome}"
     if new_secret:
-        ctx.flash(f"{message} Copy the signing secret now: it is not shown again.")
-        return await _show_channel(ctx, channel["id"], tested=tested, new_secret=new_secret)
+        _keep_secret(ctx, channel["id"], new_secret)
+        message = f"{message} Copy the signing secret now: it is not shown again."
     if tested is not None:
         where = f"{where}?tested={tested}"
     return ctx.redirect(where, message)
@@ -398,6 +424,7 @@ async def _show_channel(
     tested: int | None = None,
     new_secret: str | None = None,
     notice: str | None = None,
+    problem: str | None = None,
     preview_event: str | None = None,
 ) -> Response:
     """The channel's page as saved; with ``preview_event``, also what it sends for it."""
@@ -420,10 +447,37 @@ async def _show_channel(
         new_secret=new_secret,
         signing=await _signing_state(ctx, channel_id) if form.signing else None,
         notice=notice,
+        problem=problem,
     )
 
 
 SLACK_DONE = "Slack integration done: messages now go to the workspace shown below."
+_SLACK_AGAIN = "Nothing changed. To try again, use “Set Up Slack Integration”"
+# Why an install failed, by the error code the callback sends the browser back with
+# (``?slack=<code>``). Only these fixed sentences are shown: the address carries no text.
+SLACK_PROBLEMS = {
+    "slack_declined": "Slack did not install the app: it was cancelled on Slack's page, or "
+    "the workspace needs an admin's approval first.",
+    "invalid_state": "This Slack install link can no longer be used: it expired after 10 "
+    "minutes, was already used, or was not issued by this loadbell.",
+    "invalid_callback": "Slack came back without an authorization code.",
+    "slack_refused": "Slack refused the install (check the app's client ID, secret and "
+    "Redirect URLs).",
+    "slack_unreachable": "loadbell could not reach Slack to finish the install.",
+    "slack_not_configured": "This server has no Slack app configured "
+    "(LOADBELL_SLACK_CLIENT_ID and LOADBELL_SLACK_CLIENT_SECRET).",
+}
+
+
+def slack_outcome(slack: str | None, *, here: bool = True) -> tuple[str | None, str | None]:
+    """The notice, or the problem, to show after Slack's callback sent the browser back."""
+    if not slack:
+        return None, None
+    if slack == "done":
+        return SLACK_DONE, None
+    why = SLACK_PROBLEMS.get(slack, "The Slack integration was not set up.")
+    where = " below." if here else " on the Slack app integration's page."
+    return None, f"{why} {_SLACK_AGAIN}{where}"
 
 
 @router.get("/integrations/{channel_id}")
@@ -431,8 +485,15 @@ async def channel_page(
     request: Request, channel_id: int, tested: int | None = None, slack: str | None = None
 ) -> Response:
     ctx = await Ctx.of(request)
-    notice = SLACK_DONE if slack == "done" else None
-    return await _show_channel(ctx, channel_id, tested=tested, notice=notice)
+    notice, problem = slack_outcome(slack)
+    return await _show_channel(
+        ctx,
+        channel_id,
+        tested=tested,
+        new_secret=_shown_secret(ctx, channel_id),
+        notice=notice,
+        problem=problem,
+    )
 
 
 @router.post("/integrations/{channel_id}")
@@ -522,8 +583,22 @@ async def signing(request: Request, channel_id: int) -> Response:
     await _update(ctx, channel_id, config={"signing_secrets": secrets_list})
     if new_secret is None:
         return ctx.redirect(f"/integrations/{channel_id}", "Signing turned off.")
-    ctx.flash("Copy the new signing secret now: it is not shown again.")
-    return await _show_channel(ctx, channel_id, new_secret=new_secret)
+    _keep_secret(ctx, channel_id, new_secret)
+    return ctx.redirect(
+        f"/integrations/{channel_id}", "Copy the new signing secret now: it is not shown again."
+    )
+
+
+def _keep_secret(ctx: Ctx, channel_id: int, secret: str) -> None:
+    ctx.keep_once("signing", channel=str(channel_id), secret=secret)
+
+
+def _shown_secret(ctx: Ctx, channel_id: int) -> str | None:
+    """The signing secret a POST just created for this channel, shown this once."""
+    kept = ctx.shown_once("signing")
+    if kept is None or kept.get("channel") != str(channel_id):
+        return None
+    return kept.get("secret")
 
 
 # -- live preview ----------------------------------------------------------------------

@@ -54,7 +54,10 @@ async def _page(
 @router.get("/orgs/{org_id}/members")
 async def members_page(request: Request, org_id: int) -> Response:
     ctx = await Ctx.of(request)
-    return await _page(ctx, org_id)
+    # A one-time secret left by the POST that redirected here (post/redirect/get).
+    return await _page(
+        ctx, org_id, invited=ctx.shown_once("invited"), token=ctx.shown_once("token")
+    )
 
 
 @router.post("/orgs/{org_id}/members/invite")
@@ -75,8 +78,10 @@ async def invite(request: Request, org_id: int) -> Response:
             invited = await members.invite(conn, ctx.who, org_id, name=name, email=email, role=role)
     except (Invalid, Conflict) as exc:
         return await _page(ctx, org_id, status=422, errors=field_errors(exc), values=values)
-    shown = {"name": invited.name, "email": invited.email, "password": invited.password or ""}
-    return await _page(ctx, org_id, invited=shown)
+    ctx.keep_once(
+        "invited", name=invited.name, email=invited.email, password=invited.password or ""
+    )
+    return ctx.redirect(f"/orgs/{org_id}/members", f"{invited.name} invited.")
 
 
 @router.post("/orgs/{org_id}/members/{user_id}/role")
@@ -129,7 +134,8 @@ async def create_token(request: Request, org_id: int) -> Response:
             errors={"token_name": field_errors(exc)[exc.field or ""]},
             values={"token_name": name, "token_role": role.value},
         )
-    return await _page(ctx, org_id, token={"name": name, "role": role.value, "token": token})
+    ctx.keep_once("token", name=name, role=role.value, token=token)
+    return ctx.redirect(f"/orgs/{org_id}/members", f"API token “{name}” created.")
 
 
 @router.post("/orgs/{org_id}/tokens/{token_id}/revoke")

@@ -26,7 +26,7 @@ from loadbell.web.channel_form import (
     parse_override_form,
     status_choices,
 )
-from loadbell.web.integrations import SLACK_DONE, int_or_none, send_test_hook, tested_result
+from loadbell.web.integrations import int_or_none, send_test_hook, slack_outcome, tested_result
 from loadbell.web.pages import Ctx, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -54,6 +54,7 @@ async def _page(
     status: int = 200,
     tested: int | None = None,
     notice: str | None = None,
+    problem: str | None = None,
 ) -> Response:
     async with ctx.state.reader.connect() as conn:
         channel = await channels.get_channel(conn, ctx.state.box, ctx.who, channel_id)
@@ -103,6 +104,7 @@ async def _page(
         statuses=status_choices(),
         tested=await tested_result(ctx, tested),
         notice=notice,
+        problem=problem,
     )
 
 
@@ -115,8 +117,8 @@ async def project_settings(
     slack: str | None = None,
 ) -> Response:
     ctx = await Ctx.of(request)
-    notice = SLACK_DONE if slack == "done" else None
-    return await _page(ctx, channel_id, project_id, tested=tested, notice=notice)
+    notice, problem = slack_outcome(slack)
+    return await _page(ctx, channel_id, project_id, tested=tested, notice=notice, problem=problem)
 
 
 @router.post("/integrations/{channel_id}/projects/{project_id}")

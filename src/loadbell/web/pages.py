@@ -33,7 +33,15 @@ from loadbell.domain.roles import Role
 from loadbell.services.access import Principal
 from loadbell.services.errors import ServiceError
 from loadbell.store.tables import organizations, projects
-from loadbell.web.session import COOKIE, CSRF_FIELD, FLASH_COOKIE, Session, Sessions, principal_of
+from loadbell.web.session import (
+    COOKIE,
+    CSRF_FIELD,
+    FLASH_COOKIE,
+    ONCE_COOKIE,
+    Session,
+    Sessions,
+    principal_of,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -147,6 +155,7 @@ class Ctx:
     principal: Principal | None
     _send_session: bool = False
     _flash: list[str] = field(default_factory=list)
+    _once: tuple[str, dict[str, str]] | None = None
 
     @classmethod
     async def of(cls, request: Request, *, signed_in: bool = True) -> Ctx:
@@ -198,9 +207,23 @@ class Ctx:
         the redirect (through a short-lived cookie)."""
         self._flash.append(message)
 
+    def keep_once(self, kind: str, **values: str) -> None:
+        """A secret for the page the redirect lands on, and for no page after it."""
+        self._once = (kind, values)
+
+    def shown_once(self, kind: str) -> dict[str, str] | None:
+        """The secret a POST left for this page (``keep_once``), if it is of ``kind``.
+        ``render`` clears it, so reloading the page does not show it again."""
+        data = self.web.sessions.read_once(self.request.cookies.get(ONCE_COOKIE))
+        if data is None or data.pop("kind", None) != kind:
+            return None
+        return data
+
     def _finish(self, response: Response) -> Response:
         if self._send_session:
             self.web.sessions.store(response, self.session)
+        if self._once is not None:
+            self.web.sessions.once(response, self._once[0], self._once[1])
         for message in self._flash:
             self.web.sessions.flash(response, message)
         response.headers.update(SECURITY_HEADERS)
@@ -262,11 +285,13 @@ class Ctx:
             path=self.request.url.path,
             org_id=org_id,
             project_id=project_id,
-            **{"notice": None, **values},
+            **{"notice": None, "problem": None, **values},
         )
         response = HTMLResponse(html, status_code=status)
         if raw_flash:
             self.web.sessions.clear_flash(response)
+        if ONCE_COOKIE in self.request.cookies:
+            self.web.sessions.clear_once(response)
         return self._finish(response)
 
 
@@ -279,6 +304,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
         nav=None,
         flash=None,
         notice=None,
+        problem=None,
         path=request.url.path,
     )
     response = HTMLResponse(html, status_code=status)

@@ -12,13 +12,16 @@ or a changed role takes effect at once: nothing about rights is trusted from the
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.responses import Response
 
@@ -32,6 +35,10 @@ from loadbell.store.tables import api_tokens, memberships, users
 
 COOKIE = "loadbell_session"
 FLASH_COOKIE = "loadbell_flash"
+# A secret shown once (a new token, an initial password, a signing secret), carried
+# encrypted from the POST that made it to the page its redirect lands on (post/redirect/get).
+ONCE_COOKIE = "loadbell_once"
+ONCE_MAX_AGE = 60
 MAX_AGE = 14 * 24 * 3600  # seconds a session lasts without signing in again
 CSRF_FIELD = "csrf"
 
@@ -72,6 +79,10 @@ def signing_keys(settings: Settings) -> list[str]:
     ]
 
 
+def _fernet(material: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest()))
+
+
 class Sessions:
     """Reads and writes the session and flash cookies."""
 
@@ -79,6 +90,8 @@ class Sessions:
         keys = signing_keys(settings)
         self._session = URLSafeTimedSerializer(keys, salt="loadbell.web.session")
         self._flash = URLSafeTimedSerializer(keys, salt="loadbell.web.flash")
+        # Encrypted, not only signed: the cookie holds a secret. Newest key first.
+        self._once = MultiFernet([_fernet("loadbell web once\0" + k) for k in reversed(keys)])
         self.secure = settings.base_url.lower().startswith("https://")
 
     def load(self, raw: str | None) -> Session | None:
@@ -124,6 +137,32 @@ class Sessions:
 
     def clear_flash(self, response: Response) -> None:
         response.delete_cookie(FLASH_COOKIE, path="/", secure=self.secure, samesite="lax")
+
+    def once(self, response: Response, kind: str, values: dict[str, str]) -> None:
+        sealed = self._once.encrypt(orjson.dumps({"kind": kind, **values})).decode()
+        response.set_cookie(
+            ONCE_COOKIE,
+            sealed,
+            max_age=ONCE_MAX_AGE,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure,
+        )
+
+    def clear_once(self, response: Response) -> None:
+        response.delete_cookie(ONCE_COOKIE, path="/", secure=self.secure, samesite="lax")
+
+    def read_once(self, raw: str | None) -> dict[str, str] | None:
+        if not raw:
+            return None
+        try:
+            data: Any = orjson.loads(self._once.decrypt(raw.encode(), ttl=ONCE_MAX_AGE))
+        except (InvalidToken, orjson.JSONDecodeError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        return {str(k): str(v) for k, v in data.items()}
 
     def read_flash(self, raw: str | None) -> str | None:
         if not raw:

@@ -7,6 +7,8 @@ printed on first run, then set an email and password on the Members page (or wit
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -30,14 +32,16 @@ def safe_next(target: str | None) -> str:
 
 
 @router.get("/")
-async def home(request: Request) -> Response:
+async def home(request: Request, slack: str | None = None) -> Response:
     ctx = await Ctx.of(request)
     orgs = sorted(ctx.who.roles)
     if not orgs:
         raise PageError(
             403, "You are not a member of any organization yet; ask an owner to invite you."
         )
-    return ctx.redirect(f"/orgs/{orgs[0]}/integrations")
+    # Slack's callback sends a browser here when its link names no channel: keep its code.
+    after = f"?{urlencode({'slack': slack})}" if slack else ""
+    return ctx.redirect(f"/orgs/{orgs[0]}/integrations{after}")
 
 
 @router.get("/login")
