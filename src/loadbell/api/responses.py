@@ -226,8 +226,8 @@ class DeliveryOut(BaseModel):
     id: int
     uuid: str = Field(description="the same on every attempt and redelivery (X-LoadImpact-ID)")
     status: str = Field(
-        description="pending, succeeded, failed, or skipped (ended without an attempt; "
-        "`reason` says why)"
+        description="pending, held (waiting for quiet hours to end), succeeded, failed, "
+        "skipped or suppressed (both ended without an attempt; `reason` says why)"
     )
     reason: str | None = Field(
         default=None,

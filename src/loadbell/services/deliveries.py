@@ -21,16 +21,25 @@ from loadbell.services.events import checked_type
 from loadbell.store import delivery_log, redelivery
 from loadbell.store.tables import (
     DELIVERY_FAILED,
+    DELIVERY_HELD,
     DELIVERY_PENDING,
     DELIVERY_SKIPPED,
     DELIVERY_SUCCEEDED,
+    DELIVERY_SUPPRESSED,
     channels,
     deliveries,
     delivery_attempts,
     runs,
 )
 
-STATUSES = (DELIVERY_PENDING, DELIVERY_SUCCEEDED, DELIVERY_FAILED, DELIVERY_SKIPPED)
+STATUSES = (
+    DELIVERY_PENDING,
+    DELIVERY_HELD,
+    DELIVERY_SUCCEEDED,
+    DELIVERY_FAILED,
+    DELIVERY_SKIPPED,
+    DELIVERY_SUPPRESSED,
+)
 
 
 def _attempt(a: Any) -> dict[str, Any]:

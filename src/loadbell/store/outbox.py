@@ -60,7 +60,8 @@ class Planned(NamedTuple):
     channel: ChannelRow
     override: OverrideRow | None
     targets: list[str | None]
-    skip: str | None = None  # the reason its deliveries are recorded skipped, not sent
+    skip: str | None = None  # the reason its deliveries are recorded ``status``, not sent
+    status: str = DELIVERY_SKIPPED  # with a ``skip``: skipped, suppressed or held
 
 
 async def stage_event(
@@ -108,7 +109,7 @@ async def stage_event(
                 "channel_id": channel.id,
                 "target": target,
                 "order_key": order_key(channel.id, run_id, target),
-                "status": DELIVERY_PENDING if skip is None else DELIVERY_SKIPPED,
+                "status": DELIVERY_PENDING if skip is None else status,
                 "reason": skip,
                 "series": 1,
                 "attempts": 0,
@@ -121,7 +122,7 @@ async def stage_event(
                 "run_id": run_id,
             },
         )
-        for channel, override, targets, skip in plan
+        for channel, override, targets, skip, status in plan
         for target in targets
     ]
     handed = await _lease_to(conn, handoff, staged) if handoff is not None else []

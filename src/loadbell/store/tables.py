@@ -243,8 +243,13 @@ DELIVERY_PENDING = "pending"
 DELIVERY_SUCCEEDED = "succeeded"
 DELIVERY_FAILED = "failed"
 # Ended without an attempt, for the ``reason`` stored beside it (its channel was disabled
-# for failing). Noise control's ``suppressed`` and ``held`` will join it.
+# for failing).
 DELIVERY_SKIPPED = "skipped"
+# Ended without an attempt by noise control (a mute, quiet hours with "drop", a throttle,
+# notify_on); ``reason`` says which.
+DELIVERY_SUPPRESSED = "suppressed"
+# Waiting for a quiet-hours window to end (``next_attempt_at``); then it becomes pending.
+DELIVERY_HELD = "held"
 
 
 def is_pending(table: sa.FromClause) -> sa.ColumnElement[bool]:
