@@ -40,7 +40,7 @@ from pathlib import Path
 import aiohttp
 import click
 
-from bench import databases, peers, report
+from bench import databases, loop, peers, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, prepare_runs
 from bench.peers import ArmResult, wait_for_arrivals
@@ -387,12 +387,7 @@ def main(
             celery_concurrency=celery_concurrency,
             spy=spy,
         )
-        try:
-            import uvloop
-
-            rounds: Rounds = uvloop.run(coro)
-        except ImportError:
-            rounds = asyncio.run(coro)
+        rounds = loop.run(coro)
     finally:
         receiver.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -17,19 +17,16 @@ Worker settings come from LOADBELL_* variables as for ``loadbell serve``.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import click
 
-from bench import backlog, databases, report
+from bench import backlog, databases, loop, report
 from bench.drain import drain
 from bench.latency import ServerProcess, measure_latency, prepare_runs
 from bench.raw import raw_loop
@@ -108,7 +105,7 @@ def main(
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-bench-"))
     receiver = ReceiverProcess(free_port()).start()
     try:
-        result = _run(
+        result = loop.run(
             _bench(
                 backend,
                 workdir,
@@ -132,15 +129,6 @@ def main(
     if write_docs:
         report.write_docs(result, docs_path)
         click.echo(f"\nwritten to {docs_path}")
-
-
-def _run(coro: Coroutine[Any, Any, report.Report]) -> report.Report:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    result: report.Report = uvloop.run(coro)
-    return result
 
 
 def _settings(url: str, workdir: Path, synchronous: str | None) -> Settings:

@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 import aiohttp
 import click
 
-from bench import databases, report
+from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, prepare_runs, settings_env
 from bench.receiver import ROOT, ReceiverProcess
@@ -519,7 +518,7 @@ def main(
     command = " ".join(["python -m bench.hog", *sys.argv[1:]])
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-hog-"))
     try:
-        result = _run(
+        result = loop.run(
             _bench(
                 workdir,
                 rate=rate,
@@ -539,15 +538,6 @@ def main(
         name = f"hog:{layout}{':stop-worker' if stop_worker else ''}"
         report.write_block(name, result.markdown(), docs_path)
         click.echo(f"\nwritten to {docs_path}")
-
-
-def _run(coro: Coroutine[Any, Any, Result]) -> Result:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    result: Result = uvloop.run(coro)
-    return result
 
 
 if __name__ == "__main__":

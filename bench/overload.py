@@ -30,16 +30,14 @@ import sqlite3
 import sys
 import tempfile
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import click
 
-from bench import databases, report
+from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess
 from bench.report import percentile
@@ -377,7 +375,7 @@ def main(
     command = " ".join(["python -m bench.overload", *sys.argv[1:]])
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-overload-"))
     try:
-        result = _run(
+        result = loop.run(
             _bench(
                 workdir,
                 seconds=seconds,
@@ -397,15 +395,6 @@ def main(
         click.echo(f"\nwritten to {docs_path}")
     if result.double.timeouts or result.double.orphans:
         sys.exit(1)
-
-
-def _run(coro: Coroutine[Any, Any, Result]) -> Result:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    result: Result = uvloop.run(coro)
-    return result
 
 
 if __name__ == "__main__":

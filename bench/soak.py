@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +44,7 @@ from typing import Any
 import aiohttp
 import click
 
-from bench import databases, report
+from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess
 from bench.receiver import ReceiverProcess
@@ -598,7 +597,7 @@ def main(
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-soak-"))
     receiver = ReceiverProcess(free_port()).start()
     try:
-        result = _run(
+        result = loop.run(
             _bench(
                 backend,
                 workdir,
@@ -622,15 +621,6 @@ def main(
             raise click.ClickException("a traced run's RSS is not the soak's; not written")
         report.write_block(f"soak:{backend}", result.markdown(), docs_path)
         click.echo(f"\nwritten to {docs_path}")
-
-
-def _run(coro: Coroutine[Any, Any, Result]) -> Result:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    result: Result = uvloop.run(coro)
-    return result
 
 
 if __name__ == "__main__":

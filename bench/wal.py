@@ -29,15 +29,13 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import click
 
-from bench import databases
+from bench import databases, loop
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import LatencyResult, ServerProcess, measure_latency, prepare_runs
 from bench.receiver import ReceiverProcess
@@ -241,7 +239,7 @@ def main(
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-bench-wal-"))
     receiver = ReceiverProcess(free_port()).start()
     try:
-        result = _run(
+        result = loop.run(
             _bench(
                 workdir,
                 receiver,
@@ -259,17 +257,6 @@ def main(
     click.echo(result.table(every))
     click.echo()
     click.echo(result.summary())
-
-
-def _run(coro: Coroutine[Any, Any, WalResult]) -> WalResult:
-    """On uvloop when installed, as ``loadbell serve`` and the other benchmarks run: the
-    default loop lags behind a 200/s schedule and that lag would count as latency."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    result: WalResult = uvloop.run(coro)
-    return result
 
 
 async def _bench(

@@ -30,7 +30,7 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import backlog, databases, report
+from bench import backlog, databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, _settings, free_port
 from bench.latency import settings_env
 from bench.raw import RawResult, raw_loop
@@ -164,12 +164,7 @@ def main(
         bench = _bench(
             backend, workdir, receiver, n=n, count=count, channels=channels, command=command
         )
-        try:  # the bench's own loop runs the raw loop: uvloop, as in bench.deliveries
-            import uvloop
-
-            result: ScaleOutResult = uvloop.run(bench)
-        except ImportError:
-            result = asyncio.run(bench)
+        result = loop.run(bench)  # the raw loop runs on it too, as in bench.deliveries
     finally:
         receiver.stop()
         shutil.rmtree(workdir, ignore_errors=True)

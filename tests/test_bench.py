@@ -12,6 +12,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def run_bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``python -m bench.<module> args`` from the repository; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
 @pytest.mark.slow
 def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> None:
     """A tiny run drains its backlog, measures latency through `loadbell serve`, and replaces
@@ -23,14 +36,7 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
         "<!-- bench:postgresql:end -->\n"
     )
     args = ["--n", "300", "--rate", "20", "--seconds", "1", "--warmup", "0.5"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.deliveries", *args, "--write-docs", "--docs", str(docs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("deliveries", *args, "--write-docs", "--docs", str(docs))
     assert "Drain / raw loop" in done.stdout
     text = docs.read_text()
     assert "hand-written" in text and "kept" in text and "stale" not in text
@@ -43,14 +49,7 @@ def test_wal_benchmark_samples_the_log_through_a_short_run() -> None:
     """A tiny run of bench/wal.py drives `loadbell serve` with events and a reader, and prints
     the -wal file's sizes, the largest one and the figures for the events and the reads."""
     args = ["--rate", "20", "--seconds", "3", "--idle", "1", "--readers", "1", "--every", "1"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.wal", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("wal", *args)
     assert "-wal file, max during the load:" in done.stdout
     assert "(idle from here)" in done.stdout
     assert "events: 80 PATCHes" in done.stdout
@@ -68,14 +67,7 @@ def test_overload_benchmark_reports_timeouts_and_orphans(tmp_path: Path) -> None
         "\nkept\n"
     )
     args = ["--rate", "10", "--seconds", "2", "--write-docs", "--docs", str(docs)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.overload", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("overload", *args)
     assert "twice that: 20/s for 2 s" in done.stdout
     assert "client timeouts (30 s): 0 (must be 0)" in done.stdout
     assert "orphan runs: 0 (must be 0)" in done.stdout
@@ -89,14 +81,7 @@ def test_retention_benchmark_shows_the_pruned_size_staying_below_the_grown_one()
     """A few simulated days of bench/retention.py print the size per day, and once the
     retention has passed, the pruned database uses less than the unpruned one."""
     args = ["--days", "4", "--runs-per-day", "10", "--reports-per-run", "3", "--keep-days", "2"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.retention", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("retention", *args)
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 4 |")]
     assert len(rows) == 1, done.stdout
     grown, pruned = (float(cell.split()[0]) for cell in rows[0].split("|")[2:4])
@@ -114,14 +99,7 @@ def test_hog_benchmark_samples_the_backlog_through_a_short_run(tmp_path: Path) -
         "\nkept\n"
     )
     args = ["--rate", "20", "--before", "1", "--hog-seconds", "2", "--after", "1", "--hogs", "1"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.hog", *args, "--write-docs", "--docs", str(docs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("hog", *args, "--write-docs", "--docs", str(docs))
     assert "80 PATCHes at 20/s" in done.stderr
     for phase in ("before (1 s)", "hog (2 s)", "after (2 s)"):
         assert phase in done.stdout, done.stdout
@@ -139,14 +117,7 @@ def test_api_path_benchmark_measures_every_arm_or_says_why_not(tmp_path: Path) -
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nhand-written\n")
     args = ["--count", "40", "--warm", "5", "--rounds", "1", "--in-flight", "4"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.api_path", *args, "--write-docs", "--docs", str(docs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_bench("api_path", *args, "--write-docs", "--docs", str(docs))
     text = docs.read_text()
     assert "hand-written" in text and "<!-- bench:api-path:begin -->" in text
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
@@ -164,14 +135,7 @@ def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path:
     docs = tmp_path / "benchmarks.md"
     docs.write_text("# Benchmarks\n\nhand-written\n")
     args = ["--n", "3000", "--rounds", "1", "--write-docs", "--docs", str(docs)]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.delivery_log", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("delivery_log", *args)
     text = docs.read_text()
     assert "hand-written" in text and "<!-- bench:delivery-log:sqlite:begin -->" in text
     assert "| API no filter |" in text and "| web log, no filter |" in text
@@ -191,14 +155,7 @@ def test_workers_benchmark_counts_each_workers_attempts(tmp_path: Path) -> None:
         "<!-- bench:workers:postgresql:end -->\n\nkept\n"
     )
     args = ["--n", "400", "--workers", "2", "--db", "postgresql"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.workers", *args, "--write-docs", "--docs", str(docs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_bench("workers", *args, "--write-docs", "--docs", str(docs))
     assert "Drain / raw loop" in done.stdout
     shares = re.search(r"Attempts per worker\s+([\d,]+) \(\d+%\) / ([\d,]+) \(\d+%\)", done.stdout)
     assert shares, done.stdout
