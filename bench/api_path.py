@@ -42,7 +42,7 @@ import click
 
 from bench import databases, loop, peers, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
-from bench.latency import ServerProcess, prepare_runs
+from bench.latency import ServerProcess, add_channel, prepare_runs
 from bench.peers import ArmResult, wait_for_arrivals
 from bench.proc_cpu import tree_cpu
 from bench.receiver import ReceiverProcess
@@ -148,19 +148,13 @@ async def loadbell_arm(
         await server.start(session)
         api = f"{server.url}/api/v1"
         try:
-            async with session.post(
-                f"{api}/channels",
-                headers={"Authorization": f"Bearer {token}"},
-                json={
-                    "organization_id": 1,
-                    "kind": "webhook",
-                    "name": "bench api path",
-                    "config": {"url": f"{receiver.url}/latency", "format": "loadimpact"},
-                    "events": ["test.started"],
-                },
-            ) as resp:
-                if resp.status != 201:
-                    raise RuntimeError(f"creating the channel failed: {resp.status}")
+            await add_channel(
+                session,
+                api,
+                token,
+                "bench api path",
+                {"url": f"{receiver.url}/latency", "format": "loadimpact"},
+            )
             await receiver.reset(session)
             await _patch_all(session, api, token, run_ids[:warm], in_flight)
             await wait_for_arrivals(receiver, session, warm, peers.ARRIVAL_TIMEOUT)

@@ -48,7 +48,7 @@ import click
 
 from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
-from bench.latency import ServerProcess, prepare_runs, settings_env
+from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
 from bench.receiver import ROOT, ReceiverProcess
 from bench.report import percentile
 from loadbell.settings import Settings
@@ -428,19 +428,13 @@ async def _bench(
                 await server.start(session)
                 try:
                     api = f"{server.url}/api/v1"
-                    async with session.post(
-                        f"{api}/channels",
-                        headers={"Authorization": f"Bearer {token}"},
-                        json={
-                            "organization_id": 1,
-                            "kind": "webhook",
-                            "name": "bench hog",
-                            "config": {"url": f"{receiver.url}/drain", "format": "loadimpact"},
-                            "events": ["test.started"],
-                        },
-                    ) as resp:
-                        if resp.status != 201:
-                            raise RuntimeError(f"channel: {resp.status} {await resp.text()}")
+                    await add_channel(
+                        session,
+                        api,
+                        token,
+                        "bench hog",
+                        {"url": f"{receiver.url}/drain", "format": "loadimpact"},
+                    )
                     pids = [server.pid]
                     if layout == "split":
                         worker = WorkerProcess(settings, workdir / "worker.log")

@@ -14,8 +14,10 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -118,6 +120,30 @@ async def prepare_runs(settings: Settings, count: int) -> list[int]:
         await engine.dispose()
 
 
+async def add_channel(
+    session: aiohttp.ClientSession,
+    api: str,
+    token: str,
+    name: str,
+    config: dict[str, Any],
+    events: Sequence[str] = ("test.started",),
+) -> None:
+    """Creates the organization's webhook channel the benchmark's events go to."""
+    async with session.post(
+        f"{api}/channels",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "organization_id": 1,
+            "kind": "webhook",
+            "name": name,
+            "config": config,
+            "events": list(events),
+        },
+    ) as resp:
+        if resp.status != 201:
+            raise RuntimeError(f"creating the channel failed: {resp.status} {await resp.text()}")
+
+
 async def measure_latency(
     server: ServerProcess,
     receiver: ReceiverProcess,
@@ -132,19 +158,13 @@ async def measure_latency(
     measured (connection set-up, statement caches)."""
     api = f"{server.url}/api/v1"
     auth = {"Authorization": f"Bearer {token}"}
-    async with session.post(
-        f"{api}/channels",
-        headers=auth,
-        json={
-            "organization_id": 1,
-            "kind": "webhook",
-            "name": "bench latency",
-            "config": {"url": f"{receiver.url}/latency", "format": "loadimpact"},
-            "events": ["test.started"],
-        },
-    ) as resp:
-        if resp.status != 201:
-            raise RuntimeError(f"creating the channel failed: {resp.status} {await resp.text()}")
+    await add_channel(
+        session,
+        api,
+        token,
+        "bench latency",
+        {"url": f"{receiver.url}/latency", "format": "loadimpact"},
+    )
     await receiver.reset(session)
 
     api_seconds: dict[int, float] = {}

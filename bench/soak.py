@@ -46,7 +46,7 @@ import click
 
 from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
-from bench.latency import ServerProcess
+from bench.latency import ServerProcess, add_channel
 from bench.receiver import ReceiverProcess
 from loadbell.settings import Settings
 
@@ -501,24 +501,12 @@ async def _bench(
             await server.start(session, timeout=120 if trace_dir else 30)
             try:
                 api = f"{server.url}/api/v1"
-                async with session.post(
-                    f"{api}/channels",
-                    headers={"Authorization": f"Bearer {token}"},
-                    json={
-                        "organization_id": 1,
-                        "kind": "webhook",
-                        "name": "bench soak",
-                        "config": {
-                            "url": f"{receiver.url}/soak",
-                            "format": "template",  # the one format that expresses them all
-                            "template": TEMPLATE,
-                        },
-                        "events": EVENTS,
-                    },
-                ) as resp:
-                    if resp.status != 201:
-                        text = await resp.text()
-                        raise RuntimeError(f"creating the channel: {resp.status} {text}")
+                config = {
+                    "url": f"{receiver.url}/soak",
+                    "format": "template",  # the one format that expresses them all
+                    "template": TEMPLATE,
+                }
+                await add_channel(session, api, token, "bench soak", config, EVENTS)
                 await receiver.reset(session)
                 client = Lifecycle(session, api, token)
                 loop = asyncio.get_running_loop()

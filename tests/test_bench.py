@@ -163,3 +163,19 @@ def test_workers_benchmark_counts_each_workers_attempts(tmp_path: Path) -> None:
     text = docs.read_text()
     assert "kept" in text and "stale" not in text
     assert "2 `loadbell worker` processes drain 400 deliveries" in text
+
+
+@pytest.mark.slow
+def test_soak_benchmark_samples_rss_and_answers_every_request(tmp_path: Path) -> None:
+    """A short run of bench/soak.py drives the mixed load through `loadbell serve`, samples
+    its RSS, answers every request, and writes only its own docs block."""
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nkept\n")
+    args = ["--minutes", "0.4", "--settle-minutes", "0.2", "--rate", "20"]
+    done = run_bench("soak", *args, "--write-docs", "--docs", str(docs))
+    answered = re.search(r"Requests answered: (\d+) of (\d+)", done.stdout)
+    assert answered and answered.group(1) == answered.group(2), done.stdout
+    assert "errors 0" in done.stdout
+    assert "Difference (end − settled)" in done.stdout
+    text = docs.read_text()
+    assert "kept" in text and "<!-- bench:soak:sqlite:begin -->" in text
