@@ -178,9 +178,10 @@ ON CONFLICT (channel_id, hour) DO UPDATE SET
     failed = channel_health_hours.failed + EXCLUDED.failed
 """
 FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < $1"
+# The counts of every channel a batch's failures may disable, in one round trip.
 HEALTH_OF = """
-SELECT consecutive_failures, first_failure_at FROM channel_health
-WHERE channel_id = $1 AND target = ''
+SELECT channel_id, consecutive_failures, first_failure_at FROM channel_health
+WHERE channel_id = ANY($1::int[]) AND target = ''
 """
 DISABLE = """
 UPDATE channels SET enabled = false, disabled_at = $2, disabled_reason = $3
@@ -350,9 +351,10 @@ class PostgresQueue:
                 if hours[0][1] != self._forgot_hour:  # once an hour per worker
                     await conn.execute(FORGET_HOURS, hours[0][1] - KEEP_HOURS)
                     self._forgot_hour = hours[0][1]
-                for channel_id, rule in to_check(done).items():
-                    failures, first = await conn.fetchrow(HEALTH_OF, channel_id)
-                    if not rule.reached(failures, first, now):
+                rules = to_check(done)
+                counts = await conn.fetch(HEALTH_OF, list(rules)) if rules else []
+                for channel_id, failures, first in counts:
+                    if not rules[channel_id].reached(failures, first, now):
                         continue
                     why = disabled_reason(failures, first)
                     if await conn.fetchval(DISABLE, channel_id, stamp, why) is not None:
