@@ -218,3 +218,22 @@ async def test_test_hook_sends_made_up_values(api: httpx.AsyncClient) -> None:
         (request,) = await rx.wait_for(1, timeout=30)
     assert request.header("X-k6cloud-Event") == "<any>"
     jsonschema.validate(request.json(), SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+async def test_a_bad_filter_beside_identifiers_is_still_422(api: httpx.AsyncClient) -> None:
+    """Identifiers in events do not hide a malformed filter: it is refused, named."""
+    body = k6cloud_channel(
+        "http://127.0.0.1:9/h", ["test.started.manual"], filters={"test.started": ["manual"]}
+    )
+    assert_error(await api.post("/channels", json=body), 422, "filters.test.started")
+
+
+async def test_plain_name_beside_identifiers_takes_the_event_whole(
+    api: httpx.AsyncClient,
+) -> None:
+    """test.finished with test.finished.failed: every end, and no filter is stored."""
+    body = k6cloud_channel("http://127.0.0.1:9/h", ["test.finished", "test.finished.failed"])
+    r = await api.post("/channels", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["events"] == ["test.finished"]
+    assert r.json()["filters"] == {}

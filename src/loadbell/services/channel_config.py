@@ -76,9 +76,12 @@ def k6cloud_selection(
         if isinstance(name, str):
             plain.add(name)
         mapped.append(name)
-    out = {k: dict(v) for k, v in (filters or {}).items() if isinstance(v, Mapping)}
+    # Copied, not changed in place; a value that is not an object is left for
+    # validated_filters to refuse.
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (filters or {}).items()}
     for event in sorted({*chosen, *plain}):
-        if event not in out or K6CLOUD_FILTER not in out[event]:
+        spec = out.get(event)
+        if not isinstance(spec, dict) or K6CLOUD_FILTER not in spec:
             continue
         if given_filters:  # the caller's own filter stands, unless it says it twice
             if event in chosen:
@@ -87,12 +90,15 @@ def k6cloud_selection(
                     "the identifiers are given in events already; give them in one place",
                 )
             continue
-        del out[event][K6CLOUD_FILTER]  # the new selection replaces the stored one
-        if not out[event]:
+        del spec[K6CLOUD_FILTER]  # the new selection replaces the stored one
+        if not spec:
             del out[event]
     for event, names in chosen.items():
-        if event not in plain:  # loadbell's own name takes the event whole
-            out.setdefault(event, {})[K6CLOUD_FILTER] = names
+        if event in plain:  # loadbell's own name takes the event whole
+            continue
+        spec = out.setdefault(event, {})
+        if isinstance(spec, dict):
+            spec[K6CLOUD_FILTER] = names
     return mapped, out
 
 
