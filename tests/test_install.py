@@ -57,6 +57,7 @@ def test_wheel_ships_static_files_and_licenses(tmp_path: Path) -> None:
         assert f"loadbell/web/static/swagger-ui/{asset}" in names, asset
     for page_file in ("loadbell/web/static/app.css", "loadbell/web/static/app.js"):
         assert page_file in names
+    assert "loadbell/schemas/k6cloud.json" in names  # the published payload schemas
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)
     assert metadata["License-Expression"] == "Apache-2.0"
     extras = set(metadata.get_all("Provides-Extra") or [])

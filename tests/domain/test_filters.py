@@ -23,7 +23,11 @@ FINISHED = EventType.TEST_FINISHED
         # the filter must be an object
         ({"test.started": ["manual"]}, "filters.test.started", "must be an object"),
         # a key the event does not accept
-        ({"test.started": {"statuses": [3]}}, "filters.test.started.statuses", "accepts triggers"),
+        (
+            {"test.started": {"statuses": [3]}},
+            "filters.test.started.statuses",
+            "accepts k6cloud_events, triggers",
+        ),
         # a list is required
         ({"test.started": {"triggers": "manual"}}, "filters.test.started.triggers", "list"),
         # an unknown trigger

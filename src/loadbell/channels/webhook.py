@@ -1,7 +1,7 @@
 """The generic webhook channel: a URL, a wire format, custom headers and optional signing.
 
 Config keys: ``url``, ``format`` (``loadimpact``, ``loadimpact-legacy``, ``loadmance``,
-``template``), ``headers``, ``template`` (the Jinja2 body of the ``template`` format),
+``k6cloud``, ``template``), ``headers``, ``template`` (the Jinja2 body of the ``template`` format),
 ``source`` (the ``loadmance`` envelope's source), ``signing_secrets`` (Standard Webhooks)
 and ``rate_limit`` (per-URL pacing; unlimited by default).
 """
@@ -17,7 +17,7 @@ from yarl import URL
 from loadbell.channels.rate_limit import validate_rate_limit
 from loadbell.domain.events import EventType
 from loadbell.domain.text import control_character
-from loadbell.formats import loadimpact, loadmance, signing, template
+from loadbell.formats import k6cloud, loadimpact, loadmance, signing, template
 from loadbell.security.addresses import host_problem
 from loadbell.values import ConfigError, Message, OutboundRequest, Rate
 
@@ -70,6 +70,12 @@ FORMATS: dict[str, Format] = {
         events=loadmance.EVENTS,
         encode=loadmance.encode,
         headers=lambda message, _: loadmance.headers(message),
+    ),
+    "k6cloud": Format(
+        events=k6cloud.EVENTS,
+        encode=k6cloud.encode,
+        headers=lambda message, _: k6cloud.headers(message),
+        reserved=k6cloud.RESERVED_HEADERS,
     ),
     # A template can say anything about any event, the test hook included.
     "template": Format(

@@ -10,14 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from loadbell.domain import k6cloud
 from loadbell.domain.events import EventType
 from loadbell.domain.statuses import TERMINAL_STATUSES, RunResult, RunStatus, Trigger
 
 # event -> the filter keys it accepts
 FILTER_KEYS: dict[EventType, frozenset[str]] = {
     EventType.TEST_STARTING: frozenset({"triggers"}),
-    EventType.TEST_STARTED: frozenset({"triggers"}),
-    EventType.TEST_FINISHED: frozenset({"triggers", "statuses", "results"}),
+    # k6cloud_events: Grafana Cloud k6's identifiers of this event (domain/k6cloud.py)
+    EventType.TEST_STARTED: frozenset({"triggers", "k6cloud_events"}),
+    EventType.TEST_FINISHED: frozenset({"triggers", "statuses", "results", "k6cloud_events"}),
     EventType.TEST_REGRESSED: frozenset({"triggers", "statuses", "results"}),
 }
 
@@ -62,12 +64,21 @@ def validate_filters(raw: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
                 raise ValueError(
                     f"{field}.{key}: an empty list matches nothing; leave '{key}' out to mean any"
                 )
-            out[key] = _check_values(f"{field}.{key}", key, values)
+            out[key] = _check_values(f"{field}.{key}", key, values, event)
         clean[event.value] = out
     return clean
 
 
-def _check_values(field: str, key: str, values: list[Any]) -> list[Any]:
+def _check_values(field: str, key: str, values: list[Any], event: EventType) -> list[Any]:
+    if key == "k6cloud_events":
+        ours = k6cloud.of_event(event)
+        for v in values:
+            if v not in ours:
+                raise ValueError(
+                    f"{field}: {v!r} is not a Grafana Cloud k6 identifier of '{event.value}'; "
+                    f"use {', '.join(ours)}"
+                )
+        return [name for name in ours if name in values]  # Grafana's order, once each
     if key == "triggers":
         good = {t.value for t in Trigger}
         for v in values:
@@ -102,7 +113,10 @@ def matches(
     if statuses is not None and run.status not in statuses:
         return False
     results = spec.get("results")
-    return results is None or run.result in results
+    if results is not None and run.result not in results:
+        return False
+    chosen = spec.get("k6cloud_events")
+    return chosen is None or k6cloud.selected(chosen, event, run.trigger, run.status, run.result)
 
 
 __all__ = ["FILTER_KEYS", "RunFacts", "RunStatus", "matches", "validate_filters"]

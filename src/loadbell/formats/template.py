@@ -26,7 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from loadbell.domain.events import EventType
 from loadbell.domain.metrics import readable
-from loadbell.formats import samples
+from loadbell.formats import k6cloud, samples
 from loadbell.formats.summary import summarize
 from loadbell.values import ConfigError, Message
 
@@ -124,8 +124,27 @@ def compile_template(source: str) -> jinja2.Template:
         raise TemplateError(exc.lineno, exc.message or "syntax error") from None
 
 
+class EventName(str):
+    """loadbell's ``event`` (the event's name, ``{{ event }}``) that also answers Grafana
+    Cloud k6's ``event.id``, ``event.type`` and ``event.text``, so templates written for
+    either render."""
+
+    id: str
+    type: str
+    text: str
+
+    @classmethod
+    def of(cls, name: str, grafana: Mapping[str, str]) -> EventName:
+        out = cls(name)
+        out.id, out.type, out.text = grafana["id"], grafana["type"], grafana["text"]
+        return out
+
+
 def variables(message: Message) -> dict[str, Any]:
-    """What a template can use. Keep docs/templates.md in step with this."""
+    """What a template can use. Keep docs/templates.md in step with this.
+
+    Besides loadbell's own names, Grafana Cloud k6's context (``test``, ``user``,
+    ``event.id/type/text``, ``errors``: ``formats/k6cloud.py``)."""
     ctx = message.context
     run = ctx.get("run")
     # Every metrics document a template sees is the readable one, so an odd figure is a
@@ -141,8 +160,12 @@ def variables(message: Message) -> dict[str, Any]:
     if occurred.tzinfo is None:
         occurred = occurred.replace(tzinfo=UTC)
     summary = summarize(message)
+    grafana = k6cloud.grafana_context(message)
     return {
-        "event": message.event_type.value,
+        "event": EventName.of(message.event_type.value, grafana["event"]),
+        "test": grafana["test"],
+        "user": grafana["user"],
+        "errors": grafana["errors"],
         "delivery_id": message.delivery_id,
         "occurred_at": occurred.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "organization": ctx.get("organization"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.registry import KINDS, get_kind
-from loadbell.domain import health, retry
+from loadbell.domain import health, k6cloud, retry
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.filters import validate_filters
 from loadbell.security.masking import MASK, mask_url
@@ -40,6 +40,68 @@ def validated_config(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, 
     return clean
 
 
+K6CLOUD_FILTER = "k6cloud_events"
+
+
+def k6cloud_selection(
+    config: Mapping[str, Any],
+    events: list[str] | None,
+    filters: Mapping[str, Any] | None,
+    given_filters: bool,
+) -> tuple[list[str] | None, Mapping[str, Any] | None]:
+    """A ``k6cloud`` webhook may subscribe with Grafana Cloud k6's identifiers
+    (``test.finished.failed``): each becomes the loadbell event it narrows
+    (``test.finished``) plus a ``k6cloud_events`` filter on that event. An event named by
+    loadbell's own name is taken whole. Positions are kept, so a later refusal names the
+    caller's ``events[i]``. ``filters`` are the caller's (``given_filters``) or the
+    channel's current ones, whose ``k6cloud_events`` the new selection replaces.
+    """
+    if events is None or config.get("format") != "k6cloud":
+        return events, filters
+    chosen: dict[str, list[str]] = {}
+    plain: set[str] = set()
+    mapped: list[str] = []
+    for i, name in enumerate(events):
+        known = k6cloud.IDENTIFIERS.get(name) if isinstance(name, str) else None
+        if known is not None:
+            chosen.setdefault(known.event.value, []).append(name)
+            mapped.append(known.event.value)
+            continue
+        if isinstance(name, str) and name.startswith(("test.started.", "test.finished.")):
+            raise invalid(
+                f"events[{i}]",
+                f"'{name}' is not one of Grafana Cloud k6's event identifiers; use "
+                f"{', '.join(k6cloud.IDENTIFIERS)} or loadbell's test.started, test.finished",
+            )
+        if isinstance(name, str):
+            plain.add(name)
+        mapped.append(name)
+    # Copied, not changed in place; a value that is not an object is left for
+    # validated_filters to refuse.
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in (filters or {}).items()}
+    for event in sorted({*chosen, *plain}):
+        spec = out.get(event)
+        if not isinstance(spec, dict) or K6CLOUD_FILTER not in spec:
+            continue
+        if given_filters:  # the caller's own filter stands, unless it says it twice
+            if event in chosen:
+                raise invalid(
+                    f"filters.{event}.{K6CLOUD_FILTER}",
+                    "the identifiers are given in events already; give them in one place",
+                )
+            continue
+        del spec[K6CLOUD_FILTER]  # the new selection replaces the stored one
+        if not spec:
+            del out[event]
+    for event, names in chosen.items():
+        if event in plain:  # loadbell's own name takes the event whole
+            continue
+        spec = out.setdefault(event, {})
+        if isinstance(spec, dict):
+            spec[K6CLOUD_FILTER] = names
+    return mapped, out
+
+
 def validated_events(
     kind: ChannelKind, config: Mapping[str, Any], events: list[str] | None
 ) -> list[str]:
@@ -51,9 +113,15 @@ def validated_events(
         try:
             event = EventType(name)
         except ValueError:
+            hint = (
+                " (Grafana Cloud k6's identifiers are taken by webhooks of format 'k6cloud')"
+                if name in k6cloud.IDENTIFIERS
+                else ""
+            )
             raise invalid(
                 f"events[{i}]",
-                f"unknown event '{name}'; known events: {', '.join(e.value for e in SUBSCRIBABLE)}",
+                f"unknown event '{name}'; known events: "
+                f"{', '.join(e.value for e in SUBSCRIBABLE)}{hint}",
             ) from None
         if event not in SUBSCRIBABLE:
             raise invalid(

@@ -162,6 +162,7 @@ async def create_channel(
     impl = cc.kind_or_422(kind)
     slack_checks.refuse_install_data(impl.name, config, {}, replacing=False)
     clean = cc.validated_config(impl, config)
+    events, filters = cc.k6cloud_selection(clean, events, filters, filters is not None)
     subscribed = cc.validated_events(impl, clean, events)
     cc.checked_rendering(impl, clean, subscribed)
     clean_filters = cc.validated_filters(filters, subscribed)
@@ -222,6 +223,12 @@ async def update_channel(
             kind, {**new_config, **cc.keep_masked(kind, current.config, config)}
         )
         new_config = slack_checks.settle_check(kind.name, config, current.config, new_config)
+    events, filters = cc.k6cloud_selection(
+        new_config,
+        events,
+        filters if filters is not None else current.filters if events is not None else None,
+        filters is not None,
+    )
     subscribed = cc.validated_events(
         kind, new_config, events if events is not None else current.events
     )

@@ -57,6 +57,7 @@ FORMATS = (
     ("loadimpact", "LoadImpact / k6 (seed 000)"),
     ("loadimpact-legacy", "LoadImpact legacy status codes (seed 002)"),
     ("loadmance", "Loadmance envelope (seed 004)"),
+    ("k6cloud", "Grafana Cloud k6 (K6CloudWebHook, Generic template body)"),
     ("template", "My own Jinja2 template"),
 )
 
@@ -64,8 +65,8 @@ FORMS: dict[str, KindForm] = {
     "webhook": KindForm(
         "webhook",
         "WebHook",
-        "An HTTP POST with a JSON body to any URL, in the LoadImpact, Loadmance or your own "
-        "format.",
+        "An HTTP POST with a JSON body to any URL, in the LoadImpact, Loadmance, Grafana Cloud "
+        "k6 or your own format.",
         (
             Field(
                 "url",
@@ -387,6 +388,16 @@ def parse_events(form: FormData, posted: Posted) -> None:
             spec["results"] = results
         if spec:
             posted.filters[FINISHED] = spec
+
+
+def keep_k6cloud_selection(posted: Posted, stored_filters: Mapping[str, Any]) -> None:
+    """The form has no boxes for Grafana Cloud k6's identifiers (the ``k6cloud_events``
+    filter, set through the API): a stored selection stays for the events still ticked,
+    instead of widening to every start or end when the page is saved."""
+    for event in posted.events:
+        chosen = (stored_filters.get(event) or {}).get("k6cloud_events")
+        if chosen:
+            posted.filters.setdefault(event, {})["k6cloud_events"] = list(chosen)
 
 
 def parse_channel_form(kind: KindForm, form: FormData, stored: Mapping[str, Any] | None) -> Posted:

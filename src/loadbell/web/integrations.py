@@ -35,6 +35,7 @@ from loadbell.web.channel_form import (
     Posted,
     event_choices,
     form_for,
+    keep_k6cloud_selection,
     new_values,
     parse_channel_form,
     status_choices,
@@ -508,6 +509,7 @@ async def save_channel(request: Request, channel_id: int) -> Response:
     ctx.require_manage(channel["organization_id"], "change integrations")
     form = form_for(channel["kind"])
     posted = parse_channel_form(form, form_data, channel["config"])
+    keep_k6cloud_selection(posted, channel.get("filters") or {})
     posted.values["preview_event"] = form_event(form_data)
     if not posted.errors and action != "preview":
         try:
