@@ -60,14 +60,15 @@ BODIES = _bodies()
 
 @pytest.mark.parametrize("schema", list(published().values()), ids=lambda s: s.name)
 def test_schema_is_valid_and_described(schema: Any) -> None:
-    """Each file is a valid draft 2020-12 schema with $id, title, description, and says its
-    format and events (x-loadbell)."""
+    """Each file is a valid draft 2020-12 schema with an absolute $id, a title and a
+    description; one that says its format (x-loadbell) names its events too."""
     Draft202012Validator.check_schema(schema.document)
     doc = schema.document
     assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert doc["$id"] == f"urn:loadbell:schema:{schema.name}"
+    assert str(doc["$id"]).startswith(("urn:loadbell:schema:", "https://"))
     assert doc["title"] and doc["description"]
-    assert schema.events, "x-loadbell.events names the events the body is sent for"
+    if "x-loadbell" in doc:
+        assert schema.events, "x-loadbell.events names the events the body is sent for"
 
 
 @pytest.mark.parametrize(
