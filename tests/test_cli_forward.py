@@ -147,3 +147,30 @@ async def test_unreachable_to_is_named(
     )
     assert await proc.finish() == 1
     assert f"cannot reach --to {closed}" in "".join(proc.stderr), proc.output()
+
+
+@pytest.mark.slow
+async def test_follow_only_forwards_what_comes_after(
+    api: httpx.AsyncClient, app_server: Server, spawn_loadbell: SpawnLoadbell
+) -> None:
+    """With --since 0s nothing old is replayed: --follow starts after the newest delivery
+    in the log and forwards only the run that comes later."""
+    async with RecordingReceiver() as real, RecordingReceiver() as local:
+        await _signed_webhook(api, f"{real.url}/hook")
+        await _run(api)
+        await real.wait_for(2, timeout=30)
+        proc = await spawn_loadbell(
+            *("forward", "--to", f"{local.url}/hook", "--since", "0s", "--follow"),
+            *("--poll", "0.2"),
+            env={"LOADBELL_URL": app_server.url, "LOADBELL_TOKEN": app_server.token},
+        )
+        await proc.wait_for_line("following new deliveries")
+        assert "forwarding 0 deliveries" in "".join(proc.stderr)
+        await _run(api)
+        await real.wait_for(4, timeout=30)
+        forwarded = await local.wait_for(2, timeout=30)
+        await _lines(proc, "-> 200", 2)
+        assert len(local.requests) == 2  # the first run's were not replayed
+        for original, copy in zip(real.requests[2:], forwarded, strict=True):
+            _same_request(original, copy)
+        await proc.stop()

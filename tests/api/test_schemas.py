@@ -62,7 +62,10 @@ async def test_asyncapi_is_served_as_in_docs(app_server: Server) -> None:
 
 
 async def test_in_the_openapi_document(api: httpx.AsyncClient) -> None:
-    """The three operations are in the OpenAPI document, with no security requirement."""
+    """The three operations are in the OpenAPI document, and answer no 401: they need no
+    token (an operation that needs one documents its 401)."""
     paths = (await api.get("/openapi.json")).json()["paths"]
+    assert "401" in paths["/api/v1/deliveries/{delivery_id}/request"]["get"]["responses"]
     for path in ("/api/v1/schemas", "/api/v1/schemas/{name}", "/api/v1/asyncapi.json"):
-        assert "security" not in paths[path]["get"], path
+        assert "401" not in paths[path]["get"]["responses"], path
+    assert "404" in paths["/api/v1/schemas/{name}"]["get"]["responses"]
