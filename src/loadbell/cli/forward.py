@@ -29,6 +29,9 @@ from loadbell.values import OutboundRequest
 # Deliveries loadbell decided not to send: there is no request to forward.
 NOT_SENT = frozenset({"skipped", "suppressed"})
 PAGE = 500  # the log's largest page
+# Following reads back this many ids below the highest seen, for deliveries whose
+# transaction committed after one with a higher id (see _follow).
+REORDER = 200
 TIMEOUT = 10.0  # seconds: each call to loadbell, and each forwarded request
 
 
@@ -171,27 +174,43 @@ async def forward(
             if status != 200:
                 raise ForwardError(f"--channel {channel}: {status}: {_message(body)}")
         forwarder = Forwarder(api, sender, to)
+        # What the log holds now: following forwards what comes after it.
+        there = [item["id"] for item in (await _page(api, channel, None))["items"]]
         cutoff = datetime.now(UTC) - since
         replay = await _newer_than(api, channel, 0, cutoff)
         click.echo(
             f"forwarding {len(replay)} deliveries since {cutoff:%Y-%m-%d %H:%M:%S} UTC to {to}",
             err=True,
         )
-        last = 0
         for item in replay:
             await forwarder.forward(item)
-            last = max(last, item["id"])
         if not follow:
             return
-        if not replay:  # start after the newest delivery in the log, whatever its age
-            newest = (await _page(api, channel, None))["items"]
-            last = newest[0]["id"] if newest else 0
-        click.echo("following new deliveries (Ctrl-C to stop)", err=True)
-        while True:
-            await asyncio.sleep(poll)
-            for item in await _newer_than(api, channel, last, None):
-                await forwarder.forward(item)
-                last = max(last, item["id"])
+        await _follow(api, forwarder, channel, poll, {*there, *(i["id"] for i in replay)})
+
+
+async def _follow(
+    api: Api, forwarder: Forwarder, channel: int | None, poll: float, known: set[int]
+) -> None:
+    """Forward deliveries logged after those in ``known`` (already there, or replayed),
+    until interrupted.
+
+    Ids are given when a delivery is staged and become visible when its transaction
+    commits, so a delivery may appear after one with a higher id. Each poll therefore reads
+    back :data:`REORDER` ids below the highest one seen and forwards what it had not seen.
+    """
+    last = max(known, default=0)
+    seen = {i for i in known if i > last - REORDER}
+    click.echo("following new deliveries (Ctrl-C to stop)", err=True)
+    while True:
+        await asyncio.sleep(poll)
+        for item in await _newer_than(api, channel, max(last - REORDER, 0), None):
+            if item["id"] in seen:
+                continue
+            await forwarder.forward(item)
+            seen.add(item["id"])
+            last = max(last, item["id"])
+        seen = {i for i in seen if i > last - REORDER}
 
 
 @click.command("forward")
