@@ -20,7 +20,8 @@ BIN_DEV = ROOT / "bin" / "dev"
 @pytest.mark.slow
 def test_wheel_ships_static_files_and_licenses(tmp_path: Path) -> None:
     """``pip wheel --no-deps .`` builds, prints no deprecation warning, and the wheel holds
-    the Swagger UI assets, the web pages' static files, LICENSE and the SPDX license."""
+    the Swagger UI assets, the web pages' static files, the payload schemas, LICENSE and the
+    SPDX license."""
     source = tmp_path / "loadbell"  # a copy, so the build leaves nothing in the checkout
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,9 @@ def test_wheel_ships_static_files_and_licenses(tmp_path: Path) -> None:
         assert f"loadbell/web/static/swagger-ui/{asset}" in names, asset
     for page_file in ("loadbell/web/static/app.css", "loadbell/web/static/app.js"):
         assert page_file in names
-    assert "loadbell/schemas/k6cloud.json" in names  # the published payload schemas
+    # The published payload schemas, which GET /api/v1/schemas serves from the package.
+    assert "loadbell/schemas/loadimpact-run.json" in names, sorted(names)
+    assert "loadbell/schemas/k6cloud.json" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)
     assert metadata["License-Expression"] == "Apache-2.0"
     extras = set(metadata.get_all("Provides-Extra") or [])

@@ -24,6 +24,7 @@ from loadbell.api import (
     projects,
     reports,
     runs,
+    schemas,
     slack,
 )
 from loadbell.api.admission import Admission
@@ -147,6 +148,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         slack,
         deliveries,
         events,
+        schemas,
     ):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=present)
     app.include_router(health.router)  # /healthz for load balancers and probes

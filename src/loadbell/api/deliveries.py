@@ -16,12 +16,13 @@ from loadbell.api.responses import (
     COMMON,
     DeliveryList,
     DeliveryOut,
+    ForwardedRequestOut,
     RedeliveredOut,
     errors,
     ok,
 )
 from loadbell.api.state import AppState, get_state
-from loadbell.services import deliveries
+from loadbell.services import deliveries, forwarding
 from loadbell.services.access import Principal
 from loadbell.store.tables import MAX_ID
 
@@ -76,6 +77,28 @@ async def get_delivery(
 ) -> dict[str, Any]:
     async with state.reader.connect() as conn:
         return await deliveries.get_delivery(conn, principal, delivery_id)
+
+
+@router.get(
+    "/deliveries/{delivery_id}/request",
+    response_model=None,
+    responses={**ok(ForwardedRequestOut), **errors(403, 404, 409)},
+)
+async def get_rendered_request(
+    delivery_id: int,
+    response: Response,
+    principal: Principal = Depends(current_principal),
+    state: AppState = Depends(get_state),
+) -> dict[str, Any]:
+    """The delivery's request as its channel sends it now: method, headers (a webhook's
+    signature made afresh) and body, for ``loadbell forward``. Owners and admins only:
+    it carries a valid signature. Nothing is sent or stored."""
+    async with state.reader.connect() as conn:
+        out = await forwarding.rendered_request(
+            conn, state.box, principal, delivery_id, public_url=state.settings.base_url
+        )
+    response.headers["Cache-Control"] = "no-store"  # a signature and custom header values
+    return out
 
 
 @router.post(

@@ -259,6 +259,25 @@ class DeliveryList(BaseModel):
     )
 
 
+class ForwardedRequestOut(BaseModel):
+    """A delivery's request rendered again (GET /deliveries/{id}/request)."""
+
+    delivery_id: int
+    uuid: str = Field(description="the delivery id receivers see (X-LoadImpact-ID, webhook-id)")
+    event_type: str
+    channel_id: int
+    kind: str
+    status: str = Field(description="the delivery's status in the log")
+    created_at: datetime
+    method: str
+    url: str = Field(description="where the channel sends it, masked as in the attempt log")
+    headers: dict[str, str] = Field(
+        description="every header the channel sends, a webhook's signature made afresh; other "
+        "kinds' credentials masked"
+    )
+    body: str = Field(description="the body, as UTF-8 text")
+
+
 class RedeliveredOut(BaseModel):
     redelivered: int = Field(description="how many deliveries start a new series")
     ids: list[int]

@@ -1,8 +1,8 @@
 """The ``loadbell`` command line. Every option shows its environment variable in --help.
 
 One module per kind of command: ``server`` (serve, worker, migrate), ``admin`` (keys, token,
-user), ``maintenance`` (prune, backup) and ``tools`` (run, receiver); ``common`` holds what
-they share and ``errors`` what a failed command prints.
+user), ``maintenance`` (prune, backup), ``tools`` (run, receiver) and ``forward``; ``common``
+holds what they share and ``errors`` what a failed command prints.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from loadbell import __version__
-from loadbell.cli import admin, logs, maintenance, server, tools
+from loadbell.cli import admin, forward, logs, maintenance, server, tools
 from loadbell.cli.errors import LoadbellGroup
 
 
@@ -39,5 +39,6 @@ for command in (
     maintenance.backup,
     tools.receiver,
     tools.run,
+    forward.forward_command,
 ):
     main.add_command(command)
