@@ -46,5 +46,6 @@ async def api_docs(request: Request) -> HTMLResponse:
         # page's policy would refuse it anyway.
         swagger_ui_parameters={"validatorUrl": None},
     )
-    page.headers.update(SECURITY_HEADERS)
-    return page
+    # FastAPI's page has no language; screen readers need it to pick a voice.
+    body = bytes(page.body).replace(b"<html>", b'<html lang="en">', 1)
+    return HTMLResponse(body, headers=SECURITY_HEADERS)

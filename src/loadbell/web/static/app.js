@@ -49,14 +49,24 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
-  // Events the chosen format cannot express are greyed out; the template shows only
+  // Events the chosen format cannot express are greyed out, with the reason, and their
+  // boxes disabled: not focusable, not sent (the page renders the same for the saved
+  // format). A read-only form (a member's) stays all disabled. The template shows only
   // for the template format.
   const format = document.querySelector("select[name=format]");
   const syncFormat = () => {
     if (!format) return;
-    for (const label of document.querySelectorAll("label[data-formats]")) {
-      const able = label.dataset.formats.split(" ").includes(format.value);
-      label.classList.toggle("unavailable", !able);
+    for (const event of document.querySelectorAll(".event[data-formats]")) {
+      const able = event.dataset.formats.split(" ").includes(format.value);
+      event.classList.toggle("unavailable", !able);
+      const why = event.querySelector(".why");
+      const box = event.querySelector("input");
+      if (why) why.hidden = able;
+      if (box && why) {
+        if (able) box.removeAttribute("aria-describedby");
+        else box.setAttribute("aria-describedby", why.id);
+      }
+      if (box && !format.disabled) box.disabled = !able;
     }
     for (const el of document.querySelectorAll("[data-show-format]")) {
       el.hidden = el.dataset.showFormat !== format.value;
@@ -82,6 +92,7 @@ document.addEventListener("DOMContentLoaded", () => {
           const pre = document.createElement("pre");
           pre.className = "excerpt";
           pre.id = "preview-body";
+          pre.tabIndex = 0; // a long body scrolls: keyboard users scroll it too
           pre.textContent = data.body;
           out.appendChild(pre);
         } else {
