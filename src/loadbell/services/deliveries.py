@@ -8,6 +8,7 @@ caller learns no more from a list than from a read.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.services import access
 from loadbell.services.access import Principal
-from loadbell.services.errors import invalid
+from loadbell.services.errors import conflict, invalid
 from loadbell.services.events import checked_type
 from loadbell.store import delivery_log, redelivery
 from loadbell.store.tables import (
@@ -42,8 +43,27 @@ STATUSES = (
 )
 
 
-def _attempt(a: Any) -> dict[str, Any]:
-    return {
+# What a page of the log reads of each attempt. A delivery read alone also has the
+# exchange's larger parts (EXCHANGE): a page of 100 deliveries would carry up to 64 KiB of
+# request body per attempt.
+LISTED = (
+    "delivery_id",
+    "series",
+    "number",
+    "started_at",
+    "duration_ms",
+    "outcome",
+    "request_url",
+    "request_headers",
+    "response_status",
+    "response_body",
+    "error",
+)
+EXCHANGE = ("request_body", "request_body_bytes", "response_headers")
+
+
+def _attempt(a: Any, full: bool) -> dict[str, Any]:
+    out = {
         "series": a.series,
         "number": a.number,
         "started_at": a.started_at,
@@ -55,9 +75,16 @@ def _attempt(a: Any) -> dict[str, Any]:
         "response_body": a.response_body,
         "error": a.error,
     }
+    if full:
+        out["request_body"] = a.request_body
+        out["request_body_bytes"] = a.request_body_bytes
+        out["response_headers"] = a.response_headers
+    return out
 
 
-def _view(d: Any, attempts: list[Any]) -> dict[str, Any]:
+def _view(
+    d: Any, attempts: list[Any], deleted: Collection[int], full: bool = False
+) -> dict[str, Any]:
     return {
         "id": d.id,
         "uuid": d.uuid,
@@ -65,8 +92,11 @@ def _view(d: Any, attempts: list[Any]) -> dict[str, Any]:
         "reason": d.reason,
         "event_id": d.event_id,
         "event_type": d.event_type,
+        "organization_id": d.organization_id,
         "run_id": d.run_id,
         "channel_id": d.channel_id,
+        # A deleted channel's delivery can no longer be sent (``redeliver`` refuses it).
+        "channel_deleted": d.channel_id in deleted,
         "target": d.target,
         "series": d.series,
         "attempt_count": d.attempts,
@@ -78,7 +108,7 @@ def _view(d: Any, attempts: list[Any]) -> dict[str, Any]:
         "last_error": d.last_error,
         "created_at": d.created_at,
         "updated_at": d.updated_at,
-        "attempts": [_attempt(a) for a in attempts],
+        "attempts": [_attempt(a, full) for a in attempts],
     }
 
 
@@ -87,11 +117,14 @@ def _base() -> sa.Select[Any]:
     return sa.select(deliveries)
 
 
-async def _attempts_for(conn: AsyncConnection, ids: list[int]) -> dict[int, list[Any]]:
+async def _attempts_for(
+    conn: AsyncConnection, ids: list[int], full: bool = False
+) -> dict[int, list[Any]]:
     grouped: dict[int, list[Any]] = {i: [] for i in ids}
     if ids:
+        names = LISTED + EXCHANGE if full else LISTED
         rows = await conn.execute(
-            sa.select(delivery_attempts)
+            sa.select(*(delivery_attempts.c[n] for n in names))
             .where(delivery_attempts.c.delivery_id.in_(ids))
             .order_by(delivery_attempts.c.id)
         )
@@ -100,10 +133,23 @@ async def _attempts_for(conn: AsyncConnection, ids: list[int]) -> dict[int, list
     return grouped
 
 
-async def _one(conn: AsyncConnection, delivery_id: int) -> dict[str, Any]:
+async def _deleted_channels(conn: AsyncConnection, ids: Collection[int]) -> set[int]:
+    """Which of these channels were deleted (a page's few channels: one indexed read)."""
+    if not ids:
+        return set()
+    rows = await conn.execute(
+        sa.select(channels.c.id)
+        .where(channels.c.id.in_(sorted(set(ids))))
+        .where(channels.c.deleted_at.is_not(None))
+    )
+    return {r.id for r in rows}
+
+
+async def _one(conn: AsyncConnection, delivery_id: int, full: bool = False) -> dict[str, Any]:
     row = (await conn.execute(_base().where(deliveries.c.id == delivery_id))).one()
-    attempts = await _attempts_for(conn, [delivery_id])
-    return _view(row, attempts[delivery_id])
+    attempts = await _attempts_for(conn, [delivery_id], full)
+    deleted = await _deleted_channels(conn, [row.channel_id])
+    return _view(row, attempts[delivery_id], deleted, full)
 
 
 async def list_deliveries(
@@ -142,8 +188,9 @@ async def list_deliveries(
         cursor = access.cursor("before_id", before_id)
     page = await delivery_log.read_page(conn, where, cursor=cursor, limit=access.page_limit(limit))
     attempts = await _attempts_for(conn, [r.id for r in page.rows])
+    deleted = await _deleted_channels(conn, {r.channel_id for r in page.rows})
     return {
-        "items": [_view(r, attempts[r.id]) for r in page.rows],
+        "items": [_view(r, attempts[r.id], deleted) for r in page.rows],
         "next_before_id": None if where.ascending else page.next_cursor,
         "next_after_id": page.next_cursor if where.ascending else None,
     }
@@ -152,20 +199,27 @@ async def list_deliveries(
 async def get_delivery(
     conn: AsyncConnection, principal: Principal, delivery_id: int
 ) -> dict[str, Any]:
-    """A delivery with every attempt of every series, oldest first."""
+    """A delivery with every attempt of every series, oldest first, each with the body
+    sent and the response headers (what a page of the log leaves out)."""
     await access.delivery(conn, principal, delivery_id)
-    return await _one(conn, delivery_id)
+    return await _one(conn, delivery_id, full=True)
 
 
 async def redeliver(
     conn: AsyncConnection, principal: Principal, delivery_id: int
 ) -> dict[str, Any]:
     """Stage a new series of attempts on the same delivery (same id for the receiver).
-    Owners and admins only. Wake the worker after the commit."""
+    Owners and admins only; a delivery of a deleted channel is a :class:`Conflict` (there
+    is nothing left to send it with). Wake the worker after the commit."""
     found = await access.delivery(conn, principal, delivery_id)
     principal.require_manage(found._org, "redeliver notifications")
+    if await _deleted_channels(conn, [found.channel_id]):
+        raise conflict(
+            f"delivery {delivery_id} cannot be sent again: its channel was deleted; "
+            "set the integration up again to send new notifications"
+        )
     await redelivery.restart(conn, deliveries.c.id == delivery_id)
-    return await _one(conn, delivery_id)
+    return await _one(conn, delivery_id, full=True)
 
 
 async def _failed_filter(

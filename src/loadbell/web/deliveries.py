@@ -115,6 +115,27 @@ async def delivery_log(
     )
 
 
+@router.get("/deliveries/{delivery_id}")
+async def delivery_page(request: Request, delivery_id: int) -> Response:
+    """One delivery, GitHub's "Recent Deliveries" way: each attempt's request (URL,
+    headers, the body sent) and response (status, headers, body excerpt, time), secrets
+    masked as in the API, each block with a copy button."""
+    ctx = await Ctx.of(request)
+    async with ctx.state.reader.connect() as conn:
+        delivery = await deliveries.get_delivery(conn, ctx.who, delivery_id)
+    org_id = int(delivery["organization_id"])
+    return await ctx.render(
+        "delivery.html",
+        org_id=org_id,
+        section="deliveries",
+        d=delivery,
+        names=await channel_names(ctx, org_id),
+        can_manage=ctx.can_manage(org_id),
+        attempts=current_attempts(delivery),
+        query="",
+    )
+
+
 @router.post("/deliveries/{delivery_id}/redeliver")
 async def redeliver(request: Request, delivery_id: int) -> Response:
     ctx = await Ctx.of(request)
