@@ -163,37 +163,78 @@ async def list_deliveries(
     limit: int = 100,
     before_id: int | None = None,
     after_id: int | None = None,
+    backward: bool = False,
 ) -> dict[str, Any]:
     """Newest first, paged with ``before_id``; with ``run_id``, in event order, paged with
     ``after_id`` (a run's notifications read like its timeline). ``next_before_id`` (or
     ``next_after_id``) is the cursor of the next page, None after the last: a page may be
     short and still have one, when a rare combination of filters left few matches among
-    the rows one page reads (store/delivery_log.py)."""
+    the rows one page reads (store/delivery_log.py).
+
+    ``backward`` pages the other way (the web's "Newer" and "Earlier" links): newer than
+    ``after_id`` (with a run, earlier than ``before_id``), still shown in the log's order,
+    with the cursor to go on that way in ``next_after_id`` (with a run, ``next_before_id``)."""
+    where = await _log_filter(
+        conn, principal, channel_id=channel_id, run_id=run_id, status=status, event_type=event_type
+    )
+    # Reading descending (newest first) pages with before_id, ascending with after_id.
+    descending = where.ascending == backward
+    if descending:
+        cursor = access.cursor("before_id", before_id)
+    else:
+        cursor = access.cursor("after_id", after_id)
+    page = await delivery_log.read_page(
+        conn, where, cursor=cursor, limit=access.page_limit(limit), backward=backward
+    )
+    attempts = await _attempts_for(conn, [r.id for r in page.rows])
+    deleted = await _deleted_channels(conn, {r.channel_id for r in page.rows})
+    return {
+        "items": [_view(r, attempts[r.id], deleted) for r in page.rows],
+        "next_before_id": page.next_cursor if descending else None,
+        "next_after_id": None if descending else page.next_cursor,
+    }
+
+
+async def count_deliveries(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    channel_id: int | None = None,
+    run_id: int | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+) -> delivery_log.Total:
+    """How many deliveries the filters select, bounded (store/delivery_log.py: count):
+    exact up to 5,000, else "5,000+"; with a filter checked row by row, at least the
+    matches among the range's newest 5,000."""
+    where = await _log_filter(
+        conn, principal, channel_id=channel_id, run_id=run_id, status=status, event_type=event_type
+    )
+    return await delivery_log.count(conn, where)
+
+
+async def _log_filter(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    channel_id: int | None,
+    run_id: int | None,
+    status: str | None,
+    event_type: str | None,
+) -> delivery_log.LogFilter:
     if status is not None and status not in STATUSES:
         raise invalid("status", f"use one of {', '.join(STATUSES)}")
     if channel_id is not None:
         await access.filter_target(conn, principal, channels, channel_id, "channel")
     if run_id is not None:
         await access.filter_target(conn, principal, runs, run_id, "run")
-    where = delivery_log.LogFilter(
+    return delivery_log.LogFilter(
         organization_ids=list(principal.roles),
         channel_id=channel_id,
         run_id=run_id,
         status=status,
         event_type=checked_type("event_type", event_type) if event_type is not None else None,
     )
-    if where.ascending:
-        cursor = access.cursor("after_id", after_id)
-    else:
-        cursor = access.cursor("before_id", before_id)
-    page = await delivery_log.read_page(conn, where, cursor=cursor, limit=access.page_limit(limit))
-    attempts = await _attempts_for(conn, [r.id for r in page.rows])
-    deleted = await _deleted_channels(conn, {r.channel_id for r in page.rows})
-    return {
-        "items": [_view(r, attempts[r.id], deleted) for r in page.rows],
-        "next_before_id": None if where.ascending else page.next_cursor,
-        "next_after_id": page.next_cursor if where.ascending else None,
-    }
 
 
 async def get_delivery(
