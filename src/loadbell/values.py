@@ -71,6 +71,11 @@ class Outcome:
     duration_ms: float = 0.0
     request_url: str | None = None
     request_headers: dict[str, str] = field(default_factory=dict)  # already masked
+    # What the attempt log keeps of the exchange (delivery/exchange.py): the body sent (its
+    # first 64 KiB) and its whole size, and the response's headers (None: no response).
+    request_body: str | None = None
+    request_body_bytes: int | None = None
+    response_headers: dict[str, str] | None = None
 
     @property
     def delivered(self) -> bool:

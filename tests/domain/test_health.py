@@ -114,3 +114,32 @@ def test_a_batch_adds_to_the_hour_of_its_channels() -> None:
     batch = [_done(1, "failed"), _done(1, "succeeded"), _done(1, "pending"), _done(2, "failed")]
     hour = int(NOW // 3600)
     assert hour_rows(batch, NOW) == [(1, hour, 1, 1), (2, hour, 0, 1)]
+
+
+@pytest.mark.parametrize(
+    ("state", "rate", "expected"),
+    [
+        # every delivery of the day succeeded
+        ("healthy", 1.0, "green"),
+        # the green threshold itself
+        ("healthy", 0.95, "green"),
+        # some failures
+        ("healthy", 0.9, "amber"),
+        # the amber threshold itself
+        ("healthy", 0.8, "amber"),
+        # mostly failing
+        ("healthy", 0.5, "red"),
+        # the last delivery failed: never green, whatever the rate
+        ("failing", 0.99, "amber"),
+        ("failing", 0.1, "red"),
+        # no figures: grey, unless the last delivery failed (older than 24 hours)
+        ("healthy", None, "grey"),
+        ("failing", None, "amber"),
+        # disabled for failing is red
+        ("disabled", 1.0, "red"),
+        ("disabled", None, "red"),
+    ],
+)
+def test_the_badge_colour(state: str, rate: float | None, expected: str) -> None:
+    """The success rate's badge colour: green, amber, red, or grey without figures."""
+    assert health.colour(state, rate) == expected

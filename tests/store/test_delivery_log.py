@@ -387,3 +387,58 @@ def test_optimizer_analyzes_a_log_without_statistics(tmp_path: Path) -> None:
     assert optimizer.runs >= 2  # and once more at stop
     assert {"deliveries", "events"} <= stats()
     assert "organizations" not in stats()  # 3 rows: the planner's defaults serve
+
+
+async def test_backward_pages_hold_every_match_once(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paging backward (the web's "Newer", a run's "Earlier") from the far end to the start
+    gives every match exactly once, each page in the log's own order, also past the bound
+    on the rows a page reads."""
+    rows = plan(300)
+    await stage(engine, rows)
+    monkeypatch.setattr(delivery_log, "SCAN", 23)
+    async with reader(engine).connect() as conn:
+        for where in filters():
+            want = expected(rows, where)
+            got: list[int] = []
+            # The far end: before every id for a run (read descending), after id 0 else.
+            cursor: int | None = 10**9 if where.ascending else 0
+            for _ in range(len(rows) + 2):
+                page = await read_page(conn, where, cursor=cursor, limit=7, backward=True)
+                shown = [r.id for r in page.rows]
+                assert shown == sorted(shown, reverse=not where.ascending), where
+                got = shown + got
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert got == want, where
+
+
+async def test_the_total_is_exact_up_to_its_bound(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The total is exact up to TOTAL_CAP and capped past it; with a filter checked row by
+    row and a range longer than SCAN, it is a lower bound and says so."""
+    rows = plan(300)
+    await stage(engine, rows)
+    monkeypatch.setattr(delivery_log, "TOTAL_CAP", 40)
+    seen = {"exact": 0, "capped": 0, "at least": 0}
+    async with reader(engine).connect() as conn:
+        for where in filters():
+            want = len(expected(rows, where))
+            total = await delivery_log.count(conn, where)
+            if want <= 40:
+                assert (total.count, total.exact, total.capped) == (want, True, False), where
+                seen["exact"] += 1
+            else:
+                assert (total.count, total.exact, total.capped) == (40, False, True), where
+                seen["capped"] += 1
+        monkeypatch.setattr(delivery_log, "SCAN", 23)
+        for where in filters():
+            want = len(expected(rows, where))
+            total = await delivery_log.count(conn, where)
+            assert total.count <= min(want, 40), where
+            if not total.exact and not total.capped:
+                seen["at least"] += 1
+    assert all(seen.values()), seen

@@ -14,8 +14,8 @@ from loadbell.api.models import Id
 from loadbell.api.responses import (
     BODY,
     COMMON,
+    DeliveryDetailOut,
     DeliveryList,
-    DeliveryOut,
     ForwardedRequestOut,
     RedeliveredOut,
     errors,
@@ -68,7 +68,7 @@ async def list_deliveries(
 @router.get(
     "/deliveries/{delivery_id}",
     response_model=None,
-    responses={**ok(DeliveryOut), **errors(404)},
+    responses={**ok(DeliveryDetailOut), **errors(404)},
 )
 async def get_delivery(
     delivery_id: int,
@@ -105,14 +105,18 @@ async def get_rendered_request(
     "/deliveries/{delivery_id}/redeliver",
     status_code=202,
     response_model=None,
-    responses={**ok(DeliveryOut, 202, "The delivery, pending in a new series"), **errors(403, 404)},
+    responses={
+        **ok(DeliveryDetailOut, 202, "The delivery, pending in a new series"),
+        **errors(403, 404, 409),
+    },
 )
 async def redeliver(
     delivery_id: int,
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
-    """Start a new series of attempts on the same delivery (same id for the receiver)."""
+    """Start a new series of attempts on the same delivery (same id for the receiver).
+    A delivery of a deleted channel is a 409."""
     async with state.engine.begin() as conn:
         out = await deliveries.redeliver(conn, principal, delivery_id)
     state.wakeup.poke()

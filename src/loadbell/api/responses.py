@@ -219,6 +219,23 @@ class AttemptOut(BaseModel):
     error: str | None
 
 
+class AttemptDetailOut(AttemptOut):
+    """An attempt as ``GET /deliveries/{id}`` gives it: with the body sent and the
+    response's headers (a page of the list leaves them out)."""
+
+    request_body: str | None = Field(
+        description="the body sent, its first 64 KiB, the channel's secrets masked; null: "
+        "not recorded (no request was made, or an attempt before version 0011 of the schema)"
+    )
+    request_body_bytes: int | None = Field(
+        description="the whole body's size in bytes (more than 65536: request_body is cut)"
+    )
+    response_headers: dict[str, str] | None = Field(
+        description="the response's headers: at most 50, each value cut at 1,024 characters, "
+        "credentials, cookies and the channel's secrets masked; null: no response"
+    )
+
+
 class DeliveryOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={"description": "A delivery and its attempt log (docs/api.md)."}
@@ -236,8 +253,12 @@ class DeliveryOut(BaseModel):
     )
     event_id: int
     event_type: str
+    organization_id: int
     run_id: int | None
     channel_id: int
+    channel_deleted: bool = Field(
+        description="the channel was deleted: the delivery cannot be sent again (409)"
+    )
     target: str | None
     series: int
     attempt_count: int = Field(description="attempts in the current series")
@@ -247,6 +268,18 @@ class DeliveryOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     attempts: list[AttemptOut] = Field(description="every series, oldest attempt first")
+
+
+class DeliveryDetailOut(DeliveryOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "description": "A delivery and its attempt log, each attempt with the body sent "
+            "and the response headers (docs/api.md)."
+        }
+    )
+    attempts: list[AttemptDetailOut] = Field(  # type: ignore[assignment]
+        description="every series, oldest attempt first"
+    )
 
 
 class DeliveryList(BaseModel):

@@ -177,11 +177,15 @@ async def get_run(
 async def list_runs(
     project_id: int | None = None,
     load_test_id: int | None = None,
+    status: int | None = Query(None, description="a run status code (docs/status-codes.md)"),
+    result: str | None = Query(None, description="passed, failed, or none (no result yet)"),
+    trigger: str | None = Query(None, description="manual or scheduled"),
     limit: int = 50,
     before_id: int | None = Query(None, ge=1, le=MAX_ID),
     principal: Principal = Depends(current_principal),
     state: AppState = Depends(get_state),
 ) -> dict[str, Any]:
+    """The newest runs first, narrowed by project, load test, status, result and trigger."""
     # A list: off the event loop's thread (store/db.py: slow_reader).
     async with state.slow_reader.connect() as conn:
         return await runs.list_runs(
@@ -190,6 +194,9 @@ async def list_runs(
             public_url=state.settings.base_url,
             project_id=project_id,
             load_test_id=load_test_id,
+            status=status,
+            result=result,
+            trigger=trigger,
             limit=limit,
             before_id=before_id,
         )

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from loadbell.delivery.exchange import logged_body, logged_headers
 from loadbell.delivery.guard import GuardedResolver, find_forbidden, refuse_message
 from loadbell.security.addresses import is_forbidden, literal_ip
 from loadbell.security.masking import mask_headers, mask_url
@@ -100,7 +101,13 @@ class Sender:
         assert self._session is not None
         logged_headers = mask_headers(request.headers, request.secret_headers)
         logged_url = _masked_url(request.url) if request.mask_url else request.url
-        base: dict[str, Any] = {"request_url": logged_url, "request_headers": logged_headers}
+        body, body_bytes = logged_body(request.body)
+        base: dict[str, Any] = {
+            "request_url": logged_url,
+            "request_headers": logged_headers,
+            "request_body": body,
+            "request_body_bytes": body_bytes,
+        }
         started = time.perf_counter()
 
         if not self.allow_private_targets:
@@ -163,6 +170,7 @@ def _answered(
 ) -> Outcome:
     excerpt = b"".join(body).decode("utf-8", errors="replace")
     status = response.status
+    base = {**base, "response_headers": logged_headers(response.headers.items())}
     verdict = classify(status)
     if verdict is Verdict.DELIVERED:
         return Outcome(

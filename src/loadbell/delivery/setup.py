@@ -45,15 +45,29 @@ class ChannelSetup:
 
     def redact(self, outcome: Outcome) -> Outcome:
         """``outcome`` with the channel's secret values masked in what the attempt log
-        keeps of the response (a receiver may echo a header or its URL token back)."""
-        if not self.secrets or not (outcome.body_excerpt or outcome.error):
+        keeps of the exchange: the response (a receiver may echo a header or its URL token
+        back) and the body sent (a template may have put a secret in it)."""
+        if not self.secrets or not (
+            outcome.body_excerpt
+            or outcome.error
+            or outcome.request_body
+            or outcome.response_headers
+        ):
             return outcome
+        secrets = self.secrets
+        headers = outcome.response_headers
         return replace(
             outcome,
-            body_excerpt=mask_secrets(outcome.body_excerpt, self.secrets)
+            body_excerpt=mask_secrets(outcome.body_excerpt, secrets)
             if outcome.body_excerpt
             else outcome.body_excerpt,
-            error=mask_secrets(outcome.error, self.secrets) if outcome.error else outcome.error,
+            error=mask_secrets(outcome.error, secrets) if outcome.error else outcome.error,
+            request_body=mask_secrets(outcome.request_body, secrets)
+            if outcome.request_body
+            else outcome.request_body,
+            response_headers={k: mask_secrets(v, secrets) for k, v in headers.items()}
+            if headers
+            else headers,
         )
 
     def destination(self, message: Message) -> str:

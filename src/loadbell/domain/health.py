@@ -93,3 +93,27 @@ def state(*, disabled: bool, consecutive_failures: int) -> str:
     if disabled:
         return DISABLED
     return FAILING if consecutive_failures else HEALTHY
+
+
+# The colour of a channel's health badge, from its success rate over 24 hours: green from
+# GOOD_RATE, amber from FAIR_RATE, red below it. A disabled channel is red; a failing one
+# (its last delivery that ended failed) is at most amber, whatever its rate.
+GOOD_RATE = 0.95
+FAIR_RATE = 0.80
+GREEN = "green"
+AMBER = "amber"
+RED = "red"
+GREY = "grey"  # nothing ended in 24 hours, and nothing is wrong
+
+
+def colour(state: str, success_rate: float | None) -> str:
+    """``green``, ``amber``, ``red`` or ``grey`` (no figures) for a channel's badge."""
+    if state == DISABLED:
+        return RED
+    if success_rate is None:
+        return AMBER if state == FAILING else GREY
+    if success_rate < FAIR_RATE:
+        return RED
+    if success_rate < GOOD_RATE or state == FAILING:
+        return AMBER
+    return GREEN

@@ -20,6 +20,7 @@ from loadbell.domain.statuses import (
     RunResult,
     RunStatus,
     TransitionError,
+    Trigger,
     check_transition,
     default_result,
 )
@@ -360,12 +361,23 @@ async def list_runs(
     public_url: str,
     project_id: int | None = None,
     load_test_id: int | None = None,
+    status: int | None = None,
+    result: str | None = None,
+    trigger: str | None = None,
     limit: int = 50,
     before_id: int | None = None,
 ) -> dict[str, Any]:
-    """The newest runs first, a page at a time (``before_id``: the page after that run).
+    """The newest runs first, a page at a time (``before_id``: the page after that run),
+    narrowed by project, load test, status, result (``none``: no result yet) and trigger.
     A filter naming a project or load test the caller cannot see is a 404, as a direct
-    read of it would be."""
+    read of it would be; a status, result or trigger that does not exist is an Invalid."""
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise invalid("status", f"use a run status code from {min(RunStatus)} to {max(RunStatus)}")
+    results = [r.value for r in RunResult]
+    if result is not None and result not in (*results, "none"):
+        raise invalid("result", f"use one of {', '.join(results)} or none")
+    if trigger is not None and trigger not in {t.value for t in Trigger}:
+        raise invalid("trigger", f"use one of {', '.join(t.value for t in Trigger)}")
     size = access.page_limit(limit)
     q = (
         sa.select(runs.c.id)
@@ -379,6 +391,14 @@ async def list_runs(
     if load_test_id is not None:
         await access.load_test(conn, principal, load_test_id)
         q = q.where(runs.c.load_test_id == load_test_id)
+    if status is not None:
+        q = q.where(runs.c.status == status)
+    if result == "none":
+        q = q.where(runs.c.result.is_(None))
+    elif result is not None:
+        q = q.where(runs.c.result == result)
+    if trigger is not None:
+        q = q.where(runs.c.trigger == trigger)
     if before_id is not None:
         q = q.where(runs.c.id < before_id)
     ids = [r.id for r in await conn.execute(q)]

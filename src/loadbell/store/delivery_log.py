@@ -179,14 +179,24 @@ async def _range(
 
 
 async def read_page(
-    conn: AsyncConnection, where: LogFilter, *, cursor: int | None, limit: int
+    conn: AsyncConnection,
+    where: LogFilter,
+    *,
+    cursor: int | None,
+    limit: int,
+    backward: bool = False,
 ) -> Page:
-    """One page of the log after ``cursor`` (before it, newest first; after it for a run)."""
-    ascending = where.ascending
+    """One page of the log after ``cursor`` (before it, newest first; after it for a run).
+    ``backward`` reads the other way from ``cursor`` (the newer page of a newest-first log,
+    the earlier one of a run's), the rows still in the log's order; its ``next_cursor``
+    goes on backward."""
+    ascending = where.ascending != backward
     ids: list[int] = []
     bounds: list[int] = []
     for eq in where.partitions():
-        found, complete_to = await _range(conn, eq, ascending, cursor, limit)
+        # One id more than the page: whether another page follows, so the last page has
+        # no cursor to an empty one.
+        found, complete_to = await _range(conn, eq, ascending, cursor, limit + 1)
         ids.extend(found)
         if complete_to is not None:
             bounds.append(complete_to)
@@ -194,12 +204,57 @@ async def read_page(
     bound = (min(bounds) if ascending else max(bounds)) if bounds else None
     if bound is not None:
         ids = [i for i in ids if (i <= bound if ascending else i >= bound)]
-    ids = sorted(ids, reverse=not ascending)[:limit]
+    ids = sorted(ids, reverse=not ascending)[: limit + 1]
+    more = len(ids) > limit
+    ids = ids[:limit]
     rows: list[Any] = []
     if ids:
         read = await conn.execute(sa.select(deliveries).where(deliveries.c.id.in_(ids)))
         by_id = {r.id: r for r in read}
         rows = [by_id[i] for i in ids if i in by_id]  # one pruned meanwhile is left out
-    if len(ids) == limit:
+    if backward:
+        rows.reverse()
+    if more:
         return Page(rows, ids[-1])
     return Page(rows, bound)
+
+
+# The most matches the log's total counts: past it, the total is "5,000+".
+TOTAL_CAP = 5_000
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many deliveries match the filters: ``count``, exactly when ``exact``; otherwise
+    at least ``count`` (the cap was reached, or a filter outside the leading index was
+    checked on the newest ``SCAN`` entries of its range only)."""
+
+    count: int
+    exact: bool
+    capped: bool  # count is TOTAL_CAP and more match
+
+
+async def count(conn: AsyncConnection, where: LogFilter) -> Total:
+    """The log's total for these filters, bounded like a page: it counts at most
+    ``TOTAL_CAP + 1`` index entries per range, and where a filter is checked row by row, at
+    most the ``SCAN`` newest entries of the range. So it costs about what one page costs,
+    on a log of any length."""
+    total, exact, capped = 0, True, False
+    for eq in where.partitions():
+        names, values = tuple(eq), dict(eq)
+        _, edge_query = _statements(names, False, False, False, SCAN)
+        edge = None
+        if edge_query is not None:
+            edge = (await conn.execute(edge_query, values)).scalar()
+        page, _ = _statements(names, False, False, edge is not None, SCAN)
+        if edge is not None:
+            values["edge"] = edge
+            exact = False  # the range goes on past the edge: more may match there
+        counted = sa.select(sa.func.count()).select_from(page.subquery())
+        n = int((await conn.execute(counted, {**values, "limit": TOTAL_CAP + 1})).scalar_one())
+        if n > TOTAL_CAP:
+            n, exact, capped = TOTAL_CAP, False, True
+        total += n
+    if total > TOTAL_CAP:
+        total, exact, capped = TOTAL_CAP, False, True
+    return Total(total, exact, capped)

@@ -331,6 +331,12 @@ delivery_attempts = sa.Table(
     sa.Column("response_status", sa.Integer),
     sa.Column("response_body", sa.Text),  # first 4 KiB
     sa.Column("error", sa.Text),
+    # The body sent, its first 64 KiB with the channel's secrets masked, and its whole size;
+    # the response's headers, masked and bounded (delivery/exchange.py). NULL: not recorded
+    # (an attempt before migration 0011, or no response).
+    sa.Column("request_body", sa.Text),
+    sa.Column("request_body_bytes", sa.Integer),
+    sa.Column("response_headers", sa.JSON),
     sa.Column("worker", sa.String(64)),
     # One attempt is one row, however often a batch of results is written (the worker's
     # inserts skip a conflict); it also serves lookups by delivery.

@@ -45,6 +45,7 @@ async def delivery_log(
     status: str | None = None,
     event_type: str | None = None,
     before_id: str | None = None,
+    after_id: str | None = None,
 ) -> Response:
     ctx = await Ctx.of(request)
     # Narrowed to this organization: the list shows its deliveries only.
@@ -56,32 +57,54 @@ async def delivery_log(
         "status": status or None,
         "event_type": event_type or None,
     }
+    # Newest first, paged back with before_id and forward ("Newer") with after_id; a run's
+    # deliveries oldest first, the other way round.
+    ahead, behind = ("after_id", "before_id") if by_run is not None else ("before_id", "after_id")
+    cursors = {"before_id": _int(before_id), "after_id": _int(after_id)}
+    backward = cursors[behind] is not None
     error = None
     items: list[dict[str, Any]] = []
-    listed: dict[str, Any] = {"next_before_id": None}
+    listed: dict[str, Any] = {"next_before_id": None, "next_after_id": None}
+    total = None
     # A page that may read many rows: off the event loop's thread (store/db.py), with the
     # channel names on the same connection (one round trip less to PostgreSQL).
     async with ctx.state.slow_reader.connect() as conn:
         names = await deliveries.channel_names(conn, ctx.who, org_id)
         try:
-            listed = await deliveries.list_deliveries(
+
+            async def read(back: bool, cursor: dict[str, int | None]) -> dict[str, Any]:
+                return await deliveries.list_deliveries(
+                    conn,
+                    only_here,
+                    channel_id=by_channel,
+                    run_id=by_run,
+                    status=status or None,
+                    event_type=event_type or None,
+                    limit=PAGE,
+                    before_id=cursor["before_id"],
+                    after_id=cursor["after_id"],
+                    backward=back,
+                )
+
+            listed = await read(backward, cursors)
+            if backward and listed[f"next_{behind}"] is None and len(listed["items"]) < PAGE:
+                # Back at the start: show the first page, full, with no "Newer" link.
+                backward, cursors = False, {"before_id": None, "after_id": None}
+                listed = await read(False, cursors)
+            items = listed["items"]
+            total = await deliveries.count_deliveries(
                 conn,
                 only_here,
                 channel_id=by_channel,
                 run_id=by_run,
                 status=status or None,
                 event_type=event_type or None,
-                limit=PAGE,
-                before_id=_int(before_id),
             )
-            items = listed["items"]
         except (Invalid, NotFound) as exc:
             # A wrong filter (a run of another organization, a status typed into the
             # address) is said above an empty list; the organization itself was checked.
             error = exc.message
-    # The next page's cursor; None with a run (its deliveries come oldest first, on one
-    # page) and after an error.
-    older = listed["next_before_id"]
+    pages = _pages(items, listed, ahead, behind, cursors, backward)
     bulk = None
     if ctx.can_manage(org_id) and error is None and filters["status"] in (None, "failed"):
         # "Redeliver all failed" restarts what these filters select, and says how many
@@ -96,6 +119,7 @@ async def delivery_log(
                 event_type=event_type or None,
             )
         bulk = {"count": count, "up_to_id": newest}
+    kept = {k: str(v) for k, v in filters.items() if v is not None}
     return await ctx.render(
         "deliveries.html",
         org_id=org_id,
@@ -105,13 +129,70 @@ async def delivery_log(
         names=names,
         events=[e.value for e in EventType],
         statuses=deliveries.STATUSES,
-        older=older,
+        ahead=pages["ahead"],
+        behind=pages["behind"],
+        ahead_label="Later deliveries" if by_run is not None else "Older deliveries",
+        behind_label="Earlier deliveries" if by_run is not None else "Newer deliveries",
+        short=pages["short"],
+        total=total,
         page=PAGE,
         error=error,
         can_manage=ctx.can_manage(org_id),
         attempts_of=current_attempts,
         bulk=bulk,
         query=str(request.url.query),
+        kept_query=urlencode(kept),
+    )
+
+
+def _pages(
+    items: list[dict[str, Any]],
+    listed: dict[str, Any],
+    ahead: str,
+    behind: str,
+    cursors: dict[str, int | None],
+    backward: bool,
+) -> dict[str, Any]:
+    """The page's links: ``ahead`` (older; a run's later) and ``behind`` (newer; a run's
+    earlier), each ``(parameter, id)`` or None, and whether this page is short with more
+    to read ahead (a rare filter: store/delivery_log.py)."""
+    # ids grow toward "ahead" for a run (ascending), shrink for the newest-first log
+    step = 1 if ahead == "after_id" else -1
+    go_ahead: tuple[str, int] | None = None
+    go_behind: tuple[str, int] | None = None
+    if backward:
+        edge = cursors[behind] or 0
+        go_ahead = (ahead, items[-1]["id"] if items else edge - step)
+        if listed[f"next_{behind}"] is not None:
+            go_behind = (behind, listed[f"next_{behind}"])
+    else:
+        if listed[f"next_{ahead}"] is not None:
+            go_ahead = (ahead, listed[f"next_{ahead}"])
+        start = cursors[ahead]
+        if start is not None:
+            go_behind = (behind, items[0]["id"] if items else start + step)
+    short = not backward and go_ahead is not None and len(items) < PAGE
+    return {"ahead": go_ahead, "behind": go_behind, "short": short}
+
+
+@router.get("/deliveries/{delivery_id}")
+async def delivery_page(request: Request, delivery_id: int) -> Response:
+    """One delivery, GitHub's "Recent Deliveries" way: each attempt's request (URL,
+    headers, the body sent) and response (status, headers, body excerpt, time), secrets
+    masked as in the API, each block with a copy button."""
+    ctx = await Ctx.of(request)
+    async with ctx.state.reader.connect() as conn:
+        delivery = await deliveries.get_delivery(conn, ctx.who, delivery_id)
+    org_id = int(delivery["organization_id"])
+    return await ctx.render(
+        "delivery.html",
+        org_id=org_id,
+        section="deliveries",
+        d=delivery,
+        names=await channel_names(ctx, org_id),
+        can_manage=ctx.can_manage(org_id),
+        attempts=current_attempts(delivery),
+        query="",
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
-from loadbell.domain.inheritance import Effective, Source
+from loadbell.domain.inheritance import Source
 from loadbell.formats import samples
 from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
 from loadbell.services import access as lookups
@@ -41,68 +40,12 @@ from loadbell.web.channel_form import (
     status_choices,
     stored_values,
 )
+from loadbell.web.channel_summary import Listed, health_of, seen_summary, summary_of
 from loadbell.web.pages import Ctx, PageError, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 ROTATION_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-
-
-@dataclass(frozen=True)
-class Shown:
-    """One value of a channel's summary on the Integrations page (secrets masked)."""
-
-    text: str
-    overridden: bool = False  # the project's own value, not the organization's
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One channel on the Integrations page."""
-
-    id: int
-    name: str
-    state: str  # "set up" | "disabled" | "inherited" | "overridden"
-    state_text: str
-    summary: list[Shown]
-    href: str
-    level: str  # "organization" | "project"
-    health: str = "healthy"  # "healthy" | "failing" | "disabled" (domain/health.py)
-    health_text: str = ""
-
-
-SUMMARY_KEYS = ("url", "webhook_url", "workspace", "targets", "to")
-
-
-def summary_of(config: dict[str, Any], overridden: frozenset[str] = frozenset()) -> list[Shown]:
-    """The values that say where a channel sends: its URL, workspace, targets, recipients."""
-    out = []
-    for key in SUMMARY_KEYS:
-        value = config.get(key)
-        if value:
-            text = ", ".join(value) if isinstance(value, list) else str(value)
-            out.append(Shown(text, key in overridden))
-    return out
-
-
-def seen_summary(kind: str, seen: Effective) -> list[Shown]:
-    """The summary of an organization channel as a project sees it (``as_seen_by``): the
-    values in effect there, secrets masked, each marked when the project overrides it."""
-    config = cc.masked(get_kind(kind), seen.config)
-    overridden = frozenset(k for k, src in seen.sources.items() if src is Source.PROJECT)
-    return summary_of(config, overridden)
-
-
-def _health(ch: dict[str, Any]) -> tuple[str, str]:
-    """The health badge of a listed channel: its state and what the badge says."""
-    health = ch["health"]
-    state = health["state"]
-    if state == "disabled":
-        return state, "Disabled for failing"
-    if state == "failing":
-        n = health["consecutive_failures"]
-        return state, f"Failing: {n} failed deliver{'y' if n == 1 else 'ies'} in a row"
-    return state, ""
 
 
 async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
@@ -132,7 +75,7 @@ async def org_integrations(request: Request, org_id: int, slack: str | None = No
                 summary_of(ch["config"]),
                 f"/integrations/{ch['id']}",
                 "organization",
-                *_health(ch),
+                health=health_of(ch),
             )
         )
     return await ctx.render(
@@ -140,7 +83,7 @@ async def org_integrations(request: Request, org_id: int, slack: str | None = No
         org_id=org_id,
         section="integrations",
         kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
-        disabled=[c for listed in by_kind.values() for c in listed if c.health == "disabled"],
+        disabled=[c for listed in by_kind.values() for c in listed if c.health.state == "disabled"],
         project=None,
         can_manage=ctx.can_manage(org_id),
         notice=notice,
@@ -167,7 +110,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 summary_of(ch["config"]),
                 f"/integrations/{ch['id']}",
                 "project",
-                *_health(ch),
+                health=health_of(ch),
             )
         else:
             if not seen.enabled:
@@ -189,7 +132,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
                 seen_summary(ch["kind"], seen),
                 f"/integrations/{ch['id']}/projects/{project_id}",
                 "organization",
-                *_health(ch),
+                health=health_of(ch),
             )
         by_kind.setdefault(ch["kind"], []).append(entry)
     return await ctx.render(
@@ -198,7 +141,7 @@ async def project_integrations(request: Request, project_id: int) -> Response:
         project_id=project_id,
         section="integrations",
         kinds=[(form_for(k), by_kind.get(k, [])) for k in by_kind],
-        disabled=[c for listed in by_kind.values() for c in listed if c.health == "disabled"],
+        disabled=[c for listed in by_kind.values() for c in listed if c.health.state == "disabled"],
         project={"id": project_id, "name": project_name},
         can_manage=ctx.can_manage(org_id),
     )

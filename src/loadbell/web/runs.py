@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from loadbell.domain import regression
 from loadbell.domain.metrics import failed_thresholds, readable
-from loadbell.services import baselines, deliveries, reports, runs
+from loadbell.domain.statuses import RunResult, RunStatus, Trigger
+from loadbell.services import baselines, deliveries, load_tests, reports, runs
+from loadbell.services.errors import Invalid, NotFound
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
@@ -107,39 +110,45 @@ def comparison_rows(comparison: Any) -> list[dict[str, Any]]:
     return rows
 
 
-async def _list(ctx: Ctx, org_id: int, project_id: int | None, before_id: str | None) -> Any:
+RUN_FILTERS = ("load_test_id", "status", "result", "trigger")
+
+
+def _status(value: str | None) -> int | None:
+    value = (value or "").strip()
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
+async def _runs_page(
+    request: Request, ctx: Ctx, org_id: int, project: dict[str, Any] | None
+) -> Response:
+    """The runs list of an organization or a project, narrowed by the filters in the
+    address (a GET form: they stay in the URL and in the pagination links)."""
     only_here = replace(ctx.who, roles={org_id: ctx.who.role_in(org_id)})
+    project_id = project["id"] if project else None
+    asked = {k: (request.query_params.get(k) or "").strip() for k in RUN_FILTERS}
+    error = None
+    listed: dict[str, Any] = {"items": [], "next_before_id": None}
     # A list: off the event loop's thread (store/db.py: slow_reader).
     async with ctx.state.slow_reader.connect() as conn:
-        return await runs.list_runs(
-            conn,
-            only_here,
-            public_url=ctx.state.settings.base_url,
-            project_id=project_id,
-            limit=PAGE,
-            before_id=_int(before_id),
-        )
-
-
-@router.get("/orgs/{org_id}/runs")
-async def org_runs(request: Request, org_id: int, before_id: str | None = None) -> Response:
-    ctx = await Ctx.of(request)
-    listed = await _list(ctx, org_id, None, before_id)
-    return await ctx.render(
-        "runs.html",
-        org_id=org_id,
-        section="runs",
-        runs=listed["items"],
-        older=listed["next_before_id"],
-        project=None,
-    )
-
-
-@router.get("/projects/{project_id}/runs")
-async def project_runs(request: Request, project_id: int, before_id: str | None = None) -> Response:
-    ctx = await Ctx.of(request)
-    org_id, name = await project_org(ctx, project_id)
-    listed = await _list(ctx, org_id, project_id, before_id)
+        tests = await load_tests.list_load_tests(conn, only_here, project_id)
+        try:
+            listed = await runs.list_runs(
+                conn,
+                only_here,
+                public_url=ctx.state.settings.base_url,
+                project_id=project_id,
+                load_test_id=_int(asked["load_test_id"]),
+                status=_status(asked["status"]),
+                result=asked["result"] or None,
+                trigger=asked["trigger"] or None,
+                limit=PAGE,
+                before_id=_int(request.query_params.get("before_id")),
+            )
+        except (Invalid, NotFound) as exc:
+            # A filter typed into the address (a load test of another organization, a
+            # status that does not exist) is said above an empty list.
+            error = exc.message
+    kept = {k: v for k, v in asked.items() if v}
     return await ctx.render(
         "runs.html",
         org_id=org_id,
@@ -147,8 +156,29 @@ async def project_runs(request: Request, project_id: int, before_id: str | None 
         section="runs",
         runs=listed["items"],
         older=listed["next_before_id"],
-        project={"id": project_id, "name": name},
+        project=project,
+        filters=asked,
+        filtered=bool(kept),
+        kept_query=urlencode(kept),
+        load_tests=[(t["id"], t["name"]) for t in tests],
+        statuses=[(s.value, s.text) for s in RunStatus],
+        results=[r.value for r in RunResult],
+        triggers=[t.value for t in Trigger],
+        error=error,
     )
+
+
+@router.get("/orgs/{org_id}/runs")
+async def org_runs(request: Request, org_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    return await _runs_page(request, ctx, org_id, None)
+
+
+@router.get("/projects/{project_id}/runs")
+async def project_runs(request: Request, project_id: int) -> Response:
+    ctx = await Ctx.of(request)
+    org_id, name = await project_org(ctx, project_id)
+    return await _runs_page(request, ctx, org_id, {"id": project_id, "name": name})
 
 
 @router.get("/runs/{run_id}")

@@ -259,6 +259,9 @@ def result_rows(
                 o.status_code,
                 o.body_excerpt,
                 o.error,
+                o.request_body,
+                o.request_body_bytes,
+                None if o.response_headers is None else as_json(o.response_headers),
                 worker,
                 c.lease_until,
             )

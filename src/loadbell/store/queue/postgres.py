@@ -119,13 +119,17 @@ WHERE d.id = ANY($6::integer[])
 # attempt) is left to INSERT_ATTEMPT below, row by row: returned rows are the new ones.
 INSERT_ATTEMPTS = """
 INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
-    request_url, request_headers, response_status, response_body, error, worker)
+    request_url, request_headers, response_status, response_body, error, request_body,
+    request_body_bytes, response_headers, worker)
 SELECT u.delivery_id, u.series, u.number, u.started_at, u.duration_ms, u.outcome,
-    u.request_url, u.request_headers::json, u.response_status, u.response_body, u.error, $12
+    u.request_url, u.request_headers::json, u.response_status, u.response_body, u.error,
+    u.request_body, u.request_body_bytes, u.response_headers::json, $15
 FROM unnest($1::integer[], $2::integer[], $3::integer[], $4::timestamptz[], $5::float8[],
-            $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[])
+            $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[],
+            $12::text[], $13::integer[], $14::text[])
     AS u(delivery_id, series, number, started_at, duration_ms, outcome, request_url,
-         request_headers, response_status, response_body, error)
+         request_headers, response_status, response_body, error, request_body,
+         request_body_bytes, response_headers)
 ON CONFLICT (delivery_id, series, number) DO NOTHING
 RETURNING delivery_id, series, number
 """
@@ -135,17 +139,20 @@ RETURNING delivery_id, series, number
 # update, which clears the lease. Parameters: the row, then the claim's lease until.
 INSERT_ATTEMPT = """
 INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
-    request_url, request_headers, response_status, response_body, error, worker)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    request_url, request_headers, response_status, response_body, error, request_body,
+    request_body_bytes, response_headers, worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 ON CONFLICT (delivery_id, series, number) DO UPDATE SET
     started_at = EXCLUDED.started_at, duration_ms = EXCLUDED.duration_ms,
     outcome = EXCLUDED.outcome, request_url = EXCLUDED.request_url,
     request_headers = EXCLUDED.request_headers,
     response_status = EXCLUDED.response_status, response_body = EXCLUDED.response_body,
-    error = EXCLUDED.error, worker = EXCLUDED.worker
+    error = EXCLUDED.error, request_body = EXCLUDED.request_body,
+    request_body_bytes = EXCLUDED.request_body_bytes,
+    response_headers = EXCLUDED.response_headers, worker = EXCLUDED.worker
 WHERE EXISTS (
     SELECT 1 FROM deliveries d
-    WHERE d.id = EXCLUDED.delivery_id AND d.series = EXCLUDED.series AND d.lease_until = $13)
+    WHERE d.id = EXCLUDED.delivery_id AND d.series = EXCLUDED.series AND d.lease_until = $16)
 """
 # due; id, series, lease until
 DEFER = """
@@ -372,13 +379,24 @@ class PostgresQueue:
         the fenced upsert, row by row (rare: a batch written again, or a taken-over
         delivery whose attempt two workers made)."""
         columns = list(zip(*attempts, strict=True))
-        inserted = await conn.fetch(INSERT_ATTEMPTS, *columns[:11], worker)
+        inserted = await conn.fetch(INSERT_ATTEMPTS, *columns[:14], worker)
         if len(inserted) == len(attempts):
             return
         new = {(r["delivery_id"], r["series"], r["number"]) for r in inserted}
         again = [a for a in attempts if (a[0], a[1], a[2]) not in new]
+        # The JSON columns (request and response headers) as values for the codec.
         await conn.executemany(
-            INSERT_ATTEMPT, [(*a[:7], orjson.loads(a[7]), *a[8:]) for a in again]
+            INSERT_ATTEMPT,
+            [
+                (
+                    *a[:7],
+                    orjson.loads(a[7]),
+                    *a[8:13],
+                    None if a[13] is None else orjson.loads(a[13]),
+                    *a[14:],
+                )
+                for a in again
+            ],
         )
 
     async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:

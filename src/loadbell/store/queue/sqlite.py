@@ -96,14 +96,17 @@ WHERE id = ? AND series = ? AND lease_until = ?
 # update, which clears the lease. Parameters: the row, then the claim's lease until.
 INSERT_ATTEMPT = """
 INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
-    request_url, request_headers, response_status, response_body, error, worker)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    request_url, request_headers, response_status, response_body, error, request_body,
+    request_body_bytes, response_headers, worker)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (delivery_id, series, number) DO UPDATE SET
     started_at = excluded.started_at, duration_ms = excluded.duration_ms,
     outcome = excluded.outcome, request_url = excluded.request_url,
     request_headers = excluded.request_headers,
     response_status = excluded.response_status, response_body = excluded.response_body,
-    error = excluded.error, worker = excluded.worker
+    error = excluded.error, request_body = excluded.request_body,
+    request_body_bytes = excluded.request_body_bytes,
+    response_headers = excluded.response_headers, worker = excluded.worker
 WHERE EXISTS (
     SELECT 1 FROM deliveries d
     WHERE d.id = excluded.delivery_id AND d.series = excluded.series AND d.lease_until = ?)

@@ -111,6 +111,42 @@ document.addEventListener("DOMContentLoaded", () => {
     refresh();
   }
 
+  // Copy buttons of the delivery page: each copies its block's text. They are real
+  // buttons (Tab reaches them, Enter and Space press them), shown only when this runs.
+  const copied = document.getElementById("copy-status");
+  const copyText = async (text) => {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return;
+    }
+    // Plain http on another host than localhost: the older way, through a selection.
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand("copy");
+    area.remove();
+  };
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      const block = document.getElementById(button.dataset.copy);
+      if (!block) return;
+      try {
+        await copyText(block.textContent);
+        button.textContent = "Copied";
+        if (copied) copied.textContent = "Copied to the clipboard.";
+      } catch (err) {
+        button.textContent = "Copy failed";
+        if (copied) copied.textContent = "Copying failed: select the text and copy it.";
+      }
+      setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    });
+  }
+
   const summary = document.getElementById("error-summary");
   if (summary) summary.focus();
 });
