@@ -240,14 +240,16 @@ async def list_mutes(
     }
 
 
-async def in_force_for_load_test(
-    conn: AsyncConnection, principal: Principal, load_test_id: int
+async def in_force_for_run(
+    conn: AsyncConnection, principal: Principal, run_id: int
 ) -> list[dict[str, Any]]:
-    """The mutes in force that silence this load test's events, all or some channels'."""
-    row = await access.load_test(conn, principal, load_test_id)
-    org = row._org
+    """The mutes in force that silence some or all of the events of the run's load test:
+    the organization's, the project's and the load test's own (the run page shows them)."""
+    row = await access.run(conn, principal, run_id)
     now = datetime.now(UTC)
-    found = await store.in_force_for_load_test(conn, org, row.project_id, load_test_id, now)
+    found = await store.in_force_for_load_test(
+        conn, row.organization_id, row.project_id, row.load_test_id, now
+    )
     return [view(r, now) for r in found]
 
 
