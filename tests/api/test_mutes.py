@@ -204,6 +204,8 @@ async def test_mutes_are_listed_paged_and_filtered(api: httpx.AsyncClient) -> No
         ({"until": "2999-01-01T00:00:00+00:00"}, "until", "at most 366 days"),
         # no reason
         ({"reason": "  "}, "reason", "only spaces"),
+        # not one line
+        ({"reason": "frozen\nuntil Monday"}, "reason", "control character U+000A"),
         # a project that does not exist
         ({"project_id": 999}, "project_id", "has no project 999"),
         # a load test that does not exist

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell.domain.text import control_character
 from loadbell.services import access
 from loadbell.services.access import Principal
 from loadbell.services.errors import invalid, not_found
@@ -71,6 +72,19 @@ def checked_until(until: datetime, now: datetime) -> datetime:
             "disable it (or its project override) instead",
         )
     return until.astimezone(UTC)
+
+
+def checked_reason(reason: str) -> str:
+    """The reason trimmed, when it is one line of 1 to 500 characters."""
+    text = reason.strip()
+    if not text:
+        raise invalid("reason", "is empty; say why, for the people who read the list")
+    if len(text) > 500:
+        raise invalid("reason", f"has {len(text)} characters; keep it to 500")
+    found = control_character(text)
+    if found is not None:
+        raise invalid("reason", f"contains the control character {found}; give one line")
+    return text
 
 
 async def _scope_error(
@@ -157,6 +171,7 @@ async def create(
     principal.require_manage(organization_id, "mute notifications")
     now = now or datetime.now(UTC)
     until = checked_until(until, now)
+    reason = checked_reason(reason)
     await _scope_error(conn, organization_id, project_id, load_test_id, channel_id)
     mute_id = await store.insert(
         conn,
