@@ -18,6 +18,7 @@ from loadbell.api import (
     health,
     load_tests,
     metrics,
+    mutes,
     openapi,
     organizations,
     previews,
@@ -149,6 +150,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         deliveries,
         events,
         schemas,
+        mutes,
     ):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=present)
     app.include_router(health.router)  # /healthz for load balancers and probes

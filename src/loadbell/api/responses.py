@@ -333,6 +333,28 @@ class EventList(BaseModel):
     items: list[EventOut]
 
 
+class MuteOut(BaseModel):
+    """A mute: the events it matches are recorded ``suppressed`` (reason ``muted``) until
+    ``until`` (docs/api.md, "Mutes")."""
+
+    id: int
+    organization_id: int
+    project_id: int | None = Field(description="null: every project of the organization")
+    load_test_id: int | None = Field(description="null: every load test in its scope")
+    channel_id: int | None = Field(description="null: every channel")
+    until: datetime = Field(description="when it ends, UTC")
+    reason: str
+    active: bool = Field(description="true while until is in the future")
+    created_at: datetime
+    created_by: int = Field(description="the id of the user who made it")
+    created_by_name: str
+
+
+class MuteList(BaseModel):
+    items: list[MuteOut]
+    next_before_id: int | None = Field(description="the before_id of the next page, or null")
+
+
 class HealthOut(BaseModel):
     """/healthz: 200 when everything answers, 503 (same body) when something does not."""
 

@@ -17,6 +17,7 @@ from loadbell.domain.events import EventType
 from loadbell.domain.filters import RunFacts, matches
 from loadbell.security.secretbox import SecretBox
 from loadbell.services.channel_view import as_seen_by
+from loadbell.services.mutes import Suppression
 from loadbell.store.channels import ChannelRow, channels_with_overrides
 from loadbell.store.outbox import Handoff, Planned, stage_event
 
@@ -69,6 +70,8 @@ async def subscribers(
     candidates = await channels_with_overrides(conn, organization_id, project_id, box)
     run = context.get("run") or {}
     facts = RunFacts(trigger=run.get("trigger"), status=run.get("status"), result=run.get("result"))
+    # The mutes in force for this event: one indexed read (services/mutes.py).
+    muted = await Suppression.read(conn, organization_id, project_id, context, event_type.value)
     plan: list[Planned] = []
     for channel, override in candidates:
         eff = as_seen_by(channel, override, project_id)
@@ -80,6 +83,9 @@ async def subscribers(
         if event_type not in get_kind(channel.kind).events(eff.config):
             continue
         if not matches(event_type, channel.filters, facts):
+            continue
+        if skip is None and (mute := muted.of(channel.id)) is not None:
+            plan.append(Planned(channel, override, targets_of(eff.config), mute, muted.status))
             continue
         plan.append(Planned(channel, override, targets_of(eff.config), skip))
     return plan

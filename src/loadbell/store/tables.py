@@ -239,6 +239,26 @@ events = sa.Table(
     sa.Column("context", sa.JSON, nullable=False),
 )
 
+# A mute silences the events it matches until ``until``: each scope it names (the
+# organization always; a project, a load test, a channel when set) must match, and the
+# deliveries of a matching event end ``suppressed`` with reason "muted" (services/mutes.py).
+# The fan-out reads the organization's live mutes for every event: one range of
+# ``ix_mutes_active``.
+mutes = sa.Table(
+    "mutes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("project_id", sa.ForeignKey("projects.id")),
+    sa.Column("load_test_id", sa.ForeignKey("load_tests.id")),
+    sa.Column("channel_id", sa.ForeignKey("channels.id")),
+    sa.Column("until", TS, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("created_by", sa.ForeignKey("users.id"), nullable=False),
+    sa.Index("ix_mutes_active", "organization_id", "until"),
+)
+
 DELIVERY_PENDING = "pending"
 DELIVERY_SUCCEEDED = "succeeded"
 DELIVERY_FAILED = "failed"

@@ -22,12 +22,13 @@ def install(app: FastAPI) -> None:
         errors,
         integrations,
         members,
+        mutes,
         overrides,
         runs,
         signin,
     )
 
-    for module in (signin, integrations, overrides, deliveries, runs, members, api_docs):
+    for module in (signin, integrations, overrides, deliveries, runs, mutes, members, api_docs):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)

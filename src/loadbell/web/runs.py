@@ -13,11 +13,12 @@ from starlette.responses import Response
 from loadbell.domain import regression
 from loadbell.domain.metrics import failed_thresholds, readable
 from loadbell.domain.statuses import RunResult, RunStatus, Trigger
-from loadbell.services import baselines, deliveries, load_tests, reports, runs
+from loadbell.services import baselines, deliveries, load_tests, mutes, reports, runs
 from loadbell.services.errors import Invalid, NotFound
 from loadbell.web.charts import charts
 from loadbell.web.deliveries import _int, channel_names, current_attempts
 from loadbell.web.integrations import project_org
+from loadbell.web.mutes import DURATIONS
 from loadbell.web.pages import Ctx, PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -190,6 +191,7 @@ async def run_page(request: Request, run_id: int) -> Response:
         series = await reports.list_reports(conn, ctx.who, run_id, limit=10_000)
         notified = await deliveries.list_deliveries(conn, ctx.who, run_id=run_id, limit=500)
         baseline = (await baselines.read(conn, ctx.who, run["load_test_id"]))["baseline"]
+        muted = await mutes.in_force_for_run(conn, ctx.who, run_id)
     metrics = readable(run.get("metrics"))  # the page shows what notifications show
     thresholds = metrics.get("thresholds", [])
     return await ctx.render(
@@ -202,6 +204,8 @@ async def run_page(request: Request, run_id: int) -> Response:
         comparison=run.get("comparison"),
         compared=comparison_rows(run.get("comparison")),
         baseline=baseline,
+        mutes=muted,
+        durations=[(key, said) for key, (_, said) in DURATIONS.items()],
         thresholds=thresholds,
         failed=len(failed_thresholds(metrics)),
         charts=charts(series),
