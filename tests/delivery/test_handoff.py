@@ -4,6 +4,7 @@ from the API's transaction, already leased, instead of having the worker claim t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 
@@ -91,11 +92,17 @@ async def test_a_full_worker_leaves_the_rest_to_claims(
     """Past what the worker may hold, new deliveries are written unleased and claimed
     later; every one is sent exactly once."""
 
-    async def slow(_: Received) -> web.Response:
-        await asyncio.sleep(0.1)
+    # The receiver answers nothing until every run has started (at most 8 s, under the
+    # attempt's timeout), so the worker is full while they are staged however slowly the
+    # machine runs them; a fixed delay let a slow machine drain it between two runs.
+    started = asyncio.Event()
+
+    async def held(_: Received) -> web.Response:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(started.wait(), 8)
         return web.Response(text="ok")
 
-    receiver.handler = slow
+    receiver.handler = held
     token = await seed(small_worker)
     server, serving, url = await start_server(small_worker)
     try:
@@ -105,7 +112,8 @@ async def test_a_full_worker_leaves_the_rest_to_claims(
             hook = webhook_channel(f"{receiver.url}/hook", events=["test.started"])
             assert (await api.post("/channels", json=hook)).status_code == 201
             runs = await _start_runs(api, 10)
-            got = await receiver.wait_for(10, timeout=20)
+            started.set()
+            got = await receiver.wait_for(10, timeout=60)
             await asyncio.sleep(0.3)  # a duplicate would arrive meanwhile
     finally:
         server.should_exit = True
