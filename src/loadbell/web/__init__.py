@@ -23,11 +23,12 @@ def install(app: FastAPI) -> None:
         integrations,
         members,
         overrides,
+        reference,
         runs,
         signin,
     )
 
-    for module in (signin, integrations, overrides, deliveries, runs, members, api_docs):
+    for module in (signin, integrations, overrides, deliveries, runs, members, api_docs, reference):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)
