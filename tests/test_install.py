@@ -56,7 +56,11 @@ def test_wheel_ships_static_files_and_licenses(tmp_path: Path) -> None:
         "swagger-ui-bundle.js.LICENSE.txt",
     ):
         assert f"loadbell/web/static/swagger-ui/{asset}" in names, asset
-    for page_file in ("loadbell/web/static/app.css", "loadbell/web/static/app.js"):
+    for page_file in (
+        "loadbell/web/static/app.css",
+        "loadbell/web/static/app.js",
+        "loadbell/web/help/templates.md",  # the template reference, /help/templates
+    ):
         assert page_file in names
     # The published payload schemas, which GET /api/v1/schemas serves from the package.
     assert "loadbell/schemas/loadimpact-run.json" in names, sorted(names)

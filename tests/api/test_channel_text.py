@@ -10,6 +10,7 @@ import pytest
 
 from api.support import assert_error, create_webhook
 from conftest import webhook_channel
+from loadbell.channels.webhook import MAX_HEADER_VALUE
 
 URL = "http://127.0.0.1:9/hook"
 
@@ -93,3 +94,32 @@ async def test_a_name_is_stored_trimmed(api: httpx.AsyncClient) -> None:
     r = await api.patch(f"/channels/{channel['id']}", json={"name": " nightly "})
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "nightly"
+
+
+@pytest.mark.parametrize("size", [MAX_HEADER_VALUE + 1, 200_000])
+async def test_a_header_value_longer_than_the_limit_is_refused(
+    api: httpx.AsyncClient, size: int
+) -> None:
+    """A custom header value over 4,096 characters (a 200,000-character one was once stored)
+    is a 422 naming the header, on create, update and a project override; nothing is
+    stored. A value of exactly the limit is taken."""
+    config = {"url": URL, "headers": {"X-Big": "v" * size}}
+    body = assert_error(
+        await api.post("/channels", json=webhook_channel(URL, config=config)),
+        422,
+        "config.headers.X-Big",
+    )
+    assert "at most 4,096" in body["message"]
+    assert await _names(api) == []
+
+    channel = await create_webhook(api, URL, config={"url": URL, "headers": {"X-Ok": "1"}})
+    r = await api.patch(f"/channels/{channel['id']}", json={"config": config})
+    assert_error(r, 422, "config.headers.X-Big")
+    r = await api.put(f"/channels/{channel['id']}/overrides/1", json={"config": config})
+    assert_error(r, 422, "config.headers.X-Big")
+    r = await api.get(f"/channels/{channel['id']}/effective", params={"project_id": 1})
+    assert r.json()["override"] is None
+
+    at_limit = {"headers": {"X-Ok": "v" * MAX_HEADER_VALUE}}
+    r = await api.patch(f"/channels/{channel['id']}", json={"config": at_limit})
+    assert r.status_code == 200, r.text

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from api.support import (
@@ -93,6 +94,52 @@ async def test_default_events_are_all_the_format_supports(api: httpx.AsyncClient
         r = await api.post("/channels", json=body)
         assert r.status_code == 201, r.text
         assert r.json()["events"] == ["test.started", "test.finished"]
+
+
+# Slack's defaults: the run's lifecycle and channel.disabled; not intermediate reports,
+# the report's arrival, or load test and project changes (issue 14).
+SLACK_DEFAULT_EVENTS = [
+    "test.started",
+    "test.finished",
+    "test.threshold_failed",
+    "test.regressed",
+    "channel.disabled",
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("slack", {"webhook_url": "https://hooks.slack.com/services/T0/B0/XXXX"}),
+        ("slack_app", {}),
+    ],
+)
+async def test_slack_kinds_default_to_the_run_lifecycle(
+    api: httpx.AsyncClient, kind: str, config: dict[str, object]
+) -> None:
+    """A Slack channel created without `events` subscribes to the run's lifecycle only;
+    one that names events gets them, intermediate reports included."""
+    body = {"organization_id": 1, "kind": kind, "name": kind, "config": config}
+    r = await api.post("/channels", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["events"] == SLACK_DEFAULT_EVENTS
+    r = await api.post("/channels", json={**body, "events": ["test.report_intermediate"]})
+    assert r.status_code == 201, r.text
+    assert r.json()["events"] == ["test.report_intermediate"]
+
+
+async def test_other_chat_kinds_still_default_to_every_event(api: httpx.AsyncClient) -> None:
+    """Teams (and the other kinds without a choice of their own) subscribe to all events."""
+    body = {
+        "organization_id": 1,
+        "kind": "teams",
+        "name": "teams",
+        "config": {"url": "https://example.com/workflows/hook"},
+    }
+    r = await api.post("/channels", json=body)
+    assert r.status_code == 201, r.text
+    assert "test.report_intermediate" in r.json()["events"]
+    assert "project.created" in r.json()["events"]
 
 
 async def test_bad_channels_are_422_naming_the_field(api: httpx.AsyncClient) -> None:

@@ -98,7 +98,8 @@ async def test_signed_webhook_test_hook_shows_the_secret_once(
     secret = (await page.locator("#new-secret").inner_text()).strip()
     assert secret.startswith("whsec_")
     await expect(page.locator("#test-result .status-code")).to_contain_text("200")
-    await expect(page.locator(".flash")).to_contain_text("Test message sent")
+    await expect(page.locator("#test-result-title")).to_have_text("Test message delivered")
+    await expect(page.locator(".flash")).to_contain_text("Changes saved.")
     await expect(page.locator(".flash")).to_contain_text("Copy the signing secret now")
     [request] = receiver.requests
     assert Webhook(secret).verify(request.body, request.headers) == {

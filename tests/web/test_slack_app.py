@@ -140,3 +140,63 @@ async def test_cancel_and_stale_links_return_to_the_integration(
     await page.get_by_role("button", name="Set Up Slack Integration").click()
     await expect(page.locator("#notice")).to_contain_text("Slack integration done")
     await expect(page.locator("#problem")).to_have_count(0)
+
+
+async def test_send_test_message_waits_for_the_install_and_a_target(
+    page: Page, app_server: Server, slack: FakeSlackApi
+) -> None:
+    """On the Slack app's own page, "Send Test Message" is disabled, with the reason beside
+    it, until the app is installed and a target channel is set (issue 14)."""
+    slack.add_channel("load-tests")
+    await follow_public_url(page, app_server)
+    await sign_in_with_token(page, app_server.token, "/orgs/1/integrations/new?kind=slack_app")
+    button = page.get_by_role("button", name="Send Test Message")
+    why = page.locator("#test-needs")
+    await expect(button).to_be_disabled()
+    await expect(why).to_contain_text("Slack workspace")
+
+    await page.get_by_role("button", name="Save Changes").click()
+    await expect(page).to_have_url(re.compile(r"/integrations/\d+$"))
+    await expect(button).to_be_disabled()
+    await expect(why).to_contain_text("Slack workspace")
+    await expect(why).to_contain_text("target channels")
+    await page.get_by_label("Target channels").fill("#load-tests")
+    await expect(button).to_be_disabled()  # typing a target is not enough: no install yet
+
+    page.on("dialog", accept)  # leaving with the typed target unsaved: yes
+    await page.get_by_role("button", name="Set Up Slack Integration").click()
+    await expect(page.locator("#notice")).to_contain_text("Slack integration done")
+    await expect(button).to_be_disabled()
+    await expect(why).to_contain_text("target channels")
+    await expect(why).not_to_contain_text("Slack workspace")
+    await page.get_by_label("Target channels").fill("#load-tests")
+    await expect(button).to_be_enabled()
+    await expect(why).to_be_hidden()
+    await button.click()
+    await expect(page.locator("#test-result-title")).to_have_text("Test message delivered")
+    assert len(slack.messages) == 1
+
+
+async def test_slack_preview_is_drawn_as_the_message(page: Page, app_server: Server) -> None:
+    """The Slack form's preview is the message drawn (header, bold labels, the button, the
+    context line), its Block Kit JSON folded away under it; the events ticked by default
+    are the run's lifecycle, not intermediate reports or project changes (issue 14)."""
+    await sign_in_with_token(page, app_server.token, "/orgs/1/integrations/new?kind=slack")
+    message = page.locator("#preview-rendered")
+    await expect(message.locator(".slack-header")).to_contain_text(
+        "Load test failed: checkout-flow"
+    )
+    await expect(message.locator(".slack-field strong").first).to_be_visible()
+    await expect(message.locator("a.slack-button")).to_have_attribute(
+        "href", re.compile(r"^http://loadbell\.test/runs/")
+    )
+    await expect(message.locator(".slack-context")).to_be_visible()
+    await expect(message).not_to_contain_text('"blocks"')
+    await expect(page.locator("#preview-body")).to_be_hidden()  # the JSON, folded
+    await page.get_by_text("Block Kit JSON").click()
+    await expect(page.locator("#preview-body")).to_contain_text('"blocks"')
+
+    for event in ("test.started", "test.finished", "test.threshold_failed"):
+        await expect(page.locator(f"input[name=events][value='{event}']")).to_be_checked()
+    for event in ("test.report_intermediate", "project.created", "load_test.updated"):
+        await expect(page.locator(f"input[name=events][value='{event}']")).not_to_be_checked()

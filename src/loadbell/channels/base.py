@@ -78,6 +78,13 @@ class EventsCheck(Protocol):
     def check_events(self, config: Mapping[str, Any], events: Sequence[EventType]) -> None: ...
 
 
+class DefaultEvents(Protocol):
+    """Optional: the events a channel subscribes to when it names none (``events``
+    omitted). Without it, a channel subscribes to every event its config can express."""
+
+    default_events: frozenset[EventType]
+
+
 class Paced(Protocol):
     """Optional: the kind's default rate per destination (config may override it)."""
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from loadbell.channels import chat
 from loadbell.channels.chat import ChatView, truncate
+from loadbell.domain.events import EventType
 from loadbell.formats.summary import Severity
 from loadbell.values import Message, Outcome, Rate, Verdict
 
@@ -33,6 +34,21 @@ MAX_URL = 3000
 MAX_FALLBACK = 3000  # Slack cuts `text` at 40,000; a notification preview needs far less
 
 RATE = Rate(count=1, per=1.0, burst=3)
+
+# What a Slack channel that names no events subscribes to: the run's lifecycle (it runs,
+# it finished, aborted or failed; a threshold failed; it regressed), and a channel of the
+# organization disabled for failing. Not intermediate reports, the final report's arrival
+# or load test and project changes: in a chat room those bury the results (issue 14).
+# Both Slack kinds (incoming webhook and app) use it; the API and the Setup form both.
+DEFAULT_EVENTS = frozenset(
+    {
+        EventType.TEST_STARTED,
+        EventType.TEST_FINISHED,
+        EventType.TEST_THRESHOLD_FAILED,
+        EventType.TEST_REGRESSED,
+        EventType.CHANNEL_DISABLED,
+    }
+)
 
 # Slack's plain-text error codes for incoming webhooks -> what the user should do.
 ERRORS: dict[str, str] = {
@@ -187,6 +203,7 @@ class SlackKind(chat.UrlChatKind):
     name = "slack"
     url_key = "webhook_url"
     secret_keys = frozenset({"webhook_url"})
+    default_events = DEFAULT_EVENTS
     default_rate = RATE
     payload = staticmethod(payload)
     explain = staticmethod(explain)

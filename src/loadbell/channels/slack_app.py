@@ -235,6 +235,7 @@ class SlackAppKind:
 
     name = "slack_app"
     secret_keys = frozenset({"bot_token"})
+    default_events = slack.DEFAULT_EVENTS
     defaults: Mapping[str, Any] = {"targets": ""}
 
     def validate(self, config: Mapping[str, Any]) -> dict[str, Any]:

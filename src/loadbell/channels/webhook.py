@@ -27,6 +27,10 @@ FORBIDDEN_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "content-type"}
 )
 MAX_HEADERS = 20
+# characters of one custom header's value. Proxies and servers refuse longer header lines
+# (nginx and Apache stop at 8 KiB a line), so a longer value would fail every delivery; 4096
+# fits any token or signature in use and leaves room for the name and loadbell's own headers.
+MAX_HEADER_VALUE = 4096
 MAX_SOURCE_CHARS = 100
 
 CONFIG_KEYS = ("url", "format", "headers", "template", "source", "signing_secrets", "rate_limit")
@@ -147,6 +151,12 @@ def validate_headers(
                 field,
                 f"the value contains the control character {found} (a tab, newline, NUL, "
                 "...); give one line of printable text",
+            )
+        if len(val) > MAX_HEADER_VALUE:
+            raise ConfigError(
+                field,
+                f"the value is {len(val):,} characters long; at most {MAX_HEADER_VALUE:,} are "
+                "allowed (servers and proxies refuse longer header lines)",
             )
         clean[name] = val
     return clean

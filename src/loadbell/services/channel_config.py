@@ -107,7 +107,9 @@ def validated_events(
 ) -> list[str]:
     supported = kind.events(config)
     if events is None:
-        return [e.value for e in SUBSCRIBABLE if e in supported]
+        # The kind's own choice when it has one (Slack: the run lifecycle), else all.
+        chosen: frozenset[EventType] = getattr(kind, "default_events", supported)
+        return [e.value for e in SUBSCRIBABLE if e in supported and e in chosen]
     out: list[str] = []
     for i, name in enumerate(events):
         try:

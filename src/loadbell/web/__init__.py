@@ -24,11 +24,22 @@ def install(app: FastAPI) -> None:
         members,
         mutes,
         overrides,
+        reference,
         runs,
         signin,
     )
 
-    for module in (signin, integrations, overrides, deliveries, runs, mutes, members, api_docs):
+    for module in (
+        signin,
+        integrations,
+        overrides,
+        deliveries,
+        runs,
+        mutes,
+        members,
+        api_docs,
+        reference,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     errors.install(app)

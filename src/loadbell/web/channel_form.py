@@ -22,6 +22,7 @@ from loadbell.channels.registry import get_kind
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.statuses import TERMINAL_STATUSES, RunResult, RunStatus, Trigger
 from loadbell.security.masking import MASK
+from loadbell.services.channel_config import validated_events
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Field:
     placeholder: str = ""
     required: bool = False
     override: bool = True  # may a project override it (seed 003)
+    formats: tuple[str, ...] = ()  # webhook: shown only for these formats (all when empty)
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,17 @@ class KindForm:
 
 
 _URL = "Paste the incoming-webhook URL the service gave you."
+# Each format by what it is for, in the words of the service whose receivers expect it.
 FORMATS = (
-    ("loadimpact", "LoadImpact / k6 (seed 000)"),
-    ("loadimpact-legacy", "LoadImpact legacy status codes (seed 002)"),
-    ("loadmance", "Loadmance envelope (seed 004)"),
-    ("k6cloud", "Grafana Cloud k6 (K6CloudWebHook, Generic template body)"),
+    ("loadimpact", "LoadImpact / k6 Cloud v4"),
+    ("loadimpact-legacy", "LoadImpact, older status codes (receivers built before k6 Cloud)"),
+    ("loadmance", "Loadmance envelope (one JSON shape for every event)"),
+    ("k6cloud", "Grafana Cloud k6 (its current webhook body)"),
     ("template", "My own Jinja2 template"),
 )
+# Where the template reference is served (web/help.py), from the wheel's copy of
+# docs/templates.md: a served page works on every install, offline too.
+TEMPLATE_HELP = "/help/templates"
 
 FORMS: dict[str, KindForm] = {
     "webhook": KindForm(
@@ -70,7 +76,7 @@ FORMS: dict[str, KindForm] = {
         (
             Field(
                 "url",
-                "URL",
+                "Webhook URL",
                 "secret",
                 "Where loadbell POSTs the notifications.",
                 required=True,
@@ -81,8 +87,9 @@ FORMS: dict[str, KindForm] = {
                 "source",
                 "Source",
                 "text",
-                "The Loadmance envelope's source field.",
+                "The envelope's source field: the name receivers see as the sender.",
                 placeholder="loadbell",
+                formats=("loadmance",),
             ),
         ),
         headers=True,
@@ -97,7 +104,7 @@ FORMS: dict[str, KindForm] = {
         (
             Field(
                 "webhook_url",
-                "URL",
+                "Webhook URL",
                 "secret",
                 _URL,
                 required=True,
@@ -340,8 +347,13 @@ def parse_headers(form: FormData, stored: Mapping[str, Any] | None, posted: Post
     for i, name in enumerate(names):
         name = name.strip()
         value = values[i] if i < len(values) else ""
+        if not name and not value:
+            continue  # a blank row: the page adds its own one blank row each time
         rows.append((name, value))
         if not name:
+            posted.errors[f"header_name.{len(rows) - 1}"] = (
+                "give the header's name, or clear its value"
+            )
             continue
         if not value:
             if name in before:
@@ -454,7 +466,8 @@ def new_values(kind: KindForm) -> dict[str, Any]:
             "name": kind.title,
             "enabled": True,
             "config": defaults,
-            "events": [e.value for e in SUBSCRIBABLE if e in k.events(defaults)],
+            # Ticked as the API subscribes a channel that names no events.
+            "events": validated_events(k, defaults, None),
             "filters": {},
         },
     )
@@ -516,3 +529,62 @@ def override_values(kind: KindForm, override: Mapping[str, Any] | None) -> dict[
         else:
             values[f.key] = str(value)
     return values
+
+
+# -- the error summary -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorLink:
+    """One line of a refused form's summary: the field's label, linked to the field."""
+
+    label: str
+    message: str
+    target: str | None  # the id of the control to focus; None when no field shows the value
+
+
+# Filter checkboxes, by the API's path of their list: (label, id of the first box).
+_FILTER_FIELDS = {
+    "filters.start": ("Test starts", "f-start-triggers-0"),
+    "filters.test.finished.statuses": ("Finished tests: statuses", "f-finish-statuses-0"),
+    "filters.test.finished.results": ("Finished tests: results", "f-finish-results-0"),
+}
+
+
+def error_links(
+    kind: KindForm, errors: Mapping[str, str], values: Mapping[str, Any]
+) -> list[ErrorLink]:
+    """The summary of a refused form in the words of the form: each error under the label
+    of its field (not the API's path, ``config.url``), linked to that field's control."""
+    fields = {f.key: f for f in kind.fields}
+    rows = [name for name, _ in values.get("headers") or []]
+    out: list[ErrorLink] = []
+    for key, message in errors.items():
+        plain = key.removeprefix("config.")
+        if key == "name":
+            out.append(ErrorLink("Name", message, "f-name"))
+        elif plain in fields:
+            out.append(ErrorLink(fields[plain].label, message, f"f-{plain}"))
+        elif key == "config.template":
+            out.append(ErrorLink("Template", message, "f-template"))
+        elif key.startswith("config.headers."):
+            name = key.removeprefix("config.headers.")
+            i = rows.index(name) if name in rows else None
+            about_value = "value" in message.split(";", 1)[0]
+            part = "value" if about_value else "name"
+            target = f"f-header-{part}-{i}" if i is not None else "f-header-name-0"
+            out.append(ErrorLink(f"Header {name}", message, target))
+        elif key.startswith("header_name."):
+            out.append(ErrorLink("Custom headers", message, f"f-header-name-{key.split('.')[1]}"))
+        elif key == "config.headers":
+            out.append(ErrorLink("Custom headers", message, "f-header-name-0"))
+        elif key == "events" or key.startswith("events["):
+            out.append(ErrorLink("Events", message, "f-event-0"))
+        elif key in _FILTER_FIELDS:
+            label, target = _FILTER_FIELDS[key]
+            out.append(ErrorLink(label, message, target))
+        elif key.startswith("filters."):
+            out.append(ErrorLink("Filters", message, "f-start-triggers-0"))
+        else:  # a value the form does not show (install data, rate_limit): the API's path
+            out.append(ErrorLink(key, message, None))
+    return out

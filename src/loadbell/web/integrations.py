@@ -28,10 +28,14 @@ from loadbell.services import access as lookups
 from loadbell.services import channel_config as cc
 from loadbell.services import channels, deliveries, previews, slack_checks, test_hook
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
+from loadbell.web import slack_preview
+from loadbell.web.channel_checks import private_target, test_needs
 from loadbell.web.channel_form import (
     FORMS,
+    TEMPLATE_HELP,
     KindForm,
     Posted,
+    error_links,
     event_choices,
     form_for,
     keep_k6cloud_selection,
@@ -45,6 +49,7 @@ from loadbell.web.pages import Ctx, PageError, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
+SLACK_KINDS = ("slack", "slack_app")  # their previews are drawn as the message
 ROTATION_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -171,6 +176,11 @@ async def _render_form(
     preview_events = [
         e.value for e in EventType if e in kind_impl.events(channel["config"] if channel else {})
     ]
+    needs, targets_only = test_needs(channel["config"] if channel else None)
+    warning = None
+    if channel is not None:  # read from the saved URL itself: its host is all it shows
+        raw = await _raw_config(ctx, channel["id"])
+        warning = private_target(kind.kind, raw, allowed=ctx.state.settings.allow_private_targets)
     return await ctx.render(
         "channel.html",
         status=status,
@@ -181,7 +191,12 @@ async def _render_form(
         channel=channel,
         values=values,
         errors=errors or {},
+        summary=error_links(kind, errors or {}, values),
         can_manage=ctx.can_manage(org_id),
+        test_needs=needs if kind.slack_install else [],
+        test_needs_targets_only=targets_only,
+        private_target=warning,
+        template_help=TEMPLATE_HELP,
         events=event_choices(kind.kind),
         statuses=status_choices(),
         tested=tested,
@@ -286,8 +301,11 @@ async def _after_save(
     tested: int | None = None
     message = "Changes saved."
     if action == "test":
-        tested, outcome = await send_test_hook(ctx, channel["id"], None)
-        message = f"{message} {outcome}"
+        # The test's own result shows how it went (delivered, or failed and why): the
+        # banner confirms the save, and speaks of the test only when none was sent.
+        tested, refused = await send_test_hook(ctx, channel["id"], None)
+        if refused:
+            message = f"{message} {refused}"
     if new_secret:
         _keep_secret(ctx, channel["id"], new_secret)
         message = f"{message} Copy the signing secret now: it is not shown again."
@@ -300,7 +318,7 @@ async def send_test_hook(
     ctx: Ctx, channel_id: int, project_id: int | None
 ) -> tuple[int | None, str]:
     """Send the test hook (seed 000: {"event": "test.notification_channel"}) and wait for
-    its first attempt: the delivery to show (None when nothing was sent) and a sentence."""
+    its first attempt: the delivery to show, or None and why nothing was sent."""
     handoff = ctx.state.handoff()
     try:
         async with ctx.state.engine.begin() as conn:
@@ -313,8 +331,9 @@ async def send_test_hook(
         return None, f"No test message was sent: {exc.message}"
     ctx.state.staged(staged.delivery_ids, handoff)
     await test_hook.first_attempts(ctx.state.reader, staged)
-    delivery = staged.delivery_ids[0] if staged.delivery_ids else None
-    return delivery, "Test message sent."
+    if not staged.delivery_ids:
+        return None, "No test message was sent."
+    return staged.delivery_ids[0], ""
 
 
 async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | None:
@@ -561,6 +580,9 @@ async def _preview(
     for f in form.fields:
         if f.required and f.input == "secret" and not config.get(f.key):
             config[f.key] = "https://example.invalid/preview"  # a preview needs no real URL
+    if form.slack_install:  # nor an install, nor a target: the message looks the same
+        config.setdefault("bot_token", "xoxb-preview")
+        config["targets"] = config.get("targets") or "#load-tests"
     event = str(posted.values.get("preview_event") or "test.finished")
     try:
         clean = {**kind.defaults, **cc.validated_config(kind, config)}
@@ -568,11 +590,14 @@ async def _preview(
         if event_type not in kind.events(clean):
             event_type = next(e for e in EventType if e in kind.events(clean))
         message = samples.sample_message(event_type, public_url=ctx.state.settings.base_url)
-        return {"ok": True, **previews.render_preview(kind, clean, message)}
+        shown = previews.render_preview(kind, clean, message)
     except ServiceError as exc:
         return {"ok": False, "error": exc.message}
     except ValueError as exc:
         return {"ok": False, "error": str(exc)}
+    # Slack's message as people will see it; its Block Kit JSON stays under it.
+    rendered = slack_preview.of_body(shown["body"]) if form.kind in SLACK_KINDS else None
+    return {"ok": True, **shown, "rendered": rendered}
 
 
 @router.post("/integrations-preview")

@@ -43,7 +43,11 @@ document.addEventListener("DOMContentLoaded", () => {
     button.addEventListener("click", () => {
       const rows = document.getElementById(button.dataset.addRow);
       const last = rows.lastElementChild.cloneNode(true);
-      for (const input of last.querySelectorAll("input")) { input.value = ""; input.placeholder = input.name === "header_name" ? "X-Token" : "value"; }
+      const n = rows.children.length;
+      for (const input of last.querySelectorAll("input")) {
+        input.value = ""; input.placeholder = input.name === "header_name" ? "X-Token" : "value";
+        if (input.id) input.id = input.id.replace(/\d+$/, String(n));
+      }
       rows.appendChild(last);
       last.querySelector("input").focus();
     });
@@ -69,7 +73,7 @@ document.addEventListener("DOMContentLoaded", () => {
       if (box && !format.disabled) box.disabled = !able;
     }
     for (const el of document.querySelectorAll("[data-show-format]")) {
-      el.hidden = el.dataset.showFormat !== format.value;
+      el.hidden = !el.dataset.showFormat.split(" ").includes(format.value);
     }
   };
   if (format) { format.addEventListener("change", syncFormat); syncFormat(); }
@@ -94,7 +98,21 @@ document.addEventListener("DOMContentLoaded", () => {
           pre.id = "preview-body";
           pre.tabIndex = 0; // a long body scrolls: keyboard users scroll it too
           pre.textContent = data.body;
-          out.appendChild(pre);
+          if (data.rendered) {
+            // A Slack message, drawn by the server (web/slack_preview.py, escaped there);
+            // its Block Kit JSON stays available under it.
+            const message = document.createElement("div");
+            message.className = "slack-message";
+            message.id = "preview-rendered";
+            message.innerHTML = data.rendered;
+            const details = document.createElement("details");
+            const summary = document.createElement("summary");
+            summary.textContent = "Block Kit JSON";
+            details.append(summary, pre);
+            out.append(message, details);
+          } else {
+            out.appendChild(pre);
+          }
         } else {
           const p = document.createElement("p");
           p.className = "field-error";
@@ -108,7 +126,24 @@ document.addEventListener("DOMContentLoaded", () => {
     const later = () => { clearTimeout(timer); timer = setTimeout(refresh, 350); };
     setup.addEventListener("input", later);
     setup.addEventListener("change", later);
-    refresh();
+    // A refused form's errors are in the summary: the preview waits for a change rather
+    // than repeat them.
+    if (!out.dataset.wait) refresh();
+  }
+
+  // Seed 003: "Send Test Message" needs target channels; when they are all that is
+  // missing, typing one enables it (the button saves the form first).
+  const needsTargets = document.querySelector("button[data-needs-targets]");
+  if (needsTargets) {
+    const targets = document.getElementById(needsTargets.dataset.needsTargets);
+    const why = document.getElementById(needsTargets.getAttribute("aria-describedby"));
+    const sync = () => {
+      const typed = targets && targets.value.trim() !== "";
+      needsTargets.disabled = !typed;
+      if (why) why.hidden = typed;
+    };
+    if (targets) targets.addEventListener("input", sync);
+    sync();
   }
 
   // Copy buttons of the delivery page: each copies its block's text. They are real
