@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell import clock
 from loadbell.channels.base import targets_of
 from loadbell.channels.registry import get_kind
 from loadbell.domain import health
@@ -17,6 +18,7 @@ from loadbell.domain.events import EventType
 from loadbell.domain.filters import RunFacts, matches
 from loadbell.security.secretbox import SecretBox
 from loadbell.services.channel_view import as_seen_by
+from loadbell.services.noise import NoiseCheck
 from loadbell.store.channels import ChannelRow, channels_with_overrides
 from loadbell.store.outbox import Handoff, Planned, stage_event
 
@@ -69,6 +71,7 @@ async def subscribers(
     candidates = await channels_with_overrides(conn, organization_id, project_id, box)
     run = context.get("run") or {}
     facts = RunFacts(trigger=run.get("trigger"), status=run.get("status"), result=run.get("result"))
+    noise = NoiseCheck(conn, event_type, context, clock.now())
     plan: list[Planned] = []
     for channel, override in candidates:
         eff = as_seen_by(channel, override, project_id)
@@ -81,5 +84,14 @@ async def subscribers(
             continue
         if not matches(event_type, channel.filters, facts):
             continue
-        plan.append(Planned(channel, override, targets_of(eff.config), skip))
+        targets = targets_of(eff.config)
+        if skip is None:
+            # Noise control (services/noise.py): notify_on, throttle, quiet hours.
+            verdict = await noise.verdict(channel.id, eff.config)
+            if verdict is not None:
+                plan.append(
+                    Planned(channel, override, targets, verdict.reason, verdict.status, verdict.due)
+                )
+                continue
+        plan.append(Planned(channel, override, targets, skip))
     return plan
