@@ -126,6 +126,36 @@ async def test_consecutive_failures_sends_the_nth_failure_then_the_recovery(
     assert sent == [("test.finished", runs[1]), ("test.finished", runs[3])]
 
 
+async def test_regressed_follows_its_runs_finished_under_result_change(
+    api: httpx.AsyncClient, receiver: RecordingReceiver
+) -> None:
+    """Under result_change test.regressed goes out only with its run's test.finished: a
+    passed run slower than the last is kept quiet, a failed slower one sends both."""
+    cid = await _channel(
+        api,
+        receiver,
+        ["test.finished", "test.regressed"],
+        "loadmance",  # a format that can express test.regressed
+        notify_on={"mode": "result_change"},
+    )
+    fast = {"p95_ms": 100.0, "avg_ms": 50.0, "error_rate": 0.0, "apdex": 0.99, "rps": 100.0}
+
+    async def run(result: str, p95: float) -> int:
+        created = await new_run(api)
+        await set_status(api, created["id"], 2)
+        await set_status(api, created["id"], 3, result=result, metrics={**fast, "p95_ms": p95})
+        return int(created["id"])
+
+    await run("passed", 100.0)  # the baseline; a first pass is quiet
+    slower = await run("passed", 200.0)  # regressed, but the result did not change
+    failed = await run("failed", 400.0)  # regressed against the last passed run, and failed
+    sent = await _sent_runs(api, receiver, cid)
+    assert sent == [("test.finished", failed), ("test.regressed", failed)]
+    quiet = await list_deliveries(api, channel_id=cid, status="suppressed")
+    assert ("test.regressed", slower) in {(d["event_type"], d["run_id"]) for d in quiet}
+    assert {d["reason"] for d in quiet} == {"notify_on"}
+
+
 async def test_notify_on_is_judged_per_load_test(
     api: httpx.AsyncClient, receiver: RecordingReceiver
 ) -> None:
@@ -351,3 +381,32 @@ async def _signed_in(server: Server) -> httpx.AsyncClient:
     )
     assert r.status_code in (302, 303), r.text
     return web
+
+
+async def test_project_page_keeps_the_overrides_noise_settings(
+    app_server: Server, api: httpx.AsyncClient, receiver: RecordingReceiver
+) -> None:
+    """Saving a project's settings page (which has no noise fields) keeps the override's
+    notify_on, and its quiet hours turned off."""
+    cid = await _channel(api, receiver, ["test.finished"], quiet_hours=NIGHTS)
+    r = await api.put(
+        f"/channels/{cid}/overrides/1",
+        json={"config": {"notify_on": {"mode": "result_change"}, "quiet_hours": False}},
+    )
+    assert r.status_code == 200, r.text
+    web = await _signed_in(app_server)
+    try:
+        here = f"/integrations/{cid}/projects/1"
+        page = await web.get(here)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None, page.text
+        r = await web.post(
+            here, data={"csrf": csrf.group(1), "action": "save", "send_messages": "inherit"}
+        )
+        assert r.status_code in (302, 303), r.text
+    finally:
+        await web.aclose()
+    eff = (await api.get(f"/channels/{cid}/effective", params={"project_id": 1})).json()
+    assert eff["config"]["notify_on"] == {"mode": "result_change"}
+    assert eff["config"]["quiet_hours"] is None
+    assert eff["sources"]["notify_on"] == eff["sources"]["quiet_hours"] == "project"

@@ -47,7 +47,7 @@ class NoiseCheck:
     async def verdict(self, channel_id: int, config: Mapping[str, Any]) -> Verdict | None:
         """None: send. Suppressions come before holds: nothing waits that would then be
         dropped."""
-        if await self._quiet_by_notify_on(noise.notify_on_of(config)):
+        if await self._withheld_by_notify_on(noise.notify_on_of(config)):
             return Verdict(noise.REASON_NOTIFY_ON, DELIVERY_SUPPRESSED)
         if await self._throttled(channel_id, noise.throttle_of(config)):
             return Verdict(noise.REASON_THROTTLE, DELIVERY_SUPPRESSED)
@@ -59,12 +59,14 @@ class NoiseCheck:
             return Verdict(noise.REASON_QUIET_HOURS, DELIVERY_SUPPRESSED)
         return Verdict(noise.REASON_QUIET_HOURS, DELIVERY_HELD, ends.timestamp())
 
-    async def _quiet_by_notify_on(self, rule: noise.NotifyOn) -> bool:
+    async def _withheld_by_notify_on(self, rule: noise.NotifyOn) -> bool:
         if not rule.judges or not self.run or self.event_type not in noise.PROGRESS | noise.JUDGED:
             return False
         if self.event_type in noise.PROGRESS:
             return True
         load_test = self.context.get("load_test") or {}
+        if load_test.get("id") is None or self.run.get("id") is None:
+            return False  # nothing to judge against
         if self._previous is None:
             # Once per event, as long as the longest history a rule may ask (an index walk
             # of at most MAX_COUNT rows).
