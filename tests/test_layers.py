@@ -17,7 +17,7 @@ import loadbell
 
 LAYERS: list[set[str]] = [
     {"__init__", "domain"},
-    {"values", "settings", "runtime", "security", "client", "testing", "monitoring"},
+    {"values", "clock", "settings", "runtime", "security", "client", "testing", "monitoring"},
     {"formats"},
     {"channels", "store"},
     {"services"},

@@ -71,6 +71,10 @@ async def test_readme_channel_is_created_masked_and_encrypted(
         "format": "loadimpact",
         "headers": {"X-Token": "****"},
         "auto_disable": {"after_failures": 20, "after_hours": 24},  # every kind's default
+        # noise control's defaults: every run, no quiet hours, no throttle
+        "notify_on": {"mode": "every_run"},
+        "quiet_hours": None,
+        "throttle": {},
     }
     assert body["events"] == ["test.started", "test.finished"]
     assert body["filters"] == README_FILTERS

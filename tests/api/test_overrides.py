@@ -102,6 +102,9 @@ async def test_url_override_and_clearing(
     eff = await _effective(api, cid, second)
     assert eff["sources"] == {
         "auto_disable": "default",
+        "notify_on": "default",  # noise control's keys (domain/noise.py)
+        "quiet_hours": "default",
+        "throttle": "default",
         "enabled": "organization",
         "format": "organization",
         "headers": "default",
@@ -125,6 +128,9 @@ async def test_url_override_and_clearing(
         assert eff["config"]["headers"] == {"X-P": "****"}
         assert eff["sources"] == {
             "auto_disable": "default",
+            "notify_on": "default",  # noise control's keys (domain/noise.py)
+            "quiet_hours": "default",
+            "throttle": "default",
             "enabled": "organization",
             "format": "organization",
             "headers": "project",

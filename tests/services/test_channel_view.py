@@ -74,6 +74,9 @@ async def test_api_page_and_delivery_agree(
     assert eff["enabled"] is True
     assert eff["sources"] == {
         "auto_disable": "default",
+        "notify_on": "default",  # noise control's keys (domain/noise.py)
+        "quiet_hours": "default",
+        "throttle": "default",
         "enabled": "organization",
         "format": "organization",
         "headers": "project",

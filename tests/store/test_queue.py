@@ -248,3 +248,44 @@ async def test_an_unreachable_database_is_one_error(settings: Settings, tmp_path
     with pytest.raises(QueueUnavailable):
         await queue.heartbeat("w", time.time() + 3, forget_before=0)
     await queue.close()
+
+
+async def test_held_deliveries_are_released_when_their_window_ends(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """release_held makes held deliveries whose release time (by the clock given) has come
+    pending and due at once; later ones stay held, and held ones are never claimed."""
+    queue, _ = staged
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as conn:
+            ids = [r.id for r in await conn.execute(sa.select(tables.deliveries.c.id))]
+            early, late = ids[0], ids[1]
+            for delivery_id, until in ((early, 1000.0), (late, 5000.0)):
+                await conn.execute(
+                    sa.update(tables.deliveries)
+                    .where(tables.deliveries.c.id == delivery_id)
+                    .values(status="held", next_attempt_at=until, reason="quiet_hours")
+                )
+    finally:
+        await engine.dispose()
+    claimed = await queue.claim(owner="w1", limit=100, lease_seconds=30)
+    assert early not in {d.id for d in claimed.deliveries}
+
+    assert await queue.release_held(999.0) == 0
+    assert await queue.release_held(1000.0) == 1
+    rows = await _rows(
+        settings,
+        sa.select(tables.deliveries.c.id, tables.deliveries.c.status, tables.deliveries.c.reason)
+        .where(tables.deliveries.c.id.in_([early, late]))
+        .order_by(tables.deliveries.c.id),
+    )
+    assert [tuple(r) for r in rows] == [
+        (early, "pending", "quiet_hours"),
+        (late, "held", "quiet_hours"),
+    ]
+    [due] = await _rows(
+        settings,
+        sa.select(tables.deliveries.c.next_attempt_at).where(tables.deliveries.c.id == early),
+    )
+    assert due[0] <= time.time()  # due now by the real clock, whatever the given one said

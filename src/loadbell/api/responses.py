@@ -248,8 +248,10 @@ class DeliveryOut(BaseModel):
     )
     reason: str | None = Field(
         default=None,
-        description="why a skipped delivery was not sent: channel_disabled (its channel was "
-        "disabled for failing); null otherwise",
+        description="why it was not sent, or not at once: channel_disabled (skipped: its "
+        "channel was disabled for failing); notify_on, throttle or quiet_hours (suppressed "
+        "by noise control); quiet_hours on a held delivery, kept once it is released; null "
+        "otherwise",
     )
     event_id: int
     event_type: str
@@ -262,7 +264,9 @@ class DeliveryOut(BaseModel):
     target: str | None
     series: int
     attempt_count: int = Field(description="attempts in the current series")
-    next_attempt_at: datetime | None = Field(description="while pending only")
+    next_attempt_at: datetime | None = Field(
+        description="while pending; while held, the end of the quiet hours"
+    )
     last_status_code: int | None
     last_error: str | None
     created_at: datetime

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from loadbell import clock
 from loadbell.delivery.holds import DEFAULT_HOLD
 from loadbell.delivery.liveness import Liveness
 from loadbell.delivery.outage import Backoff, Outage
@@ -85,6 +86,7 @@ class Intake:
         self.backlog = False  # the last claim left due work for lack of room
         self._next_due: float | None = None  # earliest retry or deferral this worker wrote
         self._backoff = Backoff()
+        self._release_at = 0.0  # time.monotonic() of the next release of held deliveries
 
     # -- claims --------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Intake:
 
     async def step(self) -> None:
         """One claim, then wait for more to be due."""
+        await self._release_held()
         slots = self.slots
         room = self.most - slots.held_total()
         if room <= 0 or not self.liveness.fresh():
@@ -138,6 +141,15 @@ class Intake:
             # once half empty (more_due).
             self.backlog = True
         await self.wakeup.wait(self._idle_timeout())
+
+    async def _release_held(self) -> None:
+        """At most once per ``poll_seconds``: held deliveries whose quiet hours ended become
+        pending, by ``loadbell.clock`` (a small transaction on an index that is empty most
+        of the time, kept off the claim itself)."""
+        if time.monotonic() < self._release_at:
+            return
+        self._release_at = time.monotonic() + self.settings.poll_seconds
+        await self.queue.release_held(clock.now())
 
     def _idle_timeout(self) -> float:
         """Seconds to wait for a wake-up: until a retry or deferral this worker scheduled

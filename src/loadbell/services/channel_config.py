@@ -3,12 +3,12 @@ naming the field), the split into public and secret values, and masking."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.registry import KINDS, get_kind
-from loadbell.domain import health, k6cloud, retry
+from loadbell.domain import health, k6cloud, noise, retry
 from loadbell.domain.events import SUBSCRIBABLE, EventType
 from loadbell.domain.filters import validate_filters
 from loadbell.security.masking import MASK, mask_url
@@ -25,16 +25,27 @@ def kind_or_422(name: str) -> ChannelKind:
         ) from None
 
 
+# The keys every kind takes, each with its validator (a ValueError names the field):
+# auto_disable (domain/health.py) and noise control (domain/noise.py).
+COMMON: dict[str, Callable[[Any], Any]] = {health.KEY: health.validate, **noise.VALIDATORS}
+
+
+def kind_own(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` without the keys every kind takes: what the kind's schema checks."""
+    return {k: v for k, v in config.items() if k not in COMMON}
+
+
 def validated_config(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
-    """The kind's schema, plus the keys every kind takes (``auto_disable``)."""
-    own = {k: v for k, v in config.items() if k != health.KEY}
+    """The kind's schema, plus the keys every kind takes (:data:`COMMON`)."""
     try:
-        clean = kind.validate(own)
+        clean = kind.validate(kind_own(config))
     except ConfigError as exc:
         raise invalid(exc.field, exc.message) from None
-    if health.KEY in config:
+    for key, validate in COMMON.items():
+        if key not in config:
+            continue
         try:
-            clean[health.KEY] = health.validate(config[health.KEY])
+            clean[key] = validate(config[key])
         except ValueError as exc:
             raise invalid(str(exc).split(":", 1)[0], str(exc).split(": ", 1)[-1]) from None
     return clean
@@ -195,7 +206,7 @@ def mask_value(key: str, value: Any) -> Any:
 
 
 def masked(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, Any]:
-    shown = health.shown(config)
+    shown = noise.shown(health.shown(config))
     return {k: (mask_value(k, v) if k in kind.secret_keys else v) for k, v in shown.items()}
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.channels.registry import get_kind
-from loadbell.domain import health
+from loadbell.domain import health, noise
 from loadbell.domain.inheritance import Effective, merge, override_applies
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.channels import ChannelRow, OverrideRow, load_overrides
@@ -25,7 +25,7 @@ from loadbell.store.channels import ChannelRow, OverrideRow, load_overrides
 
 def defaults_of(kind: str) -> dict[str, Any]:
     """The kind's defaults, and those of the keys every kind takes."""
-    return {health.KEY: health.DEFAULT, **get_kind(kind).defaults}
+    return {health.KEY: health.DEFAULT, **noise.DEFAULTS, **get_kind(kind).defaults}
 
 
 def as_seen_by(

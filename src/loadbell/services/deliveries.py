@@ -100,9 +100,12 @@ def _view(
         "target": d.target,
         "series": d.series,
         "attempt_count": d.attempts,
-        # seconds since the epoch in the table; only a pending delivery has a next attempt
+        # seconds since the epoch in the table; a pending delivery has a next attempt, a held
+        # one the end of its quiet hours
         "next_attempt_at": (
-            datetime.fromtimestamp(d.next_attempt_at, UTC) if d.status == DELIVERY_PENDING else None
+            datetime.fromtimestamp(d.next_attempt_at, UTC)
+            if d.status in (DELIVERY_PENDING, DELIVERY_HELD)
+            else None
         ),
         "last_status_code": d.last_status_code,
         "last_error": d.last_error,

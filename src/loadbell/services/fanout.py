@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell import clock
 from loadbell.channels.base import targets_of
 from loadbell.channels.registry import get_kind
 from loadbell.domain import health
@@ -18,6 +19,7 @@ from loadbell.domain.filters import RunFacts, matches
 from loadbell.security.secretbox import SecretBox
 from loadbell.services.channel_view import as_seen_by
 from loadbell.services.mutes import Suppression
+from loadbell.services.noise import NoiseCheck
 from loadbell.store.channels import ChannelRow, channels_with_overrides
 from loadbell.store.outbox import Handoff, Planned, stage_event
 
@@ -72,6 +74,7 @@ async def subscribers(
     facts = RunFacts(trigger=run.get("trigger"), status=run.get("status"), result=run.get("result"))
     # The mutes in force for this event: one indexed read (services/mutes.py).
     muted = await Suppression.read(conn, organization_id, project_id, context, event_type.value)
+    noise = NoiseCheck(conn, event_type, context, clock.now())
     plan: list[Planned] = []
     for channel, override in candidates:
         eff = as_seen_by(channel, override, project_id)
@@ -84,8 +87,17 @@ async def subscribers(
             continue
         if not matches(event_type, channel.filters, facts):
             continue
+        targets = targets_of(eff.config)
         if skip is None and (mute := muted.of(channel.id)) is not None:
-            plan.append(Planned(channel, override, targets_of(eff.config), mute, muted.status))
+            plan.append(Planned(channel, override, targets, mute, muted.status))
             continue
-        plan.append(Planned(channel, override, targets_of(eff.config), skip))
+        if skip is None:
+            # Noise control (services/noise.py): notify_on, throttle, quiet hours.
+            verdict = await noise.verdict(channel.id, eff.config)
+            if verdict is not None:
+                plan.append(
+                    Planned(channel, override, targets, verdict.reason, verdict.status, verdict.due)
+                )
+                continue
+        plan.append(Planned(channel, override, targets, skip))
     return plan

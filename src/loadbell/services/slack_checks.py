@@ -37,12 +37,11 @@ from loadbell.channels.slack_app import (
     parse_targets,
     refused_targets,
 )
-from loadbell.domain import health
 from loadbell.domain.inheritance import drop_empty
 from loadbell.security.secretbox import SecretBox
 from loadbell.services import access as lookups
 from loadbell.services.access import Principal
-from loadbell.services.channel_config import keep_masked, mask_value
+from loadbell.services.channel_config import keep_masked, kind_own, mask_value
 from loadbell.services.channel_view import as_seen_by, override_of
 from loadbell.services.errors import Conflict, NotConfigured, ServiceError, UpstreamFailed, invalid
 from loadbell.store.channels import OverrideRow, channel_from_row
@@ -124,9 +123,9 @@ async def before_update(
     kind = get_kind(KIND)
     merged = {**channel.config, **keep_masked(kind, channel.config, dict(submitted))}
     try:
-        # The kind's own keys: those every kind takes (auto_disable) are checked by the
-        # service (channel_config.validated_config).
-        after = kind.validate({k: v for k, v in merged.items() if k != health.KEY})
+        # The kind's own keys: those every kind takes (auto_disable, noise control) are
+        # checked by the service (channel_config.validated_config).
+        after = kind.validate(kind_own(merged))
     except ConfigError:
         return  # the service reports it
     if "targets" in submitted:

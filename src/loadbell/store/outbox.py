@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell import clock
 from loadbell.domain.events import EventType
 from loadbell.store.channels import ChannelRow, OverrideRow
 from loadbell.store.inline_sql import insert_deliveries, insert_event, pending_order_keys
@@ -62,6 +63,7 @@ class Planned(NamedTuple):
     targets: list[str | None]
     skip: str | None = None  # the reason its deliveries are recorded ``status``, not sent
     status: str = DELIVERY_SKIPPED  # with a ``skip``: skipped, suppressed or held
+    due: float | None = None  # held: when it becomes pending (epoch seconds)
 
 
 async def stage_event(
@@ -81,7 +83,8 @@ async def stage_event(
     Which channels get the event is decided by the caller (``services/fanout.py``).
     ``handoff``: see the module docstring. Returns the event id and the new delivery ids.
     """
-    occurred_at = datetime.now(UTC)
+    # By loadbell's clock: a throttle compares these times (services/noise.py).
+    occurred_at = datetime.fromtimestamp(clock.now(), UTC)
     event_id = await insert_event(
         conn,
         {
@@ -113,7 +116,7 @@ async def stage_event(
                 "reason": skip,
                 "series": 1,
                 "attempts": 0,
-                "next_attempt_at": now,
+                "next_attempt_at": now if due is None else due,
                 "lease_until": None,
                 "lease_owner": None,
                 # the delivery log's copies (tables.py)
@@ -122,7 +125,7 @@ async def stage_event(
                 "run_id": run_id,
             },
         )
-        for channel, override, targets, skip, status in plan
+        for channel, override, targets, skip, status, due in plan
         for target in targets
     ]
     handed = await _lease_to(conn, handoff, staged) if handoff is not None else []

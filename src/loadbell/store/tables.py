@@ -150,6 +150,16 @@ runs = sa.Table(
         sqlite_where=sa.text("result = 'passed'"),
         postgresql_where=sa.text("result = 'passed'"),
     ),
+    # A load test's finished runs in end order: notify_on reads the previous ones
+    # (store/noise.py).
+    sa.Index(
+        "ix_runs_ended",
+        "load_test_id",
+        "ended_at",
+        "id",
+        sqlite_where=sa.text("ended_at IS NOT NULL"),
+        postgresql_where=sa.text("ended_at IS NOT NULL"),
+    ),
 )
 
 run_status_changes = sa.Table(
@@ -323,6 +333,14 @@ deliveries = sa.Table(
         "id",
         sqlite_where=sa.text(f"status = '{DELIVERY_PENDING}'"),
         postgresql_where=sa.text(f"status = '{DELIVERY_PENDING}'"),
+    ),
+    # Held deliveries by the end of their quiet hours: the worker's release step
+    # (store/queue) reads a range of it each poll, empty most of the time.
+    sa.Index(
+        "ix_deliveries_held",
+        "next_attempt_at",
+        sqlite_where=sa.text(f"status = '{DELIVERY_HELD}'"),
+        postgresql_where=sa.text(f"status = '{DELIVERY_HELD}'"),
     ),
     # The delivery log's indexes (store/delivery_log.py): the filters, then id, so a page in
     # id order is a range of one index, whichever filter leads it. The status index also

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from loadbell.channels.registry import get_kind
 from loadbell.channels.slack_app import INSTALL_KEYS
 from loadbell.services import channels, overrides, slack, slack_checks
+from loadbell.services.channel_config import COMMON
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.web.channel_form import (
     event_choices,
@@ -140,6 +141,9 @@ async def save_project_settings(request: Request, channel_id: int, project_id: i
     form = form_for(channel["kind"])
     own = (eff["override"] or {}).get("config") or {}
     enabled, config, values = parse_override_form(form, form_data, own)
+    # The keys every kind takes (auto_disable, noise control) have no fields on this form:
+    # the override keeps its own. Shown "off" (null, {}) is stored as false.
+    config.update({k: own[k] or False for k in COMMON if k in own and k not in config})
     if form.slack_install:
         # The project's own install is not part of the form; send it back unchanged.
         config.update({k: own[k] for k in INSTALL_KEYS if own.get(k)})

@@ -206,6 +206,10 @@ class WorkQueue(Protocol):
         ``skipped``). Returns whether a delivery that waited behind one of the results
         (same order key) is now pending, and which channels were disabled."""
 
+    async def release_held(self, now: float) -> int:
+        """Held deliveries whose quiet hours ended by ``now`` (epoch seconds, by
+        ``loadbell.clock``) become pending, due at once; returns how many."""
+
     async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
         """Keep ``worker`` alive until ``alive_until``, forget workers that lapsed before
         ``forget_before`` (their leases have all run out), and return the workers that have

@@ -196,11 +196,17 @@ WHERE id = $1 AND disabled_at IS NULL AND deleted_at IS NULL
 RETURNING id
 """
 # A disabled channel's pending deliveries end skipped (leased ones too: a result of an
-# attempt under way is then fenced out and only logged).
+# attempt under way is then fenced out and only logged), and so do its held ones.
 SKIP_PENDING = """
 UPDATE deliveries SET status = 'skipped', reason = $3, lease_until = NULL,
     lease_owner = NULL, updated_at = $2
-WHERE channel_id = $1 AND status = 'pending'
+WHERE channel_id = $1 AND status IN ('pending', 'held')
+"""
+# Held deliveries whose quiet hours ended (ix_deliveries_held): pending, due at once. The
+# status is written out, so the partial index applies. Parameters: now, due, updated at.
+RELEASE = """
+UPDATE deliveries SET status = 'pending', next_attempt_at = $2, updated_at = $3
+WHERE status = 'held' AND next_attempt_at <= $1
 """
 HEARTBEAT = """
 INSERT INTO workers (name, started_at, alive_until) VALUES ($1, $2, $3)
@@ -398,6 +404,11 @@ class PostgresQueue:
                 for a in again
             ],
         )
+
+    async def release_held(self, now: float) -> int:
+        async with self._transaction() as conn:
+            done = await conn.execute(RELEASE, now, time.time(), datetime.now(UTC))
+            return int(done.rsplit(" ", 1)[-1])  # "UPDATE n"
 
     async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
         async with self._transaction() as conn:

@@ -152,11 +152,17 @@ UPDATE channels SET enabled = 0, disabled_at = :at, disabled_reason = :why
 WHERE id = :id AND disabled_at IS NULL AND deleted_at IS NULL
 """
 # A disabled channel's pending deliveries end skipped (leased ones too: a result of an
-# attempt under way is then fenced out and only logged).
+# attempt under way is then fenced out and only logged), and so do its held ones.
 SKIP_PENDING = """
 UPDATE deliveries SET status = 'skipped', reason = :reason, lease_until = NULL,
     lease_owner = NULL, updated_at = :at
-WHERE channel_id = :id AND status = 'pending'
+WHERE channel_id = :id AND status IN ('pending', 'held')
+"""
+# Held deliveries whose quiet hours ended (ix_deliveries_held): pending, due at once. The
+# status is written out, so the partial index applies.
+RELEASE = """
+UPDATE deliveries SET status = 'pending', next_attempt_at = :due, updated_at = :at
+WHERE status = 'held' AND next_attempt_at <= :now
 """
 HEARTBEAT = """
 INSERT INTO workers (name, started_at, alive_until) VALUES (:name, :started_at, :alive_until)
@@ -371,6 +377,12 @@ class SQLiteQueue:
                 conn.execute(FOLLOWER, {"keys": json_dumps(ended)}).fetchall()
             )
             return Recorded(followers, tuple(disabled))
+
+    async def release_held(self, now: float) -> int:
+        async with self._transaction() as conn:
+            at = timestamp(datetime.now(UTC))
+            cursor = conn.execute(RELEASE, {"due": time.time(), "at": at, "now": now})
+            return int(cursor.rowcount)
 
     async def heartbeat(self, worker: str, alive_until: float, forget_before: float) -> list[str]:
         async with self._transaction() as conn:
