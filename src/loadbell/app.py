@@ -16,6 +16,7 @@ from loadbell.api import (
     errors,
     events,
     health,
+    inbound,
     load_tests,
     metrics,
     mutes,
@@ -151,8 +152,11 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         events,
         schemas,
         mutes,
+        inbound,
     ):
         app.include_router(module.router, prefix=API_PREFIX, dependencies=present)
+    # Grafana Cloud k6 posts here with the token in the path, not a bearer token.
+    app.include_router(inbound.public, prefix=API_PREFIX, dependencies=present)
     app.include_router(health.router)  # /healthz for load balancers and probes
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(metrics.router)  # /metrics for Prometheus

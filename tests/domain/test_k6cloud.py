@@ -109,3 +109,65 @@ def test_filter_keeps_grafanas_order_once_each() -> None:
         "test.finished.success",
         "test.finished.failed",
     ]
+
+
+# Grafana's test.result as the body carries it: 0 passed, 1 failed.
+_RESULT_CODE = {"passed": 0, "failed": 1}
+
+
+# What Grafana sends: every named case but the Finished run without a result, which loadbell
+# no longer makes (D38) and whose read-back test_finished_finished_takes_either_result covers.
+READ_BACK = [c for c in IDENTIFIER_CASES if c[4] is not None and c[4] != k6cloud.FINISHED_ANY]
+
+
+@pytest.mark.parametrize(("event", "trigger", "status", "result", "expected"), READ_BACK)
+def test_state_of_reads_the_table_back(
+    event: EventType, trigger: str | None, status: int | None, result: str | None, expected: str
+) -> None:
+    """Every identifier the table writes reads back as the same run state: one mapping,
+    used both ways (a start is Running, whatever status Grafana sends with it)."""
+    assert status is not None and trigger is not None
+    state = k6cloud.state_of(
+        expected, status, _RESULT_CODE.get(result or "passed", 0), trigger == "scheduled"
+    )
+    assert state.event is event and state.trigger == trigger
+    assert int(state.status) == status
+    assert state.result == (result if event is FINISHED else None)
+    assert (
+        k6cloud.identifier_for(state.event, state.trigger, state.status, state.result) == expected
+    )
+
+
+def test_finished_finished_takes_either_result() -> None:
+    """test.finished.finished ("all tests that end with a Finished status") is read with the
+    result the body gives, and only for status 3."""
+    assert k6cloud.state_of("test.finished.finished", 3, 1, False).result == "failed"
+    assert k6cloud.state_of("test.finished.finished", 3, 0, False).result == "passed"
+    with pytest.raises(k6cloud.Mismatch) as caught:
+        k6cloud.state_of("test.finished.finished", 5, 1, False)
+    assert caught.value.field == "event.type"
+
+
+@pytest.mark.parametrize(
+    ("identifier", "status", "result", "scheduled", "field"),
+    [
+        ("test.finished.all", 3, 0, False, "event.type"),  # "not in frontend"
+        ("test.ended", 3, 0, False, "event.type"),  # the header table's short example
+        ("test.finished.failed", 12, 1, False, "status"),  # seed 002's code, not this table
+        ("test.finished.failed", 3, 2, False, "result"),  # result is 0 or 1
+        ("test.finished.failed", 2, 1, False, "status"),  # an end must be terminal
+        ("test.started.manual", 3, 0, False, "status"),  # a start must not be
+        ("test.finished.success", 3, 1, False, "event.type"),  # failed, said success
+        ("test.finished.timed_out", 5, 1, False, "event.type"),  # aborted, said timed out
+        ("test.started.scheduled", 2, 0, False, "test_run.was_scheduled"),
+        ("test.started.manual", 2, 0, True, "test_run.was_scheduled"),
+    ],
+)
+def test_state_of_refuses_what_disagrees(
+    identifier: str, status: int, result: int, scheduled: bool, field: str
+) -> None:
+    """An identifier, status, result and trigger that name no one state is refused, naming
+    the body's field at fault."""
+    with pytest.raises(k6cloud.Mismatch) as caught:
+        k6cloud.state_of(identifier, status, result, scheduled)
+    assert caught.value.field == field

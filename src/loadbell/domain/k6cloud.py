@@ -14,7 +14,8 @@ run's trigger (starts) or its status and result (ends):
 
 A run's start or end is named by exactly one identifier (:func:`identifier_for`), the most
 specific: a Finished run is ``success`` or ``failed``, never ``finished``, which exists only
-as a selection that takes both. Pure: no I/O.
+as a selection that takes both. :func:`state_of` reads the same table the other way, for a
+webhook Grafana sends to loadbell (an inbound source). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ ANY_EVENT = "<any>"
 ANY_EVENT_TEXT = "Unknown"
 
 FINISHED_ANY = "test.finished.finished"
+
+_STATUSES = {int(s): s for s in RunStatus}
 
 _END_BY_STATUS: dict[RunStatus, str] = {
     RunStatus.TIMED_OUT: "test.finished.timed_out",
@@ -113,3 +116,78 @@ def selected(
 def of_event(event: EventType) -> list[str]:
     """The identifiers that narrow ``event``, in Grafana's order."""
     return [i.name for i in _ALL if i.event is event]
+
+
+class Mismatch(ValueError):
+    """A Grafana body whose identifier, status, result and trigger do not name one run state.
+    ``field`` is the body's path of the value at fault (``status``, ``event.type``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What a Grafana start or end says about its run, in loadbell's terms."""
+
+    event: EventType
+    status: RunStatus
+    result: RunResult | None  # None for a start
+    trigger: Trigger
+
+
+_RESULTS = {0: RunResult.PASSED, 1: RunResult.FAILED}  # Grafana's test.result
+
+
+def state_of(identifier: str, status: int, result: int, was_scheduled: bool) -> RunState:
+    """The run state a Grafana body names: the inverse of :func:`identifier_for`.
+
+    ``status`` and ``result`` are Grafana's ``test.status`` and ``test.result`` (0 passed,
+    1 failed), ``was_scheduled`` its ``test.was_scheduled``. A start puts the run at Running,
+    whatever status Grafana reports with it (its own Initializing or Running). An end must
+    agree with its identifier: :func:`identifier_for` of the state read back gives the same
+    identifier (or ``test.finished.finished`` took a Finished run). Raises :class:`Mismatch`.
+    """
+    known = IDENTIFIERS.get(identifier)
+    if known is None:
+        raise Mismatch(
+            "event.type",
+            f"{identifier!r} is not one of Grafana's event identifiers; "
+            f"expected one of: {', '.join(IDENTIFIERS)}",
+        )
+    code = _STATUSES.get(status)
+    if code is None:
+        raise Mismatch("status", f"{status} is not a run status code (-2 to 9)")
+    outcome = _RESULTS.get(result)
+    if outcome is None:
+        raise Mismatch(
+            "result", f"{result} is not a test result; Grafana sends 0 (passed) or 1 (failed)"
+        )
+    trigger = Trigger.SCHEDULED if was_scheduled else Trigger.MANUAL
+    if known.event is EventType.TEST_STARTED:
+        if code.is_terminal:
+            raise Mismatch(
+                "status",
+                f"{identifier} names a start, but status {status} ({code.text}) is an end",
+            )
+        if identifier_for(known.event, trigger, None, None) != identifier:
+            raise Mismatch(
+                "test_run.was_scheduled",
+                f"{identifier} disagrees with was_scheduled {'yes' if was_scheduled else 'no'}",
+            )
+        return RunState(known.event, RunStatus.RUNNING, None, trigger)
+    if not code.is_terminal:
+        raise Mismatch(
+            "status",
+            f"{identifier} names an end, but status {status} ({code.text}) is not one (3 to 9)",
+        )
+    named = identifier_for(known.event, trigger, int(code), outcome)
+    if named != identifier and not (identifier == FINISHED_ANY and code is RunStatus.FINISHED):
+        raise Mismatch(
+            "event.type",
+            f"{identifier} disagrees with status {status} ({code.text}) and result {result}, "
+            f"which Grafana names {named}",
+        )
+    return RunState(known.event, code, outcome, trigger)

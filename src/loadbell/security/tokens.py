@@ -10,10 +10,16 @@ import hashlib
 import secrets
 
 PREFIX = "lb_"
+# An inbound source's token travels in its URL path: URL-safe, and told apart from API tokens.
+INBOUND_PREFIX = "lbin_"
 
 
 def new_token() -> str:
     return PREFIX + secrets.token_urlsafe(32)
+
+
+def new_inbound_token() -> str:
+    return INBOUND_PREFIX + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:

@@ -77,6 +77,7 @@ async def _apply(
     metrics: dict[str, Any] | None,
     public_url: str,
     handoff: Handoff | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[int], dict[str, Any] | None]:
     """Apply a PATCH to ``run``, read with :func:`context.run_with_names` under its row lock
     (two clients reporting the same status at once must not both see the old one and both
@@ -126,6 +127,8 @@ async def _apply(
     if event_type is None:
         return updated, [], None
     context = context_of_run(updated, public_url)
+    if extra:
+        context["extra"] = dict(extra)
     new = await _record(conn, box, event_type, context, handoff)
     comparison = values.get("comparison")
     if comparison is not None and comparison["regressed"]:
@@ -133,6 +136,57 @@ async def _apply(
         # that order by it hear the result first, then the regression.
         new += await _record(conn, box, EventType.TEST_REGRESSED, context, handoff)
     return updated, new, context["run"]
+
+
+async def insert_run(
+    conn: AsyncConnection,
+    *,
+    load_test_id: int,
+    project_id: int,
+    organization_id: int,
+    trigger: str,
+    user_id: int,
+) -> int:
+    """A new run at Created, for a caller that checked access itself (an inbound source)."""
+    return await _insert(
+        conn,
+        load_test_id=load_test_id,
+        project_id=project_id,
+        organization_id=organization_id,
+        trigger=trigger,
+        user_id=user_id,
+    )
+
+
+async def advance_run(
+    conn: AsyncConnection,
+    box: SecretBox,
+    run_id: int,
+    *,
+    status: RunStatus,
+    result: RunResult | None,
+    public_url: str,
+    handoff: Handoff | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[bool, list[int]]:
+    """Move a run the caller may change (an inbound source's own run) as ``patch_run``
+    does, under its row lock; ``extra`` goes into the event's context. Returns whether the
+    status changed and the ids of the deliveries staged (none for a repeat). Raises
+    TransitionError as ``_apply`` does."""
+    run = await run_with_names(conn, run_id, lock=True)
+    assert run is not None, f"run {run_id} vanished inside its transaction"
+    now, new, _ = await _apply(
+        conn,
+        box,
+        run,
+        status=status,
+        result=result,
+        metrics=None,
+        public_url=public_url,
+        handoff=handoff,
+        extra=extra,
+    )
+    return now["status"] != run["status"], new
 
 
 async def emit_run_event(

@@ -462,3 +462,38 @@ idempotency_keys = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False, index=True),
     sa.UniqueConstraint("organization_id", "key", name="uq_idempotency_keys_organization_key"),
 )
+
+# A project's inbound source: a secret URL another service (Grafana Cloud k6) posts its
+# webhooks to. The token is shown once; only its SHA-256 is kept (as for API tokens). Runs it
+# makes belong to ``user_id``, who created it. Deleting it sets ``revoked_at``: its runs stay.
+inbound_sources = sa.Table(
+    "inbound_sources",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("organization_id", sa.ForeignKey("organizations.id"), nullable=False),
+    sa.Column("project_id", sa.ForeignKey("projects.id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("revoked_at", TS),
+)
+
+# Which loadbell run each of the sender's runs became: the unique key makes a start and an
+# end of one Grafana run (and every retry of them) one loadbell run. The sender's own links
+# are kept here, and in the events' context (``extra.grafana``).
+inbound_runs = sa.Table(
+    "inbound_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source_id", sa.ForeignKey("inbound_sources.id"), nullable=False),
+    sa.Column("external_id", sa.BigInteger, nullable=False),  # Grafana's test.id
+    sa.Column("external_load_test_id", sa.BigInteger, nullable=False),  # test.load_test_id
+    sa.Column("run_id", sa.ForeignKey("runs.id"), nullable=False, index=True),
+    sa.Column("url", sa.Text, nullable=False),  # test.url
+    sa.Column("load_test_url", sa.Text, nullable=False),  # test.load_test_url
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("source_id", "external_id", name="uq_inbound_runs_source_external"),
+    sa.Index("ix_inbound_runs_load_test", "source_id", "external_load_test_id"),
+)
