@@ -198,7 +198,7 @@ async def slack_install(request: Request, channel_id: int) -> Response:
     except ServiceError as exc:
         if isinstance(exc, Forbidden | NotFound):
             raise
-        return ctx.redirect(_back(channel_id, project_id), exc.message)
+        return ctx.redirect(_back(channel_id, project_id), exc.message, problem=True)
     return ctx.redirect(link.authorize_url)
 
 
