@@ -31,6 +31,10 @@ async def test_run_page_shows_the_load_tests_own_duration(
     await expect(figures).to_contain_text("0.85 (T = 500 ms)")
     await expect(figures).not_to_contain_text("duration")
     await expect(figures).not_to_contain_text("120")
+    await page.goto("/projects/1/runs")
+    listed = page.locator("table.runs tr", has_text=f"#{run['id']}")
+    await expect(listed.locator("td.duration")).to_have_text("2 min 00 s")
+    await page.goto(f"/runs/{run['id']}")
 
     # Without the test's own figure, the status times show, and say so.
     other = (await api.post("/runs", json={"project_id": 1, "load_test_name": "checkout"})).json()

@@ -31,6 +31,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from loadbell import __version__
 from loadbell.api.errors import http_status
 from loadbell.api.state import AppState, state_of
+from loadbell.domain.metrics import run_duration
 from loadbell.domain.roles import Role
 from loadbell.services.access import Principal
 from loadbell.services.errors import ServiceError
@@ -119,7 +120,7 @@ class Web:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=_when, duration=_duration, ms=_ms)
+        self.env.filters.update(when=_when, duration=_duration, ms=_ms, run_duration=run_duration)
         self.env.globals.update(version=__version__, csrf_field=CSRF_FIELD)
 
     @staticmethod
