@@ -92,3 +92,11 @@ async def test_chart_labels_are_legible_on_a_phone(
     assert len(sizes) == 3, sizes  # one chart of each series is shown
     for chart in sizes:
         assert chart and min(chart) >= 11, sizes
+
+
+async def test_menu_stays_a_row_of_tabs_on_a_short_page(phone: Page, app_server: Server) -> None:
+    """On a short page (a 404 keeps the menu) the tabs are not stretched to fill the screen."""
+    await sign_in_with_token(phone, app_server.token)
+    await phone.goto("/runs/987654")
+    menu = await phone.get_by_role("navigation", name="Main").bounding_box()
+    assert menu is not None and menu["height"] < 80, menu
