@@ -301,6 +301,28 @@ def test_a_threshold_value_that_is_no_finite_number_is_unknown() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (57.129579199999995, "57.13"),  # a p95 in ms, as k6 computes it: two decimals
+        (612.5, "612.5"),  # trailing zeros dropped
+        (500.0, "500"),  # a whole figure reads whole
+        (1500, "1500"),  # an integer as given
+        (0.0123456, "0.0123"),  # a rate below 1: three significant digits, not 0.01
+        (0.5, "0.5"),
+        (0, "0"),
+        (-3.14159, "-3.14"),
+        ("57.1", ""),  # no number: unknown
+    ],
+)
+def test_a_threshold_value_is_rounded_for_people(value: object, expected: str) -> None:
+    """A crossed threshold's value is a figure people read, rounded (D54)."""
+    context = copy.deepcopy(next(c for n, _, c in CASES if n == "test.threshold_failed"))
+    context["extra"]["threshold"]["value"] = value
+    body = loadmance.body(_message(EventType.TEST_THRESHOLD_FAILED, context))
+    assert body["metadata"]["value"] == expected
+
+
+@pytest.mark.parametrize(
     ("when", "expected"),
     [
         (WHEN, "2025-07-03T14:35:00"),  # UTC as is

@@ -18,7 +18,7 @@ FINAL_FIGURES = [
     ("Avg response", "245.7 ms"),
     ("p95 response", "612.3 ms"),
     ("Error rate", "3.12 %"),
-    ("Apdex", "0.81"),
+    ("Apdex", "0.81 (T = 500 ms)"),  # the score with the T it was measured against
     ("Max VUs", "100"),
 ]
 
@@ -66,12 +66,19 @@ def test_max_vus_that_is_no_number_falls_back_to_vus() -> None:
 
 
 def test_odd_duration_falls_back_to_the_run_wall_time() -> None:
-    """The run's own duration shows; a figure that is no number never does."""
+    """The run's status times show, labelled; a figure that is no number never does."""
     message = _finished({"duration_s": "5 min"})
     message.context["run"]["duration_s"] = None
     assert "Duration" not in dict(summarize(message).facts)
     message.context["run"]["duration_s"] = 300.0
-    assert dict(summarize(message).facts)["Duration"] == "300.0 s"
+    assert dict(summarize(message).facts)["Duration"] == "300.0 s (status times)"
+
+
+def test_the_load_tests_own_duration_wins_over_the_status_times() -> None:
+    """A 15 s test whose client reported at the end: 15 s, not loadbell's 0.1 s."""
+    message = _finished({"duration_s": 15.0})
+    message.context["run"]["duration_s"] = 0.1
+    assert dict(summarize(message).facts)["Duration"] == "15.0 s"
 
 
 def test_thresholds_list_and_count_agree_on_odd_entries() -> None:

@@ -119,12 +119,13 @@ async def test_members_are_removed_but_the_last_owner_stays(page: Page, app_serv
     await form.get_by_role("button", name="Create token").click()
     token = await page.locator("#token-value").inner_text()
 
-    # A service token's user is a member too: removing it revokes its token.
-    row = page.locator("table.members tr", has_text="Rita's CI")
-    await row.get_by_role("button", name="Remove Rita's CI").click()
-    await expect(page.locator(".flash")).to_contain_text("Removed")
+    # A token's service user is listed with its token, not among people: revoking the
+    # token ends its access.
     await expect(page.locator("table.members")).not_to_contain_text("Rita's CI")
-    await expect(page.locator("table.tokens tr", has_text="Rita's CI")).to_contain_text("revoked")
+    row = page.locator("table.tokens tr", has_text="Rita's CI")
+    await row.get_by_role("button", name="Revoke").click()
+    await expect(page.locator(".flash")).to_contain_text("revoked")
+    await expect(row).to_contain_text("revoked")
     async with app_server.client(token) as client:
         assert (await client.get("/projects")).status_code == 401
 

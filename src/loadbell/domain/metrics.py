@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 
@@ -143,3 +144,30 @@ def readable(metrics: Any) -> dict[str, Any]:
 def failed_thresholds(metrics: Any) -> list[dict[str, Any]]:
     """The :func:`thresholds` entries not said to have passed."""
     return [t for t in thresholds(metrics) if not t["ok"]]
+
+
+@dataclass(frozen=True)
+class RunDuration:
+    """How long a run's load test ran, and where the figure comes from."""
+
+    seconds: float
+    # True: the load test's own figure (``metrics.duration_s``, from the k6 or Locust
+    # summary). False: loadbell's status times (Running to the end), which measure how
+    # quickly the client sent its status changes, not the test: 0.1 s for a 15 s run
+    # whose client reported only at the end.
+    reported: bool
+
+    @property
+    def source(self) -> str:
+        return "reported by the load test" if self.reported else "from the status times"
+
+
+def run_duration(run: Mapping[str, Any]) -> RunDuration | None:
+    """The one duration to show for ``run`` (a run as the API and event contexts give
+    it): the load test's own ``metrics.duration_s`` when it is a finite number, else the
+    run's ``duration_s`` (``ended_at - started_at``), else None."""
+    reported = number(readable(run.get("metrics")).get("duration_s"))
+    if reported is not None:
+        return RunDuration(float(reported), True)
+    wall = number(run.get("duration_s"))
+    return RunDuration(float(wall), False) if wall is not None else None

@@ -24,6 +24,7 @@ Choices where the seed is silent or contradicts itself (docs/channels.md explain
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +95,20 @@ def _percent(rate: Any) -> str:
     return "" if rate is None else f"{float(rate) * 100:.2f}"
 
 
+def measured(value: Any) -> str:
+    """A measured figure as people read it (D54): two decimals at most, or three
+    significant digits below 1 so a small rate keeps its meaning, trailing zeros dropped.
+    ``57.129579199999995`` -> ``57.13``, ``0.0123456`` -> ``0.0123``, ``500.0`` -> ``500``;
+    ``""`` when it is no finite number."""
+    found = number(value)
+    if found is None:
+        return ""
+    if isinstance(found, int) or found == 0:
+        return str(int(found))
+    digits = 2 if abs(found) >= 1 else min(2 - math.floor(math.log10(abs(found))), 15)
+    return f"{found:.{digits}f}".rstrip("0").rstrip(".")
+
+
 def _subject(ctx: Mapping[str, Any]) -> str:
     test = (ctx.get("load_test") or {}).get("name", "?")
     project = (ctx.get("project") or {}).get("name", "?")
@@ -137,7 +152,7 @@ def _run_event(message: Message) -> tuple[str, str, str, dict[str, str], str]:
                 "testRunId": run_id,
                 "metric": str(metric),
                 "threshold": str(expression),
-                "value": "" if number(threshold.get("value")) is None else str(threshold["value"]),
+                "value": measured(threshold.get("value")),
                 "watchLive": url,
             },
             "warning",

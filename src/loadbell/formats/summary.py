@@ -12,7 +12,7 @@ from typing import Any
 
 from loadbell.domain import regression
 from loadbell.domain.events import EventType
-from loadbell.domain.metrics import readable
+from loadbell.domain.metrics import readable, run_duration
 from loadbell.domain.statuses import RunStatus
 from loadbell.values import Message
 
@@ -56,6 +56,16 @@ def _fmt(value: Any, unit: str = "", digits: int = 1) -> str:
     return f"{value:,}{unit}" if isinstance(value, int) else f"{value}{unit}"
 
 
+def apdex(metrics: Mapping[str, Any]) -> str:
+    """``0.85 (T = 500 ms)``: the score means little without the threshold T it was
+    measured against, so T goes beside it when the metrics say which."""
+    shown = _fmt(float(metrics["apdex"]), "", 2)
+    t_ms = metrics.get("apdex_t_ms")
+    if t_ms is None:
+        return shown
+    return f"{shown} (T = {float(t_ms):,.6g} ms)"
+
+
 def figures(metrics: Any, comparison: Any = None) -> list[tuple[str, str]]:
     """The key figures as (label, value), from the run's metrics document as stored:
     a figure that is not a number is left out (``domain.metrics.readable``). With the
@@ -82,7 +92,7 @@ def figures(metrics: Any, comparison: Any = None) -> list[tuple[str, str]]:
             ("Error rate", vs("error_rate", _fmt(float(metrics["error_rate"]) * 100, " %", 2)))
         )
     if "apdex" in metrics:
-        out.append(("Apdex", vs("apdex", _fmt(float(metrics["apdex"]), "", 2))))
+        out.append(("Apdex", vs("apdex", apdex(metrics))))
     if "vus_max" in metrics:
         out.append(("Max VUs", _fmt(metrics["vus_max"])))
     elif "vus" in metrics:
@@ -155,9 +165,12 @@ def summarize(message: Message) -> Summary:
         facts.append(("Trigger", str(run.get("trigger", "?"))))
         if run.get("user_name"):
             facts.append(("Started by", str(run["user_name"])))
-        duration = run.get("duration_s") or metrics.get("duration_s")
+        # The load test's own duration, not loadbell's status times: a client that sends
+        # its status changes at the end makes those 0.1 s for a 15 s run.
+        duration = run_duration(run)
         if duration is not None:
-            facts.append(("Duration", _fmt(float(duration), " s")))
+            shown = _fmt(duration.seconds, " s")
+            facts.append(("Duration", shown if duration.reported else f"{shown} (status times)"))
         if comparison:
             facts.append(("Baseline", f"run #{comparison.get('baseline_run_id')}"))
         facts.extend(figures(metrics, comparison))

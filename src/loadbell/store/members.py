@@ -28,6 +28,10 @@ class Member:
     email: str | None
     role: Role
     has_password: bool
+    # A token's service user (``accounts.service_token``): no email, no password, signs in
+    # only with a token scoped to this organization. The Members page lists it with the
+    # tokens, not among people.
+    service: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class TokenInfo:
     organization_id: int | None
     created_at: datetime
     revoked_at: datetime | None
+    user_id: int | None = None  # whom the token acts as
 
 
 @dataclass(frozen=True)
@@ -63,15 +68,30 @@ def email_problem(email: str) -> str | None:
 
 
 async def list_members(conn: AsyncConnection, organization_id: int) -> list[Member]:
+    scoped_token = (
+        sa.select(api_tokens.c.id)
+        .where(api_tokens.c.user_id == users.c.id)
+        .where(api_tokens.c.organization_id == organization_id)
+        .exists()
+    )
+    service = sa.and_(users.c.email.is_(None), users.c.password_hash.is_(None), scoped_token)
     rows = await conn.execute(
         sa.select(
-            users.c.id, users.c.name, users.c.email, users.c.password_hash, memberships.c.role
+            users.c.id,
+            users.c.name,
+            users.c.email,
+            users.c.password_hash,
+            memberships.c.role,
+            service.label("service"),
         )
         .join(memberships, memberships.c.user_id == users.c.id)
         .where(memberships.c.organization_id == organization_id)
         .order_by(users.c.name, users.c.id)
     )
-    return [Member(r.id, r.name, r.email, Role(r.role), r.password_hash is not None) for r in rows]
+    return [
+        Member(r.id, r.name, r.email, Role(r.role), r.password_hash is not None, bool(r.service))
+        for r in rows
+    ]
 
 
 async def account(conn: AsyncConnection, user_id: int) -> Account | None:
@@ -205,6 +225,7 @@ async def list_tokens(conn: AsyncConnection, organization_id: int) -> list[Token
             r.organization_id,
             r.created_at,
             r.revoked_at,
+            r.user_id,
         )
         for r in rows
     ]

@@ -15,6 +15,9 @@ from typing import Any
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 640.0, 160.0
+# A phone gets a chart drawn for its width: the wide one, scaled down to about 320 px,
+# would shrink its 11-unit labels to 6 px. Only one of the two is displayed (app.css).
+NARROW_WIDTH, NARROW_HEIGHT = 320.0, 180.0
 LEFT, RIGHT, TOP, BOTTOM = 56.0, 12.0, 14.0, 26.0  # plot margins, user units
 
 
@@ -65,17 +68,27 @@ def _elapsed(seconds: float) -> str:
 
 
 def line_chart(series: Series, data: list[tuple[float, float]]) -> Markup:
-    """One chart. With fewer than two points it says so instead of drawing a line."""
+    """One chart, drawn for a wide screen and for a phone. With fewer than two points it
+    says so instead of drawing a line."""
     label = f"{series.title} ({series.unit})"
     if len(data) < 2:
         return Markup(
             '<p class="chart-empty">{}: not enough intermediate reports to draw a line.</p>'
         ).format(label)
+    return _draw(series, data, "chart", WIDTH, HEIGHT) + _draw(
+        series, data, "chart-narrow", NARROW_WIDTH, NARROW_HEIGHT
+    )
+
+
+def _draw(
+    series: Series, data: list[tuple[float, float]], css: str, width: float, height: float
+) -> Markup:
+    label = f"{series.title} ({series.unit})"
     xs = [x for x, _ in data]
     ys = [y for _, y in data]
     x0, x1 = min(xs), max(xs) or 1.0
     y0, y1 = 0.0, max(ys) * 1.1 or 1.0
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
 
     def sx(x: float) -> float:
         return LEFT + (x - x0) / ((x1 - x0) or 1.0) * plot_w
@@ -90,18 +103,18 @@ def line_chart(series: Series, data: list[tuple[float, float]]) -> Markup:
         f"peak {series.format(max(ys))}, over {_elapsed(x1 - x0)} (min:s)"
     )
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH:.0f} {HEIGHT:.0f}" role="img" '
+        f'<svg class="{css}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
         f'aria-label="{escape(summary)}">',
         f"<title>{escape(summary)}</title>",
-        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{WIDTH - RIGHT}" '
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{width - RIGHT}" '
         f'y2="{TOP + plot_h}"/>',
         f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>',
-        f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{WIDTH - RIGHT}" y2="{TOP}"/>',
+        f'<line class="grid" x1="{LEFT}" y1="{TOP}" x2="{width - RIGHT}" y2="{TOP}"/>',
         f'<text class="tick" x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">'
         f"{escape(series.format(y1))}</text>",
         f'<text class="tick" x="{LEFT - 6}" y="{TOP + plot_h + 4}" text-anchor="end">0</text>',
-        f'<text class="tick" x="{LEFT}" y="{HEIGHT - 6}">0:00</text>',
-        f'<text class="tick" x="{WIDTH - RIGHT}" y="{HEIGHT - 6}" text-anchor="end">'
+        f'<text class="tick" x="{LEFT}" y="{height - 6}">0:00</text>',
+        f'<text class="tick" x="{width - RIGHT}" y="{height - 6}" text-anchor="end">'
         f"{_elapsed(x1 - x0)}</text>",
         f'<polyline class="line line-{escape(series.key)}" points="{line}"/>',
         f'<circle class="dot line-{escape(series.key)}" cx="{sx(last_x):.1f}" '

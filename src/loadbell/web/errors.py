@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"  # everything under it keeps the API's JSON errors
 
-PageFor = Callable[[Request, Any], Response]
+PageFor = Callable[[Request, Any], Awaitable[Response]]
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
@@ -48,19 +48,19 @@ def _problem(err: Any) -> str:
     return f"{name}: {str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}"
 
 
-def validation_page(request: Request, exc: RequestValidationError) -> Response:
+async def validation_page(request: Request, exc: RequestValidationError) -> Response:
     """A wrong part of the path is a page that does not exist (404); a wrong or missing
     query parameter is a request to check (422)."""
     errors = list(exc.errors())
     words = "; ".join(_problem(e) for e in errors) or "a value is invalid"
     if any(e.get("loc", ("",))[0] == "path" for e in errors):
-        return error_page(request, 404, f"There is no page at {request.url.path}: {words}.")
-    return error_page(
+        return await error_page(request, 404, f"There is no page at {request.url.path}: {words}.")
+    return await error_page(
         request, 422, f"This address cannot be shown: {words}. Check the link you followed."
     )
 
 
-def http_page(request: Request, exc: StarletteHTTPException) -> Response:
+async def http_page(request: Request, exc: StarletteHTTPException) -> Response:
     status = exc.status_code
     if status == 404:
         message = (
@@ -74,16 +74,16 @@ def http_page(request: Request, exc: StarletteHTTPException) -> Response:
         )
     else:
         message = exc.detail if isinstance(exc.detail, str) else "The request failed."
-    response = error_page(request, status, message)
+    response = await error_page(request, status, message)
     if exc.headers:
         response.headers.update(exc.headers)  # 405 says which methods are allowed
     return response
 
 
-def failure_page(request: Request, exc: Exception) -> Response:
+async def failure_page(request: Request, exc: Exception) -> Response:
     if unavailable(exc):
         log.warning("%s %s: database unavailable: %s", request.method, request.url.path, exc)
-        response = error_page(
+        response = await error_page(
             request,
             503,
             "loadbell cannot reach its database right now, so nothing was changed. Try "
@@ -93,7 +93,7 @@ def failure_page(request: Request, exc: Exception) -> Response:
         return response
     # The traceback goes to the server log, under the request id, not to the browser.
     ident = log_failure(request, exc)
-    return error_page(
+    return await error_page(
         request,
         500,
         f"loadbell failed while making this page. Try again; if it keeps failing, tell your "
@@ -101,9 +101,9 @@ def failure_page(request: Request, exc: Exception) -> Response:
     )
 
 
-def refusal_page(request: Request, exc: ServiceError) -> Response:
+async def refusal_page(request: Request, exc: ServiceError) -> Response:
     """An operation's refusal outside a page handler (those catch it themselves)."""
-    return error_page(request, http_status(exc), exc.message)
+    return await error_page(request, http_status(exc), exc.message)
 
 
 def install(app: FastAPI) -> None:
@@ -123,7 +123,7 @@ def install(app: FastAPI) -> None:
 def _either(json_handler: Handler, page: PageFor) -> Handler:
     async def handle(request: Request, exc: Any) -> Response:
         if not is_api(request):
-            return page(request, exc)
+            return await page(request, exc)
         answer = json_handler(request, exc)
         return await answer if inspect.isawaitable(answer) else answer
 

@@ -41,6 +41,7 @@ async def _page(
         section="members",
         people=people,
         tokens=tokens,
+        services={m.user_id for m in people if m.service},
         can_manage=ctx.can_manage(org_id),
         my_role=ctx.who.role_in(org_id),
         roles=members.ROLES,
@@ -95,7 +96,9 @@ async def change_role(request: Request, org_id: int, user_id: int) -> Response:
             await members.change_role(conn, ctx.who, org_id, user_id, role)
     except (Conflict, Forbidden, NotFound) as exc:
         # The caller may manage (checked above): these are the organization's rules.
-        return ctx.redirect(f"/orgs/{org_id}/members", f"Role not changed: {exc.message}")
+        return ctx.redirect(
+            f"/orgs/{org_id}/members", f"Role not changed: {exc.message}", problem=True
+        )
     ctx.state.forget_principals()
     return ctx.redirect(f"/orgs/{org_id}/members", f"Role changed to {role.value}.")
 
@@ -109,7 +112,7 @@ async def remove_member(request: Request, org_id: int, user_id: int) -> Response
         async with ctx.state.engine.begin() as conn:
             await members.remove_member(conn, ctx.who, org_id, user_id)
     except (Conflict, Forbidden, NotFound) as exc:
-        return ctx.redirect(f"/orgs/{org_id}/members", f"Not removed: {exc.message}")
+        return ctx.redirect(f"/orgs/{org_id}/members", f"Not removed: {exc.message}", problem=True)
     ctx.state.forget_principals()
     if user_id == ctx.who.user_id:
         return ctx.redirect("/", "You left the organization.")

@@ -10,6 +10,7 @@ install, and "Send Test Message" needs a complete configuration, own or inherite
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,7 +22,13 @@ from loadbell.services import channels, overrides, slack, slack_checks
 from loadbell.services.channel_config import COMMON
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
 from loadbell.web.channel_form import (
+    FINISHED,
+    RESULTS,
+    START_EVENTS,
+    TRIGGERS,
+    Field,
     event_choices,
+    filter_values,
     form_for,
     override_values,
     parse_override_form,
@@ -33,9 +40,11 @@ from loadbell.web.pages import Ctx, PageRoute, field_errors
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-def _display(value: Any) -> str:
+def _display(value: Any, field: Field | None = None) -> str:
     if value is None or value == "" or value == [] or value == {}:
         return ""
+    if field is not None and field.options:
+        return dict(field.options).get(str(value), str(value))  # "LoadImpact / k6", not the key
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
@@ -43,6 +52,41 @@ def _display(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items())
     return str(value)
+
+
+def _template(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    lines = value.count("\n") + 1
+    return f"a template of its own ({lines} line{'s' if lines != 1 else ''})"
+
+
+def _any_or(chosen: list[str], every: tuple[str, ...], words: dict[str, str]) -> str:
+    if set(chosen) >= set(every):
+        return "any"
+    return ", ".join(words.get(c, c) for c in chosen) or "none"
+
+
+def inherited_filters(channel: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The organization channel's events and seed 000 filters in words, as the project
+    inherits them (a project cannot override them)."""
+    events = list(channel.get("events") or [])
+    chosen = filter_values(events, channel.get("filters") or {})
+    labels = {e["value"]: e["label"] for e in event_choices(channel["kind"])}
+    out = [("Events", ", ".join(labels.get(e, e) for e in events) or "none")]
+    if any(e in events for e in START_EVENTS):
+        triggers = chosen["start_triggers"]
+        starts = (
+            "manual and scheduled" if set(triggers) >= set(TRIGGERS) else " and ".join(triggers)
+        )
+        out.append(("Test starts: notify on", f"{starts or 'no'} tests"))
+    if FINISHED in events:
+        names = {str(code): text for code, text in status_choices()}
+        statuses = _any_or(chosen["finish_statuses"], tuple(names), names)
+        results = _any_or(chosen["finish_results"], RESULTS, {})
+        out.append(("Finished tests: statuses", statuses))
+        out.append(("Finished tests: results", results))
+    return out
 
 
 async def _page(
@@ -67,8 +111,8 @@ async def _page(
     rows = [
         {
             "field": f,
-            "org": _display(channel["config"].get(f.key)),
-            "effective": _display(eff["config"].get(f.key)),
+            "org": _display(channel["config"].get(f.key), f),
+            "effective": _display(eff["config"].get(f.key), f),
             "source": eff["sources"].get(f.key, "default"),
             "own_secret": f.input == "secret" and bool(own.get(f.key)),
         }
@@ -76,6 +120,21 @@ async def _page(
         if f.override
     ]
     missing = getattr(get_kind(channel["kind"]), "missing", None)
+    fixed = [
+        {
+            "key": key,
+            "label": label,
+            "org": shown(channel["config"].get(key)),
+            "own": shown(own.get(key)),
+            "effective": shown(eff["config"].get(key)),
+            "source": eff["sources"].get(key, "default"),
+        }
+        for key, label, shown, on in (
+            ("headers", "Custom headers", _display, form.headers),
+            ("template", "Template", _template, form.template),
+        )
+        if on
+    ]
     lacks: list[str] = missing(eff["config"]) if missing is not None else []
     install = None
     if form.slack_install:
@@ -96,6 +155,8 @@ async def _page(
         form=form,
         eff=eff,
         rows=rows,
+        fixed=fixed,
+        filters=inherited_filters(channel),
         values=values or override_values(form, eff["override"]),
         errors=errors or {},
         can_manage=ctx.can_manage(channel["organization_id"]),
@@ -144,6 +205,10 @@ async def save_project_settings(request: Request, channel_id: int, project_id: i
     # The keys every kind takes (auto_disable, noise control) have no fields on this form:
     # the override keeps its own. Shown "off" (null, {}) is stored as false.
     config.update({k: own[k] or False for k in COMMON if k in own and k not in config})
+    # The form replaces only the values it shows: a project's custom headers or template
+    # (set through the API, shown read-only) are sent back as they are (masked: unchanged).
+    shown = {f.key for f in form.fields if f.override}
+    config.update({k: v for k, v in own.items() if k not in shown and k not in config})
     if form.slack_install:
         # The project's own install is not part of the form; send it back unchanged.
         config.update({k: own[k] for k in INSTALL_KEYS if own.get(k)})
@@ -198,7 +263,7 @@ async def slack_install(request: Request, channel_id: int) -> Response:
     except ServiceError as exc:
         if isinstance(exc, Forbidden | NotFound):
             raise
-        return ctx.redirect(_back(channel_id, project_id), exc.message)
+        return ctx.redirect(_back(channel_id, project_id), exc.message, problem=True)
     return ctx.redirect(link.authorize_url)
 
 

@@ -11,6 +11,8 @@ addresses, wrong methods, bad path parameters, failures) get the same page from
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +31,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from loadbell import __version__
 from loadbell.api.errors import http_status
 from loadbell.api.state import AppState, state_of
+from loadbell.domain.metrics import run_duration
 from loadbell.domain.roles import Role
 from loadbell.services.access import Principal
 from loadbell.services.errors import ServiceError
@@ -37,13 +40,16 @@ from loadbell.web.session import (
     COOKIE,
     CSRF_FIELD,
     FLASH_COOKIE,
+    INFO,
     ONCE_COOKIE,
+    PROBLEM,
     Session,
     Sessions,
     principal_of,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
+log = logging.getLogger(__name__)
 
 # Pages are HTML with our own CSS and JS only: no inline script, no third-party origin.
 SECURITY_HEADERS = {
@@ -114,7 +120,7 @@ class Web:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(when=_when, duration=_duration, ms=_ms)
+        self.env.filters.update(when=_when, duration=_duration, ms=_ms, run_duration=run_duration)
         self.env.globals.update(version=__version__, csrf_field=CSRF_FIELD)
 
     @staticmethod
@@ -154,7 +160,7 @@ class Ctx:
     session: Session
     principal: Principal | None
     _send_session: bool = False
-    _flash: list[str] = field(default_factory=list)
+    _flash: list[tuple[str, str]] = field(default_factory=list)  # (kind, message)
     _once: tuple[str, dict[str, str]] | None = None
 
     @classmethod
@@ -202,10 +208,11 @@ class Ctx:
             )
         return data
 
-    def flash(self, message: str) -> None:
+    def flash(self, message: str, *, problem: bool = False) -> None:
         """A message for the next page shown: this one when it renders, else the target of
-        the redirect (through a short-lived cookie)."""
-        self._flash.append(message)
+        the redirect (through a short-lived cookie). ``problem``: a refusal or a failure,
+        shown in the error style ("the last owner cannot be demoted"), not as news."""
+        self._flash.append((PROBLEM if problem else INFO, message))
 
     def keep_once(self, kind: str, **values: str) -> None:
         """A secret for the page the redirect lands on, and for no page after it."""
@@ -224,14 +231,14 @@ class Ctx:
             self.web.sessions.store(response, self.session)
         if self._once is not None:
             self.web.sessions.once(response, self._once[0], self._once[1])
-        for message in self._flash:
-            self.web.sessions.flash(response, message)
+        if self._flash:
+            self.web.sessions.flash(response, self._flash)
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    def redirect(self, url: str, flash: str | None = None) -> Response:
+    def redirect(self, url: str, flash: str | None = None, *, problem: bool = False) -> Response:
         if flash:
-            self.flash(flash)
+            self.flash(flash, problem=problem)
         return self._finish(RedirectResponse(url, status_code=303))
 
     async def nav(self, org_id: int | None, project_id: int | None, section: str) -> Nav:
@@ -274,18 +281,21 @@ class Ctx:
         raw_flash = self.request.cookies.get(FLASH_COOKIE)
         # The message a redirect left for this page, then this request's own: shown now,
         # not left in a cookie for the page after.
-        shown = [self.web.sessions.read_flash(raw_flash), *self._flash]
+        shown = [*self.web.sessions.read_flash(raw_flash), *self._flash]
         self._flash = []
+        problems = [m for kind, m in shown if kind == PROBLEM]
+        if values.get("problem"):
+            problems.append(values["problem"])
         html = self.web.env.get_template(template).render(
             ctx=self,
             me=self.principal,
             nav=nav,
             csrf=self.session.csrf,
-            flash=" ".join(m for m in shown if m) or None,
+            flash=" ".join(m for kind, m in shown if m and kind == INFO) or None,
             path=self.request.url.path,
             org_id=org_id,
             project_id=project_id,
-            **{"notice": None, "problem": None, **values},
+            **{"notice": None, **values, "problem": " ".join(problems) or None},
         )
         response = HTMLResponse(html, status_code=status)
         if raw_flash:
@@ -295,10 +305,30 @@ class Ctx:
         return self._finish(response)
 
 
-def error_page(request: Request, status: int, message: str) -> Response:
+_ORG_IN_PATH = re.compile(r"^/orgs/(\d+)(?:/|$)")
+
+
+async def error_page(request: Request, status: int, message: str) -> Response:
+    """The error page. A signed-in person keeps the menu and the switcher, so a stale link
+    or a refusal is not a dead end; the organization is the one in the address when they
+    belong to it, else their first. Without a usable database (503) or a session, or when
+    reading either fails, the page is the bare one: an error page must not fail itself."""
+    if status != 503:
+        try:
+            ctx = await Ctx.of(request, signed_in=False)
+            if ctx.principal is not None and ctx.principal.roles:
+                found = _ORG_IN_PATH.match(request.url.path)
+                org_id = int(found.group(1)) if found else None
+                if org_id not in ctx.principal.roles:
+                    org_id = min(ctx.principal.roles)
+                return await ctx.render(
+                    "error.html", status=status, org_id=org_id, code=status, message=message
+                )
+        except Exception:  # the plain page below still says what went wrong
+            log.warning("error page %s without the menu", status, exc_info=True)
     web = Web.of(request)
     html = web.env.get_template("error.html").render(
-        status=status,
+        code=status,
         message=message,
         me=None,
         nav=None,
@@ -331,9 +361,9 @@ class PageRoute(APIRoute):
                 response.headers.update(SECURITY_HEADERS)
                 return response
             except ServiceError as exc:
-                return error_page(request, http_status(exc), exc.message)
+                return await error_page(request, http_status(exc), exc.message)
             except PageError as exc:
-                return error_page(request, exc.status, exc.message)
+                return await error_page(request, exc.status, exc.message)
 
         return run
 

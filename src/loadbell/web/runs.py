@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from loadbell.domain import regression
-from loadbell.domain.metrics import failed_thresholds, readable
+from loadbell.domain.metrics import failed_thresholds, readable, run_duration
 from loadbell.domain.statuses import RunResult, RunStatus, Trigger
+from loadbell.formats.summary import apdex
 from loadbell.services import baselines, deliveries, load_tests, mutes, reports, runs
 from loadbell.services.errors import Invalid, NotFound
 from loadbell.web.charts import charts
@@ -33,12 +34,12 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("error_rate", "Error rate", "percent"),
     ("apdex", "Apdex", "float2"),
     ("vus_max", "Most virtual users", "int"),
-    ("duration_s", "Test duration", "duration"),
 )
 
 
 def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """The run's key figures for people, from a document read with ``readable``."""
+    """The run's key figures for people, from a document read with ``readable``. The
+    duration is not one of them: the page shows one, ``run_duration``'s, in its head."""
     out: list[tuple[str, str]] = []
     for key, label, how in FIGURES:
         value = metrics.get(key)
@@ -50,10 +51,10 @@ def figures(metrics: dict[str, Any]) -> list[tuple[str, str]]:
             shown = f"{value:,.1f} ms"
         elif how == "percent":
             shown = f"{value * 100:.2f} %"
+        elif key == "apdex":
+            shown = apdex(metrics)  # with its T, as the messages show it
         elif how == "float2":
             shown = f"{value:.2f}"
-        elif how == "duration":
-            shown = f"{value:,.0f} s"
         else:
             shown = f"{value:,.1f}"
         out.append((label, shown))
@@ -201,6 +202,7 @@ async def run_page(request: Request, run_id: int) -> Response:
         section="runs",
         run=run,
         figures=figures(metrics),
+        duration=run_duration(run),
         comparison=run.get("comparison"),
         compared=comparison_rows(run.get("comparison")),
         baseline=baseline,

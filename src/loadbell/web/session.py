@@ -35,6 +35,7 @@ from loadbell.store.tables import api_tokens, memberships, users
 
 COOKIE = "loadbell_session"
 FLASH_COOKIE = "loadbell_flash"
+INFO, PROBLEM = "info", "problem"  # the kinds of flash message: news, or a refusal
 # A secret shown once (a new token, an initial password, a signing secret), carried
 # encrypted from the POST that made it to the page its redirect lands on (post/redirect/get).
 ONCE_COOKIE = "loadbell_once"
@@ -124,10 +125,11 @@ class Sessions:
             secure=self.secure,
         )
 
-    def flash(self, response: Response, message: str) -> None:
+    def flash(self, response: Response, messages: list[tuple[str, str]]) -> None:
+        """Every message for the page a redirect lands on, each with its kind."""
         response.set_cookie(
             FLASH_COOKIE,
-            self._flash.dumps(message),
+            self._flash.dumps([list(m) for m in messages]),
             max_age=60,
             path="/",
             httponly=True,
@@ -164,14 +166,23 @@ class Sessions:
             return None
         return {str(k): str(v) for k, v in data.items()}
 
-    def read_flash(self, raw: str | None) -> str | None:
+    def read_flash(self, raw: str | None) -> list[tuple[str, str]]:
+        """The (kind, message) pairs ``flash`` left; nothing for a bad or old cookie."""
         if not raw:
-            return None
+            return []
         try:
-            message = self._flash.loads(raw, max_age=60)
+            data: Any = self._flash.loads(raw, max_age=60)
         except BadSignature:
-            return None
-        return message if isinstance(message, str) else None
+            return []
+        if isinstance(data, str):  # a cookie of the version before kinds: news
+            return [(INFO, data)]
+        if not isinstance(data, list):
+            return []
+        return [
+            (str(m[0]), str(m[1]))
+            for m in data
+            if isinstance(m, list) and len(m) == 2 and m[0] in (INFO, PROBLEM)
+        ]
 
 
 def _int(value: Any) -> int | None:
