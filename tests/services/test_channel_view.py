@@ -89,7 +89,7 @@ async def test_api_page_and_delivery_agree(
         page = await web.get(f"/integrations/{cid}/projects/{second}")
         assert page.status_code == 200, page.text
         assert _badge(page.text, "Send messages") == _BADGE[eff["sources"]["enabled"]]
-        assert _badge(page.text, "URL") == _BADGE[eff["sources"]["url"]]
+        assert _badge(page.text, "Webhook URL") == _BADGE[eff["sources"]["url"]]
         assert _badge(page.text, "Format") == _BADGE[eff["sources"]["format"]]
         listed = await web.get(f"/projects/{second}/integrations")
         assert "Inherited, with project overrides" in listed.text
