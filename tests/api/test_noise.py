@@ -307,6 +307,23 @@ async def test_bad_settings_are_refused_naming_the_field(
     assert await stored_rows(app_server.settings) == before
 
 
+async def test_an_unknown_key_names_the_keys_every_kind_takes(api: httpx.AsyncClient) -> None:
+    """A misspelt noise key is refused with the kind's keys and the common ones, so the
+    caller sees where notify_on and friends went."""
+    r = await api.post(
+        "/channels",
+        json={
+            "organization_id": 1,
+            "kind": "slack",
+            "name": "chat",
+            "config": {"webhook_url": "http://127.0.0.1:9/h", "notifyon": {"mode": "every_run"}},
+        },
+    )
+    body = assert_error(r, 422, "config.notifyon")
+    assert "slack takes webhook_url" in body["message"], body
+    assert "every kind also takes auto_disable, notify_on, quiet_hours, throttle" in body["message"]
+
+
 async def test_project_override_with_value_level_inheritance(
     api: httpx.AsyncClient, receiver: RecordingReceiver, fake_clock: FakeClock
 ) -> None:

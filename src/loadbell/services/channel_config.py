@@ -40,7 +40,10 @@ def validated_config(kind: ChannelKind, config: Mapping[str, Any]) -> dict[str, 
     try:
         clean = kind.validate(kind_own(config))
     except ConfigError as exc:
-        raise invalid(exc.field, exc.message) from None
+        message = exc.message
+        if message.startswith("unknown key"):  # the kind lists its own keys only
+            message += f"; every kind also takes {', '.join(COMMON)}"
+        raise invalid(exc.field, message) from None
     for key, validate in COMMON.items():
         if key not in config:
             continue
