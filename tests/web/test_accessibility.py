@@ -377,6 +377,41 @@ async def _deliveries_filtered(page: Page, site: Site) -> None:
     await expect(page.locator("#bulk-redeliver")).to_be_visible()
 
 
+@page_visit("a delivery, its attempts' requests and responses")
+async def _delivery(page: Page, site: Site) -> None:
+    await page.goto("/orgs/1/deliveries")
+    await page.locator("li.delivery-failed summary").first.click()
+    await page.locator("li.delivery-failed a.delivery-link").first.click()
+    await expect(page.get_by_role("button", name="Copy").first).to_be_visible()
+
+
+@page_visit("runs, filtered, none matching")
+async def _runs_none_match(page: Page, site: Site) -> None:
+    await page.goto("/orgs/1/runs?status=9")
+    await expect(page.locator("main")).to_contain_text("No run matches")
+
+
+@page_visit("run, its load test muted")
+async def _run_muted(page: Page, site: Site) -> None:
+    await page.goto("/runs/1")
+    await page.get_by_role("button", name="Mute for 1 hour").click()
+    await expect(page.get_by_role("button", name="Unmute").first).to_be_visible()
+    await page.get_by_role("button", name="Unmute").first.click()  # leave the site as it was
+    await page.goto("/runs/1")
+    await page.get_by_role("button", name="Mute for 1 day").click()
+    await expect(page.get_by_role("button", name="Unmute").first).to_be_visible()
+
+
+@page_visit("template reference")
+async def _template_help(page: Page, site: Site) -> None:
+    await page.goto("/help/templates")
+    await heading(page, "Templates: custom webhook bodies")
+    # The menu leads to the reader's organization (it once led to /orgs/None/...).
+    await expect(page.get_by_role("link", name="Runs", exact=True)).to_have_attribute(
+        "href", "/orgs/1/runs"
+    )
+
+
 @page_visit("members, after an invitation")
 async def _members_invited(page: Page, site: Site) -> None:
     await invite(page, "Ada Admin", "ada@example.com", role="admin")

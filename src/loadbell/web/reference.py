@@ -24,4 +24,10 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 async def template_reference(request: Request) -> Response:
     ctx = await Ctx.of(request, signed_in=False)
     text = (HELP / "templates.md").read_text(encoding="utf-8")
-    return await ctx.render("help.html", title="Templates: custom webhook bodies", text=text)
+    # No organization in the address: a signed-in reader's menu shows their first one, as
+    # the sign-in lands there (without one, the menu's links would lead nowhere).
+    roles = ctx.principal.roles if ctx.principal is not None else {}
+    org_id = min(roles) if roles else None
+    return await ctx.render(
+        "help.html", title="Templates: custom webhook bodies", text=text, org_id=org_id
+    )
