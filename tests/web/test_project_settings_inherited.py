@@ -63,3 +63,46 @@ async def test_inherited_headers_filters_and_format_name(
     assert seen["enabled"] is False
     assert list(seen["config"]["headers"]) == ["X-Project"]
     assert seen["sources"]["headers"] == "project"
+
+
+async def test_noise_settings_are_shown_with_where_they_come_from(
+    page: Page, app_server: Server, api: httpx.AsyncClient
+) -> None:
+    """notify_on, quiet hours, throttle and auto-disable in words: the organization's, the
+    project's own (set through the API) and the value in effect, marked by its source."""
+    channel = await create_webhook(
+        api,
+        "http://127.0.0.1:9/hook",
+        config={"url": "http://127.0.0.1:9/hook", "notify_on": {"mode": "result_change"}},
+    )
+    quiet = {
+        "timezone": "Europe/Berlin",
+        "from": "22:00",
+        "to": "07:00",
+        "days": ["mon", "tue"],
+        "action": "hold",
+    }
+    r = await api.put(
+        f"/channels/{channel['id']}/overrides/1",
+        json={"config": {"quiet_hours": quiet, "auto_disable": False}},
+    )
+    assert r.status_code == 200, r.text
+    await sign_in_with_token(page, app_server.token, f"/integrations/{channel['id']}/projects/1")
+
+    notify = page.locator("#row-notify_on td")
+    await expect(notify.first).to_have_text(
+        "when the result changes (the first failure, then the recovery)"
+    )
+    await expect(notify.last).to_contain_text("when the result changes")
+    await expect(notify.last).to_contain_text("inherited")
+
+    quiet_row = page.locator("#row-quiet_hours td")
+    await expect(quiet_row.nth(1)).to_contain_text("22:00–07:00 Europe/Berlin, mon, tue")
+    await expect(quiet_row.last).to_contain_text("messages held until it ends")
+    await expect(quiet_row.last).to_contain_text("overridden here")
+
+    auto = page.locator("#row-auto_disable td")
+    await expect(auto.first).to_contain_text("after 20 failed deliveries in a row over 24 h")
+    await expect(auto.last).to_contain_text("off")
+    await expect(auto.last).to_contain_text("overridden here")
+    await expect(page.locator("#row-throttle td").last).to_contain_text("none")

@@ -35,6 +35,7 @@ from loadbell.web.channel_form import (
     status_choices,
 )
 from loadbell.web.integrations import int_or_none, send_test_hook, slack_outcome, tested_result
+from loadbell.web.noise_words import LABELS, described
 from loadbell.web.pages import Ctx, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -134,6 +135,17 @@ async def _page(
             ("template", "Template", _template, form.template),
         )
         if on
+    ]
+    fixed += [  # the keys every kind takes (noise control, auto-disable)
+        {
+            "key": key,
+            "label": label,
+            "org": described(key, channel["config"]),
+            "own": described(key, own),
+            "effective": described(key, eff["config"]),
+            "source": eff["sources"].get(key, "default"),
+        }
+        for key, label in LABELS
     ]
     lacks: list[str] = missing(eff["config"]) if missing is not None else []
     install = None
