@@ -22,7 +22,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from starlette.types import Message, Receive
 
-from loadbell.api.request_ids import request_id
+from loadbell.api.request_context import request_id
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loadbell.api.request_ids import request_id
+from loadbell.api.request_context import request_id
 from loadbell.services.errors import (
     BadRequest,
     Conflict,

@@ -18,22 +18,16 @@ import logging
 import re
 import time
 import uuid
-from contextvars import ContextVar
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from loadbell.api.request_context import current
+
 HEADER = b"x-request-id"
 _ACCEPTED = re.compile(rb"[A-Za-z0-9._-]{1,64}")
 
-# The id of the request being handled, for log lines and error bodies.
-current: ContextVar[str | None] = ContextVar("loadbell_request_id", default=None)
-
 access = logging.getLogger("loadbell.access")
-
-
-def request_id() -> str | None:
-    return current.get()
 
 
 class RequestIds:

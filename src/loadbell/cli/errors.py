@@ -13,12 +13,12 @@ import errno
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
-from loadbell.settings import Settings
+if TYPE_CHECKING:  # imported when needed: `loadbell run` starts without pydantic
+    from loadbell.settings import Settings
 
 SETTINGS = "loadbell.settings"  # key in click's ``Context.meta``: the command's Settings
 
@@ -104,6 +104,10 @@ def _sqlite_file(settings: Settings | None) -> Path | None:
 
 
 def _settings_invalid(exc: BaseException, _: Settings | None) -> str | None:
+    from pydantic import ValidationError
+
+    from loadbell.settings import Settings
+
     if not isinstance(exc, ValidationError) or exc.title != Settings.__name__:
         return None
     lines = []

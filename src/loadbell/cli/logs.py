@@ -18,7 +18,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from loadbell.api.request_ids import request_id
+from loadbell.api.request_context import request_id
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-from loadbell.cli.common import run_coroutine
-
 
 @click.command()
 @click.option(
@@ -33,6 +31,7 @@ from loadbell.cli.common import run_coroutine
 )
 def receiver(port: int, status: int) -> None:
     """Run a local receiver that prints every request (to see what loadbell sends)."""
+    from loadbell.cli.common import run_coroutine  # not for `run`: it starts lighter
     from loadbell.testing.receiver import serve_forever
 
     try:
