@@ -11,7 +11,10 @@ the ``--out json`` stream it parses for Apdex, the stderr pass-through and the A
 
 Arms: k6 alone; k6 alone writing ``--out json`` to /dev/null (what encoding every sample
 costs k6 itself, with no reader at all); k6 in loadbell (the default: Apdex from the
-``--out json`` stream); k6 in loadbell with ``--no-apdex``. Prints one line per run, then
+``--out json`` stream); k6 in loadbell with ``--no-apdex``. ``--encodings`` adds k6 alone
+with ``--out csv`` and with ``--out json`` and only two system tags (what the tags cost
+k6's encoder). First, each arm's fixed cost: the CPU of a run of one iteration (start-up,
+the first calls, the exit), the median of three. Prints one line per run, then
 medians: iterations/s (k6's own count / duration) and CPU per iteration (k6 + loadbell;
 the target is not counted), then each arm paired with "k6 alone" of the same round. On a
 shared machine the CPU figure is the steadier of the two.
@@ -40,6 +43,13 @@ export default function () {{
   http.get(`${{__ENV.TARGET}}/`);
   if ({think_s} > 0) sleep({think_s});
 }}
+"""
+
+
+ONE_ITERATION = """
+import http from 'k6/http';
+export const options = { vus: 1, iterations: 1 };
+export default function () { http.get(`${__ENV.TARGET}/`); }
 """
 
 
@@ -107,6 +117,11 @@ def main() -> None:
         default=0,
         help="sleep per iteration; 0 (default) drives k6 as fast as the CPUs allow",
     )
+    parser.add_argument(
+        "--encodings",
+        action="store_true",
+        help="also k6 alone with --out csv, and --out json with two system tags",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="lb-k6-bench-") as tmp:
@@ -134,6 +149,20 @@ def main() -> None:
             "k6 in loadbell": ([*wrap, "--"], [], wrapped_env),
             "k6 in loadbell --no-apdex": ([*wrap, "--no-apdex", "--"], [], wrapped_env),
         }
+        if args.encodings:
+            arms["k6 alone --out csv"] = ([], ["--out", "csv=/dev/null"], plain_env)
+            arms["k6 alone --out json, 2 tags"] = (
+                [],
+                ["--out", "json=/dev/null", "--system-tags", "status,expected_response"],
+                plain_env,
+            )
+        one = workdir / "one.js"
+        one.write_text(ONE_ITERATION)
+        print("fixed cost of a run (one iteration; median of 3):", flush=True)
+        for name, (prefix, options, env) in arms.items():
+            argv = [*prefix, *k6, *options, str(one)]
+            fixed = statistics.median(_run(argv, env) for _ in range(3))
+            print(f"  {name:30s} {fixed * 1000:7.0f} ms CPU", flush=True)
         rates: dict[str, list[float]] = {name: [] for name in arms}
         cpu: dict[str, list[float]] = {name: [] for name in arms}
         try:
@@ -147,7 +176,7 @@ def main() -> None:
                     rates[name].append(rate)
                     cpu[name].append(used / iterations * 1e6)
                     print(
-                        f"round {n + 1}: {name:26s} {rate:8.1f} iterations/s "
+                        f"round {n + 1}: {name:30s} {rate:8.1f} iterations/s "
                         f"{cpu[name][-1]:6.1f} us CPU/iteration",
                         flush=True,
                     )
@@ -163,7 +192,7 @@ def main() -> None:
         for name in arms:
             rate, used = statistics.median(rates[name]), statistics.median(cpu[name])
             print(
-                f"  {name:26s} {rate:8.1f} it/s ({(base - rate) / base * 100:+5.1f}% slower), "
+                f"  {name:30s} {rate:8.1f} it/s ({(base - rate) / base * 100:+5.1f}% slower), "
                 f"{used:6.1f} us CPU/it ({(used - base_cpu) / base_cpu * 100:+5.1f}%)"
             )
         # Each arm against "k6 alone" of the same round (run moments apart), then the
@@ -176,7 +205,7 @@ def main() -> None:
             more_cpu = statistics.median(
                 (c - a) / a * 100 for a, c in zip(cpu["k6 alone"], cpu[name], strict=True)
             )
-            print(f"  {name:26s} {slower:+5.1f}% slower, {more_cpu:+5.1f}% CPU/it")
+            print(f"  {name:30s} {slower:+5.1f}% slower, {more_cpu:+5.1f}% CPU/it")
 
 
 if __name__ == "__main__":

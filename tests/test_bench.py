@@ -179,3 +179,24 @@ def test_soak_benchmark_samples_rss_and_answers_every_request(tmp_path: Path) ->
     assert "Difference (end − settled)" in done.stdout
     text = docs.read_text()
     assert "kept" in text and "<!-- bench:soak:sqlite:begin -->" in text
+
+
+@pytest.mark.slow
+def test_k6_overhead_benchmark_pairs_every_arm_with_k6_alone() -> None:
+    """A tiny run times k6 alone, the wrapper with and without Apdex and the encodings, and
+    prints each arm's fixed cost and its figure paired with k6 alone."""
+    done = run_bench("k6_overhead", "--rounds", "1", "--duration", "1", "--vus", "2", "--encodings")
+    out = done.stdout
+    assert "fixed cost of a run" in out
+    arms = (
+        "k6 alone --out json ",
+        "k6 in loadbell ",
+        "k6 in loadbell --no-apdex",
+        "k6 alone --out csv",
+        "k6 alone --out json, 2 tags",
+    )
+    paired = out.split("paired (median over rounds")[1]
+    for arm in arms:
+        assert f"round 1: {arm}" in out, arm
+        assert f"  {arm}" in paired, arm
+    assert "us CPU/iteration" in out
