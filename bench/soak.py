@@ -37,7 +37,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -398,20 +397,11 @@ class Result:
         return "\n".join(f"{a}: {b}  {c}".rstrip() for a, b, c in self.rows())
 
     def markdown(self) -> str:
-        m = self.machine
-        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return "\n".join(
             [
-                f"Measured {when} with:",
-                "",
-                "```sh",
-                self.command,
-                "```",
-                "",
-                f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load} "
-                "(shared with other work).",
-                f"- {m.python}; {m.database}; {m.libraries}.",
+                *report.measured_with(
+                    self.command, self.machine, after_load=" (shared with other work)."
+                ),
                 f"- {self.rate:g} requests/s for {self.minutes:g} min; client, receiver, server "
                 "and database on the same machine.",
                 "",
