@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 import click
 
-from bench import databases, loop, report
+from bench import databases, loop, options, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel
 from bench.receiver import ReceiverProcess
@@ -542,15 +542,8 @@ async def _bench(
     show_default=True,
     help="The RSS after this long is the baseline; growth and slope are measured after it.",
 )
-@click.option("--rate", default=200.0, show_default=True, help="Requests/s, open loop.")
-@click.option(
-    "--db",
-    "backend",
-    type=click.Choice(["sqlite", "postgresql"]),
-    default="sqlite",
-    show_default=True,
-    help="Database backend. PostgreSQL: a scratch database on LOADBELL_BENCH_PG_URL.",
-)
+@options.rate_option(help="Requests/s, open loop.")
+@options.db_option()
 @click.option(
     "--tracemalloc",
     "trace_dir",
