@@ -34,7 +34,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -214,16 +213,12 @@ def _span(values: list[float], fmt: str) -> str:
 def summary(rounds: Rounds, command: str, machine: report.Machine, count: int) -> str:
     loads = [lo[0] for lo in rounds.loads]
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with:",
-        "",
-        "```sh",
-        command,
-        "```",
-        "",
-        f"- Machine: {machine.cpus} CPUs ({machine.cpu_model}); load average (1 min) "
-        f"{_span(loads, '.2f')} at the start of the rounds; shared with other work, so the "
-        "rates move with it (CPU per notification moves less).",
-        f"- {machine.python}; {machine.database}; {machine.libraries}.",
+        *report.measured_with(
+            command,
+            machine,
+            load=f"load average (1 min) {_span(loads, '.2f')} at the start of the rounds; "
+            "shared with other work, so the rates move with it (CPU per notification moves less).",
+        ),
         f"- {count:,} timed notifications per arm and round; client, servers, receiver and "
         "Redis on the same machine.",
         "",

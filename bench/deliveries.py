@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import click
 
-from bench import backlog, databases, loop, report
+from bench import backlog, databases, loop, options, report
 from bench.drain import drain
 from bench.latency import ServerProcess, measure_latency, prepare_runs
 from bench.raw import raw_loop
@@ -47,14 +47,7 @@ def free_port() -> int:
 
 @click.command()
 @click.option("--n", "n", default=20_000, show_default=True, help="Backlog size to drain.")
-@click.option(
-    "--db",
-    "backend",
-    type=click.Choice(["sqlite", "postgresql"]),
-    default="sqlite",
-    show_default=True,
-    help="Database backend. PostgreSQL: a scratch database on LOADBELL_BENCH_PG_URL.",
-)
+@options.db_option()
 @click.option(
     "--channels",
     default=1,
@@ -62,7 +55,7 @@ def free_port() -> int:
     help="Webhook channels the backlog is spread over (each is capped at "
     "LOADBELL_PER_CHANNEL_CONCURRENCY attempts in flight).",
 )
-@click.option("--rate", default=200.0, show_default=True, help="Events/s for the latency phase.")
+@options.rate_option(help="Events/s for the latency phase.")
 @click.option("--seconds", default=20.0, show_default=True, help="Length of the latency phase.")
 @click.option(
     "--warmup", default=1.0, show_default=True, help="Seconds of the latency phase not measured."

@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
 from bench.receiver import ROOT, ReceiverProcess
-from bench.report import percentile
+from bench.report import SHARED, measured_with, percentile
 from loadbell.settings import Settings
 from loadbell.store.db import sqlite_path
 
@@ -359,21 +358,10 @@ class Result:
         return f"{table}\n\ndue backlog: {self.recovery()}\n\n{self.timeline()}"
 
     def markdown(self) -> str:
-        m = self.machine
-        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         s = self.settings
         return "\n".join(
             [
-                f"Measured {when} with:",
-                "",
-                "```sh",
-                self.command,
-                "```",
-                "",
-                f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load} "
-                "(shared with other work: the figures move with it).",
-                f"- {m.python}; {m.database}; {m.libraries}.",
+                *measured_with(self.command, self.machine, after_load=SHARED),
                 f"- Layout `{self.layout}`; {self.hogs} hog processes"
                 f"{'; no worker process meanwhile' if self.stop_worker else ''}; "
                 f"`LOADBELL_MAX_IN_FLIGHT={s.max_in_flight}`, "

@@ -31,7 +31,6 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -40,7 +39,7 @@ import click
 from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess
-from bench.report import percentile
+from bench.report import SHARED, measured_with, percentile
 from loadbell.settings import Settings
 from loadbell.store.db import sqlite_path
 
@@ -202,10 +201,7 @@ class Result:
         return "\n".join(lines)
 
     def markdown(self) -> str:
-        m = self.machine
         d = self.double
-        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         ok_ms = [v * 1000 for v in d.ok]
         busy_ms = [v * 1000 for v in d.overloaded]
         rows = [
@@ -236,15 +232,7 @@ class Result:
         steps = "\n".join(f"    {t.line()}" for t in self.search)
         return "\n".join(
             [
-                f"Measured {when} with:",
-                "",
-                "```sh",
-                self.command,
-                "```",
-                "",
-                f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load} "
-                "(shared with other work: the figures move with it).",
-                f"- {m.python}; {m.database}; {m.libraries}.",
+                *measured_with(self.command, self.machine, after_load=SHARED),
                 f"- `LOADBELL_MAX_IN_FLIGHT={self.settings.max_in_flight}`, "
                 f"`LOADBELL_MAX_LOOP_LAG_MS={self.settings.max_loop_lag_ms}`; client, server "
                 "and database on the same machine.",

@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -67,6 +68,40 @@ class Machine:
             database=database,
             libraries=libs,
         )
+
+
+# ``after_load`` for a bench whose machine others use while it runs.
+SHARED = " (shared with other work: the figures move with it)."
+
+
+def loads(values: Iterable[float]) -> str:
+    """Load averages as the documents give them: ``1.23, 0.98, 0.75``."""
+    return ", ".join(f"{v:.2f}" for v in values)
+
+
+def measured_with(
+    command: str, machine: Machine, *, after_load: str = ".", load: str | None = None
+) -> list[str]:
+    """The lines a bench's block in docs/benchmarks.md opens with: when it was measured
+    (UTC, to the minute), the exact command in a ``sh`` block, the machine with its load
+    average, then Python, the database and the libraries.
+
+    The machine line ends "load average at start 1.23, 0.98, 0.75" and ``after_load`` (a
+    note, another figure, the full stop); ``load`` takes the place of both for a bench that
+    gives its load average another way."""
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if load is None:
+        load = f"load average at start {loads(machine.load_at_start)}{after_load}"
+    return [
+        f"Measured {when} with:",
+        "",
+        "```sh",
+        command,
+        "```",
+        "",
+        f"- Machine: {machine.cpus} CPUs ({machine.cpu_model}); {load}",
+        f"- {machine.python}; {machine.database}; {machine.libraries}.",
+    ]
 
 
 def _version(name: str) -> str:
@@ -197,19 +232,10 @@ class Report:
     def markdown(self) -> str:
         m = self.machine
         s = self.settings
-        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         out = [
             f"### {m.database}: {self.durability()}",
             "",
-            f"Measured {when} with:",
-            "",
-            "```sh",
-            self.command,
-            "```",
-            "",
-            f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load}.",
-            f"- {m.python}; {m.database}; {m.libraries}.",
+            *measured_with(self.command, m),
             f"- Settings: worker_concurrency={s.worker_concurrency}, "
             f"per_channel_concurrency={s.per_channel_concurrency}, "
             f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}, "

@@ -37,14 +37,13 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
-from bench import databases, loop, report
+from bench import databases, loop, options, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel
 from bench.receiver import ReceiverProcess
@@ -398,20 +397,11 @@ class Result:
         return "\n".join(f"{a}: {b}  {c}".rstrip() for a, b, c in self.rows())
 
     def markdown(self) -> str:
-        m = self.machine
-        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return "\n".join(
             [
-                f"Measured {when} with:",
-                "",
-                "```sh",
-                self.command,
-                "```",
-                "",
-                f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load} "
-                "(shared with other work).",
-                f"- {m.python}; {m.database}; {m.libraries}.",
+                *report.measured_with(
+                    self.command, self.machine, after_load=" (shared with other work)."
+                ),
                 f"- {self.rate:g} requests/s for {self.minutes:g} min; client, receiver, server "
                 "and database on the same machine.",
                 "",
@@ -552,15 +542,8 @@ async def _bench(
     show_default=True,
     help="The RSS after this long is the baseline; growth and slope are measured after it.",
 )
-@click.option("--rate", default=200.0, show_default=True, help="Requests/s, open loop.")
-@click.option(
-    "--db",
-    "backend",
-    type=click.Choice(["sqlite", "postgresql"]),
-    default="sqlite",
-    show_default=True,
-    help="Database backend. PostgreSQL: a scratch database on LOADBELL_BENCH_PG_URL.",
-)
+@options.rate_option(help="Requests/s, open loop.")
+@options.db_option()
 @click.option(
     "--tracemalloc",
     "trace_dir",

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -107,22 +106,13 @@ class ScaleOutResult:
     def markdown(self) -> str:
         m = self.machine
         s = self.settings
-        load = ", ".join(f"{v:.2f}" for v in m.load_at_start)
-        after = ", ".join(f"{v:.2f}" for v in self.load_after)
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return "\n".join(
             [
                 f"### {self.workers} workers on {m.database}",
                 "",
-                f"Measured {when} with:",
-                "",
-                "```sh",
-                self.command,
-                "```",
-                "",
-                f"- Machine: {m.cpus} CPUs ({m.cpu_model}); load average at start {load}, "
-                f"at the end {after}.",
-                f"- {m.python}; {m.database}; {m.libraries}.",
+                *report.measured_with(
+                    self.command, m, after_load=f", at the end {report.loads(self.load_after)}."
+                ),
                 f"- Settings per worker: worker_concurrency={s.worker_concurrency}, "
                 f"per_channel_concurrency={s.per_channel_concurrency}, "
                 f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}.",

@@ -18,6 +18,8 @@ def install(app: FastAPI) -> None:
     its handlers."""
     from loadbell.web import (
         api_docs,
+        channel_preview,
+        channel_signing,
         deliveries,
         errors,
         integrations,
@@ -32,6 +34,8 @@ def install(app: FastAPI) -> None:
     for module in (
         signin,
         integrations,
+        channel_signing,
+        channel_preview,
         overrides,
         deliveries,
         runs,

@@ -4,34 +4,26 @@ Seed 000: "Integrations" in the left menu, "Setup" per kind, a URL field with "S
 Changes" and "Test Hook". Every change goes through the channel services, the API's own
 operations, with the signed-in person as the caller, so the pages obey exactly the rules
 of the API (roles, validation, masking, inheritance) and never re-implement them. Like an
-API handler, a page owns the transaction.
+API handler, a page owns the transaction. A webhook's signing secrets have their own
+module (``channel_signing.py``), and so has the form's preview (``channel_preview.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import secrets
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from starlette.datastructures import FormData
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from loadbell.channels.registry import KINDS, get_kind
 from loadbell.domain.events import EventType
 from loadbell.domain.inheritance import Source
-from loadbell.formats import samples
-from loadbell.formats.signing import PREFIX as SIGNING_PREFIX
 from loadbell.services import access as lookups
-from loadbell.services import channel_config as cc
-from loadbell.services import channels, deliveries, previews, slack_checks, test_hook
+from loadbell.services import channels, deliveries, test_hook
 from loadbell.services.errors import Forbidden, NotFound, ServiceError
-from loadbell.web import slack_preview
+from loadbell.web import channel_calls
 from loadbell.web.channel_checks import private_target, test_needs
 from loadbell.web.channel_form import (
-    FORMS,
     TEMPLATE_HELP,
     KindForm,
     Posted,
@@ -44,13 +36,18 @@ from loadbell.web.channel_form import (
     status_choices,
     stored_values,
 )
+from loadbell.web.channel_preview import form_event, form_preview
+from loadbell.web.channel_signing import (
+    ROTATION_WINDOWS,
+    keep_secret,
+    new_signing_secret,
+    shown_secret,
+    signing_state,
+)
 from loadbell.web.channel_summary import Listed, health_of, seen_summary, summary_of
 from loadbell.web.pages import Ctx, PageError, PageRoute, field_errors
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-
-SLACK_KINDS = ("slack", "slack_app")  # their previews are drawn as the message
-ROTATION_WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
 async def project_org(ctx: Ctx, project_id: int) -> tuple[int, str]:
@@ -179,7 +176,7 @@ async def _render_form(
     needs, targets_only = test_needs(channel["config"] if channel else None)
     warning = None
     if channel is not None:  # read from the saved URL itself: its host is all it shows
-        raw = await _raw_config(ctx, channel["id"])
+        raw = await channel_calls.raw_config(ctx, channel["id"])
         warning = private_target(kind.kind, raw, allowed=ctx.state.settings.allow_private_targets)
     return await ctx.render(
         "channel.html",
@@ -232,14 +229,6 @@ async def new_channel_form(
     )
 
 
-def _sign_secret() -> str:
-    return SIGNING_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def _drop_none(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if v is not None}
-
-
 @router.post("/orgs/{org_id}/integrations/new")
 async def create_channel(
     request: Request, org_id: int, kind: str, project_id: int | None = None
@@ -250,7 +239,7 @@ async def create_channel(
     form = _kind_or_404(kind)
     posted = parse_channel_form(form, form_data, None)
     posted.values["preview_event"] = form_event(form_data)
-    new_secret = _sign_secret() if form.signing and form_data.get("sign") else None
+    new_secret = new_signing_secret() if form.signing and form_data.get("sign") else None
     if new_secret:
         posted.config["signing_secrets"] = [new_secret]
     posted.values["sign"] = bool(new_secret)
@@ -267,7 +256,7 @@ async def create_channel(
                     kind=form.kind,
                     name=posted.name,
                     enabled=posted.enabled,
-                    config=_drop_none(posted.config),
+                    config=channel_calls.drop_none(posted.config),
                     events=posted.events,
                     filters=posted.filters,
                 )
@@ -277,7 +266,7 @@ async def create_channel(
             posted.errors.update(field_errors(exc))
         else:
             return await _after_save(ctx, created, action, new_secret=new_secret)
-    preview = await _preview(ctx, form, posted, None) if action == "preview" else None
+    preview = await form_preview(ctx, form, posted, None) if action == "preview" else None
     return await _render_form(
         ctx,
         form,
@@ -307,7 +296,7 @@ async def _after_save(
         if refused:
             message = f"{message} {refused}"
     if new_secret:
-        _keep_secret(ctx, channel["id"], new_secret)
+        keep_secret(ctx, channel["id"], new_secret)
         message = f"{message} Copy the signing secret now: it is not shown again."
     if tested is not None:
         where = f"{where}?tested={tested}"
@@ -349,37 +338,6 @@ async def tested_result(ctx: Ctx, delivery_id: int | None) -> dict[str, Any] | N
     return {"delivery": delivery, "attempt": attempts[0] if attempts else None}
 
 
-async def _channel(ctx: Ctx, channel_id: int) -> dict[str, Any]:
-    async with ctx.state.reader.connect() as conn:
-        return await channels.get_channel(conn, ctx.state.box, ctx.who, channel_id)
-
-
-async def _update(ctx: Ctx, channel_id: int, **changes: Any) -> dict[str, Any]:
-    """Save changes as ``PATCH /channels/{id}`` does: new Slack targets are checked before
-    the write transaction opens."""
-    await slack_checks.before_update(
-        ctx.state.reader, ctx.state.box, ctx.who, channel_id, changes.get("config")
-    )
-    async with ctx.state.engine.begin() as conn:
-        return await channels.update_channel(conn, ctx.state.box, ctx.who, channel_id, **changes)
-
-
-async def _signing_state(ctx: Ctx, channel_id: int) -> list[dict[str, str]]:
-    """Each signing secret's status, never the secret itself."""
-    raw = await _raw_config(ctx, channel_id)
-    out = []
-    for i, entry in enumerate(raw.get("signing_secrets") or []):
-        out.append({"n": str(i + 1), "expires_at": entry.get("expires_at", "")})
-    return out
-
-
-async def _raw_config(ctx: Ctx, channel_id: int) -> dict[str, Any]:
-    """The stored config with secrets opened: server-side only, never rendered."""
-    async with ctx.state.reader.connect() as conn:
-        channel = await channels.opened(conn, ctx.state.box, ctx.who, channel_id)
-    return channel.config
-
-
 async def _show_channel(
     ctx: Ctx,
     channel_id: int,
@@ -391,13 +349,13 @@ async def _show_channel(
     preview_event: str | None = None,
 ) -> Response:
     """The channel's page as saved; with ``preview_event``, also what it sends for it."""
-    channel = await _channel(ctx, channel_id)
+    channel = await channel_calls.channel(ctx, channel_id)
     form = form_for(channel["kind"])
     values = stored_values(form, channel)
     preview = None
     if preview_event is not None:
         values["preview_event"] = preview_event
-        preview = await _preview(ctx, form, Posted(values=values), channel_id)
+        preview = await form_preview(ctx, form, Posted(values=values), channel_id)
     return await _render_form(
         ctx,
         form,
@@ -408,7 +366,7 @@ async def _show_channel(
         tested=await tested_result(ctx, tested),
         preview=preview,
         new_secret=new_secret,
-        signing=await _signing_state(ctx, channel_id) if form.signing else None,
+        signing=await signing_state(ctx, channel_id) if form.signing else None,
         notice=notice,
         problem=problem,
     )
@@ -453,7 +411,7 @@ async def channel_page(
         ctx,
         channel_id,
         tested=tested,
-        new_secret=_shown_secret(ctx, channel_id),
+        new_secret=shown_secret(ctx, channel_id),
         notice=notice,
         problem=problem,
     )
@@ -463,7 +421,7 @@ async def channel_page(
 async def save_channel(request: Request, channel_id: int) -> Response:
     ctx = await Ctx.of(request)
     form_data = await ctx.form()
-    channel = await _channel(ctx, channel_id)
+    channel = await channel_calls.channel(ctx, channel_id)
     action = form_data.get("action")
     if action == "preview" and not ctx.can_manage(channel["organization_id"]):
         # Members see everything read-only, what the channel sends too: its saved settings.
@@ -475,7 +433,7 @@ async def save_channel(request: Request, channel_id: int) -> Response:
     posted.values["preview_event"] = form_event(form_data)
     if not posted.errors and action != "preview":
         try:
-            saved = await _update(
+            saved = await channel_calls.update(
                 ctx,
                 channel_id,
                 name=posted.name,
@@ -490,7 +448,7 @@ async def save_channel(request: Request, channel_id: int) -> Response:
             posted.errors.update(field_errors(exc))
         else:
             return await _after_save(ctx, saved, action)
-    preview = await _preview(ctx, form, posted, channel_id) if action == "preview" else None
+    preview = await form_preview(ctx, form, posted, channel_id) if action == "preview" else None
     return await _render_form(
         ctx,
         form,
@@ -501,7 +459,7 @@ async def save_channel(request: Request, channel_id: int) -> Response:
         errors=posted.errors,
         status=200 if action == "preview" and not posted.errors else 422,
         preview=preview,
-        signing=await _signing_state(ctx, channel_id) if form.signing else None,
+        signing=await signing_state(ctx, channel_id) if form.signing else None,
     )
 
 
@@ -509,7 +467,7 @@ async def save_channel(request: Request, channel_id: int) -> Response:
 async def delete_channel(request: Request, channel_id: int) -> Response:
     ctx = await Ctx.of(request)
     await ctx.form()
-    channel = await _channel(ctx, channel_id)
+    channel = await channel_calls.channel(ctx, channel_id)
     async with ctx.state.engine.begin() as conn:
         await channels.delete_channel(conn, ctx.who, channel_id)
     where = (
@@ -518,113 +476,3 @@ async def delete_channel(request: Request, channel_id: int) -> Response:
         else f"/orgs/{channel['organization_id']}/integrations"
     )
     return ctx.redirect(where, f"Integration '{channel['name']}' removed.")
-
-
-@router.post("/integrations/{channel_id}/signing")
-async def signing(request: Request, channel_id: int) -> Response:
-    """Turn signing on, rotate its secret (the old one keeps signing for a window), or off."""
-    ctx = await Ctx.of(request)
-    form_data = await ctx.form()
-    channel = await _channel(ctx, channel_id)
-    ctx.require_manage(channel["organization_id"], "change integrations")
-    action = form_data.get("action")
-    raw = await _raw_config(ctx, channel_id)
-    now = datetime.now(UTC)
-    new_secret: str | None = None
-    if action == "off":
-        secrets_list: list[dict[str, str]] = []
-    else:
-        window = ROTATION_WINDOWS.get(str(form_data.get("window")), ROTATION_WINDOWS["24h"])
-        until = (now + window).isoformat().replace("+00:00", "Z")
-        secrets_list = []
-        for entry in raw.get("signing_secrets") or []:
-            expires = entry.get("expires_at")
-            if expires and datetime.fromisoformat(expires.replace("Z", "+00:00")) <= now:
-                continue  # already expired: nothing signs with it any more
-            secrets_list.append({"secret": entry["secret"], "expires_at": expires or until})
-        new_secret = _sign_secret()
-        secrets_list.append({"secret": new_secret})
-    await _update(ctx, channel_id, config={"signing_secrets": secrets_list})
-    if new_secret is None:
-        return ctx.redirect(f"/integrations/{channel_id}", "Signing turned off.")
-    _keep_secret(ctx, channel_id, new_secret)
-    return ctx.redirect(
-        f"/integrations/{channel_id}", "Copy the new signing secret now: it is not shown again."
-    )
-
-
-def _keep_secret(ctx: Ctx, channel_id: int, secret: str) -> None:
-    ctx.keep_once("signing", channel=str(channel_id), secret=secret)
-
-
-def _shown_secret(ctx: Ctx, channel_id: int) -> str | None:
-    """The signing secret a POST just created for this channel, shown this once."""
-    kept = ctx.shown_once("signing")
-    if kept is None or kept.get("channel") != str(channel_id):
-        return None
-    return kept.get("secret")
-
-
-# -- live preview ----------------------------------------------------------------------
-
-
-async def _preview(
-    ctx: Ctx, form: KindForm, posted: Posted, channel_id: int | None
-) -> dict[str, Any]:
-    """What the channel would send for the chosen event, rendered by the preview service
-    from the form as it stands (saved secrets filled in, never shown)."""
-    kind = get_kind(form.kind)
-    stored = await _raw_config(ctx, channel_id) if channel_id is not None else {}
-    config = {**stored, **cc.keep_masked(kind, stored, posted.config)}
-    config = _drop_none(config)
-    for f in form.fields:
-        if f.required and f.input == "secret" and not config.get(f.key):
-            config[f.key] = "https://example.invalid/preview"  # a preview needs no real URL
-    if form.slack_install:  # nor an install, nor a target: the message looks the same
-        config.setdefault("bot_token", "xoxb-preview")
-        config["targets"] = config.get("targets") or "#load-tests"
-    event = str(posted.values.get("preview_event") or "test.finished")
-    try:
-        clean = {**kind.defaults, **cc.validated_config(kind, config)}
-        event_type = EventType(event)
-        if event_type not in kind.events(clean):
-            event_type = next(e for e in EventType if e in kind.events(clean))
-        message = samples.sample_message(event_type, public_url=ctx.state.settings.base_url)
-        shown = previews.render_preview(kind, clean, message)
-    except ServiceError as exc:
-        return {"ok": False, "error": exc.message}
-    except ValueError as exc:
-        return {"ok": False, "error": str(exc)}
-    # Slack's message as people will see it; its Block Kit JSON stays under it.
-    rendered = slack_preview.of_body(shown["body"]) if form.kind in SLACK_KINDS else None
-    return {"ok": True, **shown, "rendered": rendered}
-
-
-@router.post("/integrations-preview")
-async def live_preview(request: Request) -> Response:
-    """The form's live preview (JavaScript posts the whole form here). Sends nothing."""
-    ctx = await Ctx.of(request)
-    form_data = await ctx.form()
-    kind_name = str(form_data.get("kind") or "")
-    if kind_name not in FORMS:
-        return JSONResponse({"ok": False, "error": f"unknown kind '{kind_name}'"}, 422)
-    form = form_for(kind_name)
-    channel_id = int_or_none(form_data.get("channel_id"))
-    channel = await _channel(ctx, channel_id) if channel_id is not None else None
-    if channel is not None and not ctx.can_manage(channel["organization_id"]):
-        # A member's form is read-only (disabled fields are not posted): the saved settings.
-        posted = Posted()
-    else:
-        posted = parse_channel_form(form, form_data, channel["config"] if channel else None)
-    posted.values["preview_event"] = form_data.get("preview_event")
-    result = await _preview(ctx, form, posted, channel_id)
-    return JSONResponse(orjson.loads(orjson.dumps(result)))
-
-
-def int_or_none(value: object) -> int | None:
-    return int(value) if isinstance(value, str) and value.isdigit() else None
-
-
-def form_event(form_data: FormData) -> str:
-    value = form_data.get("preview_event")
-    return value if isinstance(value, str) else "test.finished"

@@ -34,9 +34,9 @@ from loadbell.web.channel_form import (
     parse_override_form,
     status_choices,
 )
-from loadbell.web.integrations import int_or_none, send_test_hook, slack_outcome, tested_result
+from loadbell.web.integrations import send_test_hook, slack_outcome, tested_result
 from loadbell.web.noise_words import LABELS, described
-from loadbell.web.pages import Ctx, PageRoute, field_errors
+from loadbell.web.pages import Ctx, PageRoute, field_errors, int_or_none
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 

@@ -377,5 +377,10 @@ def field_errors(exc: ServiceError) -> dict[str, str]:
     return {field: message}
 
 
+def int_or_none(value: object) -> int | None:
+    """A form's id field as a number, or None when it is blank or not one."""
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 def checked(values: Mapping[str, Any], key: str) -> Markup:
     return Markup(" checked") if values.get(key) else Markup("")
