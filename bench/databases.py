@@ -21,8 +21,10 @@ PG_ADMIN_URL = os.environ.get(
 
 
 @contextlib.asynccontextmanager
-async def scratch_database(backend: str, workdir: Path, label: str) -> AsyncIterator[str]:
-    """Yield the URL of an empty, migrated database; drop it afterwards."""
+async def scratch_database(
+    backend: str, workdir: Path, label: str, *, keep: bool = False
+) -> AsyncIterator[str]:
+    """Yield the URL of an empty, migrated database; drop it afterwards unless ``keep``."""
     if backend == "sqlite":
         path = workdir / f"{label}.db"
         url = f"sqlite+aiosqlite:///{path}"
@@ -43,11 +45,18 @@ async def scratch_database(backend: str, workdir: Path, label: str) -> AsyncIter
         await _migrate(url)
         yield url
     finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        if not keep:
+            await _drop(admin, name)
+
+
+async def _drop(admin: str, name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 async def _migrate(url: str) -> None:

@@ -1,7 +1,11 @@
 """The delivery log on a large database, through a real ``loadbell serve``, with /healthz probed.
 
     python -m bench.delivery_log [--n 1000000] [--db sqlite|postgresql] [--rounds 5]
-                                 [--write-docs [--docs FILE]]
+                                 [--keep FILE | --reuse FILE] [--write-docs [--docs FILE]]
+
+``--keep FILE`` leaves the seeded database in place (SQLite: next to FILE) and writes its URL
+and ids to FILE (JSON); ``--reuse FILE`` times that database again without seeding, so a
+before and an after can be paired on one seed. Drop a kept PostgreSQL database by hand.
 
 1. Seeds a scratch database with N deliveries (``bench/seed_log.py``).
 2. Starts ``loadbell serve`` on it (a child process, with its in-process worker; nothing in
@@ -24,12 +28,16 @@ between ``<!-- bench:delivery-log:<db>:begin/end -->``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,10 +156,47 @@ async def time_queries(
     return timings, began, ended
 
 
-async def run(backend: str, n: int, rounds: int, warmup: int, workdir: Path) -> str:
-    async with databases.scratch_database(backend, workdir, "log") as url:
+@contextlib.asynccontextmanager
+async def seeded_database(
+    backend: str, n: int, workdir: Path, keep: Path | None, reuse: Path | None
+) -> AsyncIterator[tuple[str, Seeded]]:
+    """A seeded database: made here (and dropped after, unless ``keep``), or a kept one."""
+    if reuse is not None:
+        yield load_kept(reuse)
+        return
+    where = keep.parent if keep is not None and backend == "sqlite" else workdir
+    async with databases.scratch_database(backend, where, "log", keep=keep is not None) as url:
         print(f"seeding {n:,} deliveries into {backend}", flush=True)
         seeded = await seed(url, n)
+        if keep is not None:
+            save_kept(keep, url, seeded)
+            print(f"kept: {url} (ids in {keep})", flush=True)
+        yield url, seeded
+
+
+def save_kept(path: Path, url: str, seeded: Seeded) -> None:
+    path.write_text(json.dumps({"url": url, "seeded": dataclasses.asdict(seeded)}))
+
+
+def load_kept(path: Path) -> tuple[str, Seeded]:
+    kept = json.loads(path.read_text())
+    seeded = Seeded(**kept["seeded"])
+    # JSON object keys are strings; the bench looks organizations up by int
+    seeded.channels = {int(k): v for k, v in seeded.channels.items()}
+    seeded.runs = {int(k): v for k, v in seeded.runs.items()}
+    return kept["url"], seeded
+
+
+async def run(
+    backend: str,
+    n: int,
+    rounds: int,
+    warmup: int,
+    workdir: Path,
+    keep: Path | None = None,
+    reuse: Path | None = None,
+) -> str:
+    async with seeded_database(backend, n, workdir, keep, reuse) as (url, seeded):
         settings = Settings(database_url=url, secret_key="bench", base_url="http://127.0.0.1")
         version = await databases.server_version(settings)
         server = ServerProcess(settings, free_port(), workdir / f"serve-{backend}.log")
@@ -246,12 +291,34 @@ def record(docs: Path, backend: str, command: str, text: str) -> None:
 @click.option(
     "--warmup", default=1, show_default=True, help="Unmeasured rounds of every query first."
 )
+@click.option(
+    "--keep",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the seeded database; write its URL and ids to this file.",
+)
+@click.option(
+    "--reuse",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Time a database kept with --keep (no seeding).",
+)
 @report.docs_options
-def main(n: int, backend: str, rounds: int, warmup: int, write_docs: bool, docs_path: Path) -> None:
+def main(
+    n: int,
+    backend: str,
+    rounds: int,
+    warmup: int,
+    keep: Path | None,
+    reuse: Path | None,
+    write_docs: bool,
+    docs_path: Path,
+) -> None:
     """Time every delivery-log query on a seeded database while probing /healthz."""
+    if keep is not None and reuse is not None:
+        raise click.UsageError("--keep and --reuse do not go together")
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-log-"))
+    keep = keep.resolve() if keep is not None else None
     try:
-        text = asyncio.run(run(backend, n, rounds, warmup, workdir))
+        text = asyncio.run(run(backend, n, rounds, warmup, workdir, keep, reuse))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(text)

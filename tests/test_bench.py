@@ -145,6 +145,20 @@ def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path:
 
 
 @pytest.mark.slow
+def test_delivery_log_benchmark_keeps_its_seed_for_another_run(tmp_path: Path) -> None:
+    """``--keep`` leaves the seeded database and its ids in a file; ``--reuse`` times that
+    database again without seeding it."""
+    kept = tmp_path / "seed.json"
+    first = run_bench("delivery_log", "--n", "2000", "--rounds", "1", "--keep", str(kept))
+    assert "seeding" in first.stdout and kept.exists()
+    assert (tmp_path / "log.db").exists()  # SQLite: the file beside the ids
+    again = run_bench("delivery_log", "--rounds", "1", "--reuse", str(kept))
+    assert "seeding" not in again.stdout
+    assert "| web log, no filter |" in again.stdout
+    assert "HTTP [200]" in again.stdout and "HTTP [4" not in again.stdout
+
+
+@pytest.mark.slow
 def test_workers_benchmark_counts_each_workers_attempts(tmp_path: Path) -> None:
     """A tiny run of bench/workers.py has two `loadbell worker` processes drain one
     PostgreSQL backlog, prints each one's attempts (together all of them) and the ratio to

@@ -26,6 +26,7 @@ from loadbell.store import delivery_log, migrate
 from loadbell.store.db import create_engine, reader, slow_reader
 from loadbell.store.delivery_log import LogFilter, range_select, read_page
 from loadbell.store.optimize import MIN_ROWS, Optimizer
+from loadbell.store.redelivery import FailedFilter, count_failed, counted_failed
 from loadbell.store.tables import channels, deliveries, events, organizations
 
 STATUSES = ("pending", "succeeded", "failed")
@@ -442,3 +443,59 @@ async def test_the_total_is_exact_up_to_its_bound(
             if not total.exact and not total.capped:
                 seen["at least"] += 1
     assert all(seen.values()), seen
+
+
+def test_the_failed_count_reads_the_status_index_only(tmp_path: Path) -> None:
+    """The log page's count of failed deliveries (``redelivery.count_failed``: an
+    organization's failures of its live channels, narrowed by the page's filters) finds
+    them in ``ix_deliveries_log_status`` and checks the channel there (0015), without
+    reading a delivery's row, and the capped count reads it newest first without sorting."""
+    path = tmp_path / "count.db"
+
+    async def make() -> None:
+        eng = create_engine(Settings(database_url=f"sqlite:///{path}"), checkpoints=False)
+        try:
+            await migrate.upgrade(eng)
+            await stage(eng, plan(3000))
+        finally:
+            await eng.dispose()
+
+    asyncio.run(make())
+    db = sqlite3.connect(path)
+    try:
+        for analyzed in (False, True):
+            if analyzed:
+                db.execute("ANALYZE")
+            shapes = (FailedFilter(1), FailedFilter(1, event_type="test.finished"))
+            for failed, counted in itertools.product(shapes, (False, True)):
+                statement = counted_failed(failed, 5000 if counted else None)
+                sql = str(
+                    statement.compile(
+                        dialect=sqlite_dialect.dialect(), compile_kwargs={"literal_binds": True}
+                    )
+                )
+                steps = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql)]
+                assert not any("TEMP B-TREE" in s for s in steps), (sql, steps)
+                reads = [s for s in steps if "deliveries" in s]
+                assert reads == [
+                    "SEARCH deliveries USING COVERING INDEX ix_deliveries_log_status"
+                    " (organization_id=? AND status=?)"
+                ], (sql, steps)
+    finally:
+        db.close()
+
+
+async def test_the_failed_count_is_exact_up_to_its_cap(engine: AsyncEngine) -> None:
+    """``count_failed`` counts an organization's failures, and with a cap counts the
+    newest ``cap + 1`` at most; either way with the newest one's id."""
+    rows = plan(300)
+    await stage(engine, rows)
+    async with reader(engine).connect() as conn:
+        for org in ORGS:
+            failed = [r["id"] for r in rows if r["organization_id"] == org]
+            failed = [i for i in failed if rows[i - 1]["status"] == "failed"]
+            newest = max(failed, default=None)
+            assert await count_failed(conn, FailedFilter(org)) == (len(failed), newest)
+            for cap in {len(failed), max(len(failed) - 1, 0), 3}:
+                got = await count_failed(conn, FailedFilter(org), cap)
+                assert got == (min(len(failed), cap + 1), newest), (org, cap)

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from playwright.async_api import Page, expect
 
 from api.support import (
@@ -20,6 +21,7 @@ from api.support import (
 )
 from conftest import Server
 from loadbell.testing import RecordingReceiver
+from loadbell.web import deliveries as log_page
 from web.conftest import sign_in_with_token
 
 EVENTS = ["test.started", "test.finished"]
@@ -142,3 +144,29 @@ async def test_redeliver_all_failed_sends_what_the_filters_select(
         await expect(page.locator("#bulk-count")).to_contain_text("No failed delivery matches")
         await expect(page.locator("#bulk-redeliver")).to_have_count(0)
     assert len(good.requests) == 3  # the good channel's deliveries were not sent again
+
+
+async def test_past_its_bound_the_failed_count_says_so_and_sends_them_all(
+    page: Page, app_server: Server, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failed count is exact up to the log's bound and "N+" past it (D56); the button
+    still sends every failure up to the newest one counted."""
+    monkeypatch.setattr(log_page, "TOTAL_CAP", 2)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    async with RecordingReceiver() as good, RecordingReceiver(status=500) as bad:
+        ids = await two_channels_two_runs(api, good, bad)  # three failures on "Bad hook"
+        bad.status = 200
+        await sign_in_with_token(page, app_server.token, "/orgs/1/deliveries")
+        await expect(page.locator("#bulk-count")).to_contain_text(
+            "2+ failed deliveries match these filters"
+        )
+        before = len(bad.requests)
+        await page.get_by_role("button", name="Redeliver 2+ failed").click()
+        await expect(page.locator(".flash")).to_contain_text("3 failed deliveries are being sent")
+        await wait_deliveries(
+            api,
+            lambda items: sum(d["status"] == "succeeded" for d in items) == 3,
+            timeout=60,
+            channel_id=ids["bad"]["id"],
+        )
+        assert len(bad.requests) == before + 3

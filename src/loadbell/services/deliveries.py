@@ -310,9 +310,11 @@ async def count_failed(
     channel_id: int | None = None,
     run_id: int | None = None,
     event_type: str | None = None,
+    cap: int | None = None,
 ) -> tuple[int, int | None]:
     """How many deliveries ``redeliver_failed`` with the same filters would restart now,
-    and the id of the newest (pass it back as ``up_to_id`` to restart only those)."""
+    and the id of the newest (pass it back as ``up_to_id`` to restart only those). With
+    ``cap``, a count above it means "more than ``cap``" (the newest ``cap + 1`` counted)."""
     failed = await _failed_filter(
         conn,
         principal,
@@ -323,7 +325,7 @@ async def count_failed(
         event_type=event_type,
         up_to_id=None,
     )
-    return await redelivery.count_failed(conn, failed)
+    return await redelivery.count_failed(conn, failed, cap)
 
 
 async def redeliver_failed(

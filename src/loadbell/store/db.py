@@ -52,11 +52,23 @@ def create_engine(settings: Settings, *, checkpoints: bool = True, **kwargs: Any
     size, overflow = pool_sizes(settings)
     kwargs.setdefault("pool_size", size)
     kwargs.setdefault("max_overflow", overflow)
-    # A connection the server dropped (a restart, an idle timeout) is replaced when it is
-    # checked out, instead of failing the request that gets it.
-    kwargs.setdefault("pool_pre_ping", True)
     url = make_url(settings.database_url)
-    return create_async_engine(url, async_creator=_postgres_creator(url), **kwargs)
+    engine = create_async_engine(url, async_creator=_postgres_creator(url), **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine.sync_engine.pool, "checkout", _ping)
+    return engine
+
+
+def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A connection the server dropped (a restart, an idle timeout) is replaced when it is
+    checked out, instead of failing the request that gets it: the pool tries another when
+    this raises DisconnectionError. SQLAlchemy's own pre-ping wraps its ``;`` in BEGIN and
+    ROLLBACK (for PgBouncer's transaction mode, which loadbell does not support:
+    configuration.md), three round trips on every checkout; this is one, a simple query."""
+    try:
+        dbapi_connection.run_async(lambda conn: conn.execute("SELECT 1"))
+    except Exception as exc:  # whatever the driver raised, the connection is not usable
+        raise sa_exc.DisconnectionError(f"{exc.__class__.__name__}: {exc}") from exc
 
 
 class DatabaseUnavailable(Exception):
@@ -238,7 +250,15 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine and pool, for read-only work (no write lock on SQLite)."""
+    """The same engine and pool, for read-only work (no write lock on SQLite).
+
+    On PostgreSQL its connections run in autocommit: no ``BEGIN`` before the first
+    statement and no ``ROLLBACK`` when the connection goes back to the pool, two round trips
+    to a server on the same cores, for nothing: at READ COMMITTED, the server's default and
+    loadbell's, each statement reads a snapshot of its own inside a transaction too
+    (docs/decisions.md, D57)."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(**{READONLY: True}, isolation_level="AUTOCOMMIT")
     return engine.execution_options(**{READONLY: True})
 
 

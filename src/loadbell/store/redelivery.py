@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,14 +80,29 @@ class FailedFilter:
         return sa.and_(*clauses)
 
 
-async def count_failed(conn: AsyncConnection, failed: FailedFilter) -> tuple[int, int | None]:
-    """How many deliveries ``restart_failed`` would restart now, and the newest one's id."""
-    row = (
-        await conn.execute(
-            sa.select(sa.func.count(), sa.func.max(deliveries.c.id)).where(failed.where())
-        )
-    ).one()
+async def count_failed(
+    conn: AsyncConnection, failed: FailedFilter, cap: int | None = None
+) -> tuple[int, int | None]:
+    """How many deliveries ``restart_failed`` would restart now, and the newest one's id.
+    With ``cap``, it counts the newest ``cap + 1`` at most (a count above ``cap`` means
+    "more than ``cap``"): a page's count then reads a bounded range of the status index,
+    however many failures the organization has."""
+    row = (await conn.execute(counted_failed(failed, cap))).one()
     return int(row[0]), row[1]
+
+
+def counted_failed(failed: FailedFilter, cap: int | None) -> sa.Select[int, Any]:
+    """``count_failed``'s statement (the plan test, tests/store/test_delivery_log.py)."""
+    if cap is None:
+        return sa.select(sa.func.count(), sa.func.max(deliveries.c.id)).where(failed.where())
+    newest = (
+        sa.select(deliveries.c.id)
+        .where(failed.where())
+        .order_by(deliveries.c.id.desc())
+        .limit(cap + 1)
+        .subquery()
+    )
+    return sa.select(sa.func.count(), sa.func.max(newest.c.id))
 
 
 async def restart_failed(conn: AsyncConnection, failed: FailedFilter) -> list[int]:

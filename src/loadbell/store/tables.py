@@ -344,11 +344,14 @@ deliveries = sa.Table(
     ),
     # The delivery log's indexes (store/delivery_log.py): the filters, then id, so a page in
     # id order is a range of one index, whichever filter leads it. The status index also
-    # holds the event type, so that a page with both checks it without reading the row.
+    # holds the event type, so that a page with both checks it without reading the row,
+    # and the channel, so that the page's failed count is an index-only scan (0015).
     sa.Index("ix_deliveries_channel_id", "channel_id", "id"),
     sa.Index("ix_deliveries_run_id", "run_id", "id"),
     sa.Index("ix_deliveries_log", "organization_id", "id"),
-    sa.Index("ix_deliveries_log_status", "organization_id", "status", "id", "event_type"),
+    sa.Index(
+        "ix_deliveries_log_status", "organization_id", "status", "id", "event_type", "channel_id"
+    ),
     sa.Index("ix_deliveries_log_event_type", "organization_id", "event_type", "id"),
     # Room on each page, so a claim's lease (no indexed column) is a HOT update (0008).
     postgresql_with={"fillfactor": 70},
