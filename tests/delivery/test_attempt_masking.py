@@ -11,7 +11,11 @@ import pytest
 from aiohttp import web
 
 from api.support import all_done, create_webhook, new_run, set_status, wait_deliveries
+from loadbell.channels.webhook import WebhookKind
+from loadbell.delivery.setup import ChannelSetup
+from loadbell.domain.retry import RetryPolicy
 from loadbell.testing import Received, RecordingReceiver
+from loadbell.values import Outcome, Verdict
 
 BEARER = "Bearer s3cret-bearer-token"
 SIGNING = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -71,3 +75,47 @@ async def test_echoed_secrets_are_masked_in_the_attempt_log(
         assert attempt["outcome"] == "delivered"
     # What is not secret stays readable.
     assert "Content-Type" in attempt["response_body"]
+
+
+def _setup(secrets: frozenset[str]) -> ChannelSetup:
+    return ChannelSetup(
+        kind=WebhookKind(),
+        config={},
+        enabled=True,
+        policy=RetryPolicy(),
+        events=frozenset(),
+        paced=False,
+        rate=None,
+        timeout=10.0,
+        transport=None,
+        interpret=None,
+        secrets=secrets,
+    )
+
+
+def test_redact_masks_a_secret_in_a_response_header_every_time() -> None:
+    """A secret echoed in a response header value is masked, also when the same value
+    comes back again (header values are masked once and remembered)."""
+    setup = _setup(frozenset({URL_TOKEN}))
+    outcome = Outcome(
+        Verdict.DELIVERED,
+        200,
+        request_body='{"a": 1}',
+        response_headers={"Location": f"/hook?token={URL_TOKEN}", "Server": "rx"},
+    )
+    for _ in range(2):
+        masked = setup.redact(outcome)
+        assert masked.response_headers == {"Location": "/hook?token=****", "Server": "rx"}
+        assert masked.request_body == '{"a": 1}'
+
+
+def test_redact_keeps_an_outcome_with_nothing_to_mask() -> None:
+    """An exchange that holds none of the channel's secrets is kept as it is, cut-off
+    starts of a secret at the end of a text still masked."""
+    setup = _setup(frozenset({URL_TOKEN}))
+    clean = Outcome(
+        Verdict.DELIVERED, 200, body_excerpt="ok", request_body="{}", response_headers={"A": "b"}
+    )
+    assert setup.redact(clean) is clean
+    cut = Outcome(Verdict.DELIVERED, 200, body_excerpt="echo: " + URL_TOKEN[:8])
+    assert setup.redact(cut).body_excerpt == "echo: ****"

@@ -59,7 +59,7 @@ def test_written_columns_are_table_columns(module: Any) -> None:
         for table, cols in re.findall(r"INSERT INTO (\w+) \(([^)]*)\)", sql):
             assert {c.strip() for c in cols.split(",")} <= known[table], sql
         for table, sets in re.findall(
-            r"UPDATE (\w+)(?: AS \w+)? SET (.*?)\n(?:FROM|WHERE)", sql, re.S
+            r"UPDATE (\w+)(?: AS \w+)? SET (.*?)\n\s*(?:FROM|WHERE)", sql, re.S
         ):
             names = set(re.findall(r"(\w+) = ", sets))
             assert names <= known[table], sql
@@ -125,6 +125,22 @@ async def test_claims_lease_the_oldest_of_each_sequence(
     after = await queue.claim(owner="w2", limit=100, lease_seconds=30)
     assert [d.event_type for d in after.deliveries] == ["test.finished"]
     assert after.deliveries[0].order_key == first.order_key
+
+
+async def test_only_an_ended_delivery_with_a_follower_reports_one(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """A retry, and the end of the last delivery of a sequence, report no follower; the
+    end of the first does."""
+    queue, _ = staged
+    first = (await queue.claim(owner="w1", limit=1, lease_seconds=30)).deliveries[0]
+    assert not (await queue.record([_done(first, "pending")], [], "w1")).followers
+    first = (await queue.claim(owner="w1", limit=1, lease_seconds=30)).deliveries[0]
+    assert (await queue.record([_done(first)], [], "w1")).followers
+    last = (await queue.claim(owner="w1", limit=100, lease_seconds=30)).deliveries
+    last = [d for d in last if d.order_key == first.order_key]
+    assert [d.event_type for d in last] == ["test.finished"]
+    assert not (await queue.record([_done(last[0])], [], "w1")).followers
 
 
 async def test_a_batch_written_twice_is_one_attempt(
