@@ -197,6 +197,16 @@ async def test_pages_hold_every_match_once_in_order(
     assert short_pages > 0  # the bound was met, and paging went on past it
 
 
+async def seed_file(path: Path) -> None:
+    """A migrated SQLite file at ``path`` holding ``plan(3000)``, for reading its plans."""
+    eng = create_engine(Settings(database_url=f"sqlite:///{path}"), checkpoints=False)
+    try:
+        await migrate.upgrade(eng)
+        await stage(eng, plan(3000))
+    finally:
+        await eng.dispose()
+
+
 def test_every_query_shape_reads_an_index_and_never_sorts(tmp_path: Path) -> None:
     """SQLite's plan of each shape of delivery-log statement (each filter and combination,
     first and later pages, the bounded range and its edge) searches an index of
@@ -204,15 +214,7 @@ def test_every_query_shape_reads_an_index_and_never_sorts(tmp_path: Path) -> Non
     statistics and again after ANALYZE."""
     path = tmp_path / "plans.db"
 
-    async def make() -> None:
-        eng = create_engine(Settings(database_url=f"sqlite:///{path}"), checkpoints=False)
-        try:
-            await migrate.upgrade(eng)
-            await stage(eng, plan(3000))
-        finally:
-            await eng.dispose()
-
-    asyncio.run(make())
+    asyncio.run(seed_file(path))
     db = sqlite3.connect(path)
     try:
         for analyzed in (False, True):
@@ -452,15 +454,7 @@ def test_the_failed_count_reads_the_status_index_only(tmp_path: Path) -> None:
     reading a delivery's row, and the capped count reads it newest first without sorting."""
     path = tmp_path / "count.db"
 
-    async def make() -> None:
-        eng = create_engine(Settings(database_url=f"sqlite:///{path}"), checkpoints=False)
-        try:
-            await migrate.upgrade(eng)
-            await stage(eng, plan(3000))
-        finally:
-            await eng.dispose()
-
-    asyncio.run(make())
+    asyncio.run(seed_file(path))
     db = sqlite3.connect(path)
     try:
         for analyzed in (False, True):
