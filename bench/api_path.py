@@ -115,7 +115,7 @@ def _py_spy(path: Path | None, pid: int) -> Iterator[None]:
     form = "raw" if path.suffix == ".txt" else "flamegraph"
     spy = subprocess.Popen(
         [
-            *(binary, "record", "-o", str(path), "--pid", str(pid), "--rate", "250"),
+            *(binary, "record", "-o", str(path), "--pid", str(pid), "--rate", "250", "--nonblocking"),
             *("--subprocesses", "--format", form),
         ],
         stdout=subprocess.DEVNULL,
