@@ -1,7 +1,8 @@
 """The API path: notifications/s from ``PATCH /runs/{id}`` to the receiver, beside peers.
 
     python -m bench.api_path [--count 5000] [--in-flight 32] [--rounds 3]
-                             [--arms loadbell,apprise,celery] [--py-spy FILE] [--write-docs]
+                             [--arms loadbell,apprise,celery] [--serve-args ARGS]
+                             [--external-worker] [--py-spy FILE] [--write-docs]
 
 Per round, one arm after the other, all against one receiver (``bench/receiver.py``):
 
@@ -15,6 +16,11 @@ Per round, one arm after the other, all against one receiver (``bench/receiver.p
 2. **Apprise** and 3. **Celery with Redis**: ``bench/peers.py``. Optional: skipped, with
    the reason, when the package or the Redis server is missing.
 
+``--serve-args`` adds options to ``serve``'s command line (for example ``"--no-worker"``).
+``--external-worker`` runs ``serve --no-worker`` and one ``loadbell worker`` process beside
+it on the same file: the scale-out shape. The CPU figure then counts both processes, and
+the notes give each one's share.
+
 Each arm first sends ``--warm`` notifications that are not timed (connections, caches,
 imports). ``--py-spy FILE`` records a flame graph of ``serve`` during the first round's
 timed phase (``pip install py-spy``; the figures of that round are slowed by it).
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import statistics
@@ -41,7 +48,7 @@ import click
 
 from bench import databases, loop, peers, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
-from bench.latency import ServerProcess, add_channel, prepare_runs
+from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
 from bench.peers import ArmResult, wait_for_arrivals
 from bench.proc_cpu import tree_cpu
 from bench.receiver import ReceiverProcess
@@ -50,7 +57,12 @@ from loadbell.settings import Settings
 ARMS = ("loadbell", "apprise", "celery")
 TARGET_RATE = 1000.0  # notifications/s (issue 15)
 TARGET_RATIO = 1.5  # times each peer, measured in the same run
-_FORMATS = {"503s (sent again)": ",.0f", "worker CPU ms": ".2f", "producer CPU ms": ".2f"}
+_FORMATS = {
+    "503s (sent again)": ",.0f",
+    "worker CPU ms": ".2f",
+    "producer CPU ms": ".2f",
+    "serve CPU ms": ".2f",
+}
 
 
 @dataclass
@@ -115,7 +127,17 @@ def _py_spy(path: Path | None, pid: int) -> Iterator[None]:
     form = "raw" if path.suffix == ".txt" else "flamegraph"
     spy = subprocess.Popen(
         [
-            *(binary, "record", "-o", str(path), "--pid", str(pid), "--rate", "250", "--nonblocking"),
+            *(
+                binary,
+                "record",
+                "-o",
+                str(path),
+                "--pid",
+                str(pid),
+                "--rate",
+                "250",
+                "--nonblocking",
+            ),
             *("--subprocesses", "--format", form),
         ],
         stdout=subprocess.DEVNULL,
@@ -138,14 +160,21 @@ async def loadbell_arm(
     in_flight: int,
     label: str,
     spy: Path | None,
+    serve_args: tuple[str, ...] = (),
+    external_worker: bool = False,
 ) -> tuple[ArmResult, PatchTally]:
     async with databases.scratch_database("sqlite", workdir, label) as url:
         settings = _settings(url, workdir)
         token = await databases.seed(settings)
         run_ids = await prepare_runs(settings, warm + count)
-        server = ServerProcess(settings, free_port(), workdir / f"{label}.log")
+        if external_worker:
+            serve_args = ("--no-worker", *serve_args)
+        server = ServerProcess(settings, free_port(), workdir / f"{label}.log", serve_args)
         await server.start(session)
         api = f"{server.url}/api/v1"
+        worker = (
+            _start_worker(settings, workdir / f"{label}-worker.log") if external_worker else None
+        )
         try:
             await add_channel(
                 session,
@@ -161,6 +190,7 @@ async def loadbell_arm(
             await receiver.reset(session)
             with _py_spy(spy, server.pid):
                 cpu0 = tree_cpu(server.pid)
+                worker0 = tree_cpu(worker.pid) if worker is not None else 0.0
                 t0 = time.time()
                 tally = await _patch_all(session, api, token, run_ids[warm:], in_flight)
                 arrived, last = await wait_for_arrivals(
@@ -168,20 +198,39 @@ async def loadbell_arm(
                 )
                 await asyncio.sleep(0.1)  # the last results are written (50 ms batches)
                 cpu = tree_cpu(server.pid) - cpu0
+                worker_cpu = tree_cpu(worker.pid) - worker0 if worker is not None else 0.0
         except Exception:
             click.echo(server.log.read_text()[-4000:], err=True)
             raise
         finally:
             await server.stop()
+            if worker is not None:
+                worker.terminate()  # it flushes its results and exits
+                worker.wait(timeout=30)
     errors = tally.errors + (count - arrived)
     facts = {
         "PATCH p50 ms": report.percentile(tally.latencies, 50) * 1000,
         "PATCH p99 ms": report.percentile(tally.latencies, 99) * 1000,
         "503s (sent again)": float(tally.overloaded),
     }
+    if worker is not None:
+        facts["serve CPU ms"] = cpu / count * 1000
+        facts["worker CPU ms"] = worker_cpu / count * 1000
+        cpu += worker_cpu
     note = "; ".join(f"{k} {v:.1f}" for k, v in facts.items())
     result = ArmResult("loadbell serve (SQLite)", arrived, last - t0, cpu, errors, note, facts)
     return result, tally
+
+
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """``loadbell worker`` on the same database, output kept in ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "loadbell.cli", "worker"],
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @dataclass
@@ -270,6 +319,8 @@ async def _bench(
     in_flight: int,
     celery_concurrency: int,
     spy: Path | None,
+    serve_args: tuple[str, ...] = (),
+    external_worker: bool = False,
 ) -> Rounds:
     rounds = Rounds()
     for key, missing in (("apprise", peers.apprise_missing), ("celery", peers.celery_missing)):
@@ -294,6 +345,8 @@ async def _bench(
                     in_flight=in_flight,
                     label=f"round{n}",
                     spy=spy if n == 0 else None,
+                    serve_args=serve_args,
+                    external_worker=external_worker,
                 )
                 return result
 
@@ -341,6 +394,16 @@ async def _bench(
     default=None,
     help="Record serve with py-spy during round 1 into this SVG.",
 )
+@click.option(
+    "--serve-args",
+    default="",
+    help='More options for serve\'s command line, e.g. "--no-worker".',
+)
+@click.option(
+    "--external-worker",
+    is_flag=True,
+    help="serve --no-worker and one `loadbell worker` process beside it.",
+)
 @report.docs_options
 def main(
     count: int,
@@ -350,6 +413,8 @@ def main(
     arms: str,
     celery_concurrency: int,
     spy: Path | None,
+    serve_args: str,
+    external_worker: bool,
     write_docs: bool,
     docs_path: Path,
 ) -> None:
@@ -359,7 +424,10 @@ def main(
         raise click.UsageError(f"unknown arms: {', '.join(sorted(unknown))}")
     command = (
         f"python -m bench.api_path --count {count} --in-flight {in_flight} "
-        f"--rounds {rounds_n} --arms {','.join(chosen)}" + (" --write-docs" if write_docs else "")
+        f"--rounds {rounds_n} --arms {','.join(chosen)}"
+        + (f" --serve-args {shlex.quote(serve_args)}" if serve_args else "")
+        + (" --external-worker" if external_worker else "")
+        + (" --write-docs" if write_docs else "")
     )
     workdir = Path(tempfile.mkdtemp(prefix="loadbell-api-path-"))
     receiver = ReceiverProcess(free_port()).start()
@@ -375,6 +443,8 @@ def main(
             in_flight=in_flight,
             celery_concurrency=celery_concurrency,
             spy=spy,
+            serve_args=tuple(shlex.split(serve_args)),
+            external_worker=external_worker,
         )
         rounds = loop.run(coro)
     finally:

@@ -129,6 +129,18 @@ def test_api_path_benchmark_measures_every_arm_or_says_why_not(tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_api_path_benchmark_runs_an_external_worker_and_splits_its_cpu(tmp_path: Path) -> None:
+    """With --external-worker, serve runs without its worker, a `loadbell worker` process
+    delivers every notification, and the row gives each process's CPU share."""
+    args = ["--count", "30", "--warm", "5", "--rounds", "1", "--in-flight", "4"]
+    done = run_bench("api_path", *args, "--arms", "loadbell", "--external-worker")
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| loadbell serve"))
+    assert "0 errors or missing" in row, row
+    assert "serve CPU ms" in row and "worker CPU ms" in row, row
+    assert "--external-worker" in done.stdout
+
+
+@pytest.mark.slow
 def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path: Path) -> None:
     """A small seeded log: every query shape answers 200 through `loadbell serve`, /healthz
     is probed meanwhile, and the SQLite block of the document is written."""
