@@ -12,8 +12,8 @@ requests admitted are served at the pace the process can keep.
 Two signals of the process's own pace, each enough to refuse any request:
 
 - **Requests in flight** (``LOADBELL_MAX_IN_FLIGHT``): one counter per process, on the
-  event loop's thread, so no lock; a request counts from the moment it reaches this
-  middleware until its response has been sent (or it failed). It bounds what the process
+  event loop's thread, so no lock; a request counts from the moment it is admitted (by
+  ``api/edge.py``) until its response has been sent (or it failed). It bounds what the process
   holds at once: memory, pooled connections, the queue behind SQLite's write lock.
 - **How far behind the event loop runs** (:mod:`loadbell.api.loop_lag`), past
   ``LOADBELL_MAX_LOOP_LAG_MS`` (50). A cap alone did not hold: at 800 requests/s on the
