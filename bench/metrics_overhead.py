@@ -1,5 +1,7 @@
-"""The request metrics middleware's cost per request: a bare ASGI app against the same app
-wrapped in RequestMetrics (docs/benchmarks.md). Run: python -m bench.metrics_overhead"""
+"""The request edge's cost per request (``api/edge.py``: the request metrics, the request
+id, admission, the body limit and the JSON guard): a bare ASGI app against the same app
+behind the edge, for a ``GET`` and for a ``PATCH`` with a small JSON body
+(docs/benchmarks.md). Run: python -m bench.metrics_overhead"""
 
 from __future__ import annotations
 
@@ -7,10 +9,21 @@ import asyncio
 import time
 from typing import Any
 
-from loadbell.api.request_metrics import RequestMetrics
+from loadbell.api.admission import Admission
+from loadbell.api.edge import Edge
 from loadbell.monitoring.registry import Metrics
 
 ROUNDS = 100_000
+BODY = b'{"status": 2}'
+HEADERS = {
+    "GET": [(b"host", b"127.0.0.1"), (b"authorization", b"Bearer x")],
+    "PATCH": [
+        (b"host", b"127.0.0.1"),
+        (b"authorization", b"Bearer x"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(BODY)).encode()),
+    ],
+}
 
 
 class Route:
@@ -19,6 +32,8 @@ class Route:
 
 async def bare(scope: Any, receive: Any, send: Any) -> None:
     scope["route"] = Route
+    if scope["method"] == "PATCH":
+        await receive()
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"x"})
 
@@ -28,23 +43,35 @@ async def _send(message: Any) -> None:
 
 
 async def _receive() -> Any:
-    return {}
+    return {"type": "http.request", "body": BODY, "more_body": False}
 
 
-async def per_request(app: Any) -> float:
+async def per_request(app: Any, method: str) -> float:
     """Microseconds per request."""
     started = time.perf_counter()
     for _ in range(ROUNDS):
-        scope = {"type": "http", "method": "GET", "path": "/api/v1/runs/5"}
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": "/api/v1/runs/5",
+            "headers": HEADERS[method],
+        }
         await app(scope, _receive, _send)
     return (time.perf_counter() - started) / ROUNDS * 1e6
 
 
 async def main() -> None:
-    wrapped = RequestMetrics(bare, Metrics("bench"), "/api/v1")
+    edge = Edge(
+        bare,
+        metrics=Metrics("bench"),
+        api_prefix="/api/v1",
+        admission=Admission(max_in_flight=64),
+        max_body_bytes=1 << 20,
+    )
     for _ in range(3):
-        a, b = await per_request(bare), await per_request(wrapped)
-        print(f"bare {a:.2f} µs, with metrics {b:.2f} µs: {b - a:.2f} µs per request")
+        for method in ("GET", "PATCH"):
+            a, b = await per_request(bare, method), await per_request(edge, method)
+            print(f"{method:5s} bare {a:.2f} µs, behind the edge {b:.2f} µs: {b - a:.2f} µs")
 
 
 if __name__ == "__main__":

@@ -226,3 +226,12 @@ def test_k6_overhead_benchmark_pairs_every_arm_with_k6_alone() -> None:
         assert f"round 1: {arm}" in out, arm
         assert f"  {arm}" in paired, arm
     assert "us CPU/iteration" in out
+
+
+def test_sqlite_transaction_benchmark_times_both_ways() -> None:
+    """A tiny run of bench/sqlite_transaction.py prints the CPU per transaction of
+    ``transaction()`` and of SQLAlchemy's ``begin()``."""
+    done = run_bench("sqlite_transaction", "--count", "20", "--rounds", "2")
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["transaction()", "conn.begin()"]
+    assert all("µs per transaction (2 rounds of 20)" in line for line in lines)

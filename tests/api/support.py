@@ -9,15 +9,30 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from starlette.types import ASGIApp
 
 from conftest import webhook_channel
+from loadbell.api.admission import Admission
+from loadbell.api.edge import Edge
 from loadbell.domain.roles import Role
+from loadbell.monitoring.registry import Metrics
 from loadbell.settings import Settings
 from loadbell.store import accounts
 from loadbell.store.db import create_engine
 from loadbell.store.tables import metadata
 
 Items = list[dict[str, Any]]
+
+
+def edge(app: ASGIApp, admission: Admission) -> Edge:
+    """``app`` behind loadbell's edge as the app's stack has it, with this admission."""
+    return Edge(
+        app,
+        metrics=Metrics("test"),
+        api_prefix="/api/v1",
+        admission=admission,
+        max_body_bytes=Settings().max_body_bytes,
+    )
 
 
 async def create_webhook(api: httpx.AsyncClient, url: str, **extra: Any) -> dict[str, Any]:

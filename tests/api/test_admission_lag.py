@@ -15,7 +15,7 @@ from loadbell.api.admission import LATE_AND_BUSY, Admission
 from loadbell.api.loop_lag import HALF_LIFE, LoopLag
 from loadbell.settings import Settings
 
-from .support import assert_error
+from .support import assert_error, edge
 
 
 def test_the_figure_jumps_to_a_peak_and_halves_every_half_life() -> None:
@@ -73,7 +73,7 @@ async def gated() -> AsyncIterator[tuple[str, LoopLag, HoldingApp]]:
     """A real server whose admission (cap 20) watches a LoopLag the test sets (its watcher
     is not started, so the figure is the test's)."""
     lag, inner = LoopLag(), HoldingApp()
-    app = Admission(inner, max_in_flight=20, lag=lag, max_lag=0.05)
+    app = edge(inner, Admission(max_in_flight=20, lag=lag, max_lag=0.05))
     server, task, url = await start_server(Settings(), app=app)
     yield url, lag, inner
     inner.release.set()

@@ -22,7 +22,7 @@ from loadbell.settings import Settings
 from loadbell.store.db import POOL_TIMEOUT, create_engine, pool_sizes
 from loadbell.testing.receiver import RecordingReceiver
 
-from .support import assert_error
+from .support import assert_error, edge
 
 BOUND = 3  # deliveries due past which changes are refused, in these tests
 
@@ -160,7 +160,7 @@ async def test_only_changes_are_refused_while_behind(method: str, refused: bool)
     503 overloaded; the others, and the pages, are served; once the count is back at the
     bound, all are."""
     backlog = DueBacklog(BOUND)
-    app = Admission(Answer(), max_in_flight=20, backlog=backlog)
+    app = edge(Answer(), Admission(max_in_flight=20, backlog=backlog))
     server, task, url = await start_server(Settings(), app=app)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:

@@ -21,6 +21,8 @@ def _nested(levels: int) -> str:
         # an integer past 64 bits, where a figure goes
         ('{"metrics": {"requests": 18446744073709551616}}', "metrics.requests", "64 bits"),
         ('{"metrics": {"x": -9223372036854775809}}', "metrics.x", "64 bits"),
+        # past a signed 64-bit integer, within an unsigned one (orjson reads it as an int)
+        ('{"metrics": {"requests": 9223372036854775808}}', "metrics.requests", "64 bits"),
         # not JSON numbers, though Python's parser takes them
         ('{"metrics": {"rps": NaN}}', "metrics.rps", "NaN"),
         ('{"metrics": {"rps": -Infinity}}', "metrics.rps", "Infinity"),

@@ -148,6 +148,31 @@ async def test_requests_count_by_route_template(app_server: Server, api: httpx.A
     assert value(samples, count, method="GET", route=route) == 3
 
 
+async def test_answers_of_the_edge_carry_an_id_and_are_counted(
+    app_server: Server, api: httpx.AsyncClient
+) -> None:
+    """A body past the limit (413) and an unstorable JSON body (422), answered before any
+    route, each carry the client's request id and count as unrouted with their status."""
+    run = (await api.post("/runs", json={"project_id": 1, "load_test_name": "edge"})).json()
+    json_type = {"Content-Type": "application/json"}
+    big = await api.patch(
+        f"/runs/{run['id']}",
+        content=b"x" * (app_server.settings.max_body_bytes + 1),
+        headers={**json_type, "X-Request-ID": "edge-413"},
+    )
+    assert (big.status_code, big.headers["X-Request-ID"]) == (413, "edge-413")
+    nan = await api.patch(
+        f"/runs/{run['id']}",
+        content=b'{"metrics": {"rps": NaN}}',
+        headers={**json_type, "X-Request-ID": "edge-422"},
+    )
+    assert (nan.status_code, nan.headers["X-Request-ID"]) == (422, "edge-422")
+    samples = await scrape(app_server.url)
+    total = "loadbell_http_requests_total"
+    for status in ("413", "422"):
+        assert value(samples, total, method="PATCH", route="unrouted", status=status) == 1
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_token_protects_the_metrics(settings: Settings) -> None:
     """With LOADBELL_METRICS_TOKEN set, a scrape without it or with another gets a 401 that

@@ -12,8 +12,8 @@ requests admitted are served at the pace the process can keep.
 Two signals of the process's own pace, each enough to refuse any request:
 
 - **Requests in flight** (``LOADBELL_MAX_IN_FLIGHT``): one counter per process, on the
-  event loop's thread, so no lock; a request counts from the moment it reaches this
-  middleware until its response has been sent (or it failed). It bounds what the process
+  event loop's thread, so no lock; a request counts from the moment it is admitted (by
+  ``api/edge.py``) until its response has been sent (or it failed). It bounds what the process
   holds at once: memory, pooled connections, the queue behind SQLite's write lock.
 - **How far behind the event loop runs** (:mod:`loadbell.api.loop_lag`), past
   ``LOADBELL_MAX_LOOP_LAG_MS`` (50). A cap alone did not hold: at 800 requests/s on the
@@ -41,11 +41,13 @@ a 2 s timeout). Everything else, the API and the pages, counts.
 from __future__ import annotations
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from loadbell.api.due_backlog import DueBacklog
 from loadbell.api.loop_lag import LoopLag
 
+# An answer an ASGI layer sends itself: status, body and headers.
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 # Paths admission lets through, always: exact paths, and prefixes ending in "/".
 EXEMPT = ("/healthz", "/api/v1/healthz", "/static/", "/metrics")
 # Seconds a refused client should wait: overload is a passing condition, and an admitted
@@ -60,21 +62,26 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BACKLOG_PATHS = "/api/"
 
 
+_EXACT = frozenset(p for p in EXEMPT if not p.endswith("/"))
+_PREFIXES = tuple(p for p in EXEMPT if p.endswith("/"))
+
+
 def exempt(path: str) -> bool:
-    return any(path == p or (p.endswith("/") and path.startswith(p)) for p in EXEMPT)
+    return path in _EXACT or path.startswith(_PREFIXES)
 
 
 class Admission:
+    """Whether to take a request on, and how many are in flight (the request's edge,
+    ``api/edge.py``, asks and counts)."""
+
     def __init__(
         self,
-        app: ASGIApp,
         max_in_flight: int,
         lag: LoopLag | None = None,
         max_lag: float = 0.05,
         retry_after: int = RETRY_AFTER,
         backlog: DueBacklog | None = None,
     ) -> None:
-        self.app = app
         self.max_in_flight = max_in_flight
         self.lag = lag  # None: the cap alone
         # Seconds the loop may run late. Each request needs a few turns of the loop, so its
@@ -96,43 +103,52 @@ class Admission:
             retry_after,
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or exempt(scope["path"]):
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Answer | None:
+        """The 503 for a request this process should not take on now, or None to admit it
+        (the caller then counts it in ``in_flight`` until its answer is sent)."""
         if self.in_flight >= self.max_in_flight or (
             self.in_flight >= LATE_AND_BUSY
             and self.lag is not None
             and self.lag.seconds > self.max_lag
         ):
-            await self._refuse(send, self._busy)
-            return
+            return self._busy
         if (
             self.backlog is not None
             and self.backlog.over
             and scope["method"] not in SAFE_METHODS
             and scope["path"].startswith(BACKLOG_PATHS)
         ):
-            await self._refuse(send, self._behind)
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
-
-    @staticmethod
-    async def _refuse(send: Send, answer: tuple[bytes, list[tuple[bytes, bytes]]]) -> None:
-        body, headers = answer
-        await send({"type": "http.response.start", "status": 503, "headers": list(headers)})
-        await send({"type": "http.response.body", "body": body})
+            return self._behind
+        return None
 
 
-def _refusal(message: str, retry_after: int) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """The body and headers of a 503 ``overloaded``, built once."""
-    body = orjson.dumps({"error": "overloaded", "message": message, "field": None})
-    return body, [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(retry_after).encode()),
-    ]
+async def send_answer(send: Send, answer: Answer) -> None:
+    """Send an answer built beforehand (its headers copied: a later layer may add some)."""
+    status, body, headers = answer
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _refusal(message: str, retry_after: int) -> Answer:
+    """The status, body and headers of a 503 ``overloaded``, built once."""
+    return json_answer(
+        503,
+        {"error": "overloaded", "message": message, "field": None},
+        [(b"retry-after", str(retry_after).encode())],
+    )
+
+
+def json_answer(
+    status: int, content: object, extra: list[tuple[bytes, bytes]] | None = None
+) -> Answer:
+    """A JSON answer sent by an ASGI layer itself (no framework response object)."""
+    body = orjson.dumps(content)
+    return (
+        status,
+        body,
+        [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *(extra or []),
+        ],
+    )

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import Depends, Request
+from fastapi import Request
 
 from loadbell.api.errors import ApiError
-from loadbell.api.state import AppState, get_state
+from loadbell.api.state import AppState, state_of
 from loadbell.domain.roles import Role
 from loadbell.security.tokens import hash_token
 from loadbell.services.access import Principal
@@ -94,7 +94,11 @@ def _remember(principals: dict[str, tuple[float, Any]], key: str, principal: Pri
     principals[key] = (now + PRINCIPAL_TTL, principal)
 
 
-async def current_principal(request: Request, state: AppState = Depends(get_state)) -> Principal:
+async def current_principal(request: Request) -> Principal:
+    # The state is read here, not as a dependency of its own: FastAPI solves each
+    # sub-dependency with a walk of its own (cache key, four kinds of parameters), and
+    # every API call needs this one.
+    state = state_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

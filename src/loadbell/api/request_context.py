@@ -1,7 +1,7 @@
 """The id of the HTTP request being handled, for log lines and error bodies.
 
-Apart from the middleware that sets it (``request_ids``) so that reading it imports no web
-framework: the log formatter of every command, ``loadbell run`` included, reads it.
+Apart from the layer that sets it (``edge``, with ``request_ids``) so that reading it imports
+no web framework: the log formatter of every command, ``loadbell run`` included, reads it.
 """
 
 from __future__ import annotations

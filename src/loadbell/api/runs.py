@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from loadbell.api.auth import current_principal
 from loadbell.api.json_answer import json_answer
 from loadbell.api.models import Id, Metrics, Name
 from loadbell.api.responses import BODY, COMMON, RunOut, RunPage, RunWithTimeline, errors, ok
-from loadbell.api.state import AppState, get_state
+from loadbell.api.state import AppState, get_state, state_of
 from loadbell.domain.statuses import RunResult, RunStatus, Trigger
 from loadbell.services import runs
 from loadbell.services.access import Principal
@@ -135,9 +135,11 @@ async def create_run(
 async def update_run(
     run_id: int,
     body: RunPatch,
+    request: Request,
     principal: Principal = Depends(current_principal),
-    state: AppState = Depends(get_state),
 ) -> Response:
+    # The state without a dependency of its own: the hot endpoint (api/auth.py says why).
+    state = state_of(request)
     handoff = state.handoff()
     # transaction(): on SQLite the connection goes back to the pool inline, not in a task
     # of its own a loop turn later (store/db.py).

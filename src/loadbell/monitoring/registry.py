@@ -126,6 +126,7 @@ class Metrics:
             [*p, "method", "route", "status"],
             registry=r,
         )
+        self._by_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.request_seconds = Histogram(
             "loadbell_http_request_duration_seconds",
             "From the request's arrival to its answer's last byte, by method and route template.",
@@ -197,8 +198,18 @@ class Metrics:
     # -- the API and everything else ---------------------------------------------------
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(self.process, method, route, str(status)).inc()
-        self.request_seconds.labels(self.process, method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._by_request.get(key)
+        if children is None:
+            # Looked up once per method, route and status (bounded: route templates, not
+            # paths), not twice per request.
+            children = self._by_request[key] = (
+                self.requests.labels(self.process, method, route, str(status)),
+                self.request_seconds.labels(self.process, method, route),
+            )
+        count, duration = children
+        count.inc()
+        duration.observe(seconds)
 
     def database_error(self, where: str) -> None:
         self.database_errors.labels(self.process, where).inc()
