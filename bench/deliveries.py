@@ -29,6 +29,7 @@ import click
 from bench import backlog, databases, loop, options, report
 from bench.drain import drain
 from bench.latency import ServerProcess, measure_latency, prepare_runs
+from bench.proc_cpu import tree_cpu
 from bench.raw import raw_loop
 from bench.receiver import ReceiverProcess
 from loadbell.security.secretbox import SecretBox
@@ -205,8 +206,13 @@ async def _bench(
             )
             await server.start(session)
             try:
+                cpu_before = (tree_cpu(server.pid), databases.server_cpu(url))
                 latency = await measure_latency(
                     server, receiver, session, token, run_ids, rate=rate, warmup=warm
+                )
+                latency_cpu = (
+                    tree_cpu(server.pid) - cpu_before[0],
+                    databases.server_cpu(url) - cpu_before[1],
                 )
             except Exception:
                 click.echo(server.log.read_text()[-4000:], err=True)
@@ -225,6 +231,8 @@ async def _bench(
         channels=channels,
         latency=latency,
         rate=rate,
+        latency_cpu=latency_cpu,
+        patches=len(run_ids),
     )
 
 

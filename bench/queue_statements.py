@@ -130,16 +130,25 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
             mark("record: attempt rows")
             columns = list(zip(*updates, strict=True))
             del columns[5]
-            followers = await conn.fetchval(postgres.COMPLETE, *columns, stamp)
-            mark("record: deliveries (and followers)")
-            if followers is None:  # a COMPLETE that does not answer it (before 2026-12-06)
-                ended = sorted({c.order_key for c in done if c.order_key})
-                followers = bool(await conn.fetch(postgres.FOLLOWER, ended))
-                mark("record: followers")
             ended = time.time()
-            await conn.executemany(postgres.HEALTH, health_rows(done, ended))
-            await conn.executemany(postgres.HOURS, hour_rows(done, ended))
-            mark("record: health")
+            health, hours = health_rows(done, ended), hour_rows(done, ended)
+            together = getattr(postgres, "COMPLETE_WITH_HEALTH", None)  # since 2026-12-06
+            if together is not None:
+                rows = (*zip(*health, strict=True), *zip(*hours, strict=True))
+                arrays = [list(c) for c in rows]
+                followers = await conn.fetchval(together, *columns, stamp, *arrays)
+                mark("record: deliveries, health (and followers)")
+            else:
+                followers = await conn.fetchval(postgres.COMPLETE, *columns, stamp)
+                mark("record: deliveries (and followers)")
+            if followers is None:  # a COMPLETE that does not answer it (before 2026-12-06)
+                ended_keys = sorted({c.order_key for c in done if c.order_key})
+                followers = bool(await conn.fetch(postgres.FOLLOWER, ended_keys))
+                mark("record: followers")
+            if together is None:
+                await conn.executemany(postgres.HEALTH, health)
+                await conn.executemany(postgres.HOURS, hours)
+                mark("record: health")
             if followers:
                 await conn.execute(postgres.SHARE)
                 mark("record: notify")

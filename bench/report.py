@@ -123,6 +123,10 @@ class Report:
     channels: int  # webhook channels the backlog was spread over
     latency: LatencyResult
     rate: float
+    # CPU seconds during the latency phase: ``serve`` (with its worker and any child), and
+    # the database server's processes of the latency database (0 on SQLite); per PATCH.
+    latency_cpu: tuple[float, float] = (0.0, 0.0)
+    patches: int = 0
 
     @property
     def ratio(self) -> float:
@@ -192,6 +196,22 @@ class Report:
                 f"{percentile(api_ms, 50):.1f} / {percentile(api_ms, 99):.1f} ms",
                 f"answered {self.latency.answered_rate:.1f}/s; {self.latency.api_errors} errors",
             ),
+            *self._latency_cpu_rows(),
+        ]
+
+    def _latency_cpu_rows(self) -> list[tuple[str, str, str]]:
+        if not self.patches:
+            return []
+        serve, server = self.latency_cpu
+        value = f"{_us(serve, self.patches)} µs"
+        if self.backend == "postgresql":
+            value += f" / {_us(server, self.patches)} µs"
+        return [
+            (
+                "CPU per PATCH: serve" + (" / database server" if server else ""),
+                value,
+                "the latency phase's, each PATCH with its delivery (serve's worker sends it)",
+            )
         ]
 
     def _server_rows(self) -> list[tuple[str, str, str]]:

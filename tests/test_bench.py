@@ -42,6 +42,19 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
     assert "hand-written" in text and "kept" in text and "stale" not in text
     assert "Worker drain of 300 queued deliveries" in text
     assert "final states succeeded 300" in text
+    assert re.search(r"CPU per PATCH: serve +\| [\d,]+ µs", text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_run_update_benchmark_reports_cpu_per_update(db: str) -> None:
+    """A tiny run of bench/run_update.py makes its run updates and prints the CPU per update
+    of this process and (on PostgreSQL) of the server."""
+    done = run_bench("run_update", "--n", "20", "--rounds", "2", "--db", db)
+    found = re.findall(r"client ([\d,]+) µs, server ([\d,]+) µs per run update", done.stdout)
+    assert len(found) == 2
+    assert all(int(client.replace(",", "")) > 0 for client, _ in found)
+    assert all((int(server.replace(",", "")) > 0) == (db == "postgresql") for _, server in found)
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from loadbell.services.fanout import record_event
 from loadbell.store import idempotency
 from loadbell.store.context import context_of_run, run_context, run_dict, run_with_names
 from loadbell.store.db import json_dumps
-from loadbell.store.inline_sql import add_status_change, update_run
+from loadbell.store.inline_sql import update_run
 from loadbell.store.outbox import Handoff
 from loadbell.store.tables import run_status_changes, runs
 
@@ -118,11 +118,10 @@ async def _apply(
             values["comparison"] = await baselines.comparison_for(
                 conn, {**run, "metrics": values.get("metrics", run["metrics"])}
             )
-    await update_run(conn, run["id"], values)
+    await update_run(conn, run["id"], values, status_change=bool(changes))
     updated = {**run, **values}
     if not changes:
         return updated, [], None
-    await add_status_change(conn, run["id"], int(target))
     event_type = event_for_status(target)
     if event_type is None:
         return updated, [], None

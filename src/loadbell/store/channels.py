@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.security.secretbox import SecretBox
-from loadbell.store.inline_sql import read_live_channels, sqlite3_of
+from loadbell.store.inline_sql import fetch_live_channels, read_live_channels, sqlite3_of
+from loadbell.store.postgres_sql import asyncpg_of
 from loadbell.store.tables import channel_overrides, channels
 
 
@@ -119,8 +120,13 @@ async def channels_with_overrides(
 ) -> list[tuple[ChannelRow, OverrideRow | None]]:
     """Live channels an event of this project may reach (the organization's and its own),
     each with the project's override if it has one."""
-    raw = sqlite3_of(conn)
-    if raw is not None:
+    raw, pg = sqlite3_of(conn), asyncpg_of(conn)
+    if raw is not None or pg is not None:
+        live = (
+            read_live_channels(raw, organization_id, project_id)
+            if raw is not None
+            else await fetch_live_channels(pg, organization_id, project_id)
+        )
         return [
             (
                 channel_from_row(channel, box),
@@ -128,7 +134,7 @@ async def channels_with_overrides(
                 if ov is not None
                 else None,
             )
-            for channel, ov in read_live_channels(raw, organization_id, project_id)
+            for channel, ov in live
         ]
     if project_id is None:
         rows = await conn.execute(_ORG_WIDE, {"b_org": organization_id})

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.domain.statuses import RunStatus
+from loadbell.store import postgres_sql
 from loadbell.store.inline_sql import read_run_with_names, sqlite3_of
 from loadbell.store.tables import load_tests, organizations, projects, runs, users
 
@@ -113,6 +114,9 @@ async def run_with_names(
     raw = sqlite3_of(conn)
     if raw is not None:  # SQLite locks by BEGIN IMMEDIATE: no row lock to take
         return read_run_with_names(raw, run_id)
+    pg = postgres_sql.asyncpg_of(conn)
+    if pg is not None:  # the transaction has begun: not the first statement
+        return await postgres_sql.run_with_names(pg, run_id, lock=lock)
     q = _RUN_WITH_NAMES_LOCKED if lock else _RUN_WITH_NAMES
     row = (await conn.execute(q, {"b_run_id": run_id})).first()
     return dict(row._mapping) if row is not None else None

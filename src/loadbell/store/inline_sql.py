@@ -9,7 +9,8 @@ UTC text with microseconds, ``store/queue/sqlite.py: timestamp``; JSON as ``json
 text), and on SQLite they run on the ``sqlite3`` connection under the caller's transaction
 (``store/sqlite_driver.py``'s ``InlineConnection``, reached through SQLAlchemy's public
 ``Connection.connection.driver_connection``), inside the same ``BEGIN IMMEDIATE``. On
-PostgreSQL, or any other driver, they go through SQLAlchemy as before.
+PostgreSQL they run on asyncpg's connection once the transaction has begun
+(``store/postgres_sql.py``); before that, and on any other driver, through SQLAlchemy.
 
 Each function has the same effect on every database; ``tests/store/test_inline_sql.py``
 holds the two ways to one answer.
@@ -23,11 +24,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell.store import postgres_sql
 from loadbell.store.db import json_dumps
+from loadbell.store.postgres_sql import asyncpg_of
 from loadbell.store.queue.sqlite import read_timestamp
 from loadbell.store.sqlite_driver import InlineConnection, as_sqlalchemy_errors
 from loadbell.store.tables import (
@@ -69,6 +73,10 @@ async def add_status_change(conn: AsyncConnection, run_id: int, status: int) -> 
         with as_sqlalchemy_errors(_ADD_STATUS_CHANGE_SQL):
             raw.execute(_ADD_STATUS_CHANGE_SQL, (run_id, status))
         return
+    pg = asyncpg_of(conn)
+    if pg is not None:
+        await postgres_sql.add_status_change(pg, run_id, status)
+        return
     await conn.execute(_ADD_STATUS_CHANGE, {"run_id": run_id, "status": status})
 
 
@@ -93,6 +101,9 @@ async def pending_order_keys(conn: AsyncConnection, keys: Sequence[str]) -> set[
         listed = "[" + ",".join(_json_string(k) for k in keys) + "]"
         with as_sqlalchemy_errors(_PENDING_KEYS_SQL):
             return {r[0] for r in raw.execute(_PENDING_KEYS_SQL, (listed,))}
+    pg = asyncpg_of(conn)
+    if pg is not None:
+        return await postgres_sql.pending_order_keys(pg, keys)
     return {r[0] for r in await conn.execute(_PENDING_KEYS, {"b_keys": list(keys)})}
 
 
@@ -120,15 +131,19 @@ DELIVERY_COLUMNS = (
     "run_id",
 )
 _INSERT_DELIVERIES = sa.insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+_NOTIFY = sa.text(postgres_sql.NOTIFY)
 _INSERT_DELIVERY_SQL = (
     f"INSERT INTO deliveries ({', '.join(DELIVERY_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in DELIVERY_COLUMNS)}) RETURNING id"
 )
 
 
-async def insert_deliveries(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> list[int]:
+async def insert_deliveries(
+    conn: AsyncConnection, rows: Sequence[dict[str, Any]], *, notify: bool = False
+) -> list[int]:
     """Insert delivery rows (each with exactly :data:`DELIVERY_COLUMNS`); their ids, in
-    order."""
+    order. ``notify``: tell PostgreSQL's listening workers at commit (``NOTIFY``, in the
+    same statement when it can be; SQLite's workers poll)."""
     raw = sqlite3_of(conn)
     if raw is not None:
         ids = []
@@ -138,10 +153,16 @@ async def insert_deliveries(conn: AsyncConnection, rows: Sequence[dict[str, Any]
                 cur = raw.execute(_INSERT_DELIVERY_SQL, values)
                 ids.append(int(cur.fetchall()[0][0]))  # all: the statement runs to its end
         return ids
+    pg = asyncpg_of(conn)
+    if pg is not None:
+        return await postgres_sql.insert_deliveries(pg, DELIVERY_COLUMNS, rows, notify=notify)
     # One row (the usual case: one webhook) as a single execute: SQLAlchemy's executemany
     # with ordered RETURNING costs about twice as much for it.
     result = await conn.execute(_INSERT_DELIVERIES, rows[0] if len(rows) == 1 else list(rows))
-    return [r[0] for r in result]
+    ids = [r[0] for r in result]
+    if notify and conn.dialect.name == "postgresql":
+        await conn.execute(_NOTIFY)
+    return ids
 
 
 # Runs
@@ -173,19 +194,28 @@ def _stored(value: Any) -> Any:
     return value
 
 
-async def update_run(conn: AsyncConnection, run_id: int, values: Mapping[str, Any]) -> None:
-    """Set these columns of the run."""
+async def update_run(
+    conn: AsyncConnection, run_id: int, values: Mapping[str, Any], *, status_change: bool = False
+) -> None:
+    """Set these columns of the run; with ``status_change``, also add the row of its status
+    history for ``values["status"]`` (as :func:`add_status_change`; on PostgreSQL in the
+    same statement)."""
     raw = sqlite3_of(conn)
     if raw is not None:
         columns = tuple(sorted(values))
         sql = _update_run_sql(columns)
         with as_sqlalchemy_errors(sql):
             raw.execute(sql, [*(_stored(values[c]) for c in columns), run_id])
+    elif (pg := asyncpg_of(conn)) is not None:
+        await postgres_sql.update_run(pg, run_id, values, status_change)
         return
-    await conn.execute(
-        _update_run(frozenset(values)),
-        {"b_run_id": run_id, **{f"v_{c}": v for c, v in values.items()}},
-    )
+    else:
+        await conn.execute(
+            _update_run(frozenset(values)),
+            {"b_run_id": run_id, **{f"v_{c}": v for c, v in values.items()}},
+        )
+    if status_change:
+        await add_status_change(conn, run_id, values["status"])
 
 
 _RUN_TIMESTAMPS = frozenset(c.name for c in runs.c if isinstance(c.type, UTCDateTime))
@@ -234,6 +264,13 @@ _INSERT_EVENT_SQL = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in EVENT_COLUMNS)}) RETURNING id"
 )
+_INSERT_EVENT_PG = postgres_sql.insert_event_sql(EVENT_COLUMNS)
+
+
+def _event_row_pg(values: Mapping[str, Any]) -> list[Any]:
+    row = [values[c] for c in EVENT_COLUMNS]
+    row[1], row[6] = row[1].astimezone(UTC), json_dumps(row[6])
+    return row
 
 
 async def insert_event(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
@@ -244,7 +281,50 @@ async def insert_event(conn: AsyncConnection, values: Mapping[str, Any]) -> int:
         row[1], row[6] = timestamp(row[1]), json_dumps(row[6])
         with as_sqlalchemy_errors(_INSERT_EVENT_SQL):
             return int(raw.execute(_INSERT_EVENT_SQL, row).fetchall()[0][0])
+    pg = asyncpg_of(conn)
+    if pg is not None:
+        return await postgres_sql.insert_event(pg, _INSERT_EVENT_PG, _event_row_pg(values))
     return int((await conn.execute(_INSERT_EVENT, dict(values))).scalar_one())
+
+
+_STAGE_PG = {
+    many: postgres_sql.stage_sql(EVENT_COLUMNS, DELIVERY_COLUMNS, many) for many in (False, True)
+}
+
+
+async def insert_event_with_deliveries(
+    conn: AsyncConnection, event: Mapping[str, Any], rows: Sequence[dict[str, Any]]
+) -> tuple[int, list[int]]:
+    """Insert an event (exactly :data:`EVENT_COLUMNS`) and its delivery rows (exactly
+    :data:`DELIVERY_COLUMNS`; ``event_id`` is set to the new event's). A row may come with
+    a lease (``lease_owner`` and ``lease_until``, offered to a worker of this process): it
+    keeps it only when no earlier delivery of its order key is still pending, otherwise
+    both are set to None. When a pending row is left without a lease, PostgreSQL's workers
+    are told at commit (``NOTIFY``). Returns the event id and the deliveries' ids, in
+    order. On PostgreSQL all of it is one statement."""
+    pg = asyncpg_of(conn)
+    if pg is not None:
+        given = [c for c in DELIVERY_COLUMNS if c != "event_id"]
+        event_id, ids, kept = await postgres_sql.stage(
+            pg,
+            _STAGE_PG[len(rows) > 1],
+            _event_row_pg(event),
+            [[row[c] for c in given] for row in rows],
+        )
+        for row, keeps in zip(rows, kept, strict=True):
+            row["event_id"] = event_id
+            if not keeps:
+                row["lease_owner"] = row["lease_until"] = None
+        return event_id, ids
+    event_id = await insert_event(conn, event)
+    keys = sorted({r["order_key"] for r in rows if r["lease_owner"] and r["order_key"]})
+    waiting = await pending_order_keys(conn, keys) if keys else set()
+    for row in rows:
+        row["event_id"] = event_id
+        if row["order_key"] in waiting:
+            row["lease_owner"] = row["lease_until"] = None
+    notify = any(r["status"] == DELIVERY_PENDING and r["lease_owner"] is None for r in rows)
+    return event_id, await insert_deliveries(conn, rows, notify=notify)
 
 
 # Channels
@@ -271,6 +351,22 @@ _LIVE_CHANNELS = (
     "WHERE c.organization_id = ? AND c.deleted_at IS NULL "
     "AND (c.project_id IS NULL OR c.project_id = ?) ORDER BY c.id"
 )
+
+
+_LIVE_CHANNELS_PG = postgres_sql.live_channels_sql(CHANNEL_FIELDS)
+
+
+async def fetch_live_channels(
+    pg: asyncpg.Connection, organization_id: int, project_id: int | None
+) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """:func:`read_live_channels` on asyncpg (JSON comes decoded): the same list."""
+    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for r in await postgres_sql.fetch(pg, _LIVE_CHANNELS_PG, project_id, organization_id):
+        override = None
+        if r[-4] is not None:
+            override = {"enabled": r[-3], "config": r[-2] or {}, "secrets": r[-1]}
+        out.append((dict(zip(CHANNEL_FIELDS, r, strict=False)), override))
+    return out
 
 
 def read_live_channels(

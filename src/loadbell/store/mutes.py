@@ -2,9 +2,10 @@
 
 The fan-out's read (:func:`live_mutes`) is one range of ``ix_mutes_active``: the
 organization's mutes whose ``until`` is still ahead, narrowed to the event's project and
-load test. It runs for every event, so on SQLite it goes straight to the ``sqlite3``
-connection inside the caller's transaction, as the run update's other statements do
-(``store/inline_sql.py``); on PostgreSQL it is a statement built once.
+load test. It runs for every event, so it goes straight to the driver's connection inside
+the caller's transaction, as the run update's other statements do (``sqlite3``:
+``store/inline_sql.py``; asyncpg: ``store/postgres_sql.py``); otherwise it is a
+statement built once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from loadbell.store import postgres_sql
 from loadbell.store.inline_sql import sqlite3_of, timestamp
 from loadbell.store.sqlite_driver import as_sqlalchemy_errors
 from loadbell.store.tables import mutes, users
@@ -48,6 +50,11 @@ _LIVE_SQL = (
     "AND (project_id IS NULL OR project_id = ?) AND (load_test_id IS NULL OR load_test_id = ?) "
     "ORDER BY id"
 )
+_LIVE_PG = (
+    "SELECT id, channel_id FROM mutes WHERE organization_id = $1 AND until > $2 "
+    "AND (project_id IS NULL OR project_id = $3) AND (load_test_id IS NULL OR load_test_id = $4) "
+    "ORDER BY id"
+)
 
 
 async def live_mutes(
@@ -65,6 +72,12 @@ async def live_mutes(
             rows = raw.execute(
                 _LIVE_SQL, (organization_id, timestamp(now), project_id, load_test_id)
             ).fetchall()
+        return [LiveMute(r[0], r[1]) for r in rows]
+    pg = postgres_sql.asyncpg_of(conn)
+    if pg is not None:
+        rows = await postgres_sql.fetch(
+            pg, _LIVE_PG, organization_id, now, project_id, load_test_id
+        )
         return [LiveMute(r[0], r[1]) for r in rows]
     result = await conn.execute(
         _LIVE,

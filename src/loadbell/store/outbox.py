@@ -25,11 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from loadbell import clock
 from loadbell.domain.events import EventType
 from loadbell.store.channels import ChannelRow, OverrideRow
-from loadbell.store.inline_sql import insert_deliveries, insert_event, pending_order_keys
+from loadbell.store.inline_sql import insert_event, insert_event_with_deliveries
+from loadbell.store.postgres_sql import NOTIFY_CHANNEL as NOTIFY_CHANNEL  # re-exported
 from loadbell.store.queue import Claimed
 from loadbell.store.tables import DELIVERY_PENDING, DELIVERY_SKIPPED
-
-NOTIFY_CHANNEL = "loadbell_outbox"
 
 
 @dataclass(frozen=True)
@@ -85,21 +84,17 @@ async def stage_event(
     """
     # By loadbell's clock: a throttle compares these times (services/noise.py).
     occurred_at = datetime.fromtimestamp(clock.now(), UTC)
-    event_id = await insert_event(
-        conn,
-        {
-            "type": event_type.value,
-            "occurred_at": occurred_at,
-            "organization_id": organization_id,
-            "project_id": project_id,
-            "load_test_id": load_test_id,
-            "run_id": run_id,
-            "context": context,
-        },
-    )
-
+    event = {
+        "type": event_type.value,
+        "occurred_at": occurred_at,
+        "organization_id": organization_id,
+        "project_id": project_id,
+        "load_test_id": load_test_id,
+        "run_id": run_id,
+        "context": context,
+    }
     if not plan:
-        return event_id, []
+        return await insert_event(conn, event), []
 
     now = time.time()
     staged: list[tuple[ChannelRow, OverrideRow | None, dict[str, Any]]] = [
@@ -108,7 +103,7 @@ async def stage_event(
             override,
             {
                 "uuid": str(uuid.uuid4()),
-                "event_id": event_id,
+                "event_id": None,  # the new event's (insert_event_with_deliveries)
                 "channel_id": channel.id,
                 "target": target,
                 "order_key": order_key(channel.id, run_id, target),
@@ -128,10 +123,19 @@ async def stage_event(
         for channel, override, targets, skip, status, due in plan
         for target in targets
     ]
-    handed = await _lease_to(conn, handoff, staged) if handoff is not None else []
-    ids = await insert_deliveries(conn, [row for _, _, row in staged])
-    for i in handed:
-        channel, override, row = staged[i]
+    if handoff is not None:
+        # Offered to this process's worker while it has room; a row whose ordered sequence
+        # has an earlier delivery still pending is written without it (that one goes
+        # first), and the claims take it in its turn.
+        for channel, _, row in staged:
+            if row["status"] == DELIVERY_PENDING:
+                lease = handoff.lease_for(channel.id)
+                if lease is not None:
+                    row["lease_until"], row["lease_owner"] = lease.until, lease.owner
+    event_id, ids = await insert_event_with_deliveries(conn, event, [row for _, _, row in staged])
+    for i, (channel, override, row) in enumerate(staged):
+        if row["lease_owner"] is None:
+            continue
         handoff.stage(  # type: ignore[union-attr]
             Claimed(
                 id=ids[i],
@@ -151,28 +155,4 @@ async def stage_event(
             channel,
             override,
         )
-    pending = sum(1 for _, _, row in staged if row["status"] == DELIVERY_PENDING)
-    if len(handed) < pending and conn.dialect.name == "postgresql":
-        # Delivered at commit; a hint only, the worker also polls (NOTIFY is coalesced
-        # to one per transaction).
-        await conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
     return event_id, ids
-
-
-async def _lease_to(
-    conn: AsyncConnection,
-    handoff: Handoff,
-    staged: list[tuple[ChannelRow, OverrideRow | None, dict[str, Any]]],
-) -> list[int]:
-    """Write the handoff's lease on the staged rows it may take; returns their indexes."""
-    keys = sorted({row["order_key"] for _, _, row in staged if row["order_key"]})
-    waiting = await pending_order_keys(conn, keys) if keys else set()
-    handed = []
-    for i, (channel, _, row) in enumerate(staged):
-        if row["order_key"] in waiting or row["status"] != DELIVERY_PENDING:
-            continue  # an earlier delivery of the sequence goes first, or it is skipped
-        lease = handoff.lease_for(channel.id)
-        if lease is not None:
-            row["lease_until"], row["lease_owner"] = lease.until, lease.owner
-            handed.append(i)
-    return handed
