@@ -14,8 +14,9 @@ The parent (:class:`WorkerChild`, in ``serve``'s loop):
   was staged), and EOF means ``serve`` is gone, so the child stops by itself even when
   ``serve`` was killed with SIGKILL;
 - stops it from the app's shutdown, after uvicorn's graceful stop: SIGTERM, a wait of at
-  most ``lease_seconds`` for the attempts under way and their results, then SIGKILL (what
-  a killed worker held comes back when its leases run out);
+  most 2 x ``lease_seconds`` (the attempts under way, then their results, each bounded by
+  the lease in ``Worker.run``), then SIGKILL (what a killed worker held goes out again
+  once its liveness lapses);
 - reads its metrics from a Unix socket in a private directory, for ``serve``'s /metrics.
 
 The child (:func:`main`, run as ``python -m loadbell.cli.worker_child``) is ``loadbell
@@ -176,13 +177,16 @@ class WorkerChild:
         proc = self._proc
         if proc is not None and proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
+            # The worker waits up to a lease for its attempts, then up to another for
+            # their results (Worker.run): the same bound as docs/deploy.md's stop time.
+            grace = 2 * self.settings.lease_seconds
             try:
-                await asyncio.wait_for(proc.wait(), self.settings.lease_seconds)
+                await asyncio.wait_for(proc.wait(), grace)
             except TimeoutError:
                 log.warning(
                     "the delivery worker process %d did not stop in %.0f s; killing it",
                     proc.pid,
-                    self.settings.lease_seconds,
+                    grace,
                 )
                 proc.kill()
                 await proc.wait()
