@@ -50,6 +50,7 @@ import click
 from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
+from bench.proc_cpu import tree_cpu
 from bench.receiver import ROOT, ReceiverProcess
 from bench.report import SHARED, measured_with, percentile
 from loadbell.settings import Settings
@@ -74,15 +75,8 @@ class Second:
 
 
 def _cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes, in seconds (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of these processes and their descendants (serve's worker process)."""
+    return sum(tree_cpu(pid) for pid in pids)
 
 
 class WorkerProcess:
