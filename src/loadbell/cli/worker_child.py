@@ -94,6 +94,7 @@ class WorkerChild:
             os.unlink(self.metrics_path)
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # not the working directory on sys.path: loadbell as serve imported it
             "-m",
             "loadbell.cli.worker_child",
             stdin=asyncio.subprocess.PIPE,
@@ -115,6 +116,8 @@ class WorkerChild:
             status = await self._proc.wait()
             if self._stopping:
                 return
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
             self.state = RESTARTING
             if loop.time() - started >= STEADY:
                 delay = FIRST_DELAY
