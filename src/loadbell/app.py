@@ -50,7 +50,7 @@ from loadbell.store.db import create_engine, slow_reader
 from loadbell.store.queue import queue_for
 
 if TYPE_CHECKING:
-    from loadbell.cli.worker_child import WorkerChild
+    from loadbell.delivery.child import WorkerChild
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def create_app(
 ) -> FastAPI:
     """The app. ``run_worker``: a delivery worker in this process's loop (the in-process
     handoff). ``worker_child``: the worker in a process of its own instead, started and
-    stopped with the app (``serve``'s default, cli/worker_child.py)."""
+    stopped with the app (``serve``'s default, delivery/child.py)."""
     run_worker = run_worker and worker_child is None
     # Watched while the app runs: admission refuses while the loop runs late.
     lag = LoopLag() if settings.max_loop_lag_ms else None

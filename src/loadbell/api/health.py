@@ -42,7 +42,7 @@ async def healthz(request: Request, state: AppState = Depends(get_state)) -> Any
     task = getattr(request.app.state, "worker_task", None)
     child = getattr(request.app.state, "worker_child", None)
     worker = state.worker
-    if child is not None:  # serve's worker process (cli/worker_child.py)
+    if child is not None:  # serve's worker process (delivery/child.py)
         if child.running:
             body.update(worker="running", worker_pid=child.pid)
         else:

@@ -92,7 +92,7 @@ def serve(
     import uvicorn
 
     from loadbell.app import create_app
-    from loadbell.cli.worker_child import WorkerChild
+    from loadbell.delivery.child import WorkerChild
 
     settings = make_settings(
         database_url=database_url,
@@ -121,7 +121,7 @@ def serve(
     settle_heap()
     # uvicorn stops on SIGTERM or SIGINT: it stops accepting, lets the requests under way
     # finish (at most REQUESTS_GRACE seconds), then runs the app's shutdown, which stops
-    # the worker cleanly (Worker.run, or the worker process: cli/worker_child.py).
+    # the worker cleanly (Worker.run, or the worker process: delivery/child.py).
     # Afterwards it raises the signal again for the handlers that were there before it:
     # these, which let the command end with status 0.
     for sig in (signal.SIGINT, signal.SIGTERM):

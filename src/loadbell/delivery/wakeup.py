@@ -1,7 +1,7 @@
 """Waking workers as soon as a delivery is staged, so nothing waits on a poll.
 
 In one process the API pokes an ``asyncio.Event``. ``serve``'s worker process gets the
-poke from ``serve`` through a pipe (``cli/worker_child.py``: :meth:`Wakeup.relay_to`).
+poke from ``serve`` through a pipe (``delivery/child.py``: :meth:`Wakeup.relay_to`).
 Across processes on PostgreSQL the staging transaction sends ``NOTIFY loadbell_outbox``
 and each worker LISTENs on a dedicated connection. Either way the worker also polls
 slowly, so a lost hint costs latency, never a delivery. A dropped LISTEN connection
