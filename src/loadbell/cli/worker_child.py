@@ -25,7 +25,7 @@ log = logging.getLogger("loadbell.worker")
 def main() -> None:
     from loadbell.cli import logs
     from loadbell.cli.common import run_coroutine
-    from loadbell.cli.errors import remember_settings
+    from loadbell.cli.errors import explain, remember_settings
 
     header, early = _read_header(sys.stdin.fileno())
     settings = Settings.model_validate(header["settings"])
@@ -35,6 +35,11 @@ def main() -> None:
         run_coroutine(_run(settings, header["metrics"], poked=bool(early)))
     except click.ClickException as exc:  # one line, in the log's form; serve restarts us
         log.error("the delivery worker process stopped: %s", exc.format_message())
+        sys.exit(1)
+    except Exception as exc:  # what an operator can fix in one line; the rest with its trace
+        message = explain(exc, settings)
+        unexpected = message.startswith("unexpected error")
+        log.error("the delivery worker process stopped: %s", message, exc_info=unexpected)
         sys.exit(1)
 
 
