@@ -9,6 +9,7 @@ metrics go to the Unix socket ``serve`` named.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -67,8 +68,10 @@ async def _run(settings: Settings, metrics_path: str, *, poked: bool) -> None:
         wakeup.poke()
     fd = sys.stdin.fileno()
     os.set_blocking(fd, False)
+    orphaned = False
 
     def readable() -> None:
+        nonlocal orphaned
         try:
             data = os.read(fd, 4096)
         except BlockingIOError:
@@ -77,6 +80,7 @@ async def _run(settings: Settings, metrics_path: str, *, poked: bool) -> None:
             wakeup.poke()
             return
         loop.remove_reader(fd)
+        orphaned = True
         if not stop.is_set():
             log.warning("serve is gone; the delivery worker process stops")
             stop.set()
@@ -86,6 +90,10 @@ async def _run(settings: Settings, metrics_path: str, *, poked: bool) -> None:
         await _work(settings, stop=stop, wakeup=wakeup, metrics_path=metrics_path)
     finally:
         loop.remove_reader(fd)
+        if orphaned:  # serve cannot remove the socket's directory any more: we do
+            with contextlib.suppress(OSError):
+                os.unlink(metrics_path)
+                os.rmdir(os.path.dirname(metrics_path))
 
 
 if __name__ == "__main__":
