@@ -50,7 +50,7 @@ from bench import databases, loop, peers, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
 from bench.peers import ArmResult, wait_for_arrivals
-from bench.proc_cpu import tree_cpu
+from bench.proc_cpu import own_cpu, tree_cpu
 from bench.receiver import ReceiverProcess
 from loadbell.settings import Settings
 
@@ -189,7 +189,7 @@ async def loadbell_arm(
             await asyncio.sleep(0.2)  # the warm-up's results are written
             await receiver.reset(session)
             with _py_spy(spy, server.pid):
-                cpu0 = tree_cpu(server.pid)
+                cpu0, own0 = tree_cpu(server.pid), own_cpu(server.pid)
                 worker0 = tree_cpu(worker.pid) if worker is not None else 0.0
                 t0 = time.time()
                 tally = await _patch_all(session, api, token, run_ids[warm:], in_flight)
@@ -197,7 +197,7 @@ async def loadbell_arm(
                     receiver, session, count, peers.ARRIVAL_TIMEOUT
                 )
                 await asyncio.sleep(0.1)  # the last results are written (50 ms batches)
-                cpu = tree_cpu(server.pid) - cpu0
+                cpu, own = tree_cpu(server.pid) - cpu0, own_cpu(server.pid) - own0
                 worker_cpu = tree_cpu(worker.pid) - worker0 if worker is not None else 0.0
         except Exception:
             click.echo(server.log.read_text()[-4000:], err=True)
@@ -217,6 +217,9 @@ async def loadbell_arm(
         facts["serve CPU ms"] = cpu / count * 1000
         facts["worker CPU ms"] = worker_cpu / count * 1000
         cpu += worker_cpu
+    else:  # serve's own, and its worker process's (none with --worker inline or none)
+        facts["serve CPU ms"] = own / count * 1000
+        facts["worker CPU ms"] = (cpu - own) / count * 1000
     note = "; ".join(f"{k} {v:.1f}" for k, v in facts.items())
     result = ArmResult("loadbell serve (SQLite)", arrived, last - t0, cpu, errors, note, facts)
     return result, tally

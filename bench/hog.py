@@ -1,7 +1,7 @@
 """A busy machine: ``loadbell serve`` at a steady rate while CPU hogs run beside it.
 
     python -m bench.hog [--rate 200] [--before 20] [--hog-seconds 90] [--after 60]
-                        [--hogs N] [--layout inproc|split] [--write-docs]
+                        [--hogs N] [--layout process|inline|split] [--write-docs]
 
 ``loadbell serve`` runs as a child process on a scratch SQLite file with one webhook
 channel that subscribes to ``test.started``, pointed at ``bench/receiver.py``. An open-loop
@@ -18,13 +18,15 @@ the receiver got, serve's CPU and the load average. Every PATCH answer is classe
 503 ``overloaded`` (admission), 503 ``unavailable`` (a database wait ran out: the pool or
 the lock), another status, or a client timeout; latency is from the *scheduled* send time.
 
-``--layout split`` runs ``serve --no-worker`` and a ``loadbell worker`` process instead:
-what a worker in a process of its own would get from the scheduler. With ``--stop-worker``
-the worker process is also stopped (SIGTERM, a graceful stop) for the hog phase and a new
-one started after it: no worker delivers while the API process is on time, which is what
-the due backlog bound (``LOADBELL_MAX_DUE_BACKLOG``) is for. (A SIGSTOP instead could
-freeze the worker inside a transaction, and the API would then wait for SQLite's write
-lock: a different failure.) Serve's CPU is then serve's alone.
+``--layout process`` (the default) is ``serve`` as it starts by default, its worker in a
+child process; ``--layout inline`` keeps the worker in ``serve``'s event loop (``serve
+--worker inline``; the layout was called ``inproc`` when that was the default).
+``--layout split`` runs ``serve --no-worker`` and a ``loadbell worker`` process instead.
+With ``--stop-worker`` the worker process is also stopped (SIGTERM, a graceful stop) for the
+hog phase and a new one started after it: no worker delivers while the API process is on
+time, which is what the due backlog bound (``LOADBELL_MAX_DUE_BACKLOG``) is for. (A SIGSTOP
+instead could freeze the worker inside a transaction, and the API would then wait for
+SQLite's write lock: a different failure.) Serve's CPU is then serve's alone.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import click
 from bench import databases, loop, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
+from bench.proc_cpu import tree_cpu
 from bench.receiver import ROOT, ReceiverProcess
 from bench.report import SHARED, measured_with, percentile
 from loadbell.settings import Settings
@@ -72,15 +75,8 @@ class Second:
 
 
 def _cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes, in seconds (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of these processes and their descendants (serve's worker process)."""
+    return sum(tree_cpu(pid) for pid in pids)
 
 
 class WorkerProcess:
@@ -408,7 +404,7 @@ async def _bench(
             token = await databases.seed(settings)
             run = Run(rate, before, hog, after)
             run_ids = await prepare_runs(settings, round(rate * run.length))
-            extra = ("--no-worker",) if layout == "split" else ()
+            extra = ("--no-worker",) if layout == "split" else ("--worker", layout)
             server = ServerProcess(settings, free_port(), workdir / "serve.log", extra)
             connector = aiohttp.TCPConnector(limit=0)  # open loop: never queue in the client
             timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
@@ -468,11 +464,12 @@ async def _bench(
 )
 @click.option(
     "--layout",
-    type=click.Choice(["inproc", "split"]),
-    default="inproc",
+    type=click.Choice(["process", "inline", "split"]),
+    default="process",
     show_default=True,
-    help="inproc: `loadbell serve` as it starts by default; split: `serve --no-worker` "
-    "and a `loadbell worker` process.",
+    help="process: `loadbell serve` as it starts by default (its worker in a child "
+    "process); inline: `serve --worker inline`; split: `serve --no-worker` and a "
+    "`loadbell worker` process.",
 )
 @click.option(
     "--stop-worker",

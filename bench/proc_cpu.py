@@ -43,3 +43,9 @@ def tree_cpu(pid: int) -> float:
         if fields is not None:  # fields[11:15]: utime, stime, cutime, cstime
             ticks += sum(int(v) for v in fields[11:15])
     return ticks / _TICK
+
+
+def own_cpu(pid: int) -> float:
+    """CPU seconds used by ``pid`` alone (no descendants, live or ended)."""
+    fields = _stat(pid)
+    return sum(int(v) for v in fields[11:13]) / _TICK if fields is not None else 0.0

@@ -1,7 +1,7 @@
 """CPU of one SQLite write transaction around a trivial statement, two ways, interleaved in
 one process: ``store/db.py: transaction`` (BEGIN IMMEDIATE and COMMIT on the ``sqlite3``
 connection) and SQLAlchemy's ``conn.begin()`` on a pooled connection, as ``transaction`` did
-before (docs/decisions.md, D64). Run: python -m bench.sqlite_transaction"""
+before (docs/decisions.md, D63). Run: python -m bench.sqlite_transaction"""
 
 from __future__ import annotations
 

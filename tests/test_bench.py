@@ -108,7 +108,7 @@ def test_hog_benchmark_samples_the_backlog_through_a_short_run(tmp_path: Path) -
     answers and due backlog, a line for every 5 s, and writes only its own docs block."""
     docs = tmp_path / "benchmarks.md"
     docs.write_text(
-        "# Benchmarks\n\n<!-- bench:hog:inproc:begin -->\nstale\n<!-- bench:hog:inproc:end -->\n"
+        "# Benchmarks\n\n<!-- bench:hog:process:begin -->\nstale\n<!-- bench:hog:process:end -->\n"
         "\nkept\n"
     )
     args = ["--rate", "20", "--before", "1", "--hog-seconds", "2", "--after", "1", "--hogs", "1"]

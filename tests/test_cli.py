@@ -182,6 +182,7 @@ async def test_worker_refuses_unmigrated_sqlite(spawn_loadbell: SpawnLoadbell) -
                 "LOADBELL_HOST",
                 "LOADBELL_PORT",
                 "LOADBELL_NO_WORKER",
+                "LOADBELL_SERVE_WORKER",
                 "LOADBELL_MAX_IN_FLIGHT",
             },
         ),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 
@@ -45,6 +46,9 @@ from loadbell.settings import Settings
 from loadbell.store.db import create_engine, slow_reader
 from loadbell.store.queue import queue_for
 
+if TYPE_CHECKING:
+    from loadbell.delivery.child import WorkerChild
+
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,13 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
         log.error("the delivery worker stopped: %s", task.exception())
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, run_worker: bool = True, worker_child: WorkerChild | None = None
+) -> FastAPI:
+    """The app. ``run_worker``: a delivery worker in this process's loop (the in-process
+    handoff). ``worker_child``: the worker in a process of its own instead, started and
+    stopped with the app (``serve``'s default, delivery/child.py)."""
+    run_worker = run_worker and worker_child is None
     # Watched while the app runs: admission refuses while the loop runs late.
     lag = LoopLag() if settings.max_loop_lag_ms else None
     # And while more deliveries are due than the workers can catch up on, changes are refused.
@@ -99,6 +109,10 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         if backlog is not None:
             backlog.start(engine)
         app.state.worker_task = None
+        app.state.worker_child = worker_child
+        if worker_child is not None:
+            await worker_child.start()
+            wakeup.relay_to(worker_child.poke)
         if worker is not None:
             if not settings.is_sqlite:
                 await wakeup.listen_postgres(settings.database_url)
@@ -117,6 +131,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
             if app.state.worker_task is not None:
                 with contextlib.suppress(Exception):  # logged when it ended
                     await app.state.worker_task
+            if worker_child is not None:
+                await worker_child.stop()
             await wakeup.close()
             if slow.sync_engine.pool is not engine.sync_engine.pool:  # SQLite: its own
                 await slow.dispose()

@@ -157,7 +157,8 @@ async def test_killed_serve_handed_delivery_is_resent_with_same_id(
     engine = create_engine(settings)
     await rx.start()
     try:
-        serve = await spawn_loadbell("serve", "--port", str(port), env=env)
+        # The handoff is the inline worker's (serve's own loop), not the worker process's.
+        serve = await spawn_loadbell("serve", "--port", str(port), "--worker", "inline", env=env)
         await _healthy(f"http://127.0.0.1:{port}/healthz")
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}/api/v1",

@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from conftest import Server, SpawnLoadbell, seed, start_server, webhook_channel, worker_env
+from loadbell.delivery.wakeup import Wakeup
 from loadbell.settings import Settings
 from loadbell.testing import RecordingReceiver
 
@@ -145,3 +146,13 @@ async def test_worker_process_wakes_on_sqlite_commit(
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_poke_is_relayed_to_the_worker_process() -> None:
+    """A poke sets the process's own event and is passed on to every relay (serve writes
+    it to its worker process's pipe), once per poke."""
+    wakeup, relayed = Wakeup(), []
+    wakeup.relay_to(lambda: relayed.append(1))
+    wakeup.poke()
+    wakeup.poke()
+    assert wakeup.poked and relayed == [1, 1]

@@ -24,7 +24,7 @@ PROBE_TIMEOUT = 3.0
 # No token, no parameters: only these two answers (the same body).
 _ANSWERS = {
     **ok(HealthOut, 200, "The database answers, and the worker runs (or is elsewhere)"),
-    **ok(HealthOut, 503, "The database does not answer, or the in-process worker stopped"),
+    **ok(HealthOut, 503, "The database does not answer, or serve's worker stopped"),
 }
 
 
@@ -40,8 +40,14 @@ async def healthz(request: Request, state: AppState = Depends(get_state)) -> Any
         log.warning("healthz: database unreachable: %s: %s", exc.__class__.__name__, exc)
         body.update(status="error", database="unreachable")
     task = getattr(request.app.state, "worker_task", None)
+    child = getattr(request.app.state, "worker_child", None)
     worker = state.worker
-    if task is None:
+    if child is not None:  # serve's worker process (delivery/child.py)
+        if child.running:
+            body.update(worker="running", worker_pid=child.pid)
+        else:
+            body.update(status="error", worker=child.state)
+    elif task is None:
         body["worker"] = "not in this process"
     elif task.done():
         body.update(status="error", worker="stopped")

@@ -1,4 +1,5 @@
-"""``GET /metrics``: this process's Prometheus metrics (docs/metrics.md).
+"""``GET /metrics``: this process's Prometheus metrics (docs/metrics.md), and those of
+``serve``'s worker process when it has one.
 
 With ``LOADBELL_METRICS_TOKEN`` set, a scrape needs ``Authorization: Bearer <token>`` (401
 otherwise); unset, it is open, like ``/healthz``. Not in the OpenAPI document: its answer is
@@ -11,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from loadbell.api.state import AppState, get_state
-from loadbell.monitoring.exposition import CONTENT_TYPE, UNAUTHORIZED, authorized, scrape
+from loadbell.monitoring.exposition import CONTENT_TYPE, UNAUTHORIZED, authorized, merge, scrape
 from loadbell.store.backlog import read_backlog
 
 router = APIRouter()
@@ -35,4 +36,12 @@ async def metrics(request: Request, state: AppState = Depends(get_state)) -> Res
             await conn.rollback()
             return figures
 
-    return Response(await scrape(state.metrics, backlog), media_type=CONTENT_TYPE)
+    child = getattr(request.app.state, "worker_child", None)
+    if child is None:
+        return Response(await scrape(state.metrics, backlog), media_type=CONTENT_TYPE)
+    # serve's worker process counts its own figures; they join serve's here, so one scrape
+    # still has both. While it does not answer, serve says loadbell_worker_up 0 for it.
+    theirs = await child.scrape()
+    state.metrics.worker_absent(theirs is None)
+    ours = await scrape(state.metrics, backlog)
+    return Response(merge(ours, theirs) if theirs else ours, media_type=CONTENT_TYPE)

@@ -26,6 +26,7 @@ from loadbell.settings import DEFAULT_PUBLIC_URL, Settings, resolve_public_url
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from loadbell.delivery.wakeup import Wakeup
     from loadbell.delivery.worker import Worker
     from loadbell.monitoring.exposition import MetricsServer
 
@@ -49,11 +50,23 @@ if TYPE_CHECKING:
     help="Port to listen on.",
 )
 @click.option(
+    "--worker",
+    "worker_mode",
+    type=click.Choice(["process", "inline", "none"]),
+    default="process",
+    show_default=True,
+    envvar="LOADBELL_SERVE_WORKER",
+    show_envvar=True,
+    help="Where serve's delivery worker runs: in a process of its own that serve starts, "
+    "restarts and stops (process); in serve's own event loop (inline); or nowhere: run "
+    "`loadbell worker` processes to deliver (none).",
+)
+@click.option(
     "--no-worker",
     is_flag=True,
     envvar="LOADBELL_NO_WORKER",
     show_envvar=True,
-    help="Serve the API only; run `loadbell worker` processes to deliver.",
+    help="The same as --worker none.",
 )
 @allow_private_option
 @click.option(
@@ -69,15 +82,17 @@ if TYPE_CHECKING:
 def serve(
     host: str,
     port: int,
+    worker_mode: str,
     no_worker: bool,
     allow_private_targets: bool | None,
     max_in_flight: int | None,
     database_url: str | None,
 ) -> None:
-    """Run the API, the web pages and (unless --no-worker) the delivery worker."""
+    """Run the API, the web pages and (unless --worker none) the delivery worker."""
     import uvicorn
 
     from loadbell.app import create_app
+    from loadbell.delivery.child import WorkerChild
 
     settings = make_settings(
         database_url=database_url,
@@ -97,12 +112,18 @@ def serve(
         click.echo("Owner API token (shown once, keep it safe):")
         click.echo(f"  {token}")
     click.echo(f"loadbell {__version__} on http://{host}:{port} (API docs at /docs)")
-    app = create_app(settings, run_worker=not no_worker)
+    if no_worker:
+        worker_mode = "none"
+    # process: the app starts the worker process once uvicorn starts it, after the
+    # database was prepared above, and stops it after uvicorn's graceful stop.
+    child = WorkerChild(settings) if worker_mode == "process" else None
+    app = create_app(settings, run_worker=worker_mode == "inline", worker_child=child)
     settle_heap()
     # uvicorn stops on SIGTERM or SIGINT: it stops accepting, lets the requests under way
     # finish (at most REQUESTS_GRACE seconds), then runs the app's shutdown, which stops
-    # the worker cleanly (Worker.run). Afterwards it raises the signal again for the
-    # handlers that were there before it: these, which let the command end with status 0.
+    # the worker cleanly (Worker.run, or the worker process: delivery/child.py).
+    # Afterwards it raises the signal again for the handlers that were there before it:
+    # these, which let the command end with status 0.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _stopped)
     config = uvicorn.Config(
@@ -165,7 +186,16 @@ def worker(
     run_coroutine(_work(settings))
 
 
-async def _work(settings: Settings) -> None:
+async def _work(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    wakeup: Wakeup | None = None,
+    metrics_path: str | None = None,
+) -> None:
+    """Run a delivery worker until SIGTERM, SIGINT or ``stop``. ``serve``'s worker process
+    (cli/worker_child.py) passes the ``wakeup`` its pipe pokes and serves its metrics on the
+    Unix socket at ``metrics_path``, for ``serve`` to merge into its own."""
     from loadbell.delivery.disabling import Announcer
     from loadbell.delivery.pruning import Pruning
     from loadbell.delivery.supervise import SideTaskFailed
@@ -184,12 +214,12 @@ async def _work(settings: Settings) -> None:
         box = await open_checked_box(engine, settings)
     finally:
         await engine.dispose()  # the worker's statements run on a connection of its own
-    wakeup = Wakeup()
+    wakeup = wakeup or Wakeup()
     if not settings.is_sqlite:
         await wakeup.listen_postgres(settings.database_url)
     else:
         await wakeup.watch_sqlite(sqlite_path(settings.database_url))
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -204,7 +234,11 @@ async def _work(settings: Settings) -> None:
         pruning=Pruning(pruning, settings),
         announcer=Announcer(pruning, box, settings, wakeup),
     )
-    exposition = await _serve_metrics(settings, w) if settings.metrics_port else None
+    exposition = (
+        await _serve_metrics(settings, w, metrics_path)
+        if settings.metrics_port or metrics_path
+        else None
+    )
     settle_heap()
     # A log line, not an echo: with LOADBELL_LOG_FORMAT=json every line on stderr is JSON.
     logging.getLogger("loadbell.worker").info(
@@ -227,12 +261,18 @@ async def _work(settings: Settings) -> None:
         await pruning.dispose()
 
 
-async def _serve_metrics(settings: Settings, w: Worker) -> MetricsServer:
-    """The worker's /metrics on LOADBELL_METRICS_HOST:LOADBELL_METRICS_PORT."""
+async def _serve_metrics(settings: Settings, w: Worker, path: str | None) -> MetricsServer:
+    """The worker's /metrics on LOADBELL_METRICS_HOST:LOADBELL_METRICS_PORT, or on the Unix
+    socket at ``path`` for ``serve`` (which reads the backlog itself: no backlog here)."""
     from loadbell.monitoring.exposition import MetricsServer
     from loadbell.store.backlog import read_backlog
     from loadbell.store.db import create_engine, reader
 
+    w.metrics.watch_worker(w.state)
+    if path is not None:
+        server = MetricsServer(w.metrics, None, path=path, token=None)
+        await server.start()
+        return server
     # The backlog's one statement at each scrape, on a small pool of its own (the
     # worker's statements run on the queue's connection).
     base = create_engine(settings)
@@ -244,7 +284,6 @@ async def _serve_metrics(settings: Settings, w: Worker) -> MetricsServer:
             await conn.rollback()
             return figures
 
-    w.metrics.watch_worker(w.state)
     assert settings.metrics_port is not None
     server = MetricsServer(
         w.metrics,

@@ -1,10 +1,12 @@
 """Waking workers as soon as a delivery is staged, so nothing waits on a poll.
 
-In one process the API pokes an ``asyncio.Event``. Across processes on PostgreSQL the
-staging transaction sends ``NOTIFY loadbell_outbox`` and each worker LISTENs on a dedicated
-connection. Either way the worker also polls slowly, so a lost hint costs latency, never a
-delivery. A dropped LISTEN connection (database restart, idle kill) is re-opened with
-backoff, and the worker is poked once it is back, for the hints missed meanwhile.
+In one process the API pokes an ``asyncio.Event``. ``serve``'s worker process gets the
+poke from ``serve`` through a pipe (``delivery/child.py``: :meth:`Wakeup.relay_to`).
+Across processes on PostgreSQL the staging transaction sends ``NOTIFY loadbell_outbox``
+and each worker LISTENs on a dedicated connection. Either way the worker also polls
+slowly, so a lost hint costs latency, never a delivery. A dropped LISTEN connection
+(database restart, idle kill) is re-opened with backoff, and the worker is poked once it
+is back, for the hints missed meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -34,9 +37,17 @@ class Wakeup:
         self._relisten: asyncio.Task[None] | None = None
         self._closing = False
         self._sqlite_task: asyncio.Task[None] | None = None
+        self._relays: list[Callable[[], None]] = []
 
     def poke(self) -> None:
         self._event.set()
+        for relay in self._relays:
+            relay()
+
+    def relay_to(self, poke: Callable[[], None]) -> None:
+        """Pass each poke on to ``poke`` too: a worker in another process that this one
+        can reach directly (``serve``'s worker process)."""
+        self._relays.append(poke)
 
     @property
     def poked(self) -> bool:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from loadbell.monitoring.registry import Metrics
 
@@ -61,6 +64,32 @@ async def scrape(metrics: Metrics, read_backlog: BacklogReader | None) -> bytes:
     return generate_latest(metrics.registry)
 
 
+def merge(*expositions: bytes) -> bytes:
+    """Several processes' expositions as one (``serve`` and its worker process): a family
+    that more than one has appears once, with the samples of all; their ``process`` labels
+    keep them apart. Each text goes through the same parser, so a counter's ``_created``
+    series is one family whichever process it came from."""
+    families: dict[str, Metric] = {}
+    for text in expositions:
+        for family in text_string_to_metric_families(text.decode()):
+            known = families.get(family.name)
+            if known is None:
+                families[family.name] = family
+            else:
+                known.samples.extend(family.samples)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families.values()))
+    return generate_latest(registry)
+
+
+class _Families(Collector):
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
 class MetricsServer:
     """``GET /metrics`` on its own port, for a process without an API (``loadbell worker``)."""
 
@@ -69,14 +98,16 @@ class MetricsServer:
         metrics: Metrics,
         read_backlog: BacklogReader | None,
         *,
-        host: str,
-        port: int,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str | None = None,
         token: str | None,
         on_close: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics, self.read_backlog = metrics, read_backlog
         self._on_close = on_close  # e.g. dispose of the backlog's engine
         self.host, self.port, self.token = host, port, token
+        self.path = path  # a Unix socket instead of host and port
         self._runner: web.AppRunner | None = None
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -95,7 +126,12 @@ class MetricsServer:
         app.router.add_get("/metrics", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        site: web.BaseSite
+        if self.path is not None:
+            site = web.UnixSite(self._runner, self.path)
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
 
     async def close(self) -> None:
         if self._runner is not None:

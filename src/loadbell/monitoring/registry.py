@@ -15,6 +15,7 @@ is bound here, once per process: the methods below take only the labels that var
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -187,6 +188,15 @@ class Metrics:
         """Read the worker's state at each scrape: RUNNING, WAITING or STOPPED."""
         self.worker_up.labels(self.process).set_function(lambda: float(state() == RUNNING))
         self.worker_waiting.labels(self.process).set_function(lambda: float(state() == WAITING))
+
+    def worker_absent(self, absent: bool) -> None:
+        """serve's worker process does not answer (``absent``): loadbell_worker_up 0 in
+        its stead, under this process's name; once it answers, its own figures say."""
+        if absent:
+            self.worker_up.labels(self.process).set(0)
+        else:
+            with contextlib.suppress(KeyError):
+                self.worker_up.remove(self.process)
 
     # -- the backlog, read at scrape time ----------------------------------------------
 

@@ -153,7 +153,7 @@ def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> A
     # The connection returned last is taken first. Each connection keeps its own page
     # cache, and SQLite drops it whole when another connection wrote since its last
     # transaction: taken in turn (the default), every run update found its connection's
-    # cache stale and read its pages again, 178 KB of reads per update (D65). Taken last in,
+    # cache stale and read its pages again, 178 KB of reads per update (D64). Taken last in,
     # first out, the same few connections serve one write after another and keep their
     # caches (docs/benchmarks.md, "The API path").
     kwargs.setdefault("pool_use_lifo", True)
