@@ -107,9 +107,11 @@ async def serve(
     token = await seed(settings)
     started: list[Serve] = []
 
-    async def start(*args: str) -> Serve:
+    async def start(*args: str, **env: str) -> Serve:
         port = free_port()
-        proc = await spawn_loadbell("serve", "--port", str(port), *args, env=worker_env(settings))
+        proc = await spawn_loadbell(
+            "serve", "--port", str(port), *args, env=worker_env(settings, **env)
+        )
         s = Serve(proc, port, token)
         await _until(s.healthy, "serve healthy")
         hook = webhook_channel(f"{receiver.url}/hook", events=["test.started"])
@@ -146,6 +148,17 @@ async def test_by_default_the_worker_process_delivers(
     await s.send_run(receiver, "by-child")
     workers = await _until(lambda: _attempt_workers(settings), "the attempt written")
     assert [w.split(":")[1] for w in workers] == [str(child)], workers
+
+
+async def test_the_pipe_wakes_the_worker_process(
+    serve: Callable[..., Any], receiver: RecordingReceiver
+) -> None:
+    """With the fallback poll an hour long, runs' notifications still go out at once: the
+    poke serve writes to the pipe after each commit is what wakes its worker process, which
+    neither LISTENs nor watches the SQLite file (D68)."""
+    s = await serve(LOADBELL_POLL_SECONDS="3600")
+    await s.send_run(receiver, "poked-1")
+    await s.send_run(receiver, "poked-2")  # the worker waits again, and is woken again
 
 
 async def test_metrics_have_the_worker_process_families_once(

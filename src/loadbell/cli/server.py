@@ -191,11 +191,13 @@ async def _work(
     *,
     stop: asyncio.Event | None = None,
     wakeup: Wakeup | None = None,
+    listen: bool = True,
     metrics_path: str | None = None,
 ) -> None:
     """Run a delivery worker until SIGTERM, SIGINT or ``stop``. ``serve``'s worker process
-    (cli/worker_child.py) passes the ``wakeup`` its pipe pokes and serves its metrics on the
-    Unix socket at ``metrics_path``, for ``serve`` to merge into its own."""
+    (cli/worker_child.py) passes the ``wakeup`` its pipe pokes, ``listen=False`` (no
+    NOTIFY or SQLite watch: see there), and serves its metrics on the Unix socket at
+    ``metrics_path``, for ``serve`` to merge into its own."""
     from loadbell.delivery.disabling import Announcer
     from loadbell.delivery.pruning import Pruning
     from loadbell.delivery.supervise import SideTaskFailed
@@ -215,9 +217,9 @@ async def _work(
     finally:
         await engine.dispose()  # the worker's statements run on a connection of its own
     wakeup = wakeup or Wakeup()
-    if not settings.is_sqlite:
+    if listen and not settings.is_sqlite:
         await wakeup.listen_postgres(settings.database_url)
-    else:
+    elif listen:
         await wakeup.watch_sqlite(sqlite_path(settings.database_url))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -87,7 +87,12 @@ async def _run(settings: Settings, metrics_path: str, *, poked: bool) -> None:
 
     loop.add_reader(fd, readable)
     try:
-        await _work(settings, stop=stop, wakeup=wakeup, metrics_path=metrics_path)
+        # No LISTEN and no SQLite watch: serve pokes through the pipe after each commit
+        # that staged deliveries, and either hint would wake the worker a second time for
+        # the same commit (the watch also after the worker's own claims and results), for
+        # a claim that finds nothing: three round trips per notification on PostgreSQL
+        # (D68). What other processes stage waits at most LOADBELL_POLL_SECONDS.
+        await _work(settings, stop=stop, wakeup=wakeup, listen=False, metrics_path=metrics_path)
     finally:
         loop.remove_reader(fd)
         if orphaned:  # serve cannot remove the socket's directory any more: we do
