@@ -22,6 +22,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from loadbell.app import create_app
 from loadbell.settings import Settings
@@ -168,6 +169,16 @@ async def seed(settings: Settings) -> str:
         token = await accounts.bootstrap(conn)
     await engine.dispose()
     return token
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test's database, seeded with its owner and the default organization
+    and project (a test file may define its own ``engine`` instead)."""
+    await seed(settings)
+    eng = create_engine(settings)
+    yield eng
+    await eng.dispose()
 
 
 async def start_server(

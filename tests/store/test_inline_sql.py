@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -13,24 +12,15 @@ import sqlalchemy as sa
 from bench.backlog import create_load_test, create_runs, create_webhook_channel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from conftest import seed
 from loadbell.domain.events import EventType
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store import channels, context, inline_sql, tables
-from loadbell.store.db import create_engine, transaction, unavailable
+from loadbell.store.db import transaction, unavailable
 from loadbell.store.outbox import stage_event
 from loadbell.store.sqlite_driver import as_sqlalchemy_errors
 
 URL = "http://127.0.0.1:9/"  # never contacted
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    await seed(settings)
-    engine = create_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 def _row(

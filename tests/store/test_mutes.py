@@ -5,7 +5,6 @@ SQLAlchemy, from one index range."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,21 +12,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from conftest import seed
-from loadbell.settings import Settings
 from loadbell.store import mutes as store
-from loadbell.store.db import create_engine
 from loadbell.store.tables import channels, load_tests, mutes, organizations, projects
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    await seed(settings)
-    engine = create_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 async def _world(engine: AsyncEngine) -> dict[str, int]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -17,22 +16,13 @@ from bench.backlog import create_load_test, create_runs, create_webhook_channel
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from conftest import seed
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store import channels, context, inline_sql, mutes, postgres_sql, tables
-from loadbell.store.db import create_engine, transaction
+from loadbell.store.db import transaction
 
 URL = "http://127.0.0.1:9/"  # never contacted
 BEGUN = [False, True]  # whether a statement ran before in the transaction
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    await seed(settings)
-    engine = create_engine(settings)
-    yield engine
-    await engine.dispose()
 
 
 async def _begin(conn: AsyncConnection, begun: bool, settings: Settings) -> None:
