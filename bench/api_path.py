@@ -213,13 +213,11 @@ async def loadbell_arm(
         "PATCH p99 ms": report.percentile(tally.latencies, 99) * 1000,
         "503s (sent again)": float(tally.overloaded),
     }
-    if worker is not None:
-        facts["serve CPU ms"] = cpu / count * 1000
-        facts["worker CPU ms"] = worker_cpu / count * 1000
-        cpu += worker_cpu
-    else:  # serve's own, and its worker process's (none with --worker inline or none)
-        facts["serve CPU ms"] = own / count * 1000
-        facts["worker CPU ms"] = (cpu - own) / count * 1000
+    # serve's own; the worker's is the rest: serve's worker process, or --external-worker's
+    # (none with --worker inline or none)
+    cpu += worker_cpu
+    facts["serve CPU ms"] = own / count * 1000
+    facts["worker CPU ms"] = (cpu - own) / count * 1000
     note = "; ".join(f"{k} {v:.1f}" for k, v in facts.items())
     result = ArmResult("loadbell serve (SQLite)", arrived, last - t0, cpu, errors, note, facts)
     return result, tally
