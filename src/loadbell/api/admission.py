@@ -131,17 +131,18 @@ async def send_answer(send: Send, answer: Answer) -> None:
 
 def _refusal(message: str, retry_after: int) -> Answer:
     """The status, body and headers of a 503 ``overloaded``, built once."""
-    return json_answer(
+    return asgi_json_answer(
         503,
         {"error": "overloaded", "message": message, "field": None},
         [(b"retry-after", str(retry_after).encode())],
     )
 
 
-def json_answer(
+def asgi_json_answer(
     status: int, content: object, extra: list[tuple[bytes, bytes]] | None = None
 ) -> Answer:
-    """A JSON answer sent by an ASGI layer itself (no framework response object)."""
+    """A JSON answer sent by an ASGI layer itself (no framework response object; a
+    handler's orjson answer is ``api/json_answer.py``)."""
     body = orjson.dumps(content)
     return (
         status,

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from loadbell.api.admission import Answer, json_answer
+from loadbell.api.admission import Answer, asgi_json_answer
 
 MAX_DEPTH = 32  # levels of objects and arrays; loadbell's own documents use under 6
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what a JSON column (and orjson) can hold
@@ -113,7 +113,7 @@ def _too_deep() -> str:
 def refusal(exc: Refused) -> Answer:
     """The 422 for a body :func:`check` refused, in the API's usual error shape."""
     message = str(exc)
-    return json_answer(
+    return asgi_json_answer(
         422,
         {
             "error": "invalid",

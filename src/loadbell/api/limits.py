@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import Receive
 
-from loadbell.api.admission import Answer, json_answer
+from loadbell.api.admission import Answer, asgi_json_answer
 
 # What read_capped returns for a body past the limit.
 TOO_LARGE = object()
@@ -19,7 +19,7 @@ TOO_LARGE = object()
 
 def too_large(max_bytes: int) -> Answer:
     """The 413 ``body_too_large`` for a limit of ``max_bytes``, built once."""
-    return json_answer(
+    return asgi_json_answer(
         413,
         {
             "error": "body_too_large",
