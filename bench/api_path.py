@@ -213,11 +213,12 @@ async def loadbell_arm(
         "PATCH p99 ms": report.percentile(tally.latencies, 99) * 1000,
         "503s (sent again)": float(tally.overloaded),
     }
-    # serve's own; the worker's is the rest: serve's worker process, or --external-worker's
-    # (none with --worker inline or none)
+    # serve's own; the worker's is the rest: serve's worker process, or --external-worker's.
+    # With --worker inline or none there is no rest, and no worker figure to give.
     cpu += worker_cpu
     facts["serve CPU ms"] = own / count * 1000
-    facts["worker CPU ms"] = (cpu - own) / count * 1000
+    if cpu > own:
+        facts["worker CPU ms"] = (cpu - own) / count * 1000
     note = "; ".join(f"{k} {v:.1f}" for k, v in facts.items())
     result = ArmResult("loadbell serve (SQLite)", arrived, last - t0, cpu, errors, note, facts)
     return result, tally
