@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from loadbell.api.http_protocol import OneWriteHttp
 from loadbell.app import create_app
 from loadbell.settings import Settings
 from loadbell.store import accounts, migrate
@@ -187,9 +188,11 @@ async def start_server(
     """Serve ``app`` (default: ``create_app(settings)``) on 127.0.0.1 in this event loop."""
     app = app if app is not None else create_app(settings, run_worker=run_worker)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    # The HTTP protocol `loadbell serve` uses: every API test's answers go through it.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=OneWriteHttp, log_level="warning", lifespan="on"
     )
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

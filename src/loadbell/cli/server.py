@@ -91,6 +91,7 @@ def serve(
     """Run the API, the web pages and (unless --worker none) the delivery worker."""
     import uvicorn
 
+    from loadbell.api.http_protocol import OneWriteHttp
     from loadbell.app import create_app
     from loadbell.delivery.child import WorkerChild
 
@@ -131,6 +132,7 @@ def serve(
         log_level="info",
         log_config=None,  # its loggers propagate to ours (cli/logs.py): one form of line
         loop="auto",
+        http=OneWriteHttp,  # uvicorn's httptools protocol, each answer in one write
         access_log=False,  # LOADBELL_ACCESS_LOG: the app logs requests with their ids
         timeout_graceful_shutdown=REQUESTS_GRACE,
     )
