@@ -165,14 +165,23 @@ async def test_a_claim_reads_the_overrides_its_projects_see(staged: Staged) -> N
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 async def test_claims_and_writes_notify_other_workers(staged: Staged) -> None:
-    """A claim that leaves due rows it locked, and a write after which a follower may go,
-    each send NOTIFY (at their commit); a claim that keeps every row it found does not."""
+    """A claim that leases rows and leaves due rows it locked, and a write after which a
+    follower may go, each send NOTIFY (at their commit); a claim that keeps every row it
+    found, or leases none, does not."""
     assert isinstance(staged.queue, postgres.PostgresQueue)
     heard: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(staged.queue.dsn)
     # The callback's arguments: connection, server pid, channel, payload.
     await listener.add_listener(NOTIFY_CHANNEL, lambda *args: heard.put_nowait(args[3]))
     try:
+        # Leases nothing (no channel has room): no NOTIFY, the sentinel is heard first.
+        none = await staged.queue.claim(
+            owner="w", limit=100, lease_seconds=30, channel_room=dict.fromkeys(staged.channels, 0)
+        )
+        assert none.deliveries == [] and none.left
+        await listener.execute(f"NOTIFY {NOTIFY_CHANNEL}, 'first'")
+        assert await asyncio.wait_for(heard.get(), 10) == "first"
+
         batch = await staged.queue.claim(owner="w", limit=100, lease_seconds=30, channel_cap=1)
         assert len(batch.deliveries) == 3 and batch.left
         await asyncio.wait_for(heard.get(), 10)

@@ -91,7 +91,9 @@ def _claim(dead: bool, exclude: bool) -> str:
     # read under the row lock. The choice is choose()'s: a row is kept when fewer than its
     # channel's room of that channel's rows come before it. The lease is by id (= ANY of
     # an array: a join back to the table was planned as a hash join over all of it). When
-    # candidates are left, NOTIFY (at commit): other workers may have found them locked.
+    # candidates are left beside leased ones, NOTIFY (at commit): other workers may have
+    # found them locked. A claim that leased nothing stays silent: listening workers would
+    # otherwise wake each other (and themselves) in turn for rows no one has room for.
     return f"""
 WITH due AS MATERIALIZED (
     SELECT {_CLAIMED}, d.next_attempt_at, d.lease_until IS NOT NULL AS taken_over
@@ -120,7 +122,7 @@ WITH due AS MATERIALIZED (
     UPDATE deliveries SET lease_until = $3, lease_owner = $4
     WHERE id = ANY(ARRAY(SELECT id FROM chosen))
 ), counts AS MATERIALIZED (
-    SELECT n.*, CASE WHEN n.leased < n.candidates
+    SELECT n.*, CASE WHEN n.leased > 0 AND n.leased < n.candidates
         THEN pg_notify('{NOTIFY_CHANNEL}', '') IS NULL END AS shared
     FROM (SELECT (SELECT count(*) FROM due) AS candidates,
                  (SELECT count(*) FROM chosen) AS leased) AS n
