@@ -9,9 +9,10 @@ one asyncpg connection, statement by statement as ``store/queue/postgres.py`` ru
 the server backend's, per delivery, for each. The server's is read from
 ``/proc/PID/schedstat`` (nanoseconds), so the server must run on this machine.
 
-The statements are the module's own; the steps between them (``choose``, building the
-parameter rows) are the module's functions too. What it leaves out: the pool (acquire,
-release), and the rare paths (deferrals, disabling, attempt rows written again).
+The statements are the module's own (since D69 one for the claim and one for the write,
+each its own transaction); building the parameter rows uses the module's functions too.
+What it leaves out: the pool (acquire, release), decoding the claim's channel rows, and
+the rare paths (deferrals, disabling, attempt rows written again).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from loadbell.store.db import create_engine, json_dumps
 from loadbell.store.queue import (
     Claimed,
     Completion,
-    choose,
     health_rows,
     hour_rows,
     postgres,
@@ -84,24 +84,16 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
     count = 0
     for _ in range(rounds):
         mark(None)
-        async with conn.transaction():
-            now = time.time()
-            rows = await conn.fetch(postgres.DUE[(False, False)], now, _LIMIT)
-            mark("claim: due rows, locked")
-            chosen, _full, _left = choose(
-                rows, limit=_LIMIT, channel_of=2, channel_cap=None, channel_room=None
-            )
-            until = now + 30
-            await conn.execute(postgres.LEASE, until, "bench", [r["id"] for r in chosen])
-            mark("claim: lease")
-            claimed = [Claimed._make((*r[:-1], until)) for r in chosen]
-            ids = sorted({c.channel_id for c in claimed})
-            await conn.fetch(postgres.CHANNELS, ids)
-            await conn.fetch(postgres.OVERRIDES, ids)
-            mark("claim: channels, overrides")
-        mark("claim: begin, commit")
-        if not claimed:
+        now = time.time()
+        until = now + 30
+        # One statement each since 2026-12-06 (D69): no BEGIN and COMMIT around them.
+        rows = await conn.fetch(
+            postgres.CLAIM[(False, False)], now, _LIMIT, until, "bench", [], [], _LIMIT
+        )
+        mark("claim: one statement")
+        if rows[0]["id"] is None:
             break
+        claimed = [Claimed._make((*r[: len(Claimed._fields) - 1], until)) for r in rows]
         started = datetime.now(UTC)
         done = [
             Completion(
@@ -123,36 +115,17 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
         updates, attempts = result_rows(
             done, "bench", now=stamp, stamp=lambda v: v, as_json=json_dumps
         )
+        ended = time.time()
+        health, hours = health_rows(done, ended), hour_rows(done, ended)
+        columns = list(zip(*updates, strict=True))
+        del columns[5]
+        arrays = [list(c) for c in (*zip(*health, strict=True), *zip(*hours, strict=True))]
         mark("record: parameter rows")
-        async with conn.transaction():
-            columns = list(zip(*attempts, strict=True))
-            await conn.fetch(postgres.INSERT_ATTEMPTS, *columns[:14], "bench")
-            mark("record: attempt rows")
-            columns = list(zip(*updates, strict=True))
-            del columns[5]
-            ended = time.time()
-            health, hours = health_rows(done, ended), hour_rows(done, ended)
-            together = getattr(postgres, "COMPLETE_WITH_HEALTH", None)  # since 2026-12-06
-            if together is not None:
-                rows = (*zip(*health, strict=True), *zip(*hours, strict=True))
-                arrays = [list(c) for c in rows]
-                followers = await conn.fetchval(together, *columns, stamp, *arrays)
-                mark("record: deliveries, health (and followers)")
-            else:
-                followers = await conn.fetchval(postgres.COMPLETE, *columns, stamp)
-                mark("record: deliveries (and followers)")
-            if followers is None:  # a COMPLETE that does not answer it (before 2026-12-06)
-                ended_keys = sorted({c.order_key for c in done if c.order_key})
-                followers = bool(await conn.fetch(postgres.FOLLOWER, ended_keys))
-                mark("record: followers")
-            if together is None:
-                await conn.executemany(postgres.HEALTH, health)
-                await conn.executemany(postgres.HOURS, hours)
-                mark("record: health")
-            if followers:
-                await conn.execute(postgres.SHARE)
-                mark("record: notify")
-        mark("record: begin, commit")
+        attempt_columns = list(zip(*attempts, strict=True))[:14]
+        await conn.fetchrow(
+            postgres.WRITE[True], *attempt_columns, "bench", *columns, stamp, *arrays
+        )
+        mark("record: one statement")
     if not count:
         return "nothing was claimed"
     lines = [

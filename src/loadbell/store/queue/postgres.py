@@ -9,6 +9,13 @@ locked rows: two workers woken by the same NOTIFY read the same oldest rows, one
 them all, the other came back empty and slept until its next poll (splits like
 19,002/998 on two workers, one of four idle).
 
+A claim is one statement, and so is the common result write (docs/decisions.md, D69):
+PostgreSQL shares the cores with the worker and spends about 100 µs of CPU on any
+statement, BEGIN and COMMIT included, and at an API-paced load each notification costs a
+claim and a write. A single statement needs no BEGIN and COMMIT: it is a transaction of
+its own. The rare paths of a write (deferrals, a failure that may disable a channel, an
+attempt row that exists already) run in a transaction of several statements.
+
 Results are written set-based: one ``INSERT ... SELECT FROM unnest(...)`` for the attempt
 rows and one ``UPDATE ... FROM unnest(...)`` for the deliveries, not a statement per row.
 PostgreSQL runs on the same cores as the worker here, and its per-statement work was most
@@ -22,6 +29,7 @@ whatever the list's length.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -43,9 +51,9 @@ from loadbell.store.queue import (
     Claimed,
     Completion,
     Deferral,
+    HealthRow,
     QueueUnavailable,
     Recorded,
-    choose,
     health_rows,
     hour_rows,
     override_pairs,
@@ -57,48 +65,93 @@ from loadbell.store.queue import (
 _CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
 
 
-def _due(dead: bool, exclude: bool) -> str:
-    """Due deliveries that may go out now, oldest first, with their events; per channel x
-    run x target only the oldest pending one. Locks the rows it returns and skips those
-    another transaction has locked. Parameters: now, limit[, dead owners][, channel ids
-    to skip]."""
-    extra = 3
+def _claim(dead: bool, exclude: bool) -> str:
+    """The claim, one statement: due deliveries that may go out now, oldest first, with
+    their events (per channel x run x target only the oldest pending one), locked and
+    passed over where another transaction holds them; of those, at most each channel's
+    room, leased; and the channel (and override) rows rendering needs.
+
+    Parameters: now, limit, lease until, owner, the room's channel ids and counts (arrays),
+    the cap of a channel not in them[, dead owners][, channel ids to skip]. Rows: one per
+    leased delivery in claim order (Claimed's fields but the lease, ``taken_over``, then
+    the channel's columns on the first row of each channel and the override's on the first
+    row of each channel x project, NULL elsewhere), each with the counts of candidates and
+    of leased rows; one row of NULLs with the counts when nothing was leased.
+    """
+    extra = 8
     dead_sql = exclude_sql = ""
     if dead:
         dead_sql, extra = f"OR d.lease_owner = ANY(${extra}::text[])", extra + 1
     if exclude:
         exclude_sql = f"AND NOT (d.channel_id = ANY(${extra}::integer[]))"
-    # The last column is not part of Claimed: whether the row was leased before (a claim
-    # over an expired lease, or over a lapsed worker's), read under the row lock.
+    channel = ", ".join(f"ch.{c} AS ch_{c}" for c in CHANNEL_COLUMNS)
+    override = ", ".join(f"o.{c} AS o_{c}" for c in OVERRIDE_COLUMNS)
+    # MATERIALIZED: the candidates are locked once, whatever reads them. taken_over: whether
+    # the row was leased before (a claim over an expired lease, or over a lapsed worker's),
+    # read under the row lock. The choice is choose()'s: a row is kept when fewer than its
+    # channel's room of that channel's rows come before it. The lease is by id (= ANY of
+    # an array: a join back to the table was planned as a hash join over all of it). When
+    # candidates are left beside leased ones, NOTIFY (at commit): other workers may have
+    # found them locked. A claim that leased nothing stays silent: listening workers would
+    # otherwise wake each other (and themselves) in turn for rows no one has room for.
     return f"""
-SELECT {_CLAIMED}, d.lease_until IS NOT NULL AS taken_over
-FROM deliveries d JOIN events e ON e.id = d.event_id
-WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-  AND (d.lease_until IS NULL OR d.lease_until < $1 {dead_sql})
-  AND (d.order_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM deliveries p
-        WHERE p.order_key = d.order_key AND p.status = 'pending' AND p.id < d.id))
-  {exclude_sql}
-ORDER BY d.next_attempt_at, d.id
-LIMIT $2
-FOR UPDATE OF d SKIP LOCKED
+WITH due AS MATERIALIZED (
+    SELECT {_CLAIMED}, d.next_attempt_at, d.lease_until IS NOT NULL AS taken_over
+    FROM deliveries d JOIN events e ON e.id = d.event_id
+    WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+      AND (d.lease_until IS NULL OR d.lease_until < $1 {dead_sql})
+      AND (d.order_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM deliveries p
+            WHERE p.order_key = d.order_key AND p.status = 'pending' AND p.id < d.id))
+      {exclude_sql}
+    ORDER BY d.next_attempt_at, d.id
+    LIMIT $2
+    FOR UPDATE OF d SKIP LOCKED
+), ranked AS (
+    SELECT due.*,
+        row_number() OVER (PARTITION BY channel_id ORDER BY next_attempt_at, id) AS nth,
+        row_number() OVER (PARTITION BY channel_id, project_id
+                           ORDER BY next_attempt_at, id) AS nth_of_project
+    FROM due
+), chosen AS (
+    SELECT r.* FROM ranked r
+    LEFT JOIN unnest($5::integer[], $6::integer[]) AS room(channel_id, n)
+        ON room.channel_id = r.channel_id
+    WHERE r.nth <= coalesce(room.n, $7)
+), leased AS (
+    UPDATE deliveries SET lease_until = $3, lease_owner = $4
+    WHERE id = ANY(ARRAY(SELECT id FROM chosen))
+), counts AS MATERIALIZED (
+    SELECT n.*, CASE WHEN n.leased > 0 AND n.leased < n.candidates
+        THEN pg_notify('{NOTIFY_CHANNEL}', '') IS NULL END AS shared
+    FROM (SELECT (SELECT count(*) FROM due) AS candidates,
+                 (SELECT count(*) FROM chosen) AS leased) AS n
+)
+SELECT {", ".join(f"c.{f}" for f in Claimed._fields[:-1])}, c.taken_over,
+    counts.candidates, counts.leased, {channel}, {override}
+FROM counts
+LEFT JOIN chosen c ON true
+LEFT JOIN channels ch ON c.nth = 1 AND ch.id = c.channel_id
+LEFT JOIN channel_overrides o ON c.nth_of_project = 1
+    AND o.channel_id = c.channel_id AND o.project_id = c.project_id
+ORDER BY c.next_attempt_at, c.id
 """
 
 
-# The chosen rows are locked by this claim's own SELECT: lease them by id.
-# Parameters: lease until, owner, ids.
-LEASE = "UPDATE deliveries SET lease_until = $1, lease_owner = $2 WHERE id = ANY($3::integer[])"
-# Sent (at commit) by a claim that locked due rows it did not keep, and by a result write
-# after which a waiting delivery of an ordered sequence may go: other workers may have
-# found those rows locked, or not due, and would otherwise wait for their next poll.
+# Sent (at commit) by a result write after which a waiting delivery of an ordered sequence
+# may go (and by a claim that locked due rows it did not keep, in its statement): other
+# workers may have found those rows locked, or not due, and would otherwise wait for their
+# next poll.
 SHARE = f"NOTIFY {NOTIFY_CHANNEL}"
 
-DUE = {(dead, exclude): _due(dead, exclude) for dead in (False, True) for exclude in (False, True)}
-CHANNELS = f"SELECT {', '.join(CHANNEL_COLUMNS)} FROM channels WHERE id = ANY($1::integer[])"
-OVERRIDES = (
-    f"SELECT {', '.join(OVERRIDE_COLUMNS)} FROM channel_overrides "
-    "WHERE channel_id = ANY($1::integer[])"
-)
+CLAIM = {
+    (dead, exclude): _claim(dead, exclude) for dead in (False, True) for exclude in (False, True)
+}
+# Where each part of a claim's row is (CLAIM's docstring).
+_TAKEN_OVER = len(Claimed._fields) - 1
+_CANDIDATES, _LEASED = _TAKEN_OVER + 1, _TAKEN_OVER + 2
+_CHANNEL = slice(_LEASED + 1, _LEASED + 1 + len(CHANNEL_COLUMNS))
+_OVERRIDE = slice(_CHANNEL.stop, _CHANNEL.stop + len(OVERRIDE_COLUMNS))
 # One array per column: status, attempts, next attempt at, error, status code; the guards
 # id, series, lease until; then updated at. ``d.id = ANY($6)`` keeps the plan on the
 # primary key (a hash join over the whole table looked cheaper to the planner on a small
@@ -121,11 +174,10 @@ _DONE = """done AS (
       AND d.id = u.id AND d.series = u.series AND d.lease_until = u.lease_until
     RETURNING d.id, d.order_key, d.status
 )"""
-_FOLLOWS = """
-SELECT EXISTS (
+_FOLLOWER = """EXISTS (
     SELECT 1 FROM done JOIN deliveries p ON p.order_key = done.order_key
-    WHERE done.status <> 'pending' AND p.status = 'pending' AND p.id > done.id)
-"""
+    WHERE done.status <> 'pending' AND p.status = 'pending' AND p.id > done.id)"""
+_FOLLOWS = f"\nSELECT {_FOLLOWER}\n"
 COMPLETE = f"WITH {_DONE}{_FOLLOWS}"
 # The attempt rows of a batch, one array per column (headers as JSON text), then the worker.
 # A row that exists already (the batch is written again, or another worker made the same
@@ -213,6 +265,45 @@ COMPLETE_WITH_HEALTH = (
     f"hours AS ({HOURS.replace('VALUES ($1, $2, $3, $4)', _HOURS_ROWS)}), {_DONE}{_FOLLOWS}"
 )
 FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < $1"
+
+
+def _shifted(sql: str, by: int) -> str:
+    """``sql`` with its parameters $n renumbered $(n + by)."""
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + by}", sql)
+
+
+def _write(with_health: bool) -> str:
+    """The common result write, one statement: INSERT_ATTEMPTS, then COMPLETE (or
+    COMPLETE_WITH_HEALTH), and NOTIFY when a follower may go. The rest applies only if
+    every attempt row was new (``fits``); otherwise only the new rows are written, and the
+    caller writes the batch again in a transaction, through INSERT_ATTEMPT's fenced upsert
+    (the lease that fences it is cleared by COMPLETE, so that must come after it).
+
+    Parameters: INSERT_ATTEMPTS's ($1-$15), then COMPLETE's or COMPLETE_WITH_HEALTH's from
+    $16. One row: whether it all applied, whether a follower may go (then NOTIFY was sent).
+    """
+    fits = "(SELECT ok FROM fits)"
+    done = _DONE.replace("WHERE d.id = ANY", f"WHERE {fits} AND d.id = ANY")
+    parts = [
+        f"attempts AS ({INSERT_ATTEMPTS})",
+        "fits AS MATERIALIZED (SELECT count(*) = cardinality($1::integer[]) AS ok FROM attempts)",
+    ]
+    if with_health:
+        rows = f"{_HEALTH_ROWS} AS h WHERE {fits}"
+        parts.append(f"health AS ({HEALTH.replace('VALUES ($1, $2, $3, $4, $5, $6)', rows)})")
+        rows = f"{_HOURS_ROWS} AS h WHERE {fits}"
+        parts.append(f"hours AS ({HOURS.replace('VALUES ($1, $2, $3, $4)', rows)})")
+    parts.append(done)
+    rest = ", ".join(_shifted(p, 15) for p in parts[2:])
+    return (
+        f"WITH {parts[0]}, {parts[1]}, {rest}\n"
+        f"SELECT {fits} AS written, f.followers, "
+        f"CASE WHEN f.followers THEN pg_notify('{NOTIFY_CHANNEL}', '') IS NULL END "
+        f"FROM (SELECT {_FOLLOWER} AS followers) AS f"
+    )
+
+
+WRITE = {with_health: _write(with_health) for with_health in (False, True)}
 # The counts of every channel a batch's failures may disable, in one round trip.
 HEALTH_OF = """
 SELECT channel_id, consecutive_failures, first_failure_at FROM channel_health
@@ -279,6 +370,23 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+def _completion_arrays(
+    updates: list[tuple[Any, ...]],
+    health: list[HealthRow],
+    hours: list[tuple[int, int, int, int]],
+    stamp: datetime,
+) -> list[Any]:
+    """COMPLETE's parameters, or COMPLETE_WITH_HEALTH's with ``health``: one array per
+    column of the deliveries' updates, the time of the write, then the health and hourly
+    rows' columns."""
+    columns: list[Any] = list(zip(*updates, strict=True))
+    del columns[5]  # updated at: one value for the batch
+    if not health:
+        return [*columns, stamp]
+    rows = (*zip(*health, strict=True), *zip(*hours, strict=True))
+    return [*columns, stamp, *(list(c) for c in rows)]
+
+
 class PostgresQueue:
     def __init__(self, dsn: str, *, max_connections: int = 4) -> None:
         self.dsn = dsn
@@ -310,17 +418,23 @@ class PostgresQueue:
             await pool.close()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection outside a transaction: each statement commits on its own."""
         await self.open()
         assert self._pool is not None
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._pool.acquire() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             # A restarted server leaves every pooled connection dead: replace them all
             # now rather than fail once per connection.
             await self._pool.expire_connections()
             raise QueueUnavailable(f"{exc.__class__.__name__}: {exc}") from exc
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._connection() as conn, conn.transaction():
+            yield conn
 
     async def claim(
         self,
@@ -334,46 +448,44 @@ class PostgresQueue:
         dead_owners: Collection[str] = (),
     ) -> ClaimBatch:
         dead = sorted(dead_owners)
-        async with self._transaction() as conn:
-            now = time.time()
-            params: list[Any] = [now, limit]
-            if dead:
-                params.append(dead)
-            if exclude_channels:
-                params.append(sorted(exclude_channels))
-            # Locked: rows left out by choose() are free again at commit.
-            candidates = await conn.fetch(DUE[(bool(dead), bool(exclude_channels))], *params)
-            chosen, full, left = choose(
-                candidates,
-                limit=limit,
-                channel_of=Claimed._fields.index("channel_id"),
-                channel_cap=channel_cap,
-                channel_room=channel_room,
-            )
-            if not chosen:
-                return ClaimBatch([], {}, {}, full, left)
-            until = now + lease_seconds
-            await conn.execute(LEASE, until, owner, [r["id"] for r in chosen])
-            if left:
-                await conn.execute(SHARE)
-            taken_over = sum(1 for r in chosen if r["taken_over"])
-            claimed = [Claimed._make((*r[:-1], until)) for r in chosen]
-            channels = {
-                r["id"]: dict(r)
-                for r in await conn.fetch(CHANNELS, sorted({c.channel_id for c in claimed}))
-            }
-            pairs = override_pairs(claimed, channels)
-            overrides: dict[tuple[int, int], dict[str, Any]] = {}
-            if pairs:
-                ids = sorted({c for c, _ in pairs})
-                for r in await conn.fetch(OVERRIDES, ids):
-                    key = (r["channel_id"], r["project_id"])
-                    if key in pairs:
-                        overrides[key] = {
-                            "enabled": r["enabled"],
-                            "config": r["config"],
-                            "secrets": r["secrets"],
-                        }
+        room = channel_room or {}
+        now = time.time()
+        until = now + lease_seconds
+        params: list[Any] = [
+            now,
+            limit,
+            until,
+            owner,
+            list(room),
+            list(room.values()),
+            limit if channel_cap is None else channel_cap,
+        ]
+        if dead:
+            params.append(dead)
+        if exclude_channels:
+            params.append(sorted(exclude_channels))
+        # One statement, so no BEGIN and COMMIT: the rows it locked and did not lease are
+        # free again at its end.
+        async with self._connection() as conn:
+            rows = await conn.fetch(CLAIM[(bool(dead), bool(exclude_channels))], *params)
+        candidates, leased = rows[0][_CANDIDATES], rows[0][_LEASED]
+        left = leased < candidates
+        full = candidates >= limit and not left
+        if not leased:
+            return ClaimBatch([], {}, {}, full, left)
+        claimed = [Claimed._make((*r[:_TAKEN_OVER], until)) for r in rows]
+        channels: dict[int, dict[str, Any]] = {}
+        overrides: dict[tuple[int, int], dict[str, Any]] = {}
+        for r in rows:
+            if r[_CHANNEL.start] is not None:
+                channels[r[_CHANNEL.start]] = dict(zip(CHANNEL_COLUMNS, r[_CHANNEL], strict=True))
+            if r[_OVERRIDE.start] is not None:
+                o = dict(zip(OVERRIDE_COLUMNS, r[_OVERRIDE], strict=True))
+                overrides[(o.pop("channel_id"), o.pop("project_id"))] = o
+        # Only the overrides that are part of how each project sees its channel.
+        pairs = override_pairs(claimed, channels)
+        overrides = {k: v for k, v in overrides.items() if k in pairs}
+        taken_over = sum(1 for r in rows if r[_TAKEN_OVER])
         return ClaimBatch(claimed, channels, overrides, full, left, taken_over=taken_over)
 
     async def record(
@@ -385,29 +497,37 @@ class PostgresQueue:
         updates, attempts = result_rows(done, worker, now=stamp, stamp=_same, as_json=json_dumps)
         now = time.time()
         health = health_rows(done, now)
+        hours = hour_rows(done, now) if health else []
+        completed = _completion_arrays(updates, health, hours, stamp) if done else []
+        if hours and hours[0][1] != self._forgot_hour:
+            # Once an hour per worker, on its own: nothing needs it in the write's transaction.
+            async with self._connection() as conn:
+                await conn.execute(FORGET_HOURS, hours[0][1] - KEEP_HOURS)
+            self._forgot_hour = hours[0][1]
+        # The common write is one statement; deferrals and failures that may disable a
+        # channel are rare, and take the transaction below.
+        if done and not deferred and not to_check(done):
+            attempt_columns = list(zip(*attempts, strict=True))[:14]
+            async with self._connection() as conn:
+                written, followers, _ = await conn.fetchrow(
+                    WRITE[bool(health)], *attempt_columns, worker, *completed
+                )
+            if written:
+                return Recorded(bool(followers))
+            # An attempt row existed already: only the new ones were written (they are
+            # written again, to the same values, by the upsert below).
         async with self._transaction() as conn:
             followers = False
-            hours = hour_rows(done, now) if health else []
             if done:
                 await self._insert_attempts(conn, attempts, worker)
-                columns = list(zip(*updates, strict=True))
-                del columns[5]  # updated at: one value for the batch
-                if health:  # the batch ended deliveries
-                    rows = (*zip(*health, strict=True), *zip(*hours, strict=True))
-                    arrays = [list(c) for c in rows]
-                    answer = await conn.fetchval(COMPLETE_WITH_HEALTH, *columns, stamp, *arrays)
-                else:
-                    answer = await conn.fetchval(COMPLETE, *columns, stamp)
-                followers = bool(answer)
+                complete = COMPLETE_WITH_HEALTH if health else COMPLETE
+                followers = bool(await conn.fetchval(complete, *completed))
             if deferred:
                 await conn.executemany(
                     DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
                 )
             disabled = []
             if health:
-                if hours[0][1] != self._forgot_hour:  # once an hour per worker
-                    await conn.execute(FORGET_HOURS, hours[0][1] - KEEP_HOURS)
-                    self._forgot_hour = hours[0][1]
                 rules = to_check(done)
                 counts = await conn.fetch(HEALTH_OF, list(rules)) if rules else []
                 for channel_id, failures, first in counts:
