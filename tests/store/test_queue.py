@@ -6,7 +6,6 @@ import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -24,7 +23,6 @@ from loadbell.store.queue import (
     CLAIMED_COLUMNS,
     OVERRIDE_COLUMNS,
     Claimed,
-    Completion,
     Deferral,
     QueueUnavailable,
     WorkQueue,
@@ -32,7 +30,8 @@ from loadbell.store.queue import (
     queue_for,
     sqlite,
 )
-from loadbell.values import Outcome, Verdict
+from store.queue_support import done as _done
+from store.queue_support import rows as _rows
 
 URL = "http://127.0.0.1:9/hook"  # never contacted: these tests only claim and record
 
@@ -78,31 +77,6 @@ async def staged(settings: Settings) -> AsyncIterator[tuple[WorkQueue, int]]:
     await queue.open()
     yield queue, 10
     await queue.close()
-
-
-def _done(item: Claimed, status: str = "succeeded", number: int | None = None) -> Completion:
-    verdict = Verdict.DELIVERED if status == "succeeded" else Verdict.RETRY
-    return Completion(
-        delivery_id=item.id,
-        series=item.series,
-        attempt_number=number or item.attempts + 1,
-        started_at=datetime.now(UTC),
-        outcome=Outcome(verdict, status_code=204, request_headers={"A": "b"}),
-        status=status,
-        next_attempt_at=time.time(),
-        lease_until=item.lease_until,
-        channel_id=item.channel_id,
-        order_key=item.order_key,
-    )
-
-
-async def _rows(settings: Settings, query: Any) -> list[Any]:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(query)).all())
-    finally:
-        await engine.dispose()
 
 
 async def test_claims_lease_the_oldest_of_each_sequence(

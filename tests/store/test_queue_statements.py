@@ -26,13 +26,12 @@ from loadbell.store.outbox import NOTIFY_CHANNEL
 from loadbell.store.queue import (
     HOUR,
     KEEP_HOURS,
-    Claimed,
-    Completion,
     WorkQueue,
     postgres,
     queue_for,
 )
-from loadbell.values import Outcome, Verdict
+from store.queue_support import done as _done
+from store.queue_support import rows as _rows
 
 URL = "http://127.0.0.1:9/hook"  # never contacted: these tests only claim and record
 
@@ -70,31 +69,6 @@ async def _execute(settings: Settings, *statements: Any) -> list[Any]:
             return [await conn.execute(s) for s in statements]
     finally:
         await engine.dispose()
-
-
-async def _rows(settings: Settings, query: Any) -> list[Any]:
-    engine = create_engine(settings)
-    try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(query)).all())
-    finally:
-        await engine.dispose()
-
-
-def _done(item: Claimed, status: str = "succeeded") -> Completion:
-    verdict = Verdict.DELIVERED if status == "succeeded" else Verdict.RETRY
-    return Completion(
-        delivery_id=item.id,
-        series=item.series,
-        attempt_number=item.attempts + 1,
-        started_at=datetime.now(UTC),
-        outcome=Outcome(verdict, status_code=204, request_headers={"A": "b"}),
-        status=status,
-        next_attempt_at=time.time(),
-        lease_until=item.lease_until,
-        channel_id=item.channel_id,
-        order_key=item.order_key,
-    )
 
 
 async def test_a_claim_leases_the_oldest_rows_each_channel_has_room_for(staged: Staged) -> None:
