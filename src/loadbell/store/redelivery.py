@@ -8,6 +8,7 @@ Callers own the transaction and wake the worker after the commit.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,26 +19,49 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from loadbell.store.tables import DELIVERY_FAILED, DELIVERY_PENDING, channels, deliveries
 
+# Deliveries restarted per statement. A bulk redelivery may select tens of thousands: one
+# statement binding every id failed past asyncpg's 32,767 arguments, and on SQLite (whose
+# statements run on the event loop's thread) it held the loop for the whole update.
+CHUNK = 1000
+
 
 async def restart(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> list[int]:
-    """Start a new series on every delivery matching ``where``; returns their ids."""
-    ids = [r.id for r in await conn.execute(sa.select(deliveries.c.id).where(where))]
-    if ids:
+    """Start a new series on every delivery matching ``where``; returns their ids, oldest
+    first. In the caller's transaction, CHUNK deliveries per statement (a range of ids
+    after the last chunk's), with a turn of the event loop between chunks."""
+    due, stamp = time.time(), datetime.now(UTC)
+    ids: list[int] = []
+    while True:
+        after = deliveries.c.id > ids[-1] if ids else sa.true()
+        chunk = [
+            r.id
+            for r in await conn.execute(
+                sa.select(deliveries.c.id)
+                .where(where, after)
+                .order_by(deliveries.c.id)
+                .limit(CHUNK)
+            )
+        ]
+        if not chunk:
+            return ids
         await conn.execute(
             sa.update(deliveries)
-            .where(deliveries.c.id.in_(ids))
+            .where(deliveries.c.id.in_(chunk))
             .values(
                 status=DELIVERY_PENDING,
                 series=deliveries.c.series + 1,
                 attempts=0,
-                next_attempt_at=time.time(),
+                next_attempt_at=due,
                 lease_until=None,
                 lease_owner=None,
                 reason=None,  # a skipped delivery sent after all
-                updated_at=datetime.now(UTC),
+                updated_at=stamp,
             )
         )
-    return ids
+        ids.extend(chunk)
+        if len(chunk) < CHUNK:
+            return ids
+        await asyncio.sleep(0)  # let requests and the worker run between chunks
 
 
 @dataclass(frozen=True)
