@@ -248,3 +248,13 @@ def test_sqlite_transaction_benchmark_times_both_ways() -> None:
     lines = done.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["transaction()", "conn.begin()"]
     assert all("µs per transaction (2 rounds of 20)" in line for line in lines)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_redelivery_benchmark_restarts_its_failures(db: str) -> None:
+    """A tiny run of bench/redelivery.py restarts every failure it staged, in chunks."""
+    done = run_bench("redelivery", "--n", "250", "--chunk", "100", "--db", db)
+    assert re.search(
+        rf"{db}: 250 restarted, 100 per statement, in \d+ ms; longest wait", done.stdout
+    )
