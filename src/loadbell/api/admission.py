@@ -40,14 +40,12 @@ a 2 s timeout). Everything else, the API and the pages, counts.
 
 from __future__ import annotations
 
-import orjson
-from starlette.types import Scope, Send
+from starlette.types import Scope
 
+from loadbell.api.asgi_answer import Answer, asgi_json_answer
 from loadbell.api.due_backlog import DueBacklog
 from loadbell.api.loop_lag import LoopLag
 
-# An answer an ASGI layer sends itself: status, body and headers.
-Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 # Paths admission lets through, always: exact paths, and prefixes ending in "/".
 EXEMPT = ("/healthz", "/api/v1/healthz", "/static/", "/metrics")
 # Seconds a refused client should wait: overload is a passing condition, and an admitted
@@ -122,34 +120,10 @@ class Admission:
         return None
 
 
-async def send_answer(send: Send, answer: Answer) -> None:
-    """Send an answer built beforehand (its headers copied: a later layer may add some)."""
-    status, body, headers = answer
-    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _refusal(message: str, retry_after: int) -> Answer:
     """The status, body and headers of a 503 ``overloaded``, built once."""
     return asgi_json_answer(
         503,
         {"error": "overloaded", "message": message, "field": None},
         [(b"retry-after", str(retry_after).encode())],
-    )
-
-
-def asgi_json_answer(
-    status: int, content: object, extra: list[tuple[bytes, bytes]] | None = None
-) -> Answer:
-    """A JSON answer sent by an ASGI layer itself (no framework response object; a
-    handler's orjson answer is ``api/json_answer.py``)."""
-    body = orjson.dumps(content)
-    return (
-        status,
-        body,
-        [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *(extra or []),
-        ],
     )

@@ -26,7 +26,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loadbell.api import json_body
-from loadbell.api.admission import Admission, Answer, exempt, send_answer
+from loadbell.api.admission import Admission, exempt
+from loadbell.api.asgi_answer import Answer, send_answer
 from loadbell.api.limits import TOO_LARGE, read_capped, too_large
 from loadbell.api.request_context import current
 from loadbell.api.request_ids import HEADER, answer_unhandled, log_access, request_ident

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from loadbell.api.admission import Answer, asgi_json_answer
+from loadbell.api.asgi_answer import Answer, asgi_json_answer
 
 MAX_DEPTH = 32  # levels of objects and arrays; loadbell's own documents use under 6
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1  # what a JSON column (and orjson) can hold

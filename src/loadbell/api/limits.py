@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import Receive
 
-from loadbell.api.admission import Answer, asgi_json_answer
+from loadbell.api.asgi_answer import Answer, asgi_json_answer
 
 # What read_capped returns for a body past the limit.
 TOO_LARGE = object()
