@@ -22,24 +22,17 @@ import sqlalchemy as sa
 
 from bench import databases, loop, options
 from bench.backlog import stage_backlog
+from bench.deliveries import SECRET, _settings
 from loadbell.security.secretbox import SecretBox
-from loadbell.settings import Settings
 from loadbell.store import redelivery, tables
 from loadbell.store.db import create_engine
-
-SECRET = "bench-redelivery"
 
 
 async def _bench(backend: str, n: int, chunk: int) -> tuple[int, float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         async with databases.scratch_database(backend, workdir, "redelivery") as url:
-            settings = Settings(
-                database_url=url,
-                secret_key=SECRET,
-                secret_key_file=workdir / "unused.key",
-                public_url="http://bench.invalid",
-            )
+            settings = _settings(url, workdir, None)
             await databases.seed(settings)
             engine = create_engine(settings)
             try:

@@ -183,14 +183,15 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def start_server(
-    settings: Settings, *, run_worker: bool = True, app: Any = None
+    settings: Settings, *, run_worker: bool = True, app: Any = None, http: Any = OneWriteHttp
 ) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    """Serve ``app`` (default: ``create_app(settings)``) on 127.0.0.1 in this event loop."""
+    """Serve ``app`` (default: ``create_app(settings)``) on 127.0.0.1 in this event loop, with
+    ``http`` as uvicorn's protocol (default: the one `loadbell serve` uses, so every API
+    test's answers go through it)."""
     app = app if app is not None else create_app(settings, run_worker=run_worker)
     port = free_port()
-    # The HTTP protocol `loadbell serve` uses: every API test's answers go through it.
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=OneWriteHttp, log_level="warning", lifespan="on"
+        app, host="127.0.0.1", port=port, http=http, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -10,8 +10,9 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from conftest import free_port
+from conftest import start_server
 from loadbell.api.http_protocol import FLUSH_AT, OneWriteHttp, TurnBuffer
+from loadbell.settings import Settings
 
 
 class Recorder:
@@ -38,8 +39,12 @@ def recording(base: type[HttpToolsProtocol], writes: list[bytes]) -> type[HttpTo
 
 
 async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A small ASGI app: 200 with a JSON body, or a streamed body in parts (/stream)."""
-    if scope["type"] != "http":
+    """A small ASGI app: 200 with a JSON body, or a streamed body in parts (/stream); it
+    starts and stops as uvicorn's lifespan asks."""
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
         return
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -56,20 +61,14 @@ async def answer(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 async def serving() -> AsyncIterator[Any]:
+    """Serve ``answer`` with a given protocol class; returns the port. No database: the
+    settings go unused (once, not per database backend)."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def serve(protocol: type[HttpToolsProtocol]) -> int:
-        port = free_port()
-        config = uvicorn.Config(
-            answer, host="127.0.0.1", port=port, http=protocol, log_level="warning", lifespan="off"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            assert not task.done(), task.result()
-            await asyncio.sleep(0.01)
+        server, task, _ = await start_server(Settings(), app=answer, http=protocol)
         servers.append((server, task))
-        return port
+        return int(server.config.port)
 
     yield serve
     for server, task in servers:
