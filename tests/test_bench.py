@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.drain import DrainResult
+from bench.raw import RawResult
+from bench.report import DrainRound, median_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,14 +38,40 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
         "<!-- bench:sqlite:end -->\n\n<!-- bench:postgresql:begin -->\nkept\n"
         "<!-- bench:postgresql:end -->\n"
     )
-    args = ["--n", "300", "--rate", "20", "--seconds", "1", "--warmup", "0.5"]
-    done = run_bench("deliveries", *args, "--write-docs", "--docs", str(docs))
-    assert "Drain / raw loop" in done.stdout
+    args = ["--n", "300", "--drain-rounds", "2", "--rate", "20", "--seconds", "1"]
+    done = run_bench("deliveries", *args, "--warmup", "0.5", "--write-docs", "--docs", str(docs))
+    # Each round pairs its raw loop and its drain; the verdict is the median round's.
+    ratios = re.search(
+        r"Drain / raw loop, each round +([\d.]+) / ([\d.]+)× +median ([\d.]+)×", done.stdout
+    )
+    assert ratios, done.stdout
+    first, second, median = (float(ratios[i]) for i in (1, 2, 3))
+    assert abs(median - (first + second) / 2) <= 0.01  # as printed, to two decimals
+    assert re.search(r"[\d,]+ / [\d,]+ req/s +2 rounds, 300 requests each", done.stdout)
     text = docs.read_text()
     assert "hand-written" in text and "kept" in text and "stale" not in text
     assert "Worker drain of 300 queued deliveries" in text
-    assert "final states succeeded 300" in text
+    assert "final states succeeded 600" in text  # both rounds' backlogs
     assert re.search(r"CPU per PATCH: serve +\| [\d,]+ µs", text)
+
+
+def test_the_drain_verdict_is_the_median_round() -> None:
+    """Three rounds: the verdict is the middle ratio, not the first round's or the best."""
+
+    def round_at(raw_per_s: float, drain_per_s: float) -> DrainRound:
+        raw = RawResult(requests=1000, seconds=1000 / raw_per_s, failures=0, cpu_seconds=0.1)
+        drained = DrainResult(
+            deliveries=1000,
+            seconds=1000 / drain_per_s,
+            statuses={"succeeded": 1000},
+            timed_out=False,
+            cpu_seconds=0.2,
+        )
+        return DrainRound(raw, drained, (0.05, 0.05))
+
+    rounds = [round_at(10_000, 7_000), round_at(10_000, 4_000), round_at(10_000, 5_500)]
+    assert [round(r.ratio, 2) for r in rounds] == [0.7, 0.4, 0.55]
+    assert median_ratio(rounds) == pytest.approx(0.55)
 
 
 @pytest.mark.slow
