@@ -34,11 +34,10 @@ from pathlib import Path
 import aiohttp
 import click
 
-from bench import backlog, databases, loop, options, report
+from bench import backlog, databases, loop, options, raw, report
 from bench.drain import drain
 from bench.latency import ServerProcess, measure_latency, prepare_runs
 from bench.proc_cpu import tree_cpu
-from bench.raw import raw_loop
 from bench.receiver import ReceiverProcess
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
@@ -46,7 +45,6 @@ from loadbell.store.db import create_engine
 
 SECRET = "loadbell-bench"  # the scratch databases are dropped afterwards
 PUBLIC_URL = "http://loadbell.bench"
-WARM_UP_REQUESTS = 5_000  # untimed raw loop before the first round
 
 
 def free_port() -> int:
@@ -263,14 +261,11 @@ async def _drain_round(
         )
         request = backlog.sample_request(f"{receiver.url}/drain", context, PUBLIC_URL)
         if warm_up:
-            # The process's first loop of requests ran up to twice the CPU per request of
-            # the next ones (code paths, allocator and receiver warming up), which flattered
-            # the first round's ratio: this one is not timed.
-            await raw_loop(request, min(n, WARM_UP_REQUESTS), settings.worker_concurrency)
+            await raw.warm_up(request, settings.worker_concurrency, min(n, raw.WARM_UP_REQUESTS))
             await receiver.reset(session)
         click.echo(f"{prefix}raw loop: {n:,} POSTs ...", err=True)
         before = await receiver.stats(session)
-        raw = await raw_loop(request, n, settings.worker_concurrency)
+        ceiling = await raw.raw_loop(request, n, settings.worker_concurrency)
         raw_rx_cpu = (await receiver.stats(session)).cpu - before.cpu
         await receiver.reset(session)
         click.echo(f"{prefix}drain: {n:,} deliveries ...", err=True)
@@ -294,7 +289,7 @@ async def _drain_round(
         await receiver.reset(session)
     finally:
         await engine.dispose()
-    return report.DrainRound(raw, drained, (raw_rx_cpu, after.cpu - before.cpu))
+    return report.DrainRound(ceiling, drained, (raw_rx_cpu, after.cpu - before.cpu))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from typing import Any
 import aiohttp
 import click
 
-from bench import databases, loop, report
+from bench import databases, loop, options, report
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import ServerProcess, add_channel, prepare_runs, settings_env
 from bench.proc_cpu import tree_cpu
@@ -449,7 +449,7 @@ async def _bench(
 
 
 @click.command()
-@click.option("--rate", default=200.0, show_default=True, help="PATCHes (events) per second.")
+@options.rate_option(help="PATCHes (events) per second.")
 @click.option("--before", default=20.0, show_default=True, help="Seconds before the hogs.")
 @click.option("--hog-seconds", default=90.0, show_default=True, help="Seconds with the hogs.")
 @click.option(

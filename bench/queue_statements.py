@@ -39,6 +39,7 @@ from loadbell.store.queue import (
     health_rows,
     hour_rows,
     postgres,
+    postgres_statements,
     result_rows,
 )
 from loadbell.values import Outcome, Verdict
@@ -88,7 +89,7 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
         until = now + 30
         # One statement each since 2026-12-06 (D69): no BEGIN and COMMIT around them.
         rows = await conn.fetch(
-            postgres.CLAIM[(False, False)], now, _LIMIT, until, "bench", [], [], _LIMIT
+            postgres_statements.CLAIM[(False, False)], now, _LIMIT, until, "bench", [], [], _LIMIT
         )
         mark("claim: one statement")
         if rows[0]["id"] is None:
@@ -123,7 +124,7 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
         mark("record: parameter rows")
         attempt_columns = list(zip(*attempts, strict=True))[:14]
         await conn.fetchrow(
-            postgres.WRITE[True], *attempt_columns, "bench", *columns, stamp, *arrays
+            postgres_statements.WRITE[True], *attempt_columns, "bench", *columns, stamp, *arrays
         )
         mark("record: one statement")
     if not count:

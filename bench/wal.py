@@ -35,7 +35,7 @@ from pathlib import Path
 import aiohttp
 import click
 
-from bench import databases, loop
+from bench import databases, loop, options
 from bench.deliveries import PUBLIC_URL, SECRET, free_port
 from bench.latency import LatencyResult, ServerProcess, measure_latency, prepare_runs
 from bench.receiver import ReceiverProcess
@@ -197,7 +197,7 @@ class WalResult:
 
 
 @click.command()
-@click.option("--rate", default=200.0, show_default=True, help="Run updates (events) per second.")
+@options.rate_option(help="Run updates (events) per second.")
 @click.option("--seconds", default=600.0, show_default=True, help="Length of the load.")
 @click.option(
     "--idle", default=90.0, show_default=True, help="Seconds to watch the file after the load."

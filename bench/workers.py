@@ -29,10 +29,10 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench import backlog, databases, loop, report
+from bench import backlog, databases, loop, options, report
 from bench.deliveries import PUBLIC_URL, SECRET, _settings, free_port
 from bench.latency import settings_env
-from bench.raw import RawResult, raw_loop
+from bench.raw import WARM_UP_REQUESTS, RawResult, raw_loop, warm_up
 from bench.receiver import ROOT, ReceiverProcess
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
@@ -127,14 +127,7 @@ class ScaleOutResult:
 @click.command()
 @click.option("--n", "n", default=20_000, show_default=True, help="Backlog size.")
 @click.option("--workers", "count", default=2, show_default=True, help="Worker processes.")
-@click.option(
-    "--db",
-    "backend",
-    type=click.Choice(["sqlite", "postgresql"]),
-    default="postgresql",
-    show_default=True,
-    help="Database backend. PostgreSQL: a scratch database on LOADBELL_BENCH_PG_URL.",
-)
+@options.db_option(default="postgresql")
 @click.option("--channels", default=1, show_default=True, help="Webhook channels.")
 @report.docs_options
 def main(
@@ -226,6 +219,7 @@ async def _bench(
         # The ceiling, with the workers gone: the same request, as many in flight as one has.
         click.echo(f"raw loop: {n:,} POSTs ...", err=True)
         request = backlog.sample_request(f"{receiver.url}/drain", context, PUBLIC_URL)
+        await warm_up(request, settings.worker_concurrency, min(n, WARM_UP_REQUESTS))
         raw = await raw_loop(request, n, settings.worker_concurrency)
         async with engine.connect() as conn:
             rows = await conn.execute(
