@@ -56,14 +56,14 @@ async def begin_immediate(raw: sqlite3.Connection, timeout: float = BUSY_TIMEOUT
     (:meth:`InlineConnection.begin_write` leaves it off instead)."""
     raw.execute("PRAGMA busy_timeout = 0")
     try:
-        await _take_write_lock(raw, timeout)
+        await take_write_lock(raw, timeout)
     finally:
         raw.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
 
 
-async def _take_write_lock(raw: sqlite3.Connection, timeout: float) -> None:
-    """``BEGIN IMMEDIATE``, tried again after a sleep while it finds the lock taken; the
-    connection's busy timeout is already 0."""
+async def take_write_lock(raw: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
+    """``BEGIN IMMEDIATE`` on ``raw``, whose busy timeout is already 0, tried again after a
+    sleep while another connection holds the write lock (:func:`begin_immediate`)."""
     delay, deadline = _FIRST_RETRY, None
     while True:
         try:
@@ -181,7 +181,7 @@ class InlineConnection(aiosqlite.Connection):
         if not self._busy_off:
             raw.execute("PRAGMA busy_timeout = 0")
             self._busy_off = True
-        await _take_write_lock(raw, self.busy_timeout)
+        await take_write_lock(raw, self.busy_timeout)
 
     def for_statement(self) -> sqlite3.Connection:
         """The ``sqlite3`` connection, for a statement about to run: outside a transaction

@@ -3,7 +3,7 @@ worker's own, run on the event loop's thread.
 
 Each transaction runs start to finish without yielding (a claim or a batch of results is a
 few statements of 5-20 µs each); only taking the write lock may wait, and it waits
-asynchronously (``store/sqlite_driver.py: begin_immediate``). ``BEGIN IMMEDIATE`` also means
+asynchronously (``store/sqlite_driver.py: take_write_lock``). ``BEGIN IMMEDIATE`` also means
 nothing else can change the candidates a claim has read before it leases them, so a claim
 leases its rows without reading them again.
 
@@ -44,7 +44,7 @@ from loadbell.store.queue import (
     select_list,
     to_check,
 )
-from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate
+from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, take_write_lock
 
 _CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
 
@@ -211,6 +211,12 @@ class SQLiteQueue:
                 for pragma in sqlite_pragmas(self.synchronous):
                     conn.execute(pragma)
                 conn.execute("SELECT 1 FROM workers LIMIT 1")  # the schema is there
+                # Every statement from here on runs in a write transaction, where nothing
+                # waits for a lock in WAL mode once BEGIN IMMEDIATE has taken the write
+                # lock, and BEGIN IMMEDIATE must not wait on the loop: SQLite's busy
+                # handler stays off for good, instead of off and on again around each
+                # BEGIN (two statements per transaction; D71).
+                conn.execute("PRAGMA busy_timeout = 0")
             except BaseException:
                 conn.close()
                 raise
@@ -233,7 +239,7 @@ class SQLiteQueue:
             conn = self._conn
             assert conn is not None
             try:
-                await begin_immediate(conn)
+                await take_write_lock(conn)
                 yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
