@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from loadbell.settings import Settings
 from loadbell.store.db import create_engine, reader, transaction
 from loadbell.store.inline_sql import sqlite3_of
-from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate
+from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate, creator
 
 
 async def test_rows_counts_and_errors(tmp_path: Path) -> None:
@@ -162,3 +162,21 @@ async def test_writes_leave_the_busy_timeout_off_and_reads_get_it_back(tmp_path:
             assert raw.execute("PRAGMA busy_timeout").fetchone() == (READ_BUSY_TIMEOUT_MS,)
     finally:
         await engine.dispose()
+
+
+async def test_the_busy_timeout_stays_off_only_in_wal_mode(tmp_path: Path) -> None:
+    """In WAL mode a write transaction keeps the busy timeout at 0; with a rollback journal
+    (WAL could not be set) COMMIT may wait for readers, so the readers' timeout is back
+    inside the transaction, as before D71."""
+    for mode, inside in (("wal", 0), ("delete", READ_BUSY_TIMEOUT_MS)):
+        conn = await creator(str(tmp_path / f"{mode}.db"))()
+        try:
+            raw = conn.raw
+            assert raw is not None
+            raw.execute(f"PRAGMA journal_mode={mode}")
+            for _ in range(2):
+                await conn.begin_write()
+                assert raw.execute("PRAGMA busy_timeout").fetchone() == (inside,), mode
+                raw.execute("COMMIT")
+        finally:
+            await conn.close()

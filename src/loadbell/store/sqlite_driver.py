@@ -82,6 +82,13 @@ async def take_write_lock(raw: sqlite3.Connection, timeout: float = BUSY_TIMEOUT
         delay = min(delay * 2, _MAX_RETRY)
 
 
+def in_wal_mode(raw: sqlite3.Connection) -> bool:
+    """Whether ``raw``'s database is in WAL mode: only there does a transaction that holds
+    the write lock never wait for another lock (in a rollback journal, COMMIT waits for
+    readers)."""
+    return str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+
+
 class InlineCursor:
     """The cursor SQLAlchemy's aiosqlite adapter drives, answered without a thread hop."""
 
@@ -160,6 +167,7 @@ class InlineConnection(aiosqlite.Connection):
         self.busy_timeout = busy_timeout
         # SQLite's busy timeout on ``raw`` is 0 (set by begin_write), not the readers'.
         self._busy_off = False
+        self._wal: bool | None = None  # the file is in WAL mode (looked up once)
         super().__init__(lambda: raw, iter_chunk_size=64)
 
     def _opened(self) -> sqlite3.Connection:
@@ -178,6 +186,13 @@ class InlineConnection(aiosqlite.Connection):
         the timeout to 0 and back cost two statements per transaction (D71).
         """
         raw = self._opened()
+        if self._wal is None:
+            self._wal = in_wal_mode(raw)
+        if not self._wal:
+            # A rollback journal (WAL could not be set): COMMIT may wait for readers, with
+            # the readers' timeout, as before.
+            await begin_immediate(raw, self.busy_timeout)
+            return
         if not self._busy_off:
             raw.execute("PRAGMA busy_timeout = 0")
             self._busy_off = True
