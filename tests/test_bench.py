@@ -183,6 +183,15 @@ def test_api_path_benchmark_runs_an_external_worker_and_splits_its_cpu(tmp_path:
 
 
 @pytest.mark.slow
+def test_api_inprocess_benchmark_patches_every_run_through_the_app() -> None:
+    """A tiny run of bench/api_inprocess.py answers every PATCH 200 (it fails otherwise)
+    and gives the CPU per PATCH of each round."""
+    done = run_bench("api_inprocess", "--count", "20", "--rounds", "2")
+    assert re.search(r"20 PATCHes × 2: [\d.]+-[\d.]+ µs of CPU per PATCH", done.stdout)
+    assert done.stderr.count("µs of CPU per PATCH") == 2
+
+
+@pytest.mark.slow
 def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path: Path) -> None:
     """A small seeded log: every query shape answers 200 through `loadbell serve`, /healthz
     is probed meanwhile, and the SQLite block of the document is written."""

@@ -187,3 +187,48 @@ async def test_a_request_whose_client_left_is_dropped_before_its_handler(
     finally:
         server.should_exit = True
         await task
+
+
+async def test_a_run_update_whose_client_left_is_dropped_before_its_handler(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same for PATCH /runs/{id}, which its route's own handler takes (D71): the run
+    stays at Created, and no event is stored."""
+    token = await seed(settings)
+    wrapper = HoldsCreates(create_app(settings))
+    server, task, url = await start_server(settings, app=wrapper)
+    try:
+        async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=30) as http:
+            auth = {"Authorization": f"Bearer {token}"}
+            r = await http.post(
+                "/runs", json={"project_id": 1, "load_test_name": "abandoned"}, headers=auth
+            )
+            assert r.status_code == 201, r.text
+            run_id = r.json()["id"]
+        port = int(url.rsplit(":", 1)[1])
+        body = b'{"status": 2}'
+        head = (
+            f"PATCH /api/v1/runs/{run_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"X-Hold: 1\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        before = await stored_rows(settings)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head + body)
+        await writer.drain()
+        async with asyncio.timeout(20):
+            await wrapper.holding.wait()
+        writer.close()  # gone before any answer
+        await writer.wait_closed()
+        with caplog.at_level(logging.INFO, logger="loadbell.api.disconnects"):
+            async with asyncio.timeout(20):
+                await wrapper.handled.wait()
+        assert wrapper.seen == ["http.disconnect"]
+        assert await stored_rows(settings) == before
+        assert "closed the connection before it was handled; dropped" in caplog.text
+        async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=30) as http:
+            run = (await http.get(f"/runs/{run_id}", headers=auth)).json()
+        assert run["status"] == -2  # still Created
+    finally:
+        server.should_exit = True
+        await task

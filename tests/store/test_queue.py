@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +19,7 @@ from conftest import seed
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store import tables
-from loadbell.store.db import create_engine
+from loadbell.store.db import create_engine, sqlite_path
 from loadbell.store.queue import (
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
@@ -279,3 +281,28 @@ async def test_held_deliveries_are_released_when_their_window_ends(
         sa.select(tables.deliveries.c.next_attempt_at).where(tables.deliveries.c.id == early),
     )
     assert due[0] <= time.time()  # due now by the real clock, whatever the given one said
+
+
+async def test_a_sqlite_claim_waits_for_the_lock_without_blocking_the_loop(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """While another connection holds SQLite's write lock, a claim waits for it with the
+    event loop running (the connection's busy handler stays off, D71), and claims once
+    the lock is free."""
+    if not settings.is_sqlite:
+        pytest.skip("SQLite's write lock")
+    queue, staged_count = staged
+    other = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        claiming = asyncio.create_task(queue.claim(owner="w", limit=100, lease_seconds=30))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)  # each returns: the loop is not held
+            ticks += 1
+        assert ticks == 20 and not claiming.done(), "the claim waits for the lock"
+        other.execute("COMMIT")
+        claimed = await asyncio.wait_for(claiming, timeout=10)
+        assert len(claimed.deliveries) == staged_count // 2  # the first of each ordered pair
+    finally:
+        other.close()

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from loadbell.settings import Settings
-from loadbell.store.db import create_engine
-from loadbell.store.sqlite_driver import begin_immediate
+from loadbell.store.db import create_engine, reader, transaction
+from loadbell.store.inline_sql import sqlite3_of
+from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate, creator
 
 
 async def test_rows_counts_and_errors(tmp_path: Path) -> None:
@@ -126,3 +127,56 @@ def test_connections_never_hold_the_interpreter_open(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "leaving a connection open" in done.stdout
+
+
+async def test_writes_leave_the_busy_timeout_off_and_reads_get_it_back(tmp_path: Path) -> None:
+    """A write transaction on a connection whose last one wrote sends no PRAGMA; the busy
+    timeout is 0 inside write transactions and the readers' 50 ms for what runs outside
+    them (D71)."""
+    engine = create_engine(Settings(database_url=f"sqlite:///{tmp_path / 'd.db'}"))
+    sent: list[str] = []
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
+        for n in range(3):
+            async with transaction(engine) as conn:
+                raw = sqlite3_of(conn)
+                assert raw is not None
+                if n == 0:
+                    raw.set_trace_callback(sent.append)
+                raw.execute("INSERT INTO t VALUES ('x')")
+                assert raw.execute("PRAGMA busy_timeout").fetchone() == (0,)
+        raw.set_trace_callback(None)
+        assert [s for s in sent if "busy_timeout" in s and "=" in s] == []
+        assert sent.count("BEGIN IMMEDIATE") == 2  # the next two transactions
+        # The pool hands out the same connection (the one returned last).
+        async with reader(engine).connect() as conn:
+            got = await conn.exec_driver_sql("PRAGMA busy_timeout")
+            assert got.scalar() == READ_BUSY_TIMEOUT_MS  # a read: the readers' timeout
+        async with engine.begin() as conn:  # SQLAlchemy's own begin: a write again
+            got = await conn.exec_driver_sql("PRAGMA busy_timeout")
+            assert got.scalar() == 0
+        async with engine.connect() as conn:
+            raw = sqlite3_of(conn)  # a statement on the driver, outside a transaction
+            assert raw is not None
+            assert raw.execute("PRAGMA busy_timeout").fetchone() == (READ_BUSY_TIMEOUT_MS,)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_busy_timeout_stays_off_only_in_wal_mode(tmp_path: Path) -> None:
+    """In WAL mode a write transaction keeps the busy timeout at 0; with a rollback journal
+    (WAL could not be set) COMMIT may wait for readers, so the readers' timeout is back
+    inside the transaction, as before D71."""
+    for mode, inside in (("wal", 0), ("delete", READ_BUSY_TIMEOUT_MS)):
+        conn = await creator(str(tmp_path / f"{mode}.db"))()
+        try:
+            raw = conn.raw
+            assert raw is not None
+            raw.execute(f"PRAGMA journal_mode={mode}")
+            for _ in range(2):
+                await conn.begin_write()
+                assert raw.execute("PRAGMA busy_timeout").fetchone() == (inside,), mode
+                raw.execute("COMMIT")
+        finally:
+            await conn.close()

@@ -16,9 +16,9 @@ fields (the JSON log format adds the request id to every line logged during a re
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
@@ -31,7 +31,17 @@ access = logging.getLogger("loadbell.access")
 
 def request_ident(given: bytes) -> str:
     """The id of a request whose ``X-Request-ID`` header was ``given`` (``b""``: none)."""
-    return given.decode() if _ACCEPTED.fullmatch(given) else uuid.uuid4().hex
+    return given.decode() if _ACCEPTED.fullmatch(given) else new_ident()
+
+
+def new_ident() -> str:
+    """A random version 4 UUID in hex, as ``uuid.uuid4().hex`` spells it, from the same 16
+    random bytes but without building a ``UUID`` (about 1 µs instead of 3-4, on every request
+    that brings no id of its own: D71)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # the version: 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the variant: RFC 4122
+    return raw.hex()
 
 
 async def answer_unhandled(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:

@@ -19,7 +19,6 @@ from loadbell.store.sqlite_driver import (
     BUSY_TIMEOUT,
     InlineConnection,
     as_sqlalchemy_errors,
-    begin_immediate,
     creator,
 )
 
@@ -198,14 +197,13 @@ def _sqlite_engine(settings: Settings, *, checkpoints: bool, **kwargs: Any) -> A
             # Straight to the driver: as a statement through SQLAlchemy, BEGIN cost about
             # as much CPU as the run update's INSERTs (docs/benchmarks.md, "The API path").
             # run_async is SQLAlchemy's public way to await the driver from an event.
-            raw = driver.raw
-            if raw.in_transaction:
+            if driver.raw.in_transaction:
                 return  # begun on the driver by ``transaction``: this statement joins it
             with as_sqlalchemy_errors("BEGIN"):
                 if readonly:
-                    raw.execute("BEGIN")
+                    driver.for_statement().execute("BEGIN")
                 else:
-                    adapted.run_async(lambda _: begin_immediate(raw, driver.busy_timeout))
+                    adapted.run_async(lambda _: driver.begin_write())
         elif readonly:
             conn.exec_driver_sql("BEGIN")
         else:
@@ -261,12 +259,12 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     try:
         driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
         raw = driver.raw if isinstance(driver, InlineConnection) else None
-        if raw is None or driver is None:
+        if raw is None or not isinstance(driver, InlineConnection):
             async with conn.begin():
                 yield conn
             return
         with as_sqlalchemy_errors("BEGIN IMMEDIATE"):
-            await begin_immediate(raw, driver.busy_timeout)
+            await driver.begin_write()
         try:
             yield conn
         except BaseException:

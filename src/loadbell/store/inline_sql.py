@@ -59,7 +59,9 @@ def sqlite3_of(conn: AsyncConnection) -> sqlite3.Connection | None:
     if conn.dialect.name != "sqlite" or conn.sync_connection is None:
         return None
     driver = conn.sync_connection.connection.driver_connection
-    return driver.raw if isinstance(driver, InlineConnection) else None
+    if not isinstance(driver, InlineConnection) or driver.raw is None:
+        return None
+    return driver.for_statement()
 
 
 _ADD_STATUS_CHANGE = sa.insert(run_status_changes)

@@ -14,7 +14,8 @@ without yielding, and holds the write lock only as long as SQLite needs it. Only
 methods are overridden; the connection is opened inline too, and aiosqlite's thread closes it.
 
 Waiting is the one thing that must not happen on the loop. A writer takes the lock with
-``BEGIN IMMEDIATE`` (db.py); :func:`begin_immediate` tries it without SQLite's busy handler,
+``BEGIN IMMEDIATE`` (db.py); :meth:`InlineConnection.begin_write` tries it without SQLite's
+busy handler,
 and when another connection holds the lock (a ``loadbell worker`` beside ``loadbell serve``,
 the checkpointer, a transaction of this process that awaited something in the middle) it
 sleeps asynchronously and tries again, so the loop keeps serving meanwhile. Reads never
@@ -26,11 +27,10 @@ Rows are fetched whole (loadbell does not stream query results).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiosqlite
@@ -52,35 +52,48 @@ _Result = tuple[list[Any], Any, int, int | None]  # rows, description, rowcount,
 async def begin_immediate(raw: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
     """``BEGIN IMMEDIATE`` on ``raw`` without blocking the event loop while the write lock is
     taken elsewhere. Raises sqlite3.OperationalError ("database is locked") after
-    ``timeout`` seconds."""
+    ``timeout`` seconds. ``raw``'s busy timeout is the readers' again afterwards
+    (:meth:`InlineConnection.begin_write` leaves it off instead)."""
     raw.execute("PRAGMA busy_timeout = 0")
     try:
-        delay, deadline = _FIRST_RETRY, None
-        while True:
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                    raise
-            now = time.monotonic()
-            deadline = deadline or now + timeout
-            if now >= deadline:
-                raise sqlite3.OperationalError(
-                    f"database is locked: another connection held the write lock for {timeout:g} s"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY)
+        await take_write_lock(raw, timeout)
     finally:
         raw.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
+
+
+async def take_write_lock(raw: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
+    """``BEGIN IMMEDIATE`` on ``raw``, whose busy timeout is already 0, tried again after a
+    sleep while another connection holds the write lock (:func:`begin_immediate`)."""
+    delay, deadline = _FIRST_RETRY, None
+    while True:
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+        now = time.monotonic()
+        deadline = deadline or now + timeout
+        if now >= deadline:
+            raise sqlite3.OperationalError(
+                f"database is locked: another connection held the write lock for {timeout:g} s"
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _MAX_RETRY)
+
+
+def in_wal_mode(raw: sqlite3.Connection) -> bool:
+    """Whether ``raw``'s database is in WAL mode: only there does a transaction that holds
+    the write lock never wait for another lock (in a rollback journal, COMMIT waits for
+    readers)."""
+    return str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
 
 
 class InlineCursor:
     """The cursor SQLAlchemy's aiosqlite adapter drives, answered without a thread hop."""
 
-    def __init__(self, raw: sqlite3.Connection, busy_timeout: float) -> None:
-        self._raw = raw
-        self._busy_timeout = busy_timeout
+    def __init__(self, conn: InlineConnection) -> None:
+        self._conn = conn
         self._rows: list[Any] = []
         self._description: Any = None
         self._rowcount = -1
@@ -89,7 +102,7 @@ class InlineCursor:
 
     async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
         if sql.startswith("BEGIN IMMEDIATE"):
-            await begin_immediate(self._raw, self._busy_timeout)
+            await self._conn.begin_write()
             self._keep(([], None, -1, None))
             return self
         params = () if parameters is None else parameters
@@ -101,7 +114,7 @@ class InlineCursor:
         return self
 
     def _run(self, action: Callable[[sqlite3.Cursor], object]) -> _Result:
-        cur = self._raw.cursor()
+        cur = self._conn.for_statement().cursor()
         try:
             action(cur)
             rows = cur.fetchall() if cur.description is not None else []
@@ -152,6 +165,9 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, raw: sqlite3.Connection, busy_timeout: float) -> None:
         self.raw: sqlite3.Connection | None = raw
         self.busy_timeout = busy_timeout
+        # SQLite's busy timeout on ``raw`` is 0 (set by begin_write), not the readers'.
+        self._busy_off = False
+        self._wal: bool | None = None  # the file is in WAL mode (looked up once)
         super().__init__(lambda: raw, iter_chunk_size=64)
 
     def _opened(self) -> sqlite3.Connection:
@@ -159,8 +175,40 @@ class InlineConnection(aiosqlite.Connection):
             raise sqlite3.ProgrammingError("the connection is not open")
         return self.raw
 
+    async def begin_write(self) -> None:
+        """:func:`begin_immediate`, leaving the busy timeout at 0 afterwards.
+
+        Once ``BEGIN IMMEDIATE`` holds the write lock, nothing in the transaction waits for
+        a lock in WAL mode (its reads have their snapshot, its writes the lock), so the
+        timeout matters again only for what runs outside a write transaction, and
+        :meth:`for_statement` sets it back first. Write after write on one connection (the
+        pool hands out the one returned last) then costs no PRAGMA at all, where setting
+        the timeout to 0 and back cost two statements per transaction (D71).
+        """
+        raw = self._opened()
+        if self._wal is None:
+            self._wal = in_wal_mode(raw)
+        if not self._wal:
+            # A rollback journal (WAL could not be set): COMMIT may wait for readers, with
+            # the readers' timeout, as before.
+            await begin_immediate(raw, self.busy_timeout)
+            return
+        if not self._busy_off:
+            raw.execute("PRAGMA busy_timeout = 0")
+            self._busy_off = True
+        await take_write_lock(raw, self.busy_timeout)
+
+    def for_statement(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection, for a statement about to run: outside a transaction
+        its busy timeout is the readers' again (a read may meet a lock: WAL recovery)."""
+        raw = self._opened()
+        if self._busy_off and not raw.in_transaction:
+            raw.execute(f"PRAGMA busy_timeout = {READ_BUSY_TIMEOUT_MS}")
+            self._busy_off = False
+        return raw
+
     def cursor(self) -> InlineCursor:  # type: ignore[override]
-        return InlineCursor(self._opened(), self.busy_timeout)
+        return InlineCursor(self)
 
     async def commit(self) -> None:
         self._opened().commit()
@@ -231,13 +279,27 @@ _AS_SQLALCHEMY: dict[type[sqlite3.Error], type[sa_exc.DBAPIError]] = {
 }
 
 
-@contextlib.contextmanager
-def as_sqlalchemy_errors(statement: str) -> Iterator[None]:
+def as_sqlalchemy_errors(statement: str) -> SQLAlchemyErrors:
     """Raise a ``sqlite3`` error of a statement run beside SQLAlchemy (on the connection it
     manages) as SQLAlchemy would have raised it, so that the API answers it the same way
     (``database is locked`` is a 503, store/db.py: ``unavailable``)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        kind = next((v for k, v in _AS_SQLALCHEMY.items() if isinstance(exc, k)), None)
-        raise (kind or sa_exc.DBAPIError)(statement, None, exc) from exc
+    return SQLAlchemyErrors(statement)
+
+
+class SQLAlchemyErrors:
+    """The context manager of :func:`as_sqlalchemy_errors`. A class, not a generator under
+    ``contextlib.contextmanager``: a run update enters about ten of them, and each generator
+    cost some 1.3 µs more to make, start and finish (D71)."""
+
+    __slots__ = ("statement",)
+
+    def __init__(self, statement: str) -> None:
+        self.statement = statement
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, _kind: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, sqlite3.Error):
+            kind = next((v for k, v in _AS_SQLALCHEMY.items() if isinstance(exc, k)), None)
+            raise (kind or sa_exc.DBAPIError)(self.statement, None, exc) from exc

@@ -3,7 +3,7 @@ worker's own, run on the event loop's thread.
 
 Each transaction runs start to finish without yielding (a claim or a batch of results is a
 few statements of 5-20 µs each); only taking the write lock may wait, and it waits
-asynchronously (``store/sqlite_driver.py: begin_immediate``). ``BEGIN IMMEDIATE`` also means
+asynchronously (``store/sqlite_driver.py: take_write_lock``). ``BEGIN IMMEDIATE`` also means
 nothing else can change the candidates a claim has read before it leases them, so a claim
 leases its rows without reading them again.
 
@@ -44,7 +44,12 @@ from loadbell.store.queue import (
     select_list,
     to_check,
 )
-from loadbell.store.sqlite_driver import READ_BUSY_TIMEOUT_MS, begin_immediate
+from loadbell.store.sqlite_driver import (
+    READ_BUSY_TIMEOUT_MS,
+    begin_immediate,
+    in_wal_mode,
+    take_write_lock,
+)
 
 _CLAIMED = select_list(CLAIMED_COLUMNS, Claimed._fields)
 
@@ -194,6 +199,7 @@ class SQLiteQueue:
         levels = ("OFF", "NORMAL", "FULL", "EXTRA")
         self.synchronous = min(synchronous, "NORMAL", key=levels.index)
         self._conn: sqlite3.Connection | None = None
+        self._busy_off = False  # the connection's busy timeout is 0 (WAL mode)
         self._turn = asyncio.Lock()
         self._forgot_hour = 0  # the last hour old channel_health_hours rows were removed
 
@@ -211,6 +217,15 @@ class SQLiteQueue:
                 for pragma in sqlite_pragmas(self.synchronous):
                     conn.execute(pragma)
                 conn.execute("SELECT 1 FROM workers LIMIT 1")  # the schema is there
+                # Every statement from here on runs in a write transaction, where nothing
+                # waits for a lock in WAL mode once BEGIN IMMEDIATE has taken the write
+                # lock, and BEGIN IMMEDIATE must not wait on the loop: SQLite's busy
+                # handler stays off for good, instead of off and on again around each
+                # BEGIN (two statements per transaction; D71). In a rollback journal (WAL
+                # could not be set) COMMIT waits for readers: then it is off and on again.
+                self._busy_off = in_wal_mode(conn)
+                if self._busy_off:
+                    conn.execute("PRAGMA busy_timeout = 0")
             except BaseException:
                 conn.close()
                 raise
@@ -233,7 +248,10 @@ class SQLiteQueue:
             conn = self._conn
             assert conn is not None
             try:
-                await begin_immediate(conn)
+                if self._busy_off:
+                    await take_write_lock(conn)
+                else:
+                    await begin_immediate(conn)
                 yield conn
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
