@@ -143,6 +143,35 @@ class HoldsCreates:
             self.handled.set()
 
 
+async def send_and_leave(
+    wrapper: HoldsCreates,
+    port: int,
+    target: str,
+    token: str,
+    body: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Send ``target`` ("METHOD /path") with a JSON ``body``, close the connection once the
+    app holds the request, and check that the server saw the client go and dropped it."""
+    head = (
+        f"{target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        f"X-Hold: 1\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(head + body)
+    await writer.drain()
+    async with asyncio.timeout(20):
+        await wrapper.holding.wait()
+    writer.close()  # gone before any answer
+    await writer.wait_closed()
+    with caplog.at_level(logging.INFO, logger="loadbell.api.disconnects"):
+        async with asyncio.timeout(20):
+            await wrapper.handled.wait()
+    assert wrapper.seen == ["http.disconnect"]  # the server knew the client had gone
+    assert "closed the connection before it was handled; dropped" in caplog.text
+
+
 async def test_a_request_whose_client_left_is_dropped_before_its_handler(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -155,25 +184,9 @@ async def test_a_request_whose_client_left_is_dropped_before_its_handler(
     try:
         port = int(url.rsplit(":", 1)[1])
         body = json.dumps({"project_id": 1, "load_test_name": "abandoned"}).encode()
-        head = (
-            f"POST /api/v1/runs HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"X-Hold: 1\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
         before = await stored_rows(settings)
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(head + body)
-        await writer.drain()
-        async with asyncio.timeout(20):
-            await wrapper.holding.wait()
-        writer.close()  # gone before any answer
-        await writer.wait_closed()
-        with caplog.at_level(logging.INFO, logger="loadbell.api.disconnects"):
-            async with asyncio.timeout(20):
-                await wrapper.handled.wait()
-        assert wrapper.seen == ["http.disconnect"]  # the server knew the client had gone
+        await send_and_leave(wrapper, port, "POST /api/v1/runs", token, body, caplog)
         assert await stored_rows(settings) == before
-        assert "closed the connection before it was handled; dropped" in caplog.text
 
         async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=30) as http:
             stayed = await http.post(
@@ -206,26 +219,10 @@ async def test_a_run_update_whose_client_left_is_dropped_before_its_handler(
             assert r.status_code == 201, r.text
             run_id = r.json()["id"]
         port = int(url.rsplit(":", 1)[1])
-        body = b'{"status": 2}'
-        head = (
-            f"PATCH /api/v1/runs/{run_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"X-Hold: 1\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
         before = await stored_rows(settings)
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(head + body)
-        await writer.drain()
-        async with asyncio.timeout(20):
-            await wrapper.holding.wait()
-        writer.close()  # gone before any answer
-        await writer.wait_closed()
-        with caplog.at_level(logging.INFO, logger="loadbell.api.disconnects"):
-            async with asyncio.timeout(20):
-                await wrapper.handled.wait()
-        assert wrapper.seen == ["http.disconnect"]
+        target = f"PATCH /api/v1/runs/{run_id}"
+        await send_and_leave(wrapper, port, target, token, b'{"status": 2}', caplog)
         assert await stored_rows(settings) == before
-        assert "closed the connection before it was handled; dropped" in caplog.text
         async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=30) as http:
             run = (await http.get(f"/runs/{run_id}", headers=auth)).json()
         assert run["status"] == -2  # still Created
