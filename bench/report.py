@@ -331,7 +331,7 @@ def _pairs(rounds: list[DrainRound], seconds: Any, phase: str) -> str:
 
 
 def _us(seconds: float, count: int) -> str:
-    return f"{seconds / count * 1e6:,.0f}" if count else "n/a"
+    return f"{_per(seconds, count):,.0f}" if count else "n/a"
 
 
 def _states(statuses: dict[str, int]) -> str:

@@ -258,11 +258,11 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     conn = await engine.connect()
     try:
         driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
-        raw = driver.raw if isinstance(driver, InlineConnection) else None
-        if raw is None or not isinstance(driver, InlineConnection):
+        if not isinstance(driver, InlineConnection) or driver.raw is None:
             async with conn.begin():
                 yield conn
             return
+        raw = driver.raw
         with as_sqlalchemy_errors("BEGIN IMMEDIATE"):
             await driver.begin_write()
         try:
