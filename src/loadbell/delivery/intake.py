@@ -118,6 +118,7 @@ class Intake:
         channel_room = slots.room()
         saturated = [cid for cid, n in channel_room.items() if n <= 0]
         self.wakeup.clear()  # this claim sees everything poked so far
+        began = time.monotonic()
         batch = await self.queue.claim(
             owner=self.worker,
             limit=min(room, self.settings.claim_batch),
@@ -127,7 +128,7 @@ class Intake:
             channel_room=channel_room,
             dead_owners=self.liveness.dead,
         )
-        self.outage.ok()
+        self.outage.ok(began)
         self._backoff.reset()
         self.metrics.claim(len(batch.deliveries), batch.taken_over)
         # Work may be waiting for room: a saturated channel's, or what this claim left.

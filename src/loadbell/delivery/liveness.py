@@ -57,7 +57,7 @@ class Liveness:
 
     async def beat(self) -> bool:
         """Write one heartbeat; False when the database could not take it."""
-        now = time.time()
+        now, began = time.time(), time.monotonic()
         try:
             dead = await self.queue.heartbeat(
                 self.worker, now + LAPSE, forget_before=now - self.forget_after
@@ -65,7 +65,7 @@ class Liveness:
         except QueueUnavailable as exc:
             self.outage.failed(exc)
             return False
-        self.outage.ok()
+        self.outage.ok(began)
         self.alive_until = now + LAPSE
         self.dead = frozenset(dead) - {self.worker}
         return True

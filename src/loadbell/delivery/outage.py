@@ -3,6 +3,11 @@
 When the database cannot be reached, the worker's parts (claims, result writes, the
 heartbeat) keep trying with a :class:`Backoff` each, and never exit. :class:`Outage` makes
 the log readable: one line when the outage begins and one when it ends, not one per retry.
+
+Only a statement that *began* after the outage was seen can end it. When PostgreSQL shuts
+down it ends its connections one by one, so a statement already under way on a connection
+not yet ended may still succeed a few milliseconds after another has failed; counting that
+success would log the outage's end and, at once, its start again.
 """
 
 from __future__ import annotations
@@ -56,9 +61,9 @@ class Outage:
                 _first_line(error),
             )
 
-    def ok(self) -> None:
-        """A statement succeeded."""
-        if self._since is not None:
+    def ok(self, began: float) -> None:
+        """A statement that began at ``began`` (time.monotonic()) succeeded."""
+        if self._since is not None and began >= self._since:
             log.warning(
                 "worker %s: database reachable again after %.1f s",
                 self.worker,

@@ -154,6 +154,7 @@ class Results:
         deferred, self._deferred = self._deferred, []
         if not batch and not deferred:
             return True
+        began = time.monotonic()
         try:
             recorded = await self.queue.record(batch, deferred, self.worker)
         except QueueUnavailable as exc:
@@ -168,7 +169,7 @@ class Results:
         except BaseException:  # cancelled mid-write: the transaction did not commit
             self._keep(batch, deferred)
             raise
-        self.outage.ok()
+        self.outage.ok(began)
         self._backoff.reset()
         self._written(batch, deferred, recorded.followers)
         if recorded.disabled and self._disabled is not None:
