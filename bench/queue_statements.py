@@ -69,7 +69,7 @@ async def _measure(workdir: Path, n: int, rounds: int) -> str:
 
 
 async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
-    await postgres._codecs(conn)
+    await postgres.set_codecs(conn)
     pid = conn.get_server_pid()
     cost: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     last = [time.process_time(), _on_cpu(pid)]

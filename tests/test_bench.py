@@ -192,6 +192,20 @@ def test_api_inprocess_benchmark_patches_every_run_through_the_app() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_worker_cpu_benchmark_drains_every_round(db: str) -> None:
+    """A tiny run of bench/worker_cpu.py: each round's backlog ends all succeeded (the
+    bench fails otherwise), and it prints each round's figure and their median."""
+    done = run_bench("worker_cpu", "--db", db, "--n", "300", "--rounds", "2")
+    assert re.search(
+        rf"worker CPU per delivery, HTTP answered in-process \({db}, 300 per round\): "
+        r"median [\d.]+ µs; rounds [\d.]+, [\d.]+$",
+        done.stdout.strip(),
+    ), done.stdout
+    assert done.stderr.count("µs") == 2
+
+
+@pytest.mark.slow
 def test_delivery_log_benchmark_times_every_query_and_writes_its_block(tmp_path: Path) -> None:
     """A small seeded log: every query shape answers 200 through `loadbell serve`, /healthz
     is probed meanwhile, and the SQLite block of the document is written."""

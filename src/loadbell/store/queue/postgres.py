@@ -95,7 +95,7 @@ def _same(value: Any) -> Any:
     return value
 
 
-async def _codecs(conn: asyncpg.Connection) -> None:
+async def set_codecs(conn: asyncpg.Connection) -> None:
     # SQLAlchemy's JSON columns are PostgreSQL ``json``; decode them as SQLAlchemy does.
     await conn.set_type_codec("json", encoder=json_dumps, decoder=orjson.loads, schema="pg_catalog")
 
@@ -147,7 +147,7 @@ class PostgresQueue:
                 max_size=self.max_connections,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=STATEMENT_TIMEOUT,
-                init=_codecs,
+                init=set_codecs,
                 reset=_reset,
             )
         except _UNAVAILABLE as exc:
