@@ -365,8 +365,9 @@ class HealthOut(BaseModel):
     status: str = Field(description="ok, or error when the answer is 503")
     database: str = Field(description="ok or unreachable")
     worker: str = Field(
-        description="running, waiting for the database, stopped, restarting (serve's worker "
-        "process exited and is being started again), or not in this process"
+        description="running, waiting for the database, stopped, starting (serve's worker "
+        "process has not said it is ready yet), restarting (it exited and is being started "
+        "again), or not in this process"
     )
     worker_pid: int | None = Field(
         default=None, description="serve's worker process, while it runs (serve --worker process)"

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import click
@@ -195,11 +196,13 @@ async def _work(
     wakeup: Wakeup | None = None,
     listen: bool = True,
     metrics_path: str | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> None:
     """Run a delivery worker until SIGTERM, SIGINT or ``stop``. ``serve``'s worker process
     (cli/worker_child.py) passes the ``wakeup`` its pipe pokes, ``listen=False`` (no
-    NOTIFY or SQLite watch: see there), and serves its metrics on the Unix socket at
-    ``metrics_path``, for ``serve`` to merge into its own."""
+    NOTIFY or SQLite watch: see there), serves its metrics on the Unix socket at
+    ``metrics_path``, for ``serve`` to merge into its own, and is told through ``ready``
+    when the worker is about to start (D72)."""
     from loadbell.delivery.disabling import Announcer
     from loadbell.delivery.pruning import Pruning
     from loadbell.delivery.supervise import SideTaskFailed
@@ -254,6 +257,8 @@ async def _work(
             "address people open loadbell at",
             DEFAULT_PUBLIC_URL,
         )
+    if ready is not None:
+        ready()
     try:
         await w.run(stop)
     except SideTaskFailed as exc:

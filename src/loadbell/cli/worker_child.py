@@ -1,9 +1,10 @@
 """``serve``'s delivery worker process: the child's side (``python -m loadbell.cli.worker_child``).
 
-``loadbell worker``'s code (``cli/server.py: _work``) with three links to the ``serve`` that
+``loadbell worker``'s code (``cli/server.py: _work``) with four links to the ``serve`` that
 started it (``delivery/child.py``): its stdin brings the settings as one JSON line, then one
 byte per wake-up, and EOF once ``serve`` is gone, on which it stops as on SIGTERM; its
-metrics go to the Unix socket ``serve`` named.
+metrics go to the Unix socket ``serve`` named; and one byte on the pipe ``serve`` passed
+(``ready_fd``) says it is ready, once its start-up is done (D72).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def main() -> None:
     remember_settings(settings)
     logs.configure(settings.log_format)
     try:
-        run_coroutine(_run(settings, header["metrics"], poked=bool(early)))
+        run_coroutine(
+            _run(settings, header["metrics"], poked=bool(early), ready_fd=header.get("ready_fd"))
+        )
     except click.ClickException as exc:  # one line, in the log's form; serve restarts us
         log.error("the delivery worker process stopped: %s", exc.format_message())
         sys.exit(1)
@@ -57,7 +60,9 @@ def _read_header(fd: int) -> tuple[dict[str, Any], bytes]:
     return header, rest
 
 
-async def _run(settings: Settings, metrics_path: str, *, poked: bool) -> None:
+async def _run(
+    settings: Settings, metrics_path: str, *, poked: bool, ready_fd: int | None = None
+) -> None:
     from loadbell.cli.server import _work
     from loadbell.delivery.wakeup import Wakeup
 
@@ -92,13 +97,30 @@ async def _run(settings: Settings, metrics_path: str, *, poked: bool) -> None:
         # the same commit (the watch also after the worker's own claims and results), for
         # a claim that finds nothing: three round trips per notification on PostgreSQL
         # (D68). What other processes stage waits at most LOADBELL_POLL_SECONDS.
-        await _work(settings, stop=stop, wakeup=wakeup, listen=False, metrics_path=metrics_path)
+        await _work(
+            settings,
+            stop=stop,
+            wakeup=wakeup,
+            listen=False,
+            metrics_path=metrics_path,
+            ready=None if ready_fd is None else lambda: _say_ready(ready_fd),
+        )
     finally:
         loop.remove_reader(fd)
         if orphaned:  # serve cannot remove the socket's directory any more: we do
             with contextlib.suppress(OSError):
                 os.unlink(metrics_path)
                 os.rmdir(os.path.dirname(metrics_path))
+
+
+def _say_ready(fd: int) -> None:
+    """One byte on serve's ready pipe, then close it: serve counts this process as running."""
+    try:
+        os.write(fd, b"\x01")
+    except OSError as exc:  # serve is gone: its stdin's EOF stops us
+        log.warning("could not tell serve that the worker is ready: %s", exc)
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ The parent (:class:`WorkerChild`, in ``serve``'s loop):
 
 - starts the child from the app's start-up, once the database is prepared and before
   uvicorn serves, and restarts it with a capped backoff when it exits unexpectedly;
+- counts it as running only once it says it is ready: until then (imports, the schema and
+  key checks, about a second) ``/healthz`` says ``starting``, so that what waits for a
+  healthy ``serve`` (a readiness probe, a bench) does not take the child's start-up for
+  delivery latency (D72);
 - passes it the settings as JSON on its stdin (never on a command line: they hold the
   secret key), then keeps that pipe open: each byte written later is a wake-up (a delivery
   was staged), and EOF means ``serve`` is gone, so the child stops by itself even when
@@ -45,6 +49,7 @@ from loadbell.settings import Settings
 log = logging.getLogger("loadbell.worker")
 
 # What /healthz says of the worker process.
+STARTING = "starting"  # spawned, not ready yet
 RUNNING = "running"
 RESTARTING = "restarting"
 STOPPED = "stopped"
@@ -68,6 +73,7 @@ class WorkerChild:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._poke_due = False
+        self._ready_fd: int | None = None  # the read end of the child's ready pipe
         self.state = STOPPED
 
     @property
@@ -76,7 +82,11 @@ class WorkerChild:
 
     @property
     def running(self) -> bool:
-        return self.state == RUNNING and self._proc is not None and self._proc.returncode is None
+        return self.state == RUNNING and self._alive
+
+    @property
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
 
     @property
     def metrics_path(self) -> str:
@@ -92,20 +102,55 @@ class WorkerChild:
     async def _spawn(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # the socket of the child before
             os.unlink(self.metrics_path)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-P",  # not the working directory on sys.path: loadbell as serve imported it
-            "-m",
-            CHILD_MODULE,
-            stdin=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
+        self._stop_listening()
+        # The child writes a byte on this pipe once it is ready, and nothing else.
+        ready, ready_w = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-P",  # not the working directory on sys.path: loadbell as serve imported it
+                "-m",
+                CHILD_MODULE,
+                stdin=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(ready_w,),
+            )
+        except BaseException:
+            os.close(ready)
+            raise
+        finally:
+            os.close(ready_w)
         assert proc.stdin is not None
-        header = {"settings": self.settings.model_dump(mode="json"), "metrics": self.metrics_path}
+        header = {
+            "settings": self.settings.model_dump(mode="json"),
+            "metrics": self.metrics_path,
+            "ready_fd": ready_w,
+        }
         proc.stdin.write(orjson.dumps(header) + b"\n")
         self._proc = proc
-        self.state = RUNNING
+        self.state = STARTING
+        self._ready_fd = ready
+        os.set_blocking(ready, False)
+        asyncio.get_running_loop().add_reader(ready, self._on_ready, proc)
         log.info("the delivery worker runs in process %d", proc.pid)
+
+    def _on_ready(self, proc: asyncio.subprocess.Process) -> None:
+        """The child wrote on its ready pipe, or closed it (it said so, or it exited)."""
+        if self._ready_fd is None:
+            return
+        try:
+            said = os.read(self._ready_fd, 64)
+        except BlockingIOError:
+            return
+        self._stop_listening()
+        if said and proc is self._proc and self.state == STARTING:
+            self.state = RUNNING
+
+    def _stop_listening(self) -> None:
+        fd, self._ready_fd = self._ready_fd, None
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
 
     async def _supervise(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,8 +182,9 @@ class WorkerChild:
                     log.error("cannot start the delivery worker process: %s", exc)
 
     def poke(self) -> None:
-        """A delivery was staged: wake the child (one byte per turn of the loop at most)."""
-        if not self._poke_due and self.running:
+        """A delivery was staged: wake the child (one byte per turn of the loop at most).
+        A child still starting gets it too: its first claim may come before this commit."""
+        if not self._poke_due and self._alive:
             self._poke_due = True
             asyncio.get_running_loop().call_soon(self._send_poke)
 
@@ -195,6 +241,7 @@ class WorkerChild:
                 await proc.wait()
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
+        self._stop_listening()
         self.state = STOPPED
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
