@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.backlog import PendingProbe, count_by_status
+from loadbell.delivery.sender import Sender
 from loadbell.delivery.wakeup import Wakeup
 from loadbell.delivery.worker import Worker
 from loadbell.runtime import settle_heap
@@ -48,9 +49,11 @@ async def drain(
     timeout: float,
     profile: Path | None = None,
     server_cpu: Callable[[Collection[int]], float] = lambda _: 0.0,
+    sender: Sender | None = None,
 ) -> DrainResult:
-    """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds."""
-    worker = Worker(queue_for(settings), box, settings, Wakeup(), name="bench-drain")
+    """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds;
+    ``sender`` replaces its HTTP sender (bench/worker_cpu.py)."""
+    worker = Worker(queue_for(settings), box, settings, Wakeup(), sender=sender, name="bench-drain")
     settle_heap()  # as `loadbell worker` does before it starts
     stop = asyncio.Event()
     # CPU of this thread only: the aiosqlite threads and waiting do not blur the picture.

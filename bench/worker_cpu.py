@@ -10,18 +10,18 @@ it sits on top of aiohttp's and the receiver's CPU, which move with the machine 
 than a change to it does; here it stands alone.
 
 Each round stages ``--n`` deliveries on a fresh database (not timed), then runs one
-``Worker`` in this process with :class:`AnsweringSender`, which does what ``Sender.send``
-does around its aiohttp request and answers ``204`` as ``bench/receiver.py`` does, with
-that receiver's response headers. The figure is this thread's CPU time (the event loop's:
-the SQLite statements run on it) per delivery, from the worker's start until nothing is
-pending; on PostgreSQL the server's CPU is not in it. Compare two checkouts by running the
-same command with ``PYTHONPATH=<checkout>/src:.`` in turns.
+``Worker`` in this process through ``bench/drain.py`` with :class:`AnsweringSender`, which
+logs the request as ``Sender.send`` does (``sender.logged_request``) and answers ``204`` as
+``bench/receiver.py`` does, with that receiver's response headers. The figure is the
+drain's CPU time of this process per delivery, as ``bench/drain.py`` measures it, from the
+worker's start until nothing is pending; on PostgreSQL the server's CPU is not in it.
+Compare two checkouts by running the same command with ``PYTHONPATH=<checkout>/src:.`` in
+turns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import statistics
 import tempfile
 import time
@@ -30,18 +30,13 @@ from pathlib import Path
 import click
 
 from bench import backlog, databases, loop
-from bench.backlog import PendingProbe, count_by_status
 from bench.deliveries import PUBLIC_URL, SECRET, _settings
+from bench.drain import drain
 from bench.options import db_option
-from loadbell.delivery.exchange import logged_body, logged_headers
-from loadbell.delivery.sender import Sender
-from loadbell.delivery.wakeup import Wakeup
-from loadbell.delivery.worker import Worker
-from loadbell.runtime import settle_heap
-from loadbell.security.masking import mask_headers, mask_url
+from loadbell.delivery.exchange import logged_headers
+from loadbell.delivery.sender import Sender, logged_request
 from loadbell.security.secretbox import SecretBox
 from loadbell.store.db import create_engine
-from loadbell.store.queue import queue_for
 from loadbell.store.tables import DELIVERY_SUCCEEDED
 from loadbell.values import OutboundRequest, Outcome, Verdict
 
@@ -50,28 +45,23 @@ RECEIVER_HEADERS = (
     ("Server", "Python/3.11 aiohttp/3.14"),
     ("Date", "Sun, 06 Dec 2026 20:00:00 GMT"),
 )
-# As Sender does: a channel sends to the same few URLs over and over.
-_masked_url = functools.lru_cache(maxsize=64)(mask_url)
 WARM = 2_000  # deliveries drained once, untimed, before the first round
 
 
 class AnsweringSender(Sender):
-    """``Sender.send`` without the network: the same masking and logging around a 204."""
+    """``Sender.send`` without the network: the same logging of the request around a 204."""
 
     async def send(self, request: OutboundRequest, timeout: float) -> Outcome:
         started = time.perf_counter()
-        body, body_bytes = logged_body(request.body)
+        logged = logged_request(request)
         await asyncio.sleep(0)  # the request's one turn of the loop, at the least
         return Outcome(
             Verdict.DELIVERED,
             status_code=204,
             body_excerpt="",
             duration_ms=(time.perf_counter() - started) * 1000,
-            request_url=_masked_url(request.url) if request.mask_url else request.url,
-            request_headers=mask_headers(request.headers, request.secret_headers),
-            request_body=body,
-            request_body_bytes=body_bytes,
             response_headers=logged_headers(RECEIVER_HEADERS),
+            **logged,
         )
 
 
@@ -84,39 +74,21 @@ async def drain_once(backend: str, workdir: Path, label: str, n: int) -> float:
         engine = create_engine(settings)
         try:
             await backlog.stage_backlog(engine, box, "http://127.0.0.1:9/drain", n, PUBLIC_URL)
-            worker = Worker(
-                queue_for(settings),
-                box,
+            drained = await drain(
+                engine,
                 settings,
-                Wakeup(),
+                box,
+                n,
+                timeout=max(120.0, n / 50),  # under 50/s, something is wrong
                 sender=AnsweringSender(allow_private_targets=True),
-                name="bench-worker-cpu",
             )
-            probe = PendingProbe(engine)
-            settle_heap()  # as `loadbell worker` does before it starts
-            stop = asyncio.Event()
-            deadline = time.monotonic() + max(120.0, n / 50)  # under 50/s, something is wrong
-            cpu = time.thread_time()
-            task = asyncio.create_task(worker.run(stop))
-            try:
-                while await probe.any():
-                    if task.done():
-                        task.result()
-                        raise RuntimeError("the worker stopped before the backlog was drained")
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the backlog was not drained in {max(120, n / 50):g} s")
-                    await asyncio.sleep(0.05)
-                cpu = time.thread_time() - cpu
-            finally:
-                probe.close()
-                stop.set()
-                await asyncio.wait_for(task, 30)
-            statuses = await count_by_status(engine)
         finally:
             await engine.dispose()
-    if statuses != {DELIVERY_SUCCEEDED: n}:
-        raise RuntimeError(f"every delivery should have succeeded; the backlog ended {statuses}")
-    return cpu / n * 1e6
+    if drained.statuses != {DELIVERY_SUCCEEDED: n}:
+        raise RuntimeError(
+            f"every delivery should have succeeded; the backlog ended {drained.statuses}"
+        )
+    return drained.cpu_seconds / n * 1e6
 
 
 async def _bench(backend: str, n: int, rounds: int) -> list[float]:

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,19 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # turns it on where it is the subject.
 NO_LAG_GATE = {"LOADBELL_MAX_LOOP_LAG_MS": "0"}
 os.environ.update(NO_LAG_GATE)
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    """Wait for ``check()`` (sync or async) to return something true; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if asyncio.iscoroutine(found):
+            found = await found
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

@@ -4,11 +4,9 @@ when serve is killed; /healthz and /metrics report it. Real processes, both data
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,26 +16,21 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import LoadbellProcess, SpawnLoadbell, free_port, seed, webhook_channel, worker_env
+from conftest import (
+    LoadbellProcess,
+    SpawnLoadbell,
+    free_port,
+    seed,
+    until,
+    webhook_channel,
+    worker_env,
+)
 from loadbell.settings import Settings
 from loadbell.store.db import create_engine
 from loadbell.store.tables import delivery_attempts
 from loadbell.testing import RecordingReceiver
 
 pytestmark = pytest.mark.slow
-
-
-async def _until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    """Wait for ``check()`` (sync or async) to return something true; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if asyncio.iscoroutine(found):
-            found = await found
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.05)
 
 
 def _gone(pid: int) -> bool:
@@ -113,7 +106,7 @@ async def serve(
             "serve", "--port", str(port), *args, env=worker_env(settings, **env)
         )
         s = Serve(proc, port, token)
-        await _until(s.healthy, "serve healthy")
+        await until(s.healthy, "serve healthy")
         hook = webhook_channel(f"{receiver.url}/hook", events=["test.started"])
         if not started:
             assert (await s.api.post("/channels", json=hook)).status_code == 201
@@ -146,7 +139,7 @@ async def test_by_default_the_worker_process_delivers(
     child = body["worker_pid"]
     assert child != s.proc.pid and _parent_of(child) == s.proc.pid
     await s.send_run(receiver, "by-child")
-    workers = await _until(lambda: _attempt_workers(settings), "the attempt written")
+    workers = await until(lambda: _attempt_workers(settings), "the attempt written")
     assert [w.split(":")[1] for w in workers] == [str(child)], workers
 
 
@@ -183,7 +176,7 @@ async def test_metrics_have_the_worker_process_families_once(
         ]
         return families if delivered else None
 
-    families = await _until(scraped, "the delivery counted in /metrics")
+    families = await until(scraped, "the delivery counted in /metrics")
     delivered = [x for x in families["loadbell_deliveries"].samples if x.value > 0]
     assert {x.labels["process"].rsplit("-", 1)[1] for x in delivered} == {str(child)}
     up = {x.labels["process"]: x.value for x in families["loadbell_worker_up"].samples}
@@ -208,7 +201,7 @@ async def test_a_killed_worker_process_is_restarted(
         pid = body and body.get("worker_pid")
         return pid if pid and pid != first else None
 
-    second = await _until(replaced, "a new worker process")
+    second = await until(replaced, "a new worker process")
     assert _parent_of(second) == s.proc.pid
     await s.send_run(receiver, "after-restart")
 
@@ -230,7 +223,7 @@ async def test_worker_process_stops_by_itself_when_serve_is_killed(
     s = await serve()
     child = (await s.healthy() or {})["worker_pid"]
     s.proc.proc.send_signal(signal.SIGKILL)
-    await _until(lambda: _gone(child), "the worker process gone", timeout=60)
+    await until(lambda: _gone(child), "the worker process gone", timeout=60)
     await s.proc.finish(timeout=60)  # its output pipes, which the child shared, closed too
     assert "serve is gone" in "".join(s.proc.stderr), s.proc.output()
 
@@ -260,5 +253,5 @@ async def test_inline_worker_is_serves_own(
     """--worker inline delivers from serve's own process, as before."""
     s = await serve("--worker", "inline")
     await s.send_run(receiver, "inline")
-    workers = await _until(lambda: _attempt_workers(settings), "the attempt written")
+    workers = await until(lambda: _attempt_workers(settings), "the attempt written")
     assert [w.split(":")[1] for w in workers] == [str(s.proc.pid)], workers

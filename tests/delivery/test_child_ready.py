@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import until
 from loadbell.delivery import child
 from loadbell.delivery.child import RUNNING, STARTING, WorkerChild
 from loadbell.settings import Settings
@@ -55,13 +54,6 @@ STAND_IN = textwrap.dedent(
 )
 
 
-async def _until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "stand_in_worker.py").write_text(STAND_IN)
@@ -82,10 +74,10 @@ async def test_the_worker_process_runs_once_it_says_it_is_ready(
         assert worker.state == STARTING and not worker.running and worker.pid is None
 
         worker.poke()  # a delivery staged while it starts: its first claim may miss it
-        await _until(lambda: (stand_in / "pokes").exists(), "the wake-up reached the child")
+        await until(lambda: (stand_in / "pokes").exists(), "the wake-up reached the child")
 
         (stand_in / "go").touch()
-        await _until(lambda: worker.running, "running once ready")
+        await until(lambda: worker.running, "running once ready")
         assert worker.state == RUNNING and worker.pid is not None
     finally:
         await worker.stop()
@@ -109,7 +101,7 @@ async def test_a_worker_process_that_exits_before_it_is_ready_never_runs(
     try:
         await asyncio.sleep(0.5)  # its ready pipe is closed by now, the process still runs
         assert worker.state == STARTING and not worker.running
-        await _until(lambda: worker.state != STARTING, "noticed the exit")
+        await until(lambda: worker.state != STARTING, "noticed the exit")
         assert not worker.running and worker.state == child.RESTARTING
     finally:
         await worker.stop()

@@ -35,7 +35,7 @@ def main() -> None:
     logs.configure(settings.log_format)
     try:
         run_coroutine(
-            _run(settings, header["metrics"], poked=bool(early), ready_fd=header.get("ready_fd"))
+            _run(settings, header["metrics"], poked=bool(early), ready_fd=header["ready_fd"])
         )
     except click.ClickException as exc:  # one line, in the log's form; serve restarts us
         log.error("the delivery worker process stopped: %s", exc.format_message())
@@ -60,9 +60,7 @@ def _read_header(fd: int) -> tuple[dict[str, Any], bytes]:
     return header, rest
 
 
-async def _run(
-    settings: Settings, metrics_path: str, *, poked: bool, ready_fd: int | None = None
-) -> None:
+async def _run(settings: Settings, metrics_path: str, *, poked: bool, ready_fd: int) -> None:
     from loadbell.cli.server import _work
     from loadbell.delivery.wakeup import Wakeup
 
@@ -103,7 +101,7 @@ async def _run(
             wakeup=wakeup,
             listen=False,
             metrics_path=metrics_path,
-            ready=None if ready_fd is None else lambda: _say_ready(ready_fd),
+            ready=lambda: _say_ready(ready_fd),
         )
     finally:
         loop.remove_reader(fd)

@@ -131,19 +131,20 @@ class WorkerChild:
         self.state = STARTING
         self._ready_fd = ready
         os.set_blocking(ready, False)
-        asyncio.get_running_loop().add_reader(ready, self._on_ready, proc)
+        asyncio.get_running_loop().add_reader(ready, self._on_ready)
         log.info("the delivery worker runs in process %d", proc.pid)
 
-    def _on_ready(self, proc: asyncio.subprocess.Process) -> None:
-        """The child wrote on its ready pipe, or closed it (it said so, or it exited)."""
-        if self._ready_fd is None:
+    def _on_ready(self) -> None:
+        """The current child wrote on its ready pipe, or closed it (it exited). A respawn
+        stops listening to the pipe of the child before it, so this is the current one's."""
+        if self._ready_fd is None:  # stopped listening within this turn of the loop
             return
         try:
             said = os.read(self._ready_fd, 64)
         except BlockingIOError:
             return
         self._stop_listening()
-        if said and proc is self._proc and self.state == STARTING:
+        if said and self.state == STARTING:  # not an exit the supervisor already saw
             self.state = RUNNING
 
     def _stop_listening(self) -> None:

@@ -99,15 +99,7 @@ class Sender:
         if self._session is None:
             await self.start()
         assert self._session is not None
-        logged_headers = mask_headers(request.headers, request.secret_headers)
-        logged_url = _masked_url(request.url) if request.mask_url else request.url
-        body, body_bytes = logged_body(request.body)
-        base: dict[str, Any] = {
-            "request_url": logged_url,
-            "request_headers": logged_headers,
-            "request_body": body,
-            "request_body_bytes": body_bytes,
-        }
+        base = logged_request(request)
         started = time.perf_counter()
 
         if not self.allow_private_targets:
@@ -163,6 +155,18 @@ class Sender:
         if address is not None and is_forbidden(address):
             return refuse_message(host, address)
         return None
+
+
+def logged_request(request: OutboundRequest) -> dict[str, Any]:
+    """What the attempt log keeps of the request, as :class:`Outcome` fields: the URL and
+    headers masked, the body as ``exchange.logged_body`` keeps it."""
+    body, body_bytes = logged_body(request.body)
+    return {
+        "request_url": _masked_url(request.url) if request.mask_url else request.url,
+        "request_headers": mask_headers(request.headers, request.secret_headers),
+        "request_body": body,
+        "request_body_bytes": body_bytes,
+    }
 
 
 def _answered(
