@@ -76,6 +76,14 @@ def free_port() -> int:
     "--warmup", default=1.0, show_default=True, help="Seconds of the latency phase not measured."
 )
 @click.option(
+    "--history",
+    default=20_000,
+    show_default=True,
+    help="Deliveries already made that the latency database holds, analyzed, before its "
+    "phase: a database in service, not one migrated a second ago (bench/backlog.py: "
+    "stage_history).",
+)
+@click.option(
     "--synchronous",
     type=click.Choice(["OFF", "NORMAL", "FULL", "EXTRA"], case_sensitive=False),
     default=None,
@@ -98,20 +106,21 @@ def main(
     rate: float,
     seconds: float,
     warmup: float,
+    history: int,
     synchronous: str | None,
     profile: Path | None,
     write_docs: bool,
     docs_path: Path,
 ) -> None:
     """Measure deliveries/s against a raw aiohttp loop, and API → first-attempt latency."""
-    if n < 2 or drain_rounds < 1 or rate <= 0 or seconds <= 0 or warmup < 0:
+    if n < 2 or drain_rounds < 1 or rate <= 0 or seconds <= 0 or warmup < 0 or history < 0:
         raise click.UsageError(
             "--n must be at least 2, --drain-rounds at least 1; --rate and --seconds must be "
-            "positive"
+            "positive; --history may not be negative"
         )
     command = (
         f"python -m bench.deliveries --n {n} --db {backend} --drain-rounds {drain_rounds} "
-        f"--rate {rate:g} --seconds {seconds:g}"
+        f"--rate {rate:g} --seconds {seconds:g} --history {history}"
     )
     if backend == "sqlite":
         command = f"LOADBELL_SQLITE_SYNCHRONOUS={(synchronous or 'NORMAL').upper()} {command}"
@@ -129,6 +138,7 @@ def main(
                 rate=rate,
                 seconds=seconds,
                 warmup=warmup,
+                history=history,
                 synchronous=synchronous,
                 profile=profile,
                 command=command,
@@ -169,6 +179,7 @@ async def _bench(
     rate: float,
     seconds: float,
     warmup: float,
+    history: int,
     synchronous: str | None,
     profile: Path | None,
     command: str,
@@ -202,6 +213,13 @@ async def _bench(
         async with databases.scratch_database(backend, workdir, "latency") as url:
             settings = _settings(url, workdir, synchronous)
             token = await databases.seed(settings)
+            if history:
+                click.echo(f"latency: a history of {history:,} deliveries ...", err=True)
+                engine = create_engine(settings)
+                try:
+                    await backlog.stage_history(engine, SecretBox(SECRET), history)
+                finally:
+                    await engine.dispose()
             warm = round(rate * warmup)
             run_ids = await prepare_runs(settings, warm + round(rate * seconds))
             server = ServerProcess(settings, free_port(), workdir / "serve.log")
@@ -236,6 +254,7 @@ async def _bench(
         rate=rate,
         latency_cpu=latency_cpu,
         patches=len(run_ids),
+        history=history,
     )
 
 

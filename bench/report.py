@@ -153,6 +153,7 @@ class Report:
     # the database server's processes of the latency database (0 on SQLite); per PATCH.
     latency_cpu: tuple[float, float] = (0.0, 0.0)
     patches: int = 0
+    history: int = 0  # deliveries already made in the latency database (stage_history)
 
     @property
     def ratio(self) -> float:
@@ -219,7 +220,8 @@ class Report:
             (
                 f"API → first attempt at {self.rate:g} events/s, p50",
                 f"{percentile(lat_ms, 50):.1f} ms",
-                f"{len(lat_ms):,} events measured; client kept {self.latency.offered_rate:.1f}/s",
+                f"{len(lat_ms):,} events measured; client kept {self.latency.offered_rate:.1f}/s; "
+                f"{self.history:,} earlier deliveries in the database",
             ),
             ("same, p90", f"{percentile(lat_ms, 90):.1f} ms", ""),
             (

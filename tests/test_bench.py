@@ -8,9 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from bench.backlog import create_webhook_channel, stage_history
 from bench.drain import DrainResult
 from bench.raw import RawResult
 from bench.report import DrainRound, median_ratio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from loadbell.security.secretbox import SecretBox
+from loadbell.settings import Settings
+from loadbell.store.tables import channels, deliveries
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +46,7 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
         "<!-- bench:postgresql:end -->\n"
     )
     args = ["--n", "300", "--drain-rounds", "2", "--rate", "20", "--seconds", "1"]
+    args += ["--history", "150"]
     done = run_bench("deliveries", *args, "--warmup", "0.5", "--write-docs", "--docs", str(docs))
     # Each round pairs its raw loop and its drain; the verdict is the median round's.
     ratios = re.search(
@@ -53,6 +61,33 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
     assert "Worker drain of 300 queued deliveries" in text
     assert "final states succeeded 600" in text  # both rounds' backlogs
     assert re.search(r"CPU per PATCH: serve +\| [\d,]+ µs", text)
+    assert "150 earlier deliveries in the database" in text  # --history
+
+
+async def test_a_history_is_deliveries_made_for_a_deleted_channel_then_analyzed(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """The latency phase's database in service (bench/backlog.py: stage_history): every
+    delivery made, its channel deleted (so the phase's events do not fan out to it), other
+    channels untouched, and the planner's statistics taken."""
+    box = SecretBox(settings.secret_key)
+    async with engine.begin() as conn:
+        kept = await create_webhook_channel(conn, box, "http://127.0.0.1:9/kept", ["test.started"])
+    await stage_history(engine, box, 120)
+    async with engine.connect() as conn:
+        statuses = (
+            await conn.execute(
+                sa.select(deliveries.c.status, sa.func.count()).group_by(deliveries.c.status)
+            )
+        ).all()
+        assert statuses == [("succeeded", 120)]
+        live = await conn.execute(sa.select(channels.c.id).where(channels.c.deleted_at.is_(None)))
+        assert live.scalars().all() == [kept]
+        if settings.is_sqlite:
+            stats = "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'deliveries'"
+        else:
+            stats = "SELECT reltuples FROM pg_class WHERE relname = 'deliveries'"
+        assert (await conn.execute(sa.text(stats))).scalar_one() > 0
 
 
 def test_the_drain_verdict_is_the_median_round() -> None:
