@@ -43,7 +43,7 @@ from loadbell.delivery.worker import Worker
 from loadbell.monitoring.registry import STOPPED, Metrics, process_name
 from loadbell.services.secret_keys import open_box
 from loadbell.settings import Settings
-from loadbell.store.db import create_engine, slow_reader
+from loadbell.store.db import create_engine, fill_pool, slow_reader
 from loadbell.store.queue import queue_for
 
 if TYPE_CHECKING:
@@ -60,11 +60,16 @@ def _worker_ended(task: asyncio.Task[None]) -> None:
 
 
 def create_app(
-    settings: Settings, *, run_worker: bool = True, worker_child: WorkerChild | None = None
+    settings: Settings,
+    *,
+    run_worker: bool = True,
+    worker_child: WorkerChild | None = None,
+    fill: bool = False,
 ) -> FastAPI:
     """The app. ``run_worker``: a delivery worker in this process's loop (the in-process
     handoff). ``worker_child``: the worker in a process of its own instead, started and
-    stopped with the app (``serve``'s default, delivery/child.py)."""
+    stopped with the app (``serve``'s default, delivery/child.py). ``fill``: open the
+    database pool's connections before serving (``serve``; store/db.py: fill_pool)."""
     run_worker = run_worker and worker_child is None
     # Watched while the app runs: admission refuses while the loop runs late.
     lag = LoopLag() if settings.max_loop_lag_ms else None
@@ -81,6 +86,8 @@ def create_app(
         # The CLI checked the key already (one line, no traceback); this check is for
         # apps built by other means, and stores the check value on a fresh database.
         box = await open_box(engine, settings.secret_key, settings.secret_key_file)
+        if fill:
+            await fill_pool(engine)
         worker = (
             Worker(
                 queue_for(settings),

@@ -119,7 +119,7 @@ def serve(
     # process: the app starts the worker process once uvicorn starts it, after the
     # database was prepared above, and stops it after uvicorn's graceful stop.
     child = WorkerChild(settings) if worker_mode == "process" else None
-    app = create_app(settings, run_worker=worker_mode == "inline", worker_child=child)
+    app = create_app(settings, run_worker=worker_mode == "inline", worker_child=child, fill=True)
     settle_heap()
     # uvicorn stops on SIGTERM or SIGINT: it stops accepting, lets the requests under way
     # finish (at most REQUESTS_GRACE seconds), then runs the app's shutdown, which stops
