@@ -9,6 +9,7 @@ import time
 import pytest
 
 from loadbell.delivery.outage import Outage
+from loadbell.store.queue import QueueConflict
 
 UNREACHABLE = "database unreachable"
 REACHABLE = "database reachable again"
@@ -54,3 +55,21 @@ def test_a_statement_begun_before_the_outage_does_not_end_it(
     outage.ok(time.monotonic())
     assert not outage.down
     assert len(_lines(caplog, REACHABLE)) == 1
+
+
+def test_a_conflict_is_retried_without_an_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """A statement the database rolled back to break a deadlock is counted and logged as
+    what it is, and starts no outage: the database is there."""
+    caplog.set_level(logging.WARNING, logger="loadbell.worker")
+    failures: list[None] = []
+    outage = Outage("w1", lambda: failures.append(None))
+    outage.failed(QueueConflict("DeadlockDetectedError: deadlock detected\nDETAIL: ..."))
+    assert not outage.down
+    assert len(failures) == 1
+    assert _lines(caplog, UNREACHABLE) == []
+    assert _lines(caplog, "rolled a statement back") == [
+        "worker w1: the database rolled a statement back (DeadlockDetectedError: deadlock "
+        "detected); trying it again"
+    ]
+    outage.ok(time.monotonic())
+    assert _lines(caplog, REACHABLE) == []

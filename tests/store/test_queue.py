@@ -7,7 +7,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ from loadbell.store.queue import (
     OVERRIDE_COLUMNS,
     Claimed,
     Deferral,
+    QueueConflict,
     QueueUnavailable,
     WorkQueue,
     postgres,
@@ -306,3 +307,157 @@ async def test_a_sqlite_claim_waits_for_the_lock_without_blocking_the_loop(
         assert len(claimed.deliveries) == staged_count // 2  # the first of each ordered pair
     finally:
         other.close()
+
+
+# Ordered pairs staged for the concurrent writes: enough rows that two writes let go
+# together are still both under way when they meet (200 deadlocked in 1 run of 3 when
+# their orders differed).
+PAIRS = 2000
+
+
+@contextlib.asynccontextmanager
+async def _writers_held(
+    settings: Settings, queue: WorkQueue, first: list[Claimed]
+) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Hold result writes until the block ends, and let them go at the same moment.
+
+    On PostgreSQL, another transaction inserts the first attempt row of each of ``first``
+    (uncommitted): a write that reaches one of those rows waits there, holding no more
+    than it wrote before it, and all are let go by one rollback. On SQLite, another
+    connection holds the write lock. Yields an async function that waits until ``n``
+    writes are held (on SQLite, which cannot say, a moment)."""
+    if settings.is_sqlite:
+        other = sqlite3.connect(sqlite_path(settings.database_url), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+
+        async def a_moment(n: int) -> None:
+            await asyncio.sleep(0.3)
+
+        try:
+            yield a_moment
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        return
+    assert isinstance(queue, postgres.PostgresQueue)
+    blocker = await asyncpg.connect(queue.dsn)
+    watch = await asyncpg.connect(queue.dsn)
+
+    async def waiting(n: int) -> None:
+        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+        deadline = time.monotonic() + 60
+        while await watch.fetchval(query) < n:
+            assert time.monotonic() < deadline, f"{n} writes never reached the held rows"
+            await asyncio.sleep(0.02)
+
+    try:
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.executemany(
+            "INSERT INTO delivery_attempts (delivery_id, series, number, started_at, "
+            "duration_ms, outcome, request_headers) VALUES ($1, $2, $3, now(), 0, 'retry', '{}')",
+            [(d.id, d.series, d.attempts + 1) for d in first],
+        )
+        yield waiting
+        await transaction.rollback()
+    finally:
+        await blocker.close()
+        await watch.close()
+
+
+async def test_a_lapsed_worker_and_its_successor_write_the_same_attempts_at_once(
+    settings: Settings,
+) -> None:
+    """A worker that lapsed (a database outage) and the worker that took its claims over
+    may write results of the same attempts at the same moment, each batch in the order
+    its attempts ended. Both writes go through, and each delivery keeps the successor's
+    result. (Rows written in the batches' own orders deadlocked on PostgreSQL: each write
+    waited for an attempt row the other had inserted.)"""
+    await seed(settings)
+    box = SecretBox.from_settings(settings.secret_key, settings.secret_key_file)
+    engine = create_engine(settings)
+    await stage_backlog(engine, box, URL, 2 * PAIRS, settings.base_url)
+    await engine.dispose()
+    lapsed, successor = queue_for(settings), queue_for(settings)
+    await lapsed.open()
+    await successor.open()
+    try:
+        now = time.time()
+        taken = await lapsed.claim(owner="lapsed", limit=2 * PAIRS, lease_seconds=30)
+        await lapsed.heartbeat("lapsed", now - 1, forget_before=now - 60)
+        again = await successor.claim(
+            owner="successor", limit=2 * PAIRS, lease_seconds=30, dead_owners=["lapsed"]
+        )
+        assert len(taken.deliveries) == len(again.deliveries) == PAIRS  # the first of each pair
+        late = [_done(d) for d in reversed(taken.deliveries)]
+        current = [_done(d) for d in again.deliveries]
+
+        # Each write held at its first attempt row: had they run in the batches' orders,
+        # the lapsed worker's from the last delivery, its successor's from the first.
+        ends = [again.deliveries[0], again.deliveries[-1]]
+        async with _writers_held(settings, successor, ends) as held:
+            writes = [
+                asyncio.create_task(lapsed.record(late, [], "lapsed")),
+                asyncio.create_task(successor.record(current, [], "successor")),
+            ]
+            await held(2)
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert not [r for r in results if isinstance(r, BaseException)], results
+    finally:
+        await lapsed.close()
+        await successor.close()
+
+    ids = {d.id for d in again.deliveries}
+    rows = [r for r in await _rows(settings, sa.select(tables.deliveries)) if r.id in ids]
+    assert {(r.status, r.attempts, r.lease_owner) for r in rows} == {("succeeded", 1, None)}
+    attempts = await _rows(settings, sa.select(tables.delivery_attempts))
+    assert len(attempts) == PAIRS
+    assert {a.worker for a in attempts} == {"successor"}
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_deadlock_is_a_conflict_not_an_outage(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """A write that PostgreSQL rolls back to break a deadlock raises QueueConflict (tried
+    again at once, and no outage in the log), and the queue goes on working."""
+    queue, _ = staged
+    assert isinstance(queue, postgres.PostgresQueue)
+    first, second = (await queue.claim(owner="w", limit=2, lease_seconds=30)).deliveries
+    other = await asyncpg.connect(queue.dsn)
+    insert = (
+        "INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, "
+        "outcome, request_headers) VALUES ($1, $2, $3, now(), 0, 'retry', '{}')"
+    )
+    try:
+        async with other.transaction():
+            # The write takes the first attempt row and waits for the second; then the
+            # other transaction waits for the first: a cycle the server breaks by failing
+            # the one that waited first, the write.
+            await other.execute(insert, second.id, second.series, second.attempts + 1)
+            write = asyncio.create_task(queue.record([_done(first), _done(second)], [], "w"))
+            deadline = time.monotonic() + 60
+            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+            while not await other.fetchval(query):
+                assert time.monotonic() < deadline, "the write never waited for the other row"
+                await asyncio.sleep(0.02)
+            await other.execute(insert, first.id, first.series, first.attempts + 1)
+            with pytest.raises(QueueConflict) as raised:
+                await write
+            assert "deadlock" in str(raised.value)
+            raise _RollBack
+    except _RollBack:
+        pass
+    finally:
+        await other.close()
+    await queue.record([_done(first), _done(second)], [], "w")  # written again, it goes in
+    rows = {r.id: r for r in await _rows(settings, sa.select(tables.deliveries))}
+    assert [(rows[d.id].status, rows[d.id].attempts) for d in (first, second)] == [
+        ("succeeded", 1),
+        ("succeeded", 1),
+    ]
+    assert len(await _rows(settings, sa.select(tables.delivery_attempts))) == 2
+
+
+class _RollBack(Exception):
+    """Leaves a transaction block by rolling it back."""

@@ -3,6 +3,8 @@
 When the database cannot be reached, the worker's parts (claims, result writes, the
 heartbeat) keep trying with a :class:`Backoff` each, and never exit. :class:`Outage` makes
 the log readable: one line when the outage begins and one when it ends, not one per retry.
+A statement the database rolled back to break a deadlock is no outage: it gets a line of
+its own and is tried again like the others.
 
 Only a statement that *began* after the outage was seen can end it. When PostgreSQL shuts
 down it ends its connections one by one, so a statement already under way on a connection
@@ -15,6 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+
+from loadbell.store.queue import QueueConflict
 
 log = logging.getLogger("loadbell.worker")
 
@@ -50,10 +54,17 @@ class Outage:
         return self._since is not None
 
     def failed(self, error: BaseException) -> None:
-        """A statement failed for want of the database."""
+        """A statement failed for want of the database, or was rolled back to break a
+        conflict with another transaction (then tried again, but not an outage)."""
         if self._on_failure is not None:
             self._on_failure()
-        if self._since is None:
+        if isinstance(error, QueueConflict):
+            log.warning(
+                "worker %s: the database rolled a statement back (%s); trying it again",
+                self.worker,
+                _first_line(error),
+            )
+        elif self._since is None:
             self._since = time.monotonic()
             log.warning(
                 "worker %s: database unreachable (%s); retrying until it is back",

@@ -173,6 +173,12 @@ class QueueUnavailable(Exception):
     """
 
 
+class QueueConflict(QueueUnavailable):
+    """The database broke a deadlock or a serialization conflict with another transaction
+    by rolling this statement back. The database is fine: the statement can be tried again
+    at once, and it is no outage."""
+
+
 class WorkQueue(Protocol):
     """The worker's statements, on a connection of its own."""
 
@@ -229,10 +235,17 @@ def result_rows(
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The parameter rows of a result write, as both databases' statements take them:
     (deliveries' updates, attempt rows). ``stamp`` and ``as_json`` give a timestamp's and
-    a JSON value's form for the driver; ``now`` is the stamped time of the write."""
+    a JSON value's form for the driver; ``now`` is the stamped time of the write.
+
+    The rows come sorted by delivery, series and attempt, not in the order the attempts
+    ended, so that concurrent writes lock rows in one order. Two workers may write
+    results of the same deliveries at once: one that lapsed and one that took over its
+    claims. Each then inserts the same attempt keys, and each waits for the other's
+    uncommitted row. In opposite orders that was a deadlock, which PostgreSQL broke by
+    failing one write (seen after a database outage, when every worker had lapsed)."""
     updates = []
     attempts = []
-    for c in done:
+    for c in sorted(done, key=_by_attempt):
         o = c.outcome
         # status, attempts, next attempt at, error, status code, updated at; the guards:
         # id, series, lease until
@@ -271,6 +284,10 @@ def result_rows(
             )
         )
     return updates, attempts
+
+
+def _by_attempt(c: Completion) -> tuple[int, int, int]:
+    return c.delivery_id, c.series, c.attempt_number
 
 
 def health_rows(done: Sequence[Completion], now: float) -> list[HealthRow]:

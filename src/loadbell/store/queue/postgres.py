@@ -42,6 +42,7 @@ from loadbell.store.queue import (
     Completion,
     Deferral,
     HealthRow,
+    QueueConflict,
     QueueUnavailable,
     Recorded,
     health_rows,
@@ -86,6 +87,8 @@ _UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
 )
+# A deadlock or serialization failure, which the server broke by rolling back this statement.
+_CONFLICT = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 CONNECT_TIMEOUT = 5.0  # seconds to open a connection
 STATEMENT_TIMEOUT = 30.0  # seconds: a statement on a server that stopped answering
 
@@ -166,6 +169,10 @@ class PostgresQueue:
         try:
             async with self._pool.acquire() as conn:
                 yield conn
+        except _CONFLICT as exc:
+            # The server rolled the statement back and the connection is fine, so the pool
+            # stays as it is.
+            raise QueueConflict(f"{exc.__class__.__name__}: {exc}") from exc
         except _UNAVAILABLE as exc:
             # A restarted server leaves every pooled connection dead: replace them all
             # now rather than fail once per connection.
