@@ -461,3 +461,34 @@ async def test_a_deadlock_is_a_conflict_not_an_outage(
 
 class _RollBack(Exception):
     """Leaves a transaction block by rolling it back."""
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+async def test_a_heartbeat_passes_over_a_lapsed_row_being_written(
+    staged: tuple[WorkQueue, int], settings: Settings
+) -> None:
+    """Two workers back after an outage longer than the lease each write their heartbeat
+    while the other's row is old enough to forget. A heartbeat does not wait for a row
+    another heartbeat holds (each waited for the other's: a deadlock); the row is kept, and
+    forgotten by a later heartbeat if its worker does not come back."""
+    queue, _ = staged
+    assert isinstance(queue, postgres.PostgresQueue)
+    now = time.time()
+    await queue.heartbeat("other", now - 100, forget_before=now - 200)
+    other = await asyncpg.connect(queue.dsn)
+    try:
+        async with other.transaction():
+            # "other" is writing its heartbeat: its row is locked until it commits.
+            await other.execute("UPDATE workers SET alive_until = $1 WHERE name = 'other'", now + 3)
+            beat = asyncio.create_task(queue.heartbeat("w", now + 3, forget_before=now - 30))
+            done, _ = await asyncio.wait([beat], timeout=30)
+            assert done, "the heartbeat waited for the row another heartbeat holds"
+            assert beat.result() == ["other"]  # lapsed, as last committed
+        names = [r.name for r in await _rows(settings, sa.select(tables.workers))]
+        assert sorted(names) == ["other", "w"]
+        await queue.heartbeat("other", time.time() - 100, forget_before=0)  # never came back
+    finally:
+        await other.close()
+    await queue.heartbeat("w", time.time() + 3, forget_before=time.time() - 30)
+    names = [r.name for r in await _rows(settings, sa.select(tables.workers))]
+    assert names == ["w"]

@@ -294,6 +294,13 @@ HEARTBEAT = """
 INSERT INTO workers (name, started_at, alive_until) VALUES ($1, $2, $3)
 ON CONFLICT (name) DO UPDATE SET alive_until = EXCLUDED.alive_until
 """
-FORGET = "DELETE FROM workers WHERE alive_until < $1"
+# A lapsed row that another transaction holds is being written by its worker's heartbeat,
+# back after an outage: passed over, not waited for. Waiting deadlocked two workers back
+# after an outage longer than the lease, each heartbeat holding its own row and deleting
+# the other's.
+FORGET = """
+DELETE FROM workers WHERE name IN (
+    SELECT name FROM workers WHERE alive_until < $1 FOR UPDATE SKIP LOCKED)
+"""
 LAPSED = "SELECT name FROM workers WHERE alive_until < $1"
 LEAVE = "DELETE FROM workers WHERE name = $1"
