@@ -14,7 +14,6 @@ head by the deadline is a timeout.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from loadbell.delivery.deadlines import Deadlines
 from loadbell.delivery.exchange import logged_body, logged_headers
 from loadbell.delivery.guard import GuardedResolver, find_forbidden, refuse_message
 from loadbell.security.addresses import is_forbidden, literal_ip
@@ -36,7 +36,7 @@ _masked_url = functools.lru_cache(maxsize=1024)(mask_url)
 # cache as _masked_url (a channel sends to the same few URLs over and over).
 _parsed_url = functools.lru_cache(maxsize=1024)(URL)
 
-# The attempt's deadline is an asyncio.timeout around the whole attempt, so aiohttp gets
+# The attempt's deadline is one around the whole attempt (deadlines.py), so aiohttp gets
 # none of its own. Its ClientTimeout(total=...) rounds a timeout of 5 s or more up to the
 # next whole second of the loop clock (ceil_threshold), so a 10 s attempt ran up to 11 s,
 # and it covers the body, so a 2xx with a slow body read as "no answer".
@@ -65,6 +65,7 @@ class Sender:
     def __init__(self, *, allow_private_targets: bool = False) -> None:
         self.allow_private_targets = allow_private_targets
         self._session: aiohttp.ClientSession | None = None
+        self._deadlines = Deadlines()
 
     async def start(self) -> None:
         if self._session is not None:
@@ -113,7 +114,7 @@ class Sender:
         response: aiohttp.ClientResponse | None = None
         excerpt: list[bytes] = []  # filled as the body arrives, so a cut-off keeps its start
         try:
-            async with asyncio.timeout(timeout):
+            async with self._deadlines.within(timeout):
                 response = await self._session.request(
                     request.method,
                     url,
