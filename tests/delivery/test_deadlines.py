@@ -103,3 +103,25 @@ async def test_a_cancellation_during_an_expired_block_is_kept() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         await asyncio.create_task(attempt())
+
+
+def test_deadlines_used_on_a_new_loop_still_fire() -> None:
+    """A timer set on a loop that has since ended would never fire: a deadline noted on a
+    new loop gets a timer of that loop, even when it is later than the old timer's."""
+    deadlines = Deadlines()
+
+    async def note_and_leave() -> None:
+        async with deadlines.within(0.5):
+            await asyncio.sleep(0)
+
+    async def hang_on_a_new_loop() -> float:
+        task = asyncio.create_task(_hang(deadlines, 1.0))
+        done, _ = await asyncio.wait([task], timeout=30)
+        if not done:
+            task.cancel()
+        assert done, "the deadline never fired"
+        return task.result()
+
+    asyncio.run(note_and_leave())  # its loop ends with a timer set for 0.5 s from then
+    took = asyncio.run(hang_on_a_new_loop())
+    assert took >= 1.0

@@ -27,6 +27,7 @@ class Deadlines:
         self._due: dict[Deadline, float] = {}  # loop.time() by which each must have ended
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None  # the timer's
 
     def within(self, seconds: float) -> Deadline:
         """``async with deadlines.within(s):`` the block ends within ``s`` seconds, with
@@ -35,7 +36,8 @@ class Deadlines:
 
     def _add(self, deadline: Deadline, when: float, loop: asyncio.AbstractEventLoop) -> None:
         self._due[deadline] = when
-        if when < self._timer_at:
+        # A timer left on another loop (one that has ended) would never fire here.
+        if when < self._timer_at or loop is not self._loop:
             self._set(when, loop)
 
     def _remove(self, deadline: Deadline) -> None:
@@ -47,7 +49,7 @@ class Deadlines:
         if self._timer is not None:
             self._timer.cancel()
         self._timer = loop.call_at(when, self._fire, loop)
-        self._timer_at = when
+        self._timer_at, self._loop = when, loop
 
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer, self._timer_at = None, math.inf
