@@ -315,6 +315,22 @@ async def test_a_sqlite_claim_waits_for_the_lock_without_blocking_the_loop(
 PAIRS = 2000
 
 
+# An attempt row as another transaction holds it (uncommitted) to make a write wait.
+_ATTEMPT_ROW = (
+    "INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, "
+    "outcome, request_headers) VALUES ($1, $2, $3, now(), 0, 'retry', '{}')"
+)
+
+
+async def _until_waiting(conn: asyncpg.Connection, n: int) -> None:
+    """Return once ``n`` transactions wait for another's row (at most a minute)."""
+    query = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
+    deadline = time.monotonic() + 60
+    while await conn.fetchval(query) < n:
+        assert time.monotonic() < deadline, f"{n} writes never waited for the held rows"
+        await asyncio.sleep(0.02)
+
+
 @contextlib.asynccontextmanager
 async def _writers_held(
     settings: Settings, queue: WorkQueue, first: list[Claimed]
@@ -344,20 +360,12 @@ async def _writers_held(
     watch = await asyncpg.connect(queue.dsn)
 
     async def waiting(n: int) -> None:
-        query = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
-        deadline = time.monotonic() + 60
-        while await watch.fetchval(query) < n:
-            assert time.monotonic() < deadline, f"{n} writes never reached the held rows"
-            await asyncio.sleep(0.02)
+        await _until_waiting(watch, n)
 
     try:
         transaction = blocker.transaction()
         await transaction.start()
-        await blocker.executemany(
-            "INSERT INTO delivery_attempts (delivery_id, series, number, started_at, "
-            "duration_ms, outcome, request_headers) VALUES ($1, $2, $3, now(), 0, 'retry', '{}')",
-            [(d.id, d.series, d.attempts + 1) for d in first],
-        )
+        await blocker.executemany(_ATTEMPT_ROW, [(d.id, d.series, d.attempts + 1) for d in first])
         yield waiting
         await transaction.rollback()
     finally:
@@ -425,29 +433,20 @@ async def test_a_deadlock_is_a_conflict_not_an_outage(
     assert isinstance(queue, postgres.PostgresQueue)
     first, second = (await queue.claim(owner="w", limit=2, lease_seconds=30)).deliveries
     other = await asyncpg.connect(queue.dsn)
-    insert = (
-        "INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, "
-        "outcome, request_headers) VALUES ($1, $2, $3, now(), 0, 'retry', '{}')"
-    )
     try:
-        async with other.transaction():
-            # The write takes the first attempt row and waits for the second; then the
-            # other transaction waits for the first: a cycle the server breaks by failing
-            # the one that waited first, the write.
-            await other.execute(insert, second.id, second.series, second.attempts + 1)
-            write = asyncio.create_task(queue.record([_done(first), _done(second)], [], "w"))
-            deadline = time.monotonic() + 60
-            query = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"
-            while not await other.fetchval(query):
-                assert time.monotonic() < deadline, "the write never waited for the other row"
-                await asyncio.sleep(0.02)
-            await other.execute(insert, first.id, first.series, first.attempts + 1)
-            with pytest.raises(QueueConflict) as raised:
-                await write
-            assert "deadlock" in str(raised.value)
-            raise _RollBack
-    except _RollBack:
-        pass
+        transaction = other.transaction()
+        await transaction.start()
+        # The write takes the first attempt row and waits for the second; then the other
+        # transaction waits for the first: a cycle the server breaks by failing the one
+        # that waited first, the write.
+        await other.execute(_ATTEMPT_ROW, second.id, second.series, second.attempts + 1)
+        write = asyncio.create_task(queue.record([_done(first), _done(second)], [], "w"))
+        await _until_waiting(other, 1)
+        await other.execute(_ATTEMPT_ROW, first.id, first.series, first.attempts + 1)
+        with pytest.raises(QueueConflict) as raised:
+            await write
+        assert "deadlock" in str(raised.value)
+        await transaction.rollback()
     finally:
         await other.close()
     await queue.record([_done(first), _done(second)], [], "w")  # written again, it goes in
@@ -457,10 +456,6 @@ async def test_a_deadlock_is_a_conflict_not_an_outage(
         ("succeeded", 1),
     ]
     assert len(await _rows(settings, sa.select(tables.delivery_attempts))) == 2
-
-
-class _RollBack(Exception):
-    """Leaves a transaction block by rolling it back."""
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
