@@ -124,6 +124,18 @@ class DrainRound:
     def ratio(self) -> float:
         return self.drain.per_second / self.raw.per_second if self.raw.per_second else 0.0
 
+    @property
+    def raw_busy(self) -> float:
+        """The raw loop's CPU time over its wall time: 1.0 is one whole core."""
+        return self.raw.cpu_seconds / self.raw.seconds if self.raw.seconds else 0.0
+
+    @property
+    def drain_busy(self) -> float:
+        """The worker process's CPU time over the drain's wall time. A worker is one thread
+        of Python, so the drain is as fast as its CPU allows only near 1.0; below that it
+        waited for its receiver or its database, which share the machine's cores with it."""
+        return self.drain.cpu_seconds / self.drain.seconds if self.drain.seconds else 0.0
+
     def cpu_ratio(self) -> float | None:
         """On PostgreSQL, the ratio the CPU times give (see ``Report._server_rows``)."""
         server = self.drain.server_cpu_seconds
@@ -203,6 +215,12 @@ class Report:
                 "CPU per delivery: worker / receiver",
                 _pairs(rounds, lambda r: (r.drain.cpu_seconds, r.receiver_cpu[1]), "drain") + " µs",
                 "worker includes claims, rendering and the attempt log",
+            ),
+            (
+                "Share of one core busy: raw loop / worker",
+                ", ".join(f"{r.raw_busy:.0%} / {r.drain_busy:.0%}" for r in rounds),
+                "CPU time over wall time; below 100 % the process waited (for its receiver, "
+                "or for the database)",
             ),
             *self._server_rows(),
             (

@@ -62,6 +62,9 @@ def test_benchmark_runs_all_phases_and_writes_its_docs_block(tmp_path: Path) -> 
     assert "final states succeeded 600" in text  # both rounds' backlogs
     assert re.search(r"CPU per PATCH: serve +\| [\d,]+ µs", text)
     assert "150 earlier deliveries in the database" in text  # --history
+    assert re.search(
+        r"Share of one core busy: raw loop / worker \| \d+% / \d+%, \d+% / \d+% \|", text
+    )
 
 
 async def test_a_history_is_deliveries_made_for_a_deleted_channel_then_analyzed(
@@ -107,6 +110,23 @@ def test_the_drain_verdict_is_the_median_round() -> None:
     rounds = [round_at(10_000, 7_000), round_at(10_000, 4_000), round_at(10_000, 5_500)]
     assert [round(r.ratio, 2) for r in rounds] == [0.7, 0.4, 0.55]
     assert median_ratio(rounds) == pytest.approx(0.55)
+
+
+def test_a_round_says_how_much_of_a_core_each_process_kept_busy() -> None:
+    """CPU time over wall time: the raw loop's and the worker's share of one core."""
+    raw = RawResult(requests=1000, seconds=0.5, failures=0, cpu_seconds=0.45)
+    drained = DrainResult(
+        deliveries=1000,
+        seconds=2.0,
+        statuses={"succeeded": 1000},
+        timed_out=False,
+        cpu_seconds=1.5,
+    )
+    measured = DrainRound(raw, drained, (0.05, 0.05))
+    assert measured.raw_busy == pytest.approx(0.9)
+    assert measured.drain_busy == pytest.approx(0.75)
+    idle = DrainRound(RawResult(0, 0.0, 0, 0.0), drained, (0.0, 0.0))
+    assert idle.raw_busy == 0.0
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from loadbell.delivery.holds import Holds
+from loadbell.delivery.holds import MIN_HOLD, Holds
 from loadbell.delivery.slots import Slots
 from loadbell.store.queue import Claimed
 
@@ -29,10 +29,9 @@ def _item(delivery_id: int, channel_id: int, lease_left: float = 30.0) -> Claime
     )
 
 
-def _slots(per_channel: int = 2, stale: list[int] | None = None) -> Slots:
+def _slots(per_channel: int = 2, stale: list[int] | None = None, fast: int | None = None) -> Slots:
     return Slots(
-        per_channel,
-        Holds(per_channel),
+        Holds(per_channel, fast),
         min_lease=24.0,
         on_stale=lambda item: (stale if stale is not None else []).append(item.id),
     )
@@ -121,3 +120,43 @@ def test_a_disabled_channel_queued_work_is_dropped() -> None:
     assert job is not None and job[0].id == 10
     assert slots.next(NOW) is None
     assert (slots.held(1), slots.running) == (1, 2)
+
+
+def test_a_channel_that_answers_fast_may_run_more_at_once() -> None:
+    """Once a channel's attempts take less than FAST_SECONDS on average, it runs up to its
+    fast cap; when they slow down, no attempt past the cap starts until enough end."""
+    slots = _slots(per_channel=2, fast=5)
+    for i in range(20):
+        slots.add(_item(i, channel_id=3), None)
+    assert [slots.next(NOW) is not None for _ in range(3)] == [True, True, False]
+    assert slots.startable() == 0
+    assert slots.holds.took(3, 0.01) is True  # its cap rose: wake lanes for it
+    slots.done(3)
+    assert slots.startable() == 4
+    assert [slots.next(NOW) is not None for _ in range(5)] == [True] * 4 + [False]
+    assert slots.running == 5
+    assert slots.holds.took(3, 0.01) is False  # fast already
+    # An endpoint that starts to hang: its first slow attempt brings the cap back to 2.
+    assert slots.holds.took(3, 10.0) is False
+    assert slots.holds.cap(3) == 2
+    slots.done(3)
+    assert (slots.running, slots.startable(), slots.next(NOW)) == (4, 0, None)
+    for _ in range(3):
+        slots.done(3)
+    assert slots.running == 1 and slots.startable() == 1
+
+
+def test_without_a_fast_cap_a_fast_channel_keeps_its_slots() -> None:
+    """No fast cap (or one not above the channel cap): the pace moves only the hold."""
+    for fast in (None, 2, 1):
+        slots = _slots(per_channel=2, fast=fast)
+        assert slots.holds.took(3, 0.001) is False
+        assert slots.holds.cap(3) == 2
+
+
+def test_a_fast_channel_holds_enough_to_fill_its_slots() -> None:
+    """The hold of a fast channel is at least MIN_HOLD times its fast cap."""
+    holds = Holds(2, 40)
+    holds.took(3, 0.2)  # fast, but slow enough that its pace alone would hold little
+    assert holds.cap(3) == 40
+    assert holds.of(3) >= MIN_HOLD * 40

@@ -103,6 +103,7 @@ class Attempts:
             item, batch = job
             started = datetime.now(UTC)
             setup = message = None
+            raised = False
             try:
                 begun = self._begin(item, batch)
                 if begun is None:  # deferred to its destination's pace: no attempt
@@ -120,9 +121,11 @@ class Attempts:
                         outcome = setup.redact(outcome)  # after interpret: it reads the body
                     except Exception as exc:
                         outcome = self._failure(item, exc)
-                    self.holds.took(item.channel_id, time.perf_counter() - sent)
+                    raised = self.holds.took(item.channel_id, time.perf_counter() - sent)
             finally:
                 slots.done(item.channel_id)
+            if raised:  # the channel may run more at once: lanes for what it queued
+                lanes.wake(slots.startable())
             decision = decide(item.attempts + 1, outcome, policy)
             kind = setup.kind.name if setup is not None else _kind_of(item, batch)
             self.metrics.attempt(

@@ -1,12 +1,13 @@
 """Which claimed delivery a worker attempts next: per-channel slots over claimed work.
 
-A worker holds claimed deliveries per channel (``holds.py`` says how many) and runs at most
-``per_channel`` attempts of one channel at once, so a slow or dead endpoint cannot take every
+A worker holds claimed deliveries per channel and runs at most the channel's cap of attempts
+at once (``holds.py`` says how many of each), so a slow or dead endpoint cannot take every
 slot. Channels with queued work and a free slot take turns (round robin).
 
 Invariants:
 
-- ``running(c) <= per_channel`` for every channel ``c``.
+- ``running(c) <= holds.cap(c)`` for every channel ``c`` when it starts an attempt (a cap
+  that falls leaves the attempts under way to finish).
 - A delivery is started only while its lease outlives the longest attempt
   (``min_lease`` seconds left): one that waited too long is handed to ``on_stale`` instead,
   so that no other worker can take it over while the attempt is still under way.
@@ -30,13 +31,11 @@ Job = tuple[Claimed, Any]  # a claimed delivery and the claim (ClaimBatch) it ca
 class Slots:
     def __init__(
         self,
-        per_channel: int,
         holds: Holds,
         *,
         min_lease: float,
         on_stale: Callable[[Claimed], None],
     ) -> None:
-        self.per_channel = per_channel
         self.holds = holds
         self.min_lease = min_lease  # seconds a lease must still run to start an attempt
         self._on_stale = on_stale
@@ -80,15 +79,18 @@ class Slots:
 
     def startable(self) -> int:
         """How many queued deliveries could start now (lanes to wake)."""
-        cap = self.per_channel
-        return sum(min(len(self._queued.get(c, ())), cap - self._running[c]) for c in self._ready)
+        cap = self.holds.cap
+        return sum(
+            max(0, min(len(self._queued.get(c, ())), cap(c) - self._running[c]))
+            for c in self._ready
+        )
 
     def next(self, now: float) -> Job | None:
         """Take the next delivery to attempt (its slot is then taken), channels in turn."""
-        cap = self.per_channel
         while self._ready:
             channel_id = self._ready.popleft()
             queue = self._queued.get(channel_id)
+            cap = self.holds.cap(channel_id)
             if not queue or self._running[channel_id] >= cap:
                 self._ready_set.discard(channel_id)
                 continue
@@ -137,7 +139,7 @@ class Slots:
         if (
             channel_id not in self._ready_set
             and channel_id in self._queued
-            and self._running[channel_id] < self.per_channel
+            and self._running[channel_id] < self.holds.cap(channel_id)
         ):
             self._ready_set.add(channel_id)
             self._ready.append(channel_id)

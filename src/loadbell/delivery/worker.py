@@ -24,7 +24,8 @@ Invariants (docs/architecture.md, "The worker", says more):
 - **Order per channel x run x target.** The next delivery of a sequence is claimable only
   once the one before it succeeded or failed for good.
 - **Caps.** At most ``worker_concurrency`` attempts at once, at most
-  ``per_channel_concurrency`` of one channel.
+  ``per_channel_concurrency`` of one channel, or ``fast_channel_concurrency`` of one whose
+  attempts answer fast (``holds.py``).
 - **What a crash repeats or delays.** Delivery is at-least-once. A worker killed mid-attempt
   leaves the attempt unlogged and the delivery is sent again with the same id, once its
   liveness lapses (about 3 s) or its lease runs out, whichever comes first; what it had
@@ -94,8 +95,7 @@ class Worker:
         # The longest an attempt may take: a lease must outlive it (setup.py caps timeouts).
         longest = settings.lease_seconds * 0.8
         self.slots = Slots(
-            settings.per_channel_concurrency,
-            Holds(settings.per_channel_concurrency),
+            Holds(settings.per_channel_concurrency, settings.fast_channel_cap),
             min_lease=longest,
             on_stale=lambda item: self.results.defer(item, 0.0),
         )
