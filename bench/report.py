@@ -318,7 +318,8 @@ class Report:
             "",
             *measured_with(self.command, m),
             f"- Settings: worker_concurrency={s.worker_concurrency}, "
-            f"per_channel_concurrency={s.per_channel_concurrency}, "
+            f"per_channel_concurrency={s.per_channel_concurrency} "
+            f"(fast channels {s.fast_channel_cap}), "
             f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}, "
             f"lease_seconds={s.lease_seconds:g}; {self.durability()}.",
             "- Receiver, raw loop, worker, API server and database all on the same machine.",

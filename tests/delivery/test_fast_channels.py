@@ -100,3 +100,18 @@ async def test_a_channel_that_answers_slowly_keeps_its_cap(settings: Settings) -
     handler = InFlight(FAST_SECONDS + 0.05)
     await _drain(settings, handler, 6)
     assert handler.most == PER_CHANNEL
+
+
+def test_the_fast_cap_defaults_to_four_times_the_channel_cap_within_half_the_worker() -> None:
+    """Unset: 4 x the per-channel cap, at most half the worker's slots, never below the
+    per-channel cap; set: as given, never below the per-channel cap."""
+
+    def cap(**values: object) -> int:
+        return Settings(database_url="sqlite+aiosqlite:///unused.db", **values).fast_channel_cap  # type: ignore[arg-type]
+
+    assert cap() == 64  # 16 x 4, half of 128
+    assert cap(per_channel_concurrency=4) == 16
+    assert cap(worker_concurrency=40) == 20
+    assert cap(worker_concurrency=8) == 16  # half of 8 is below the per-channel cap
+    assert cap(fast_channel_concurrency=100) == 100
+    assert cap(fast_channel_concurrency=3) == 16  # at or below the channel cap: off
