@@ -126,15 +126,15 @@ class DrainRound:
 
     @property
     def raw_busy(self) -> float:
-        """The raw loop's CPU time over its wall time: 1.0 is one whole core."""
-        return self.raw.cpu_seconds / self.raw.seconds if self.raw.seconds else 0.0
+        """The raw loop's share of one core (``_busy``)."""
+        return _busy(self.raw.cpu_seconds, self.raw.seconds)
 
     @property
     def drain_busy(self) -> float:
-        """The worker process's CPU time over the drain's wall time. A worker is one thread
-        of Python, so the drain is as fast as its CPU allows only near 1.0; below that it
-        waited for its receiver or its database, which share the machine's cores with it."""
-        return self.drain.cpu_seconds / self.drain.seconds if self.drain.seconds else 0.0
+        """The worker process's share of one core. A worker is one thread of Python, so the
+        drain is as fast as its CPU allows only near 1.0; below that it waited for its
+        receiver or its database, which share the machine's cores with it."""
+        return _busy(self.drain.cpu_seconds, self.drain.seconds)
 
     def cpu_ratio(self) -> float | None:
         """On PostgreSQL, the ratio the CPU times give (see ``Report._server_rows``)."""
@@ -317,10 +317,7 @@ class Report:
             f"### {m.database}: {self.durability()}",
             "",
             *measured_with(self.command, m),
-            f"- Settings: worker_concurrency={s.worker_concurrency}, "
-            f"per_channel_concurrency={s.per_channel_concurrency} "
-            f"(fast channels {s.fast_channel_cap}), "
-            f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}, "
+            f"- Settings: {worker_settings(s)}, "
             f"lease_seconds={s.lease_seconds:g}; {self.durability()}.",
             "- Receiver, raw loop, worker, API server and database all on the same machine.",
             "",
@@ -329,6 +326,21 @@ class Report:
             *(f"| {a} | {b} | {c} |" for a, b, c in self.rows()),
         ]
         return "\n".join(out)
+
+
+def worker_settings(s: Settings) -> str:
+    """The worker settings a drain's figures depend on, as the documents give them."""
+    return (
+        f"worker_concurrency={s.worker_concurrency}, "
+        f"per_channel_concurrency={s.per_channel_concurrency} "
+        f"(fast channels {s.fast_channel_cap}), "
+        f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}"
+    )
+
+
+def _busy(cpu_seconds: float, seconds: float) -> float:
+    """CPU time over wall time: 1.0 is one whole core."""
+    return cpu_seconds / seconds if seconds else 0.0
 
 
 def _per(seconds: float, count: int) -> float:

@@ -113,10 +113,7 @@ class ScaleOutResult:
                 *report.measured_with(
                     self.command, m, after_load=f", at the end {report.loads(self.load_after)}."
                 ),
-                f"- Settings per worker: worker_concurrency={s.worker_concurrency}, "
-                f"per_channel_concurrency={s.per_channel_concurrency} "
-                f"(fast channels {s.fast_channel_cap}), "
-                f"claim_batch={s.claim_batch}, poll_seconds={s.poll_seconds:g}.",
+                f"- Settings per worker: {report.worker_settings(s)}.",
                 "",
                 "| Measure | Value | Notes |",
                 "|---|---|---|",
