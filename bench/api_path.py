@@ -214,10 +214,12 @@ async def loadbell_arm(
         "503s (sent again)": float(tally.overloaded),
     }
     # serve's own; the worker's is the rest: serve's worker process, or --external-worker's.
-    # With --worker inline or none there is no rest, and no worker figure to give.
+    # With --worker inline or none there is no rest, and no worker figure to give. An
+    # external worker's figure is given even when it is 0: CPU time comes in ticks of
+    # 10 ms, which a short run's worker may not reach.
     cpu += worker_cpu
     facts["serve CPU ms"] = own / count * 1000
-    if cpu > own:
+    if cpu > own or worker is not None:
         facts["worker CPU ms"] = (cpu - own) / count * 1000
     note = "; ".join(f"{k} {v:.1f}" for k, v in facts.items())
     result = ArmResult("loadbell serve (SQLite)", arrived, last - t0, cpu, errors, note, facts)

@@ -40,9 +40,9 @@ from loadbell.store.db import create_engine
 from loadbell.store.tables import DELIVERY_SUCCEEDED
 from loadbell.values import OutboundRequest, Outcome, Verdict
 
-# What bench/receiver.py's 204 carries (aiohttp's server adds them).
+# What bench/receiver.py's 204 carries.
 RECEIVER_HEADERS = (
-    ("Server", "Python/3.11 aiohttp/3.14"),
+    ("Server", "bench-receiver"),
     ("Date", "Sun, 06 Dec 2026 20:00:00 GMT"),
 )
 WARM = 2_000  # deliveries drained once, untimed, before the first round
