@@ -169,6 +169,43 @@ async def test_rotate_reseals_everything_in_batches_and_again_changes_nothing(
     assert (again.total, again.current, again.check_value) == (0, 7, False)
 
 
+async def test_rotate_ends_while_channels_keep_being_created(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channels created while keys rotate (by processes that seal with the newest key
+    already) do not keep the walk going: it stops at the last id of its start. Here a
+    channel is created with each batch the walk reads."""
+    await open_box(engine, "old", UNUSED)
+    ids = [await _add_channel(engine, "old", f"t{i}") for i in range(3)]
+    read = key_check.sealed_batch
+    batches = 0
+
+    async def and_one_more(conn: sa.ext.asyncio.AsyncConnection, *args: object) -> object:
+        nonlocal batches
+        batches += 1
+        assert batches < 50, "the walk follows the channels created after it began"
+        rows = await read(conn, *args)  # type: ignore[arg-type]
+        await conn.execute(
+            sa.insert(channels).values(
+                organization_id=1,
+                kind="webhook",
+                name=f"created meanwhile {batches}",
+                config={"format": "loadimpact"},
+                secrets=SecretBox("new").seal({"url": "http://127.0.0.1:9/x"}),
+                events=[],
+                filters={},
+                retry={},
+            )
+        )
+        return rows
+
+    monkeypatch.setattr(key_check, "sealed_batch", and_one_more)
+    done = await rotate(engine, SecretBox("new,old"), lambda line: None, batch=1)
+    assert done.resealed["channels"] == len(ids)
+    assert done.check_value and done.unopened == []
+    assert all(SecretBox("new").opens(t) for t in await _all_sealed(engine))
+
+
 async def test_rotate_reports_what_no_key_opens_and_keeps_the_check_value(
     engine: AsyncEngine,
 ) -> None:

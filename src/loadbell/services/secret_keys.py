@@ -138,8 +138,11 @@ async def rotate(
 
     Each batch of rows is one transaction, and a row is replaced only if it still holds
     what was read (a row written meanwhile is read again and sealed anew), so API and
-    workers may keep running, as long as they know the newest key too. Running it again
-    finds everything current and changes nothing. The check value goes last: once it is
+    workers may keep running, as long as they know the newest key too. A table is walked
+    up to the last id it held when its walk began: rows added later were sealed by such
+    a process, with the newest key, and a walk that followed them could go on for as
+    long as channels keep being created. Running it again finds everything current and
+    changes nothing. The check value goes last: once it is
     sealed with the newest key, every secret is. Raises :class:`SecretKeyError` when the
     check value opens with none of the keys (they are not this database's).
     """
@@ -153,9 +156,11 @@ async def rotate(
     done = Rotation()
     for label, table in key_check.SEALED:
         count, after = 0, 0
+        async with transaction(engine) as conn:
+            last = await key_check.last_id(conn, table)
         while True:
             async with transaction(engine) as conn:
-                rows = await key_check.sealed_batch(conn, table, after, batch)
+                rows = await key_check.sealed_batch(conn, table, after, batch, last)
                 for row_id, token in rows:
                     changed = await _reseal_row(conn, box, table, row_id, token)
                     if changed is None:

@@ -113,13 +113,19 @@ async def replace_check(conn: AsyncConnection, old: str | None, new: str) -> boo
     return bool(result.rowcount)
 
 
+async def last_id(conn: AsyncConnection, table: sa.Table) -> int:
+    """The highest id in ``table`` (0: it is empty)."""
+    return int((await conn.execute(sa.select(sa.func.max(table.c.id)))).scalar() or 0)
+
+
 async def sealed_batch(
-    conn: AsyncConnection, table: sa.Table, after_id: int, limit: int
+    conn: AsyncConnection, table: sa.Table, after_id: int, limit: int, up_to: int
 ) -> list[tuple[int, str]]:
-    """Up to ``limit`` (id, sealed value) of ``table`` past ``after_id``, in id order."""
+    """Up to ``limit`` (id, sealed value) of ``table`` past ``after_id`` and up to
+    ``up_to``, in id order."""
     rows = await conn.execute(
         sa.select(table.c.id, table.c.secrets)
-        .where(table.c.id > after_id, table.c.secrets.is_not(None))
+        .where(table.c.id > after_id, table.c.id <= up_to, table.c.secrets.is_not(None))
         .order_by(table.c.id)
         .limit(limit)
     )
