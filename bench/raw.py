@@ -41,8 +41,9 @@ async def warm_up(request: OutboundRequest, concurrency: int, n: int = WARM_UP_R
 
     The drain sets them (``runtime.settle_heap``, as ``loadbell worker`` does), and they
     stay for the rest of the process: without them here, the first round's raw loop
-    alone ran with CPython's defaults, at 73-76 µs of CPU per request against 64 µs in
-    the rounds after a drain, and flattered that round's drain by a tenth.
+    alone ran with CPython's defaults, at 68-76 µs of CPU per request against 63-65 µs
+    in the rounds after a drain, and flattered that round's drain by up to a tenth
+    (docs/decisions.md, D78).
     """
     settle_heap()
     await raw_loop(request, n, concurrency)

@@ -142,9 +142,9 @@ async def rotate(
     up to the last id it held when its walk began: rows added later were sealed by such
     a process, with the newest key, and a walk that followed them could go on for as
     long as channels keep being created. Running it again finds everything current and
-    changes nothing. The check value goes last: once it is
-    sealed with the newest key, every secret is. Raises :class:`SecretKeyError` when the
-    check value opens with none of the keys (they are not this database's).
+    changes nothing. The check value goes last: once it is sealed with the newest key,
+    every secret is. Raises :class:`SecretKeyError` when the check value opens with none
+    of the keys (they are not this database's).
     """
     async with transaction(engine) as conn:
         old_check = await key_check.read_check(conn)
