@@ -137,16 +137,16 @@ class ReceiverProtocol(asyncio.Protocol):
             self._body.append(body)
 
     def on_message_complete(self) -> None:
-        keep_alive = self.parser.should_keep_alive()
         if self._size > MAX_BODY:
             self._send(_response(b"413 Request Entity Too Large", close=True), close=True)
             return
+        close = not self.parser.should_keep_alive()
         path = self._url.split(b"?", 1)[0]
         if path.startswith(b"/_bench/"):
-            answer = self._control(path, self.parser.get_method(), not keep_alive)
+            answer = self._control(path, self.parser.get_method(), close)
         else:
-            answer = self._count(path, not keep_alive)
-        self._send(answer, close=not keep_alive)
+            answer = self._count(path, close)
+        self._send(answer, close=close)
 
     # -- answers ---------------------------------------------------------------------------
 

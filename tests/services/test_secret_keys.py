@@ -34,23 +34,26 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     await eng.dispose()
 
 
+def _channel_row(key: str, secret: str) -> dict[str, object]:
+    """A webhook channel whose secrets are sealed with ``key``."""
+    return {
+        "organization_id": 1,
+        "kind": "webhook",
+        "name": f"hook {secret}",
+        "config": {"format": "loadimpact"},
+        "secrets": SecretBox(key).seal({"url": f"http://127.0.0.1:9/{secret}"}),
+        "events": [],
+        "filters": {},
+        "retry": {},
+    }
+
+
 async def _add_channel(engine: AsyncEngine, key: str, secret: str) -> int:
     async with engine.begin() as conn:
         return int(
             (
                 await conn.execute(
-                    sa.insert(channels)
-                    .values(
-                        organization_id=1,
-                        kind="webhook",
-                        name=f"hook {secret}",
-                        config={"format": "loadimpact"},
-                        secrets=SecretBox(key).seal({"url": f"http://127.0.0.1:9/{secret}"}),
-                        events=[],
-                        filters={},
-                        retry={},
-                    )
-                    .returning(channels.c.id)
+                    sa.insert(channels).values(**_channel_row(key, secret)).returning(channels.c.id)
                 )
             ).scalar_one()
         )
@@ -186,16 +189,7 @@ async def test_rotate_ends_while_channels_keep_being_created(
         assert batches < 50, "the walk follows the channels created after it began"
         rows = await read(conn, *args)  # type: ignore[arg-type]
         await conn.execute(
-            sa.insert(channels).values(
-                organization_id=1,
-                kind="webhook",
-                name=f"created meanwhile {batches}",
-                config={"format": "loadimpact"},
-                secrets=SecretBox("new").seal({"url": "http://127.0.0.1:9/x"}),
-                events=[],
-                filters={},
-                retry={},
-            )
+            sa.insert(channels).values(**_channel_row("new", f"meanwhile {batches}"))
         )
         return rows
 
