@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from bench.attempt_costs import frozen_twin
 from bench.backlog import create_webhook_channel, stage_history
 from bench.drain import DrainResult
 from bench.raw import RawResult
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from loadbell.security.secretbox import SecretBox
 from loadbell.settings import Settings
 from loadbell.store.tables import channels, deliveries
+from loadbell.values import Outcome, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -258,6 +261,33 @@ def test_worker_cpu_benchmark_drains_every_round(db: str) -> None:
         done.stdout.strip(),
     ), done.stdout
     assert done.stderr.count("µs") == 2
+
+
+def test_attempt_costs_benchmark_times_each_piece_now_and_before() -> None:
+    """A tiny run of bench/attempt_costs.py: a line per piece, each side's µs and their
+    ratio."""
+    done = run_bench("attempt_costs", "--rounds", "1", "--number", "200")
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].split() == ["per", "attempt", "now", "before", "ratio"]
+    pieces = ["Outcome, Message, OutboundRequest", "the attempt's three metrics", "masking"]
+    assert len(lines) == 1 + len(pieces), done.stdout
+    for line, piece in zip(lines[1:], pieces, strict=True):
+        assert line.startswith(piece) and re.search(r"[\d.]+ µs +[\d.]+ µs +[\d.]+×$", line)
+
+
+def test_the_frozen_twin_has_the_fields_and_defaults_and_is_frozen() -> None:
+    """What the bench compares with: the value type's fields and defaults, frozen."""
+    twin = frozen_twin(Outcome)
+    assert [(f.name, f.default) for f in fields(twin)] == [
+        (f.name, f.default) for f in fields(Outcome)
+    ]
+    made = twin(Verdict.DELIVERED)
+    assert (
+        made.request_headers == {}
+        and made.request_headers is not twin(Verdict.RETRY).request_headers
+    )
+    with pytest.raises(FrozenInstanceError):
+        made.status_code = 200
 
 
 @pytest.mark.slow

@@ -5,6 +5,11 @@ kind's own transport) turns that into an :class:`Outcome`. :class:`Rate` is a ki
 per destination and :class:`ConfigError` its refusal of a config; :func:`parse_retry_after`
 reads a ``Retry-After`` for the sender and the Slack Web API client alike. Everything here
 is a plain value: no I/O, and nothing imported from loadbell but ``domain``.
+
+An attempt builds a message, a request and an outcome, thousands of times a second: those
+three are slotted dataclasses, not frozen ones, whose ``__init__`` cost twice as much
+(docs/decisions.md, D79). They are values all the same: nothing assigns to their fields,
+and a changed one is made with ``dataclasses.replace``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ class ConfigError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
     """Everything a kind may put in a notification, frozen when the event happened."""
 
@@ -42,7 +47,7 @@ class Message:
     target: str | None = None  # a Slack channel, ... (None for kinds without targets)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutboundRequest:
     url: str
     body: bytes
@@ -59,7 +64,7 @@ class Verdict(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """What one attempt came to: delivered, retry (after N s) or failed (with a reason)."""
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from api.support import all_done, create_webhook, new_run, set_status, wait_deliveries
 from loadbell.channels.webhook import WebhookKind
+from loadbell.delivery.exchange import REQUEST_BODY_BYTES
 from loadbell.delivery.setup import ChannelSetup
 from loadbell.domain.retry import RetryPolicy
 from loadbell.testing import Received, RecordingReceiver
@@ -119,3 +120,20 @@ def test_redact_keeps_an_outcome_with_nothing_to_mask() -> None:
     assert setup.redact(clean) is clean
     cut = Outcome(Verdict.DELIVERED, 200, body_excerpt="echo: " + URL_TOKEN[:8])
     assert setup.redact(cut).body_excerpt == "echo: ****"
+
+
+def test_redact_checks_the_end_of_the_body_sent_only_when_the_log_cut_it() -> None:
+    """The body sent ends inside a secret only when the log kept just its start: a whole
+    body's end is its own text, a cut one's end has the secret's start masked."""
+    setup = _setup(frozenset({URL_TOKEN}))
+    ending = "x" * 10 + URL_TOKEN[:8]
+    whole = Outcome(Verdict.DELIVERED, 200, request_body=ending, request_body_bytes=len(ending))
+    assert setup.redact(whole).request_body == ending
+    cut = Outcome(
+        Verdict.DELIVERED, 200, request_body=ending, request_body_bytes=REQUEST_BODY_BYTES + 1
+    )
+    assert setup.redact(cut).request_body == "x" * 10 + "****"
+    # A secret inside the body is masked either way.
+    holding = f"token={URL_TOKEN}&"
+    whole = Outcome(Verdict.DELIVERED, 200, request_body=holding, request_body_bytes=len(holding))
+    assert setup.redact(whole).request_body == "token=****&"

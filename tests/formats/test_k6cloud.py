@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,7 @@ def test_event_id_is_the_same_on_every_delivery_of_an_event() -> None:
     two = k6cloud.body(_message(EventType.TEST_STARTED, delivery_id="b"))
     assert one["event"]["id"] == two["event"]["id"]
     other = _message(EventType.TEST_STARTED)
-    other = Message(**{**other.__dict__, "event_id": 78})
+    other = replace(other, event_id=78)
     assert k6cloud.body(other)["event"]["id"] != one["event"]["id"]
 
 
@@ -212,6 +213,6 @@ def test_names_with_quotes_stay_valid_json() -> None:
     message = _message(EventType.TEST_STARTED)
     ctx = {**message.context, "load_test": {"id": 3, "name": 'a "quoted"\ntest'}}
     ctx["run"] = {**ctx["run"], "user_name": 'O"Brien'}
-    body = orjson.loads(k6cloud.encode(Message(**{**message.__dict__, "context": ctx}), {}))
+    body = orjson.loads(k6cloud.encode(replace(message, context=ctx), {}))
     assert body["test_run"]["name"] == 'a "quoted"\ntest'
     assert body["test_run"]["user_name"] == 'O"Brien'

@@ -47,3 +47,11 @@ def test_mask_secrets(text: str, expected: str) -> None:
     """Occurrences of secret values become ****, longest first, cut-off ones included."""
     secrets = frozenset({"Bearer s3cret-token", "s3cret-token"})
     assert mask_secrets(text, secrets) == expected
+
+
+def test_mask_secrets_of_a_whole_text_leaves_its_end_alone() -> None:
+    """``cut=False``: the text was not cut, so a secret's start at its end is its own
+    text; whole secrets inside it are masked all the same."""
+    secrets = frozenset({"Bearer s3cret-token", "s3cret-token"})
+    assert mask_secrets("echo: Bearer s3cr", secrets, cut=False) == "echo: Bearer s3cr"
+    assert mask_secrets("a s3cret-token b", secrets, cut=False) == f"a {MASK} b"

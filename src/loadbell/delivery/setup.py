@@ -12,6 +12,7 @@ from typing import Any
 from loadbell.channels.base import ChannelKind
 from loadbell.channels.rate_limit import configured_rate
 from loadbell.channels.registry import get_kind
+from loadbell.delivery.exchange import REQUEST_BODY_BYTES
 from loadbell.domain import health
 from loadbell.domain.events import EventType
 from loadbell.domain.health import AutoDisable
@@ -67,7 +68,10 @@ class ChannelSetup:
         headers = outcome.response_headers
         masked_body = mask_secrets(body, secrets) if body else body
         masked_error = mask_secrets(error, secrets) if error else error
-        masked_sent = mask_secrets(sent, secrets) if sent else sent
+        # The body sent is whole unless it was longer than the log keeps: only then can it
+        # end inside a secret (each attempt masks it, so the check is skipped otherwise).
+        whole = (outcome.request_body_bytes or 0) <= REQUEST_BODY_BYTES
+        masked_sent = mask_secrets(sent, secrets, cut=not whole) if sent else sent
         masked_headers = (
             {k: _mask_header_value(v, secrets) for k, v in headers.items()} if headers else headers
         )

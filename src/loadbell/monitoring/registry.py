@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from loadbell.monitoring.attempts import AttemptTally
+
 # Seconds. An attempt is a webhook call: a few ms on a LAN, up to its timeout (10 s by
 # default) on a slow receiver; an API call is mostly under 10 ms.
 ATTEMPT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -48,26 +50,9 @@ class Metrics:
         self.process = process
         self.registry = CollectorRegistry(auto_describe=True)
         r, p = self.registry, ("process",)
-        self.deliveries = Counter(
-            "loadbell_deliveries",
-            "Delivery attempts by what they came to: delivered, retry (another attempt is "
-            "scheduled) or failed (for good), and channel kind.",
-            [*p, "kind", "outcome"],
-            registry=r,
-        )
-        self.retries = Counter(
-            "loadbell_delivery_retries",
-            "Attempts that were retries (attempt number 2 or more), by channel kind.",
-            [*p, "kind"],
-            registry=r,
-        )
-        self.attempt_seconds = Histogram(
-            "loadbell_attempt_duration_seconds",
-            "How long one delivery attempt took (send and response), by channel kind.",
-            [*p, "kind"],
-            buckets=ATTEMPT_BUCKETS,
-            registry=r,
-        )
+        # What each attempt came to: plain numbers read at scrape time (attempts.py).
+        self.attempts = AttemptTally(process, OUTCOMES, ATTEMPT_BUCKETS)
+        r.register(self.attempts)
         self.claims = Counter(
             "loadbell_claims",
             "Claim transactions the worker ran (each leases up to LOADBELL_CLAIM_BATCH).",
@@ -142,7 +127,6 @@ class Metrics:
             registry=r,
         )
         # Bound once: the hot paths then skip a label lookup.
-        self._by_kind: dict[str, tuple[dict[str, Counter], Counter, Histogram]] = {}
         self._claims = self.claims.labels(process)
         self._lease_expiries = self.lease_expiries.labels(process)
         self._claimed = {s: self.claimed.labels(process, s) for s in ("claim", "handoff")}
@@ -153,24 +137,7 @@ class Metrics:
 
     def attempt(self, kind: str, number: int, status: str, seconds: float) -> None:
         """An attempt (number 1 for the first) ended and left its delivery in ``status``."""
-        children = self._by_kind.get(kind)
-        if children is None:
-            children = self._by_kind[kind] = self._kind_children(kind)
-        outcomes, retries, duration = children
-        outcomes[status].inc()
-        if number > 1:
-            retries.inc()
-        duration.observe(seconds)
-
-    def _kind_children(self, kind: str) -> tuple[dict[str, Counter], Counter, Histogram]:
-        """A kind's labelled metrics, looked up once: an attempt then costs no label
-        lookup (the worker makes thousands a second)."""
-        p = self.process
-        return (
-            {s: self.deliveries.labels(p, kind, o) for s, o in OUTCOMES.items()},
-            self.retries.labels(p, kind),
-            self.attempt_seconds.labels(p, kind),
-        )
+        self.attempts.add(kind, number, status, seconds)
 
     def claim(self, leased: int, taken_over: int) -> None:
         """A claim transaction leased ``leased`` deliveries, ``taken_over`` of them over

@@ -107,11 +107,12 @@ def _url_parts(url: str) -> list[str]:
     return out
 
 
-def mask_secrets(text: str, secrets: frozenset[str]) -> str:
+def mask_secrets(text: str, secrets: frozenset[str], *, cut: bool = True) -> str:
     """``text`` with each occurrence of each of ``secrets`` replaced by ``****``.
 
     A text that ends inside a secret (an excerpt cut at its size limit) has that start
-    masked too, if it is at least :data:`MIN_SECRET_CHARS` long.
+    masked too, if it is at least :data:`MIN_SECRET_CHARS` long. ``cut=False`` says the
+    text is whole, so its end is only what it holds: that check is skipped.
     """
     if not secrets or not text:
         return text
@@ -120,10 +121,12 @@ def mask_secrets(text: str, secrets: frozenset[str]) -> str:
     # only runs when a secret is there. A text with nothing to mask is returned as it is.
     if any(s in text for s in secrets):
         text = _pattern(secrets).sub(MASK, text)
-    cut = 0
+    if not cut:
+        return text
+    tail = 0
     for secret in secrets:
-        cut = max(cut, _cut_prefix(text, secret))
-    return text[:-cut] + MASK if cut else text
+        tail = max(tail, _cut_prefix(text, secret))
+    return text[:-tail] + MASK if tail else text
 
 
 @functools.lru_cache(maxsize=256)
