@@ -133,6 +133,9 @@ def test_redact_checks_the_end_of_the_body_sent_only_when_the_log_cut_it() -> No
         Verdict.DELIVERED, 200, request_body=ending, request_body_bytes=REQUEST_BODY_BYTES + 1
     )
     assert setup.redact(cut).request_body == "x" * 10 + "****"
+    # Without its size, the body may have been cut: its end is checked.
+    unsized = Outcome(Verdict.DELIVERED, 200, request_body=ending)
+    assert setup.redact(unsized).request_body == "x" * 10 + "****"
     # A secret inside the body is masked either way.
     holding = f"token={URL_TOKEN}&"
     whole = Outcome(Verdict.DELIVERED, 200, request_body=holding, request_body_bytes=len(holding))

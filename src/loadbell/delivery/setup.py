@@ -68,9 +68,11 @@ class ChannelSetup:
         headers = outcome.response_headers
         masked_body = mask_secrets(body, secrets) if body else body
         masked_error = mask_secrets(error, secrets) if error else error
-        # The body sent is whole unless it was longer than the log keeps: only then can it
-        # end inside a secret (each attempt masks it, so the check is skipped otherwise).
-        whole = (outcome.request_body_bytes or 0) <= REQUEST_BODY_BYTES
+        # The body sent was cut only if it was longer than the log keeps: only then can its
+        # end be the start of a secret, and the search for one is skipped otherwise. With
+        # no size to tell, it may have been cut.
+        size = outcome.request_body_bytes
+        whole = size is not None and size <= REQUEST_BODY_BYTES
         masked_sent = mask_secrets(sent, secrets, cut=not whole) if sent else sent
         masked_headers = (
             {k: _mask_header_value(v, secrets) for k, v in headers.items()} if headers else headers
