@@ -1,10 +1,10 @@
-"""What three pieces of the worker's per-attempt bookkeeping cost, beside what they replaced.
+"""What four pieces of the worker's per-attempt bookkeeping cost, beside what they replaced.
 
     python -m bench.attempt_costs [--rounds 7] [--number 50000]
 
 Each pair is timed in turns in this one process (``timeit``, ``--number`` calls a round),
 so the machine's spells weigh on both sides alike; the figure is each side's median round
-in µs per call, and their ratio (docs/decisions.md, D79):
+in µs per call, and their ratio (docs/decisions.md, D79 and D80):
 
 - the three values an attempt builds (``Outcome``, ``Message``, ``OutboundRequest``), as
   loadbell's slotted dataclasses and as frozen dataclasses with the same fields;
@@ -12,14 +12,19 @@ in µs per call, and their ratio (docs/decisions.md, D79):
   and prometheus-client's ``Counter.inc`` and ``Histogram.observe`` on label children bound
   once, as the registry did;
 - masking the channel's secrets in the logged body sent: a whole body
-  (``mask_secrets(..., cut=False)``) and one that may have been cut at its limit.
+  (``mask_secrets(..., cut=False)``) and one that may have been cut at its limit;
+- an attempt's deadline, entered and left in a task (``delivery/deadlines.py``): given the
+  sender's loop, with ``with``, and as it was, an ``async with`` that asked for the running
+  task and loop (:class:`AskingDeadline`). Both sides run in a coroutine of their own, driven
+  by hand, so that each pays the same for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +32,8 @@ from typing import Any
 import click
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from bench.loop import run as run_in_loop
+from loadbell.delivery.deadlines import Deadline, Deadlines
 from loadbell.domain.events import EventType
 from loadbell.monitoring.registry import ATTEMPT_BUCKETS, OUTCOMES, Metrics
 from loadbell.security.masking import mask_secrets
@@ -108,8 +115,54 @@ def client_metrics() -> Callable[[], None]:
     return attempt
 
 
-def pairs() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
-    """Each piece as loadbell does it now, and as it was."""
+class AskingDeadline(Deadline):
+    """The deadline as it was before D80: an async context manager that asked for the
+    running task and loop (each ask a ``getpid`` system call on Python 3.11)."""
+
+    async def __aenter__(self) -> AskingDeadline:
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
+        self._cancelling = task.cancelling()
+        loop = asyncio.get_running_loop()
+        self._deadlines._add(self, loop.time() + self._seconds, loop)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.__exit__(*exc)
+
+
+def _driven(block: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """``block()`` run to its end by hand: it awaits nothing that suspends."""
+
+    def run() -> None:
+        try:
+            block().send(None)
+        except StopIteration:
+            pass
+
+    return run
+
+
+def deadlines(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[], None], Callable[[], None]]:
+    """An attempt's deadline entered and left, now and as it was; call in a task of ``loop``."""
+    now, before = Deadlines(), Deadlines()
+
+    async def given_the_loop() -> None:
+        with now.within(30, loop):
+            pass
+
+    async def asking() -> None:
+        async with AskingDeadline(before, 30, loop):
+            pass
+
+    return _driven(given_the_loop), _driven(asking)
+
+
+def pairs(
+    loop: asyncio.AbstractEventLoop,
+) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """Each piece as loadbell does it now, and as it was; call in a task of ``loop``."""
     metrics = Metrics("bench")
     twins = (frozen_twin(Outcome), frozen_twin(Message), frozen_twin(OutboundRequest))
     return {
@@ -125,7 +178,19 @@ def pairs() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
             lambda: mask_secrets(BODY, SECRETS, cut=False),
             lambda: mask_secrets(BODY, SECRETS),
         ),
+        "the attempt's deadline": deadlines(loop),
     }
+
+
+async def _time(rounds: int, number: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Each pair's rounds, in µs per call, timed in this task (the deadlines need one)."""
+    timed = pairs(asyncio.get_running_loop())
+    times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in timed}
+    for _ in range(rounds):
+        for name, (now, before) in timed.items():
+            for side, call in enumerate((now, before)):
+                times[name][side].append(timeit.timeit(call, number=number) / number * 1e6)
+    return times
 
 
 @click.command()
@@ -133,12 +198,7 @@ def pairs() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
 @click.option("--number", default=50_000, show_default=True, help="Calls per round.")
 def main(rounds: int, number: int) -> None:
     """Time each piece now and as it was, in turns; print the medians and their ratio."""
-    timed = pairs()
-    times: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in timed}
-    for _ in range(rounds):
-        for name, (now, before) in timed.items():
-            for side, call in enumerate((now, before)):
-                times[name][side].append(timeit.timeit(call, number=number) / number * 1e6)
+    times = run_in_loop(_time(rounds, number))  # uvloop, as `loadbell worker` runs
     click.echo(f"{'per attempt':36s}  {'now':>8s}  {'before':>8s}  ratio")
     for name, (now_times, before_times) in times.items():
         now_us, before_us = statistics.median(now_times), statistics.median(before_times)

@@ -40,7 +40,7 @@ from loadbell.store.queue import (
     hour_rows,
     postgres,
     postgres_statements,
-    result_rows,
+    result_records,
 )
 from loadbell.values import Outcome, Verdict
 
@@ -113,19 +113,13 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
         ]
         count += len(done)
         stamp = datetime.now(UTC)
-        updates, attempts = result_rows(
-            done, "bench", now=stamp, stamp=lambda v: v, as_json=json_dumps
-        )
+        results = result_records(done, stamp=lambda v: v, as_json=json_dumps)
         ended = time.time()
         health, hours = health_rows(done, ended), hour_rows(done, ended)
-        columns = list(zip(*updates, strict=True))
-        del columns[5]
         arrays = [list(c) for c in (*zip(*health, strict=True), *zip(*hours, strict=True))]
+        ids = [r[0] for r in results]
         mark("record: parameter rows")
-        attempt_columns = list(zip(*attempts, strict=True))[:14]
-        await conn.fetchrow(
-            postgres_statements.WRITE[True], *attempt_columns, "bench", *columns, stamp, *arrays
-        )
+        await conn.fetchrow(postgres_statements.WRITE[True], results, "bench", ids, stamp, *arrays)
         mark("record: one statement")
     if not count:
         return "nothing was claimed"

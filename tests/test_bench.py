@@ -269,7 +269,12 @@ def test_attempt_costs_benchmark_times_each_piece_now_and_before() -> None:
     done = run_bench("attempt_costs", "--rounds", "1", "--number", "200")
     lines = done.stdout.strip().splitlines()
     assert lines[0].split() == ["per", "attempt", "now", "before", "ratio"]
-    pieces = ["Outcome, Message, OutboundRequest", "the attempt's three metrics", "masking"]
+    pieces = [
+        "Outcome, Message, OutboundRequest",
+        "the attempt's three metrics",
+        "masking",
+        "the attempt's deadline",
+    ]
     assert len(lines) == 1 + len(pieces), done.stdout
     for line, piece in zip(lines[1:], pieces, strict=True):
         assert line.startswith(piece) and re.search(r"[\d.]+ µs +[\d.]+ µs +[\d.]+×$", line)

@@ -15,7 +15,7 @@ async def _hang(deadlines: Deadlines, seconds: float) -> float:
     """Wait for nothing within ``seconds``; returns how long until TimeoutError came."""
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        async with deadlines.within(seconds):
+        with deadlines.within(seconds, asyncio.get_running_loop()):
             await asyncio.Event().wait()
     return time.monotonic() - started
 
@@ -31,7 +31,7 @@ async def test_a_block_that_finishes_in_time_is_left_alone() -> None:
     """A block done before its deadline returns its result, and the task is not cancelled
     later, when the deadline it had would have come."""
     deadlines = Deadlines()
-    async with deadlines.within(0.1) as deadline:
+    with deadlines.within(0.1, asyncio.get_running_loop()) as deadline:
         await asyncio.sleep(0)
     assert not deadline.expired
     await asyncio.sleep(0.3)  # past the deadline: no CancelledError here
@@ -58,7 +58,7 @@ async def test_many_blocks_each_end_at_their_own_deadline() -> None:
     deadlines = Deadlines()
 
     async def quick() -> str:
-        async with deadlines.within(30):
+        with deadlines.within(30, asyncio.get_running_loop()):
             await asyncio.sleep(0.01)
         return "done"
 
@@ -76,7 +76,7 @@ async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
     entered = asyncio.Event()
 
     async def attempt() -> None:
-        async with deadlines.within(30):
+        with deadlines.within(30, asyncio.get_running_loop()):
             entered.set()
             await asyncio.Event().wait()
 
@@ -93,7 +93,7 @@ async def test_a_cancellation_during_an_expired_block_is_kept() -> None:
     deadlines = Deadlines()
 
     async def attempt() -> None:
-        async with deadlines.within(0.05):
+        with deadlines.within(0.05, asyncio.get_running_loop()):
             try:
                 await asyncio.Event().wait()
             finally:
@@ -111,7 +111,7 @@ def test_deadlines_used_on_a_new_loop_still_fire() -> None:
     deadlines = Deadlines()
 
     async def note_and_leave() -> None:
-        async with deadlines.within(0.5):
+        with deadlines.within(0.5, asyncio.get_running_loop()):
             await asyncio.sleep(0)
 
     async def hang_on_a_new_loop() -> float:
@@ -125,3 +125,13 @@ def test_deadlines_used_on_a_new_loop_still_fire() -> None:
     asyncio.run(note_and_leave())  # its loop ends with a timer set for 0.5 s from then
     took = asyncio.run(hang_on_a_new_loop())
     assert took >= 1.0
+
+
+async def test_a_deadline_of_another_loop_is_refused() -> None:
+    """A deadline is entered in a task of the loop it was given; given another loop (one
+    that has ended), it says so rather than keep a timer that would never fire."""
+    other = asyncio.new_event_loop()
+    other.close()
+    with pytest.raises(RuntimeError, match="in a task of its loop"):
+        with Deadlines().within(30, other):
+            pass

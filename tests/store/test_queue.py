@@ -21,6 +21,7 @@ from loadbell.settings import Settings
 from loadbell.store import tables
 from loadbell.store.db import create_engine, sqlite_path
 from loadbell.store.queue import (
+    ATTEMPT_RESULT_FIELDS,
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
     OVERRIDE_COLUMNS,
@@ -65,6 +66,36 @@ def test_written_columns_are_table_columns(module: Any) -> None:
         ):
             names = set(re.findall(r"(\w+) = ", sets))
             assert names <= known[table], sql
+
+
+async def test_the_result_row_type_holds_against_the_tables(pg_database: str) -> None:
+    """PostgreSQL's ``attempt_result`` (migration 0016) has ATTEMPT_RESULT_FIELDS in their
+    order, each of its column's type: the attempt row's in delivery_attempts (the JSON ones
+    as text, cast on insert, and strings of a bounded length as text), the delivery's new
+    state in deliveries."""
+    conn = await asyncpg.connect(pg_database.replace("+asyncpg", ""))
+    try:
+        fields = await conn.fetch(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_type t ON t.typrelid = a.attrelid "
+            "WHERE t.typname = 'attempt_result' AND a.attnum > 0 ORDER BY a.attnum"
+        )
+        columns = await conn.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_name IN ('delivery_attempts', 'deliveries')"
+        )
+    finally:
+        await conn.close()
+    assert tuple(name for name, _ in fields) == ATTEMPT_RESULT_FIELDS
+
+    def plain(sql_type: str) -> str:
+        sql_type = re.sub(r"\(.*\)", "", sql_type).strip()
+        return {"character varying": "text", "json": "text"}.get(sql_type, sql_type)
+
+    of = {(table, name): plain(kind) for table, name, kind in columns}
+    for number, (name, kind) in enumerate(fields):
+        table = "delivery_attempts" if number < 14 else "deliveries"
+        assert plain(kind) == of[(table, name)], f"{name}: {kind} in the type"
 
 
 @pytest.fixture

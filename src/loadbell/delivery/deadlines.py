@@ -29,10 +29,16 @@ class Deadlines:
         self._timer_at = math.inf
         self._loop: asyncio.AbstractEventLoop | None = None  # the timer's
 
-    def within(self, seconds: float) -> Deadline:
-        """``async with deadlines.within(s):`` the block ends within ``s`` seconds, with
-        ``TimeoutError`` if it has not finished by then."""
-        return Deadline(self, seconds)
+    def within(self, seconds: float, loop: asyncio.AbstractEventLoop) -> Deadline:
+        """``with deadlines.within(s, loop):``, in a task of ``loop``, the running one: the
+        block ends within ``s`` seconds, with ``TimeoutError`` if it has not finished by
+        then.
+
+        The caller passes the loop it keeps: asking for the running loop (as
+        ``asyncio.current_task()`` and ``asyncio.get_running_loop()`` do) is a system call
+        on Python 3.11, ``getpid``, which CPython makes to tell a forked child's loop apart
+        (docs/decisions.md, D80)."""
+        return Deadline(self, seconds, loop)
 
     def _add(self, deadline: Deadline, when: float, loop: asyncio.AbstractEventLoop) -> None:
         self._due[deadline] = when
@@ -63,28 +69,32 @@ class Deadlines:
 
 
 class Deadline:
-    """One attempt's deadline: an async context manager, entered once."""
+    """One attempt's deadline: a context manager, entered once, in a task. A plain one, not
+    an async one as ``asyncio.timeout`` is: entering and leaving await nothing."""
 
-    __slots__ = ("_cancelling", "_deadlines", "_seconds", "_task", "expired")
+    __slots__ = ("_cancelling", "_deadlines", "_loop", "_seconds", "_task", "expired")
 
-    def __init__(self, deadlines: Deadlines, seconds: float) -> None:
+    def __init__(
+        self, deadlines: Deadlines, seconds: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._deadlines = deadlines
         self._seconds = seconds
+        self._loop = loop
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self.expired = False
 
-    async def __aenter__(self) -> Deadline:
-        task = asyncio.current_task()
+    def __enter__(self) -> Deadline:
+        loop = self._loop
+        task = asyncio.current_task(loop)
         if task is None:
-            raise RuntimeError("a deadline must be entered in a task")
+            raise RuntimeError("a deadline must be entered in a task of its loop")
         self._task = task
         self._cancelling = task.cancelling()
-        loop = asyncio.get_running_loop()
         self._deadlines._add(self, loop.time() + self._seconds, loop)
         return self
 
-    async def __aexit__(
+    def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,

@@ -14,6 +14,7 @@ head by the deadline is a timeout.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from typing import Any
@@ -66,10 +67,12 @@ class Sender:
         self.allow_private_targets = allow_private_targets
         self._session: aiohttp.ClientSession | None = None
         self._deadlines = Deadlines()
+        self._loop: asyncio.AbstractEventLoop | None = None  # the session's
 
     async def start(self) -> None:
         if self._session is not None:
             return
+        self._loop = asyncio.get_running_loop()
         resolver = None if self.allow_private_targets else GuardedResolver()
         connector = aiohttp.TCPConnector(
             limit=0,  # the worker caps concurrency itself
@@ -99,7 +102,7 @@ class Sender:
     async def send(self, request: OutboundRequest, timeout: float) -> Outcome:
         if self._session is None:
             await self.start()
-        assert self._session is not None
+        assert self._session is not None and self._loop is not None
         base = logged_request(request)
         started = time.perf_counter()
 
@@ -114,7 +117,7 @@ class Sender:
         response: aiohttp.ClientResponse | None = None
         excerpt: list[bytes] = []  # filled as the body arrives, so a cut-off keeps its start
         try:
-            async with self._deadlines.within(timeout):
+            with self._deadlines.within(timeout, self._loop):
                 response = await self._session.request(
                     request.method,
                     url,

@@ -225,17 +225,37 @@ class WorkQueue(Protocol):
         """Remove ``worker``'s row when it stops cleanly."""
 
 
-def result_rows(
-    done: Sequence[Completion],
-    worker: str,
-    *,
-    now: Any,
-    stamp: Callable[[datetime], Any],
-    as_json: Callable[[Any], Any],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """The parameter rows of a result write, as both databases' statements take them:
-    (deliveries' updates, attempt rows). ``stamp`` and ``as_json`` give a timestamp's and
-    a JSON value's form for the driver; ``now`` is the stamped time of the write.
+# A result as one row: the attempt row's columns, then the delivery's new status and next
+# attempt at, and the lease until of the claim that made the attempt. PostgreSQL takes a
+# batch of them as one array of its ``attempt_result`` type (migration 0016: the same
+# fields, in this order).
+ATTEMPT_RESULT_FIELDS = (
+    "delivery_id",
+    "series",
+    "number",
+    "started_at",
+    "duration_ms",
+    "outcome",
+    "request_url",
+    "request_headers",
+    "response_status",
+    "response_body",
+    "error",
+    "request_body",
+    "request_body_bytes",
+    "response_headers",
+    "status",
+    "next_attempt_at",
+    "lease_until",
+)
+_ATTEMPT_COLUMNS = 14  # the attempt row's, at the start of a result's row
+
+
+def result_records(
+    done: Sequence[Completion], *, stamp: Callable[[datetime], Any], as_json: Callable[[Any], Any]
+) -> list[tuple[Any, ...]]:
+    """A batch's results, one row each (ATTEMPT_RESULT_FIELDS). ``stamp`` and ``as_json``
+    give a timestamp's and a JSON value's form for the driver.
 
     The rows come sorted by delivery, series and attempt, not in the order the attempts
     ended, so that concurrent writes lock rows in one order. Two workers may write
@@ -243,27 +263,10 @@ def result_rows(
     claims. Each then inserts the same attempt keys, and each waits for the other's
     uncommitted row. In opposite orders that was a deadlock, which PostgreSQL broke by
     failing one write (seen after a database outage, when every worker had lapsed)."""
-    updates = []
-    attempts = []
+    rows = []
     for c in sorted(done, key=_by_attempt):
         o = c.outcome
-        # status, attempts, next attempt at, error, status code, updated at; the guards:
-        # id, series, lease until
-        updates.append(
-            (
-                c.status,
-                c.attempt_number,
-                c.next_attempt_at,
-                o.error,
-                o.status_code,
-                now,
-                c.delivery_id,
-                c.series,
-                c.lease_until,
-            )
-        )
-        # the attempt row, then the lease until of its claim
-        attempts.append(
+        rows.append(
             (
                 c.delivery_id,
                 c.series,
@@ -279,11 +282,36 @@ def result_rows(
                 o.request_body,
                 o.request_body_bytes,
                 None if o.response_headers is None else as_json(o.response_headers),
-                worker,
+                c.status,
+                c.next_attempt_at,
                 c.lease_until,
             )
         )
-    return updates, attempts
+    return rows
+
+
+def attempt_row(result: tuple[Any, ...], worker: str) -> tuple[Any, ...]:
+    """An attempt row as a single-row insert takes it, from a result's row: its columns,
+    the worker, then the claim's lease until (the fence)."""
+    return (*result[:_ATTEMPT_COLUMNS], worker, result[-1])
+
+
+def result_rows(
+    done: Sequence[Completion],
+    worker: str,
+    *,
+    now: Any,
+    stamp: Callable[[datetime], Any],
+    as_json: Callable[[Any], Any],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The parameter rows of a result write as single-row statements take them (SQLite's):
+    (deliveries' updates, attempt rows), sorted as :func:`result_records`; ``now`` is the
+    stamped time of the write."""
+    records = result_records(done, stamp=stamp, as_json=as_json)
+    # status, attempts, next attempt at, error, status code, updated at; the guards: id,
+    # series, lease until
+    updates = [(r[14], r[2], r[15], r[10], r[8], now, r[0], r[1], r[16]) for r in records]
+    return updates, [attempt_row(r, worker) for r in records]
 
 
 def _by_attempt(c: Completion) -> tuple[int, int, int]:

@@ -45,10 +45,11 @@ from loadbell.store.queue import (
     QueueConflict,
     QueueUnavailable,
     Recorded,
+    attempt_row,
     health_rows,
     hour_rows,
     override_pairs,
-    result_rows,
+    result_records,
     to_check,
 )
 from loadbell.store.queue.postgres_statements import (
@@ -114,21 +115,20 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-def _completion_arrays(
-    updates: list[tuple[Any, ...]],
+def _completion_params(
+    results: list[tuple[Any, ...]],
     health: list[HealthRow],
     hours: list[tuple[int, int, int, int]],
     stamp: datetime,
 ) -> list[Any]:
-    """COMPLETE's parameters, or COMPLETE_WITH_HEALTH's with ``health``: one array per
-    column of the deliveries' updates, the time of the write, then the health and hourly
-    rows' columns."""
-    columns: list[Any] = list(zip(*updates, strict=True))
-    del columns[5]  # updated at: one value for the batch
+    """COMPLETE's parameters after the results, or COMPLETE_WITH_HEALTH's with ``health``:
+    the results' delivery ids, the time of the write, then the health and hourly rows'
+    columns, an array each."""
+    ids = [r[0] for r in results]
     if not health:
-        return [*columns, stamp]
+        return [ids, stamp]
     rows = (*zip(*health, strict=True), *zip(*hours, strict=True))
-    return [*columns, stamp, *(list(c) for c in rows)]
+    return [ids, stamp, *(list(c) for c in rows)]
 
 
 class PostgresQueue:
@@ -244,11 +244,11 @@ class PostgresQueue:
         if not done and not deferred:
             return Recorded()
         stamp = datetime.now(UTC)
-        updates, attempts = result_rows(done, worker, now=stamp, stamp=_same, as_json=json_dumps)
+        results = result_records(done, stamp=_same, as_json=json_dumps)
         now = time.time()
         health = health_rows(done, now)
         hours = hour_rows(done, now) if health else []
-        completed = _completion_arrays(updates, health, hours, stamp) if done else []
+        completed = _completion_params(results, health, hours, stamp) if done else []
         if hours and hours[0][1] != self._forgot_hour:
             # Once an hour per worker, on its own: nothing needs it in the write's transaction.
             async with self._connection() as conn:
@@ -257,10 +257,9 @@ class PostgresQueue:
         # The common write is one statement; deferrals and failures that may disable a
         # channel are rare, and take the transaction below.
         if done and not deferred and not to_check(done):
-            attempt_columns = list(zip(*attempts, strict=True))[:14]
             async with self._connection() as conn:
                 written, followers, _ = await conn.fetchrow(
-                    WRITE[bool(health)], *attempt_columns, worker, *completed
+                    WRITE[bool(health)], results, worker, *completed
                 )
             if written:
                 return Recorded(bool(followers))
@@ -269,9 +268,9 @@ class PostgresQueue:
         async with self._transaction() as conn:
             followers = False
             if done:
-                await self._insert_attempts(conn, attempts, worker)
+                await self._insert_attempts(conn, results, worker)
                 complete = COMPLETE_WITH_HEALTH if health else COMPLETE
-                followers = bool(await conn.fetchval(complete, *completed))
+                followers = bool(await conn.fetchval(complete, results, *completed))
             if deferred:
                 await conn.executemany(
                     DEFER, [(d.due, d.delivery_id, d.series, d.lease_until) for d in deferred]
@@ -296,17 +295,16 @@ class PostgresQueue:
             return Recorded(followers, tuple(disabled))
 
     async def _insert_attempts(
-        self, conn: asyncpg.Connection, attempts: list[tuple[Any, ...]], worker: str
+        self, conn: asyncpg.Connection, results: list[tuple[Any, ...]], worker: str
     ) -> None:
         """The batch's attempt rows in one statement; those that exist already go through
         the fenced upsert, row by row (rare: a batch written again, or a taken-over
         delivery whose attempt two workers made)."""
-        columns = list(zip(*attempts, strict=True))
-        inserted = await conn.fetch(INSERT_ATTEMPTS, *columns[:14], worker)
-        if len(inserted) == len(attempts):
+        inserted = await conn.fetch(INSERT_ATTEMPTS, results, worker)
+        if len(inserted) == len(results):
             return
         new = {(r["delivery_id"], r["series"], r["number"]) for r in inserted}
-        again = [a for a in attempts if (a[0], a[1], a[2]) not in new]
+        again = [attempt_row(r, worker) for r in results if (r[0], r[1], r[2]) not in new]
         # The JSON columns (request and response headers) as values for the codec.
         await conn.executemany(
             INSERT_ATTEMPT,

@@ -115,10 +115,16 @@ TAKEN_OVER = len(Claimed._fields) - 1
 CANDIDATES, LEASED = TAKEN_OVER + 1, TAKEN_OVER + 2
 CHANNEL_PART = slice(LEASED + 1, LEASED + 1 + len(CHANNEL_COLUMNS))
 OVERRIDE_PART = slice(CHANNEL_PART.stop, CHANNEL_PART.stop + len(OVERRIDE_COLUMNS))
-# One array per column: status, attempts, next attempt at, error, status code; the guards
-# id, series, lease until; then updated at. ``d.id = ANY($6)`` keeps the plan on the
-# primary key (a hash join over the whole table looked cheaper to the planner on a small
-# table, and cost 10 ms at 20,000 rows).
+# A batch's results are one array of ``attempt_result`` (migration 0016), a row per result:
+# the attempt row's columns, then the delivery's new status and next attempt at and the
+# claim's lease until (ATTEMPT_RESULT_FIELDS). asyncpg checks each element of an array
+# before encoding it, so one array of rows costs a check per row where an array per column
+# cost one per column and row, and the attempt number, error and status code the update
+# shares with the attempt row go once (docs/decisions.md, D80).
+#
+# COMPLETE's parameters: the results, their delivery ids, then updated at. ``d.id =
+# ANY($2)`` keeps the plan on the primary key (a hash join over the whole table looked
+# cheaper to the planner on a small table, and cost 10 ms at 20,000 rows).
 #
 # The same statement answers whether a delivery this write ended (a row it updated, so
 # under its claim's lease) had a follower: a pending delivery of the same order key, which
@@ -126,15 +132,12 @@ OVERRIDE_PART = slice(CHANNEL_PART.stop, CHANNEL_PART.stop + len(OVERRIDE_COLUMN
 # pending row with a greater id than the ended one (order is by id). A separate query
 # after the update was one more round trip and statement per batch.
 _DONE = """done AS (
-    UPDATE deliveries AS d SET status = u.status, attempts = u.attempts,
+    UPDATE deliveries AS d SET status = u.status, attempts = u.number,
         next_attempt_at = u.next_attempt_at, lease_until = NULL, lease_owner = NULL,
-        last_error = u.last_error, last_status_code = u.last_status_code, updated_at = $9
-    FROM unnest($1::text[], $2::integer[], $3::float8[], $4::text[], $5::integer[],
-                $6::integer[], $7::integer[], $8::float8[])
-        AS u(status, attempts, next_attempt_at, last_error, last_status_code,
-             id, series, lease_until)
-    WHERE d.id = ANY($6::integer[])
-      AND d.id = u.id AND d.series = u.series AND d.lease_until = u.lease_until
+        last_error = u.error, last_status_code = u.response_status, updated_at = $3
+    FROM unnest($1::attempt_result[]) AS u
+    WHERE d.id = ANY($2::integer[])
+      AND d.id = u.delivery_id AND d.series = u.series AND d.lease_until = u.lease_until
     RETURNING d.id, d.order_key, d.status
 )"""
 _FOLLOWER = """EXISTS (
@@ -142,22 +145,17 @@ _FOLLOWER = """EXISTS (
     WHERE done.status <> 'pending' AND p.status = 'pending' AND p.id > done.id)"""
 _FOLLOWS = f"\nSELECT {_FOLLOWER}\n"
 COMPLETE = f"WITH {_DONE}{_FOLLOWS}"
-# The attempt rows of a batch, one array per column (headers as JSON text), then the worker.
-# A row that exists already (the batch is written again, or another worker made the same
-# attempt) is left to INSERT_ATTEMPT below, row by row: returned rows are the new ones.
+# The attempt rows of a batch (its results, as COMPLETE takes them), then the worker. A row
+# that exists already (the batch is written again, or another worker made the same attempt)
+# is left to INSERT_ATTEMPT below, row by row: returned rows are the new ones.
 INSERT_ATTEMPTS = """
 INSERT INTO delivery_attempts (delivery_id, series, number, started_at, duration_ms, outcome,
     request_url, request_headers, response_status, response_body, error, request_body,
     request_body_bytes, response_headers, worker)
 SELECT u.delivery_id, u.series, u.number, u.started_at, u.duration_ms, u.outcome,
     u.request_url, u.request_headers::json, u.response_status, u.response_body, u.error,
-    u.request_body, u.request_body_bytes, u.response_headers::json, $15
-FROM unnest($1::integer[], $2::integer[], $3::integer[], $4::timestamptz[], $5::float8[],
-            $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::text[],
-            $12::text[], $13::integer[], $14::text[])
-    AS u(delivery_id, series, number, started_at, duration_ms, outcome, request_url,
-         request_headers, response_status, response_body, error, request_body,
-         request_body_bytes, response_headers)
+    u.request_body, u.request_body_bytes, u.response_headers::json, $2
+FROM unnest($1::attempt_result[]) AS u
 ON CONFLICT (delivery_id, series, number) DO NOTHING
 RETURNING delivery_id, series, number
 """
@@ -215,14 +213,14 @@ ON CONFLICT (channel_id, hour) DO UPDATE SET
     failed = channel_health_hours.failed + EXCLUDED.failed
 """
 # COMPLETE with the batch's health and hourly counts (HEALTH and HOURS, their rows as
-# arrays from $10 on) in the same statement: two round trips fewer per result write, which
+# arrays from $4 on) in the same statement: two round trips fewer per result write, which
 # at a few deliveries per batch (an API-paced load) is a third of the write's. Each key
 # comes once per batch, sorted, so no row is upserted twice and concurrent writers lock
 # the rows in one order (health_rows). The data-modifying WITHs run whatever the outer
 # query reads; HEALTH_OF, a later statement, sees what they wrote.
-_HEALTH_ROWS = """SELECT * FROM unnest($10::integer[], $11::text[], $12::integer[],
-    $13::float8[], $14::float8[], $15::float8[])"""
-_HOURS_ROWS = "SELECT * FROM unnest($16::integer[], $17::integer[], $18::integer[], $19::integer[])"
+_HEALTH_ROWS = """SELECT * FROM unnest($4::integer[], $5::text[], $6::integer[],
+    $7::float8[], $8::float8[], $9::float8[])"""
+_HOURS_ROWS = "SELECT * FROM unnest($10::integer[], $11::integer[], $12::integer[], $13::integer[])"
 COMPLETE_WITH_HEALTH = (
     f"WITH health AS ({HEALTH.replace('VALUES ($1, $2, $3, $4, $5, $6)', _HEALTH_ROWS)}), "
     f"hours AS ({HOURS.replace('VALUES ($1, $2, $3, $4)', _HOURS_ROWS)}), {_DONE}{_FOLLOWS}"
@@ -230,9 +228,10 @@ COMPLETE_WITH_HEALTH = (
 FORGET_HOURS = "DELETE FROM channel_health_hours WHERE hour < $1"
 
 
-def _shifted(sql: str, by: int) -> str:
-    """``sql`` with its parameters $n renumbered $(n + by)."""
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m[1]) + by}", sql)
+def _after_worker(sql: str) -> str:
+    """``sql``, which takes the results as $1, with its other parameters one later: $2
+    onwards become $3 onwards, for the worker's name to go in $2 as INSERT_ATTEMPTS has it."""
+    return re.sub(r"\$(\d+)", lambda m: m[0] if m[1] == "1" else f"${int(m[1]) + 1}", sql)
 
 
 def _write(with_health: bool) -> str:
@@ -242,14 +241,16 @@ def _write(with_health: bool) -> str:
     caller writes the batch again in a transaction, through INSERT_ATTEMPT's fenced upsert
     (the lease that fences it is cleared by COMPLETE, so that must come after it).
 
-    Parameters: INSERT_ATTEMPTS's ($1-$15), then COMPLETE's or COMPLETE_WITH_HEALTH's from
-    $16. One row: whether it all applied, whether a follower may go (then NOTIFY was sent).
+    Parameters: INSERT_ATTEMPTS's (the results, the worker), then COMPLETE's or
+    COMPLETE_WITH_HEALTH's but the results, from $3. One row: whether it all applied,
+    whether a follower may go (then NOTIFY was sent).
     """
     fits = "(SELECT ok FROM fits)"
     done = _DONE.replace("WHERE d.id = ANY", f"WHERE {fits} AND d.id = ANY")
     parts = [
         f"attempts AS ({INSERT_ATTEMPTS})",
-        "fits AS MATERIALIZED (SELECT count(*) = cardinality($1::integer[]) AS ok FROM attempts)",
+        "fits AS MATERIALIZED (SELECT count(*) = cardinality($1::attempt_result[]) AS ok "
+        "FROM attempts)",
     ]
     if with_health:
         rows = f"{_HEALTH_ROWS} AS h WHERE {fits}"
@@ -257,7 +258,7 @@ def _write(with_health: bool) -> str:
         rows = f"{_HOURS_ROWS} AS h WHERE {fits}"
         parts.append(f"hours AS ({HOURS.replace('VALUES ($1, $2, $3, $4)', rows)})")
     parts.append(done)
-    rest = ", ".join(_shifted(p, 15) for p in parts[2:])
+    rest = ", ".join(_after_worker(p) for p in parts[2:])
     return (
         f"WITH {parts[0]}, {parts[1]}, {rest}\n"
         f"SELECT {fits} AS written, f.followers, "
