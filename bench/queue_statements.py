@@ -116,10 +116,9 @@ async def _rounds(conn: asyncpg.Connection, rounds: int) -> str:
         results = result_records(done, stamp=lambda v: v, as_json=json_dumps)
         ended = time.time()
         health, hours = health_rows(done, ended), hour_rows(done, ended)
-        arrays = [list(c) for c in (*zip(*health, strict=True), *zip(*hours, strict=True))]
-        ids = [r[0] for r in results]
+        completed = postgres.completion_params(results, health, hours, stamp)
         mark("record: parameter rows")
-        await conn.fetchrow(postgres_statements.WRITE[True], results, "bench", ids, stamp, *arrays)
+        await conn.fetchrow(postgres_statements.WRITE[True], results, "bench", *completed)
         mark("record: one statement")
     if not count:
         return "nothing was claimed"

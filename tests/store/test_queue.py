@@ -21,6 +21,7 @@ from loadbell.settings import Settings
 from loadbell.store import tables
 from loadbell.store.db import create_engine, sqlite_path
 from loadbell.store.queue import (
+    ATTEMPT_COLUMNS,
     ATTEMPT_RESULT_FIELDS,
     CHANNEL_COLUMNS,
     CLAIMED_COLUMNS,
@@ -94,7 +95,7 @@ async def test_the_result_row_type_holds_against_the_tables(pg_database: str) ->
 
     of = {(table, name): plain(kind) for table, name, kind in columns}
     for number, (name, kind) in enumerate(fields):
-        table = "delivery_attempts" if number < 14 else "deliveries"
+        table = "delivery_attempts" if number < len(ATTEMPT_COLUMNS) else "deliveries"
         assert plain(kind) == of[(table, name)], f"{name}: {kind} in the type"
 
 

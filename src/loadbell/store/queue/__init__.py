@@ -225,11 +225,8 @@ class WorkQueue(Protocol):
         """Remove ``worker``'s row when it stops cleanly."""
 
 
-# A result as one row: the attempt row's columns, then the delivery's new status and next
-# attempt at, and the lease until of the claim that made the attempt. PostgreSQL takes a
-# batch of them as one array of its ``attempt_result`` type (migration 0016: the same
-# fields, in this order).
-ATTEMPT_RESULT_FIELDS = (
+# The attempt row's columns, in the order a result's row starts with them.
+ATTEMPT_COLUMNS = (
     "delivery_id",
     "series",
     "number",
@@ -244,11 +241,12 @@ ATTEMPT_RESULT_FIELDS = (
     "request_body",
     "request_body_bytes",
     "response_headers",
-    "status",
-    "next_attempt_at",
-    "lease_until",
 )
-_ATTEMPT_COLUMNS = 14  # the attempt row's, at the start of a result's row
+# A result as one row: the attempt row's columns, then the delivery's new status and next
+# attempt at, and the lease until of the claim that made the attempt. PostgreSQL takes a
+# batch of them as one array of its ``attempt_result`` type (migration 0016: the same
+# fields, in this order).
+ATTEMPT_RESULT_FIELDS = (*ATTEMPT_COLUMNS, "status", "next_attempt_at", "lease_until")
 
 
 def result_records(
@@ -293,7 +291,7 @@ def result_records(
 def attempt_row(result: tuple[Any, ...], worker: str) -> tuple[Any, ...]:
     """An attempt row as a single-row insert takes it, from a result's row: its columns,
     the worker, then the claim's lease until (the fence)."""
-    return (*result[:_ATTEMPT_COLUMNS], worker, result[-1])
+    return (*result[: len(ATTEMPT_COLUMNS)], worker, result[-1])
 
 
 def result_rows(

@@ -115,7 +115,7 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-def _completion_params(
+def completion_params(
     results: list[tuple[Any, ...]],
     health: list[HealthRow],
     hours: list[tuple[int, int, int, int]],
@@ -248,7 +248,7 @@ class PostgresQueue:
         now = time.time()
         health = health_rows(done, now)
         hours = hour_rows(done, now) if health else []
-        completed = _completion_params(results, health, hours, stamp) if done else []
+        completed = completion_params(results, health, hours, stamp) if done else []
         if hours and hours[0][1] != self._forgot_hour:
             # Once an hour per worker, on its own: nothing needs it in the write's transaction.
             async with self._connection() as conn:
