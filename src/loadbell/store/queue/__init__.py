@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
 from loadbell.domain.health import AutoDisable
@@ -249,6 +250,17 @@ ATTEMPT_COLUMNS = (
 ATTEMPT_RESULT_FIELDS = (*ATTEMPT_COLUMNS, "status", "next_attempt_at", "lease_until")
 
 
+def _fields_of_result(*names: str) -> itemgetter[tuple[Any, ...]]:
+    return itemgetter(*(ATTEMPT_RESULT_FIELDS.index(n) for n in names))
+
+
+# What a single-row update of a delivery (SQLite's) takes from a result's row, before and
+# after the write's time: status, attempts, next attempt at, error, status code; then the
+# guards: id, series, lease until.
+_UPDATE_SET = _fields_of_result("status", "number", "next_attempt_at", "error", "response_status")
+_UPDATE_GUARD = _fields_of_result("delivery_id", "series", "lease_until")
+
+
 def result_records(
     done: Sequence[Completion], *, stamp: Callable[[datetime], Any], as_json: Callable[[Any], Any]
 ) -> list[tuple[Any, ...]]:
@@ -306,9 +318,7 @@ def result_rows(
     (deliveries' updates, attempt rows), sorted as :func:`result_records`; ``now`` is the
     stamped time of the write."""
     records = result_records(done, stamp=stamp, as_json=as_json)
-    # status, attempts, next attempt at, error, status code, updated at; the guards: id,
-    # series, lease until
-    updates = [(r[14], r[2], r[15], r[10], r[8], now, r[0], r[1], r[16]) for r in records]
+    updates = [(*_UPDATE_SET(r), now, *_UPDATE_GUARD(r)) for r in records]
     return updates, [attempt_row(r, worker) for r in records]
 
 
