@@ -49,6 +49,11 @@ async def scratch_database(
             await _drop(admin, name)
 
 
+async def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database that ``scratch_database(..., keep=True)`` left."""
+    await _drop(PG_ADMIN_URL.replace("+asyncpg", ""), url.rsplit("/", 1)[1])
+
+
 async def _drop(admin: str, name: str) -> None:
     import asyncpg
 

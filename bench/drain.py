@@ -50,9 +50,11 @@ async def drain(
     profile: Path | None = None,
     server_cpu: Callable[[Collection[int]], float] = lambda _: 0.0,
     sender: Sender | None = None,
+    check_every: float = _CHECK_EVERY,
 ) -> DrainResult:
     """Run one Worker in this event loop until nothing is pending, or ``timeout`` seconds;
-    ``sender`` replaces its HTTP sender (bench/worker_cpu.py)."""
+    ``sender`` replaces its HTTP sender (bench/worker_cpu.py); ``check_every`` is the
+    seconds between checks for anything pending (bench/worker_instructions.py)."""
     worker = Worker(queue_for(settings), box, settings, Wakeup(), sender=sender, name="bench-drain")
     settle_heap()  # as `loadbell worker` does before it starts
     stop = asyncio.Event()
@@ -68,7 +70,7 @@ async def drain(
     timed_out = False
     try:
         while True:
-            await asyncio.sleep(_CHECK_EVERY)
+            await asyncio.sleep(check_every)
             if task.done():
                 task.result()  # raises what stopped the worker
                 raise RuntimeError("the worker stopped before the backlog was drained")
