@@ -263,6 +263,40 @@ def test_worker_cpu_benchmark_drains_every_round(db: str) -> None:
     assert done.stderr.count("µs") == 2
 
 
+@pytest.mark.slow
+def test_worker_instructions_benchmark_counts_two_drains_under_valgrind() -> None:
+    """A tiny run of bench/worker_instructions.py: both drains run under callgrind (each
+    must end all succeeded, or its child fails and so does the bench), and the figure is
+    the difference of their counts over the difference of their sizes."""
+    done = run_bench("worker_instructions", "--small", "5", "--large", "15")
+    found = re.search(
+        r"worker instructions per delivery, HTTP answered in-process \(sqlite\): ([\d,]+) "
+        r"\(drains of 5 and 15: ([\d,]+) and ([\d,]+)\)$",
+        done.stdout.strip(),
+    )
+    assert found, done.stdout
+    per, small, large = (int(g.replace(",", "")) for g in found.groups())
+    assert small > 1_000_000_000  # an interpreter's start-up, at least
+    assert large > small
+    assert per == round((large - small) / 10)
+
+
+def test_worker_instructions_benchmark_says_what_to_install_without_valgrind(
+    tmp_path: Path,
+) -> None:
+    """Without valgrind on PATH the bench stops at once and names the package."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.worker_instructions"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": str(tmp_path)},
+    )
+    assert done.returncode == 1
+    assert "valgrind is not installed" in done.stderr, done.stderr
+
+
 def test_attempt_costs_benchmark_times_each_piece_now_and_before() -> None:
     """A tiny run of bench/attempt_costs.py: a line per piece, each side's µs and their
     ratio."""
