@@ -264,21 +264,50 @@ def test_worker_cpu_benchmark_drains_every_round(db: str) -> None:
 
 
 @pytest.mark.slow
-def test_worker_instructions_benchmark_counts_two_drains_under_valgrind() -> None:
-    """A tiny run of bench/worker_instructions.py: both drains run under callgrind (each
-    must end all succeeded, or its child fails and so does the bench), and the figure is
-    the difference of their counts over the difference of their sizes."""
-    done = run_bench("worker_instructions", "--small", "5", "--large", "15")
+def test_worker_instructions_benchmark_counts_drains_and_raw_loops_under_valgrind() -> None:
+    """A tiny run of bench/worker_instructions.py --http: both drains and both raw loops run
+    under callgrind (each drain must end all succeeded and each raw loop without a failed
+    request, or its child fails and so does the bench), and each figure is the difference
+    of its counts over the difference of the sizes."""
+    done = run_bench("worker_instructions", "--http", "--small", "5", "--large", "15")
+    drain_line, raw_line = done.stdout.strip().splitlines()[-2:]
     found = re.search(
-        r"worker instructions per delivery, HTTP answered in-process \(sqlite\): ([\d,]+) "
+        r"worker instructions per delivery, sent to bench/receiver.py \(sqlite\): ([\d,]+) "
         r"\(drains of 5 and 15: ([\d,]+) and ([\d,]+)\)$",
-        done.stdout.strip(),
+        drain_line,
     )
     assert found, done.stdout
     per, small, large = (int(g.replace(",", "")) for g in found.groups())
     assert small > 1_000_000_000  # an interpreter's start-up, at least
     assert large > small
     assert per == round((large - small) / 10)
+    found = re.search(
+        r"raw loop instructions per request: ([\d,]+) \(loops of 5 and 15: ([\d,]+) and "
+        r"([\d,]+)\); raw / drain: ([\d.]+)x$",
+        raw_line,
+    )
+    assert found, done.stdout
+    raw_per, raw_small, raw_large = (int(g.replace(",", "")) for g in found.groups()[:3])
+    assert raw_large > raw_small
+    assert raw_per == round((raw_large - raw_small) / 10)
+    assert float(found.group(4)) == round(raw_per / per, 2)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_worker_instructions_drain_answers_every_delivery_outside_valgrind(
+    db: str, tmp_path: Path
+) -> None:
+    """The child that valgrind runs, run directly: with its clock-paced batching stretched
+    and its answers delayed, the worker still drains a staged backlog all succeeded."""
+    from bench import databases, loop
+    from bench.worker_instructions import _stage
+
+    url, _ = loop.run(_stage(db, tmp_path, "child", 40, "http://127.0.0.1:9/drain"))
+    try:
+        run_bench("worker_instructions", "--child-url", url, "--n", "40")
+    finally:
+        if db == "postgresql":
+            loop.run(databases.drop_database(url))
 
 
 def test_worker_instructions_benchmark_says_what_to_install_without_valgrind(
