@@ -180,3 +180,28 @@ async def test_the_busy_timeout_stays_off_only_in_wal_mode(tmp_path: Path) -> No
                 raw.execute("COMMIT")
         finally:
             await conn.close()
+
+
+def test_none_binds_as_null_through_the_registered_adapter() -> None:
+    """Importing the driver registers an adapter for None (a C-level lookup, found before
+    sqlite3's search for ``__adapt__``, bench/worker_instructions.py measures what it
+    saves): None still binds as NULL, one parameter or many, beside values of every other
+    type, and other values bind as they did."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE t (a, b)")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (None, 1))
+        conn.executemany(
+            "INSERT INTO t VALUES (?, ?)",
+            [(None, None), ("x", None), (2.5, b"y"), (True, None)],
+        )
+        rows = conn.execute("SELECT a, typeof(a), b, typeof(b) FROM t ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        (None, "null", 1, "integer"),
+        (None, "null", None, "null"),
+        ("x", "text", None, "null"),
+        (2.5, "real", b"y", "blob"),
+        (1, "integer", None, "null"),
+    ]

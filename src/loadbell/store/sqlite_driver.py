@@ -31,10 +31,24 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
+from types import MappingProxyType
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import exc as sa_exc
+
+# Python's sqlite3 (3.11) binds an int, float, str or bytearray as it is, and looks for an
+# adapter for any other value, None included: it asks sqlite3.PrepareProtocol for
+# ``__adapt__``, which it never has, and the AttributeError it raises and drops has its
+# message formatted each time. A worker binds two None a delivery (the error columns of a
+# success); that search and the queue's datetime.replace calls were 4.8 % of its
+# instructions (docs/decisions.md, D81). A registered adapter is found first: this one is a
+# C-level lookup in an empty mapping, so None is adapted to None at once. The registry is
+# the process's, so every sqlite3 connection in it, SQLAlchemy's included, binds None this
+# way; what it binds does not change.
+_NOTHING: MappingProxyType[None, None] = MappingProxyType({})
+_as_null: Callable[[None], None] = _NOTHING.get
+sqlite3.register_adapter(type(None), _as_null)
 
 # How long a writer waits for another connection's write lock before giving up ("database
 # is locked"), in seconds. Several processes (serve + worker) may share one file.
