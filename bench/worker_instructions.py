@@ -7,8 +7,10 @@ does not move.
 machine: on this VM the same drain took from 40 to 90 µs per delivery within one day, so
 a change worth a few per cent could not be told from the machine. Counting instructions
 under ``valgrind --tool=callgrind`` gives the same figure whatever else the machine does
-(two counts of the same drain differ by well under 1 %), so a change can be measured by
-itself, on any machine, before the timed benches say what it does to the rates.
+(on SQLite two counts of the same drain differed by 0.1 %; on PostgreSQL the batches
+follow the server's answers, and counts spread by a few per cent), so a change can be
+measured by itself, on any machine, before the timed benches say what it does to the rates.
+Only what runs inside the event loop is counted (``--toggle-collect=uv_run``).
 
 Each count is one process under valgrind that drains a staged backlog with the answering
 sender of ``bench.worker_cpu`` (everything of a delivery but the HTTP exchange), on a
