@@ -278,7 +278,8 @@ def test_worker_instructions_benchmark_counts_drains_and_raw_loops_under_valgrin
     )
     assert found, done.stdout
     per, small, large = (int(g.replace(",", "")) for g in found.groups())
-    assert small > 1_000_000_000  # an interpreter's start-up, at least
+    # The event loop only: the engine's start and its first claim, at least.
+    assert small > 10_000_000
     assert large > small
     assert per == round((large - small) / 10)
     found = re.search(
