@@ -180,9 +180,7 @@ LEAVE = "DELETE FROM workers WHERE name = :name"
 
 # A worker converts a timestamp or two per delivery, and ``datetime.replace`` cost more
 # than the rest of the conversion: it parses its eight keyword arguments each time. So the
-# UTC offset is cut off as text and added back as text instead.
-
-
+# UTC offset is cut off as text and added back as text instead (D81).
 def timestamp(value: datetime) -> str:
     """A ``UTCDateTime`` column's value as SQLAlchemy stores it on SQLite: naive UTC,
     always with microseconds ("2026-12-07 21:06:33.000000", 26 characters)."""
@@ -192,7 +190,8 @@ def timestamp(value: datetime) -> str:
 
 
 def read_timestamp(value: str) -> datetime:
-    """The aware datetime of what :func:`timestamp` stored."""
+    """A ``UTCDateTime`` column's value read from SQLite (naive UTC text, as
+    :func:`timestamp` or SQLAlchemy stored it) as an aware datetime."""
     return datetime.fromisoformat(value + "+00:00")
 
 
