@@ -41,10 +41,7 @@ pace stretched too, so ``FAST_SECONDS`` is stretched with the rest.
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -52,7 +49,7 @@ from typing import Any
 import click
 import orjson
 
-from bench import backlog, databases, loop, raw
+from bench import backlog, callgrind, databases, loop, raw
 from bench.deliveries import PUBLIC_URL, SECRET, _settings, free_port
 from bench.drain import drain
 from bench.options import db_option
@@ -131,37 +128,6 @@ async def _raw(target: str, context: dict[str, Any], n: int) -> None:
         raise SystemExit(f"{done.failures} of the raw loop's requests failed")
 
 
-def _counting(child: list[str], n: int, out: Path) -> subprocess.Popen[str]:
-    """Start a child (``--child-url`` or ``--child-raw``) of ``n`` deliveries under
-    callgrind."""
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        # Only what runs inside the event loop (uvloop's libuv loop): the interpreter's
-        # start-up and the imports are the same in both drains but not always the same
-        # number of instructions (OpenSSL loaded its configuration in some start-ups and
-        # not in others, 77 million instructions).
-        "--toggle-collect=uv_run",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        "-m",
-        "bench.worker_instructions",
-        *child,
-        "--n",
-        str(n),
-    ]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _instructions(child: subprocess.Popen[str]) -> int:
-    """What a drain started by :func:`_counting` executed, once it ends."""
-    _, stderr = child.communicate()
-    found = re.search(r"Collected : (\d+)", stderr)
-    if child.returncode != 0 or found is None:
-        raise click.ClickException(f"the drain under valgrind failed:\n{stderr[-3000:]}")
-    return int(found.group(1))
-
-
 async def _drop(backend: str, urls: list[str]) -> None:
     if backend == "postgresql":
         for url in urls:
@@ -174,10 +140,14 @@ def _pair(
     """Run both children under callgrind at once (an instruction count does not depend on
     what else runs); the instructions per further delivery, and each count."""
     running = [
-        _counting(child, size, out / f"callgrind.{label}.{size}.out")
+        callgrind.counting(
+            "bench.worker_instructions",
+            [*child, "--n", str(size)],
+            out / f"callgrind.{label}.{size}.out",
+        )
         for child, size in zip(children, sizes, strict=True)
     ]
-    counts = dict(zip(sizes, [_instructions(c) for c in running], strict=True))
+    counts = dict(zip(sizes, [callgrind.instructions(c) for c in running], strict=True))
     small, large = sizes
     return (counts[large] - counts[small]) / (large - small), counts
 
@@ -218,10 +188,7 @@ def main(
         target, context_file = child_raw.split(" ", 1)
         loop.run(_raw(target, orjson.loads(Path(context_file).read_bytes()), n))
         return
-    if shutil.which("valgrind") is None:
-        raise click.ClickException(
-            "valgrind is not installed: install Debian's valgrind package to run this bench"
-        )
+    callgrind.require_valgrind()
     if not 0 < small < large:
         raise click.UsageError("--small must be positive and less than --large")
     sizes = (small, large)

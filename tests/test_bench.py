@@ -327,6 +327,48 @@ def test_worker_instructions_benchmark_says_what_to_install_without_valgrind(
     assert "valgrind is not installed" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
+def test_api_instructions_benchmark_counts_run_updates_under_valgrind() -> None:
+    """A tiny run of bench/api_instructions.py: both counts run under callgrind (each update
+    must be answered 200, or its child fails and so does the bench), and the figure is the
+    difference of the counts over the difference of the sizes."""
+    done = run_bench("api_instructions", "--small", "2", "--large", "6", "--warm", "5")
+    found = re.search(
+        r"API instructions per PATCH /runs/\{id\} \(sqlite, in process\): ([\d,]+) "
+        r"\(counts of 2 and 6: ([\d,]+) and ([\d,]+)\)$",
+        done.stdout.strip(),
+    )
+    assert found, done.stdout
+    per, small, large = (int(g.replace(",", "")) for g in found.groups())
+    # The event loop only: migrations, the seed and the app's start, at least.
+    assert small > 10_000_000
+    assert large > small
+    assert per == round((large - small) / 4)
+    # A run update is its transaction and the framework around it: some 1.5 million here.
+    assert 100_000 < per < 20_000_000
+
+
+def test_api_instructions_child_updates_every_run_outside_valgrind() -> None:
+    """The child that valgrind runs, run directly: every update it sends is answered 200
+    (it exits with the status otherwise)."""
+    run_bench("api_instructions", "--child", "3", "--warm", "2", "--prepared", "5")
+
+
+def test_api_instructions_benchmark_says_what_to_install_without_valgrind(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.api_instructions"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": str(tmp_path)},
+    )
+    assert done.returncode == 1
+    assert "valgrind is not installed" in done.stderr, done.stderr
+
+
 def test_attempt_costs_benchmark_times_each_piece_now_and_before() -> None:
     """A tiny run of bench/attempt_costs.py: a line per piece, each side's µs and their
     ratio."""

@@ -31,6 +31,7 @@ from loadbell.api import (
     slack,
 )
 from loadbell.api.admission import Admission
+from loadbell.api.direct import Direct
 from loadbell.api.disconnects import ClientGone, client_present, dropped
 from loadbell.api.due_backlog import DueBacklog
 from loadbell.api.edge import Edge
@@ -204,5 +205,7 @@ def create_app(
         ),
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
+        # The run update, past the framework's layers between the edge and its route.
+        direct=Direct([runs.direct_update(API_PREFIX)]),
     )
     return app

@@ -205,8 +205,8 @@ async def test_a_request_whose_client_left_is_dropped_before_its_handler(
 async def test_a_run_update_whose_client_left_is_dropped_before_its_handler(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The same for PATCH /runs/{id}, which its route's own handler takes (D71): the run
-    stays at Created, and no event is stored."""
+    """The same for PATCH /runs/{id}, which the edge answers past the router (D71, D82):
+    the run stays at Created, and no event is stored."""
     token = await seed(settings)
     wrapper = HoldsCreates(create_app(settings))
     server, task, url = await start_server(settings, app=wrapper)

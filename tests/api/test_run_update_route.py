@@ -1,6 +1,6 @@
-"""PATCH /runs/{id}: the route's own handler takes the usual request and answers it as
-FastAPI's handler does; it leaves every other request to FastAPI (api/runs.py:
-RunUpdateRoute, D71)."""
+"""PATCH /runs/{id}: the usual request is answered as FastAPI's handler answers it, by the
+edge's direct route (D82) with the answer the route class gives it too; every other
+request is left to FastAPI (api/runs.py: RunUpdateRoute, answer_usual, D71)."""
 
 from __future__ import annotations
 

@@ -129,19 +129,24 @@ async def test_backlog_gauges_without_a_worker(settings: Settings) -> None:
 
 
 async def test_requests_count_by_route_template(app_server: Server, api: httpx.AsyncClient) -> None:
-    """Requests for two different runs count under one route template, with their status."""
+    """Requests for two different runs count under one route template, with their status;
+    so do run updates, which the edge answers past the router (api/direct.py)."""
     ids = []
     for i in range(2):
         r = await api.post("/runs", json={"project_id": 1, "load_test_name": f"r{i}"})
         ids.append(r.json()["id"])
     for run_id in ids:
         assert (await api.get(f"/runs/{run_id}")).status_code == 200
+        assert (await api.patch(f"/runs/{run_id}", json={"status": 2})).status_code == 200
     assert (await api.get("/runs/999999")).status_code == 404
+    assert (await api.patch("/runs/999999", json={"status": 2})).status_code == 404
     samples = await scrape(app_server.url)
     route = "/api/v1/runs/{run_id}"
     total = "loadbell_http_requests_total"
     assert value(samples, total, method="GET", route=route, status="200") == 2
     assert value(samples, total, method="GET", route=route, status="404") == 1
+    assert value(samples, total, method="PATCH", route=route, status="200") == 2
+    assert value(samples, total, method="PATCH", route=route, status="404") == 1
     assert value(samples, total, method="POST", route="/api/v1/runs", status="201") == 2
     assert not any(f"/runs/{ids[0]}" in dict(k[1]).get("route", "") for k in samples)
     count = "loadbell_http_request_duration_seconds_count"

@@ -10,6 +10,8 @@ In order, outermost first (each concern is described in its own module):
    promptly; the rest are counted in flight until answered.
 4. **The body limit** (``limits.py``): a 413 for a body past ``LOADBELL_MAX_BODY_BYTES``.
 5. **The JSON guard** (``json_body.py``): a 422 for a JSON body loadbell cannot store.
+6. **Direct routes** (``direct.py``): the run update answered here, past the framework's
+   layers between this one and the route; every other request goes to the app.
 
 These were five middlewares, each a coroutine around the next, two of them wrapping
 ``send``, each reading the headers again. As one layer the request's headers are read once
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from loadbell.api import json_body
 from loadbell.api.admission import Admission, exempt
 from loadbell.api.asgi_answer import Answer, send_answer
+from loadbell.api.direct import Direct
 from loadbell.api.limits import TOO_LARGE, read_capped, too_large
 from loadbell.api.request_context import current
 from loadbell.api.request_ids import HEADER, answer_unhandled, log_access, request_ident
@@ -45,6 +48,7 @@ class Edge:
         admission: Admission,
         max_body_bytes: int,
         access_log: bool = False,
+        direct: Direct | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -52,6 +56,7 @@ class Edge:
         self.admission = admission
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.direct = direct
         self._too_large = too_large(max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -126,7 +131,7 @@ class Edge:
     async def _checked(
         self, scope: Scope, receive: Receive, send: Send, length: int | None, json: bool
     ) -> None:
-        """The body limit, then the JSON guard, then the app."""
+        """The body limit, then the JSON guard, then a direct route or the app."""
         if length is not None:
             if length > self.max_body_bytes:
                 await send_answer(send, self._too_large)
@@ -143,6 +148,10 @@ class Edge:
             refused = _guard(body)
             if refused is not None:
                 await send_answer(send, refused)
+                return
+            if self.direct is not None and await self.direct.serve(
+                scope, _replay(body, receive), send
+            ):
                 return
         await self.app(scope, _replay(body, receive), send)
 

@@ -11,6 +11,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from loadbell.api.auth import current_principal
+from loadbell.api.direct import DirectRoute
 from loadbell.api.disconnects import client_present
 from loadbell.api.json_answer import json_answer
 from loadbell.api.models import Id, Metrics, Name
@@ -147,8 +148,8 @@ async def update_run(
     request: Request,
     principal: Principal = Depends(current_principal),
 ) -> Response:
-    # RunUpdateRoute calls this itself for the usual request, with the same dependencies:
-    # a change to them is a change there too.
+    # answer_usual (RunUpdateRoute's handler and the edge's direct route) calls this itself
+    # for the usual request, with the same dependencies: a change to them is a change there.
     # The state without a dependency of its own: the hot endpoint (api/auth.py says why).
     state = state_of(request)
     handoff = state.handoff()
@@ -193,15 +194,24 @@ class RunUpdateRoute(APIRoute):
         fastapi_handler = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            usual = await usual_update(request)
-            if usual is None:
-                return await fastapi_handler(request)
-            run_id, body = usual
-            await client_present(request)
-            principal = await current_principal(request)
-            return await update_run(run_id, body, request, principal)
+            answer = await answer_usual(request)
+            return answer if answer is not None else await fastapi_handler(request)
 
         return handler
+
+
+async def answer_usual(request: Request) -> Response | None:
+    """The usual run update answered as FastAPI's handler answers it (the router's
+    disconnect check, the token's principal, the endpoint); None for a request it leaves
+    to FastAPI. The route's handler calls it, and so does loadbell's edge, which gives it
+    the request before the router does (api/direct.py, :func:`direct_update`)."""
+    usual = await usual_update(request)
+    if usual is None:
+        return None
+    run_id, body = usual
+    await client_present(request)
+    principal = await current_principal(request)
+    return await update_run(run_id, body, request, principal)
 
 
 async def usual_update(request: Request) -> tuple[int, RunPatch] | None:
@@ -233,6 +243,14 @@ router.add_api_route(
     responses={**ok(RunOut, 200, "The run as it is now"), **BODY, **errors(404, 409)},
     route_class_override=RunUpdateRoute,
 )
+
+
+def direct_update(api_prefix: str) -> DirectRoute:
+    """The run update as a direct route of the edge (api/direct.py), under ``api_prefix``:
+    ASCII digits for an id, as :func:`usual_update` takes them."""
+    route = next(r for r in router.routes if isinstance(r, RunUpdateRoute))
+    path = re.compile(re.escape(api_prefix) + r"/runs/(?P<run_id>[0-9]+)")
+    return DirectRoute("PATCH", path, route, answer_usual)
 
 
 @router.get(

@@ -1,0 +1,114 @@
+"""The API's instructions per run update, counted by valgrind: a measure the machine's speed
+does not move.
+
+    python -m bench.api_instructions [--small 100] [--large 500]
+
+``bench.api_inprocess`` times what ``serve``'s API process spends on a ``PATCH /runs/{id}``
+from the app's first layer to its answer (FastAPI, loadbell's edge, the handler and its
+SQLite transaction), and that time moves with the machine by more than most changes to it
+do. This bench counts the same work in instructions, under ``valgrind --tool=callgrind``
+(``bench/callgrind.py``: the event loop only), so a change can be measured by itself on
+any machine, before ``bench.api_path`` says what it does to the rate.
+
+Each count is one process under valgrind that sets up what ``bench.api_inprocess`` does
+(a fresh SQLite file, the first organization, ``PREPARED`` runs, one webhook channel
+subscribed to ``test.started`` and never contacted, ``--warm`` run updates) and then moves
+``--small`` or ``--large`` runs to Running, one request after another, through ASGI. The
+figure is the difference of the two counts over the difference of the sizes: what each
+further run update costs, without the set-up both share.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+import orjson
+
+from bench import callgrind, databases, loop
+from bench.api_inprocess import WARM, call
+from bench.api_path import _settings
+from bench.latency import prepare_runs
+from loadbell.app import create_app
+
+PATCH = b'{"status": 2}'
+
+
+async def _updates(n: int, warm: int, prepared: int) -> None:
+    """The child: the set-up, ``warm`` updates, then ``n`` more, each answered 200."""
+    with tempfile.TemporaryDirectory(prefix="loadbell-api-instructions-") as tmp:
+        workdir = Path(tmp)
+        async with databases.scratch_database("sqlite", workdir, "api") as url:
+            settings = _settings(url, workdir).model_copy(update={"max_due_backlog": 0})
+            token = await databases.seed(settings)
+            run_ids = await prepare_runs(settings, prepared)
+            app = create_app(settings, run_worker=False)
+            async with app.router.lifespan_context(app):
+                channel = {
+                    "organization_id": 1,
+                    "kind": "webhook",
+                    "name": "bench instructions",
+                    "config": {"url": "http://127.0.0.1:9/never", "format": "loadimpact"},
+                    "events": ["test.started"],
+                }
+                status = await call(app, "POST", "/api/v1/channels", token, orjson.dumps(channel))
+                if status != 201:
+                    raise SystemExit(f"creating the channel answered {status}")
+                for run_id in run_ids[: warm + n]:
+                    status = await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, PATCH)
+                    if status != 200:
+                        raise SystemExit(f"PATCH /runs/{run_id} answered {status}")
+
+
+@click.command()
+@click.option("--small", default=100, show_default=True, help="Run updates in the short count.")
+@click.option("--large", default=500, show_default=True, help="Run updates in the long count.")
+@click.option(
+    "--warm",
+    default=WARM,
+    show_default=True,
+    help="Run updates before either count starts (caches, the routes' lazy set-up).",
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep callgrind's output files in this folder (for callgrind_annotate).",
+)
+@click.option("--child", "child_n", type=int, default=None, hidden=True)
+@click.option("--prepared", type=int, default=0, hidden=True)
+def main(
+    small: int, large: int, warm: int, keep: Path | None, child_n: int | None, prepared: int
+) -> None:
+    """Instructions per PATCH /runs/{id} through the app, in process (valgrind)."""
+    if child_n is not None:
+        loop.run(_updates(child_n, warm, prepared))
+        return
+    callgrind.require_valgrind()
+    if not 0 < small < large:
+        raise click.UsageError("--small must be positive and less than --large")
+    # Both children prepare the same runs, so their set-ups are the same work.
+    prepared = warm + large
+    with tempfile.TemporaryDirectory(prefix="loadbell-api-instructions-") as tmp:
+        out = keep or Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        click.echo("both counts under valgrind (minutes) ...", err=True)
+        running = [
+            callgrind.counting(
+                "bench.api_instructions",
+                ["--child", str(n), "--warm", str(warm), "--prepared", str(prepared)],
+                out / f"callgrind.api.{n}.out",
+            )
+            for n in (small, large)
+        ]
+        counts = [callgrind.instructions(child) for child in running]
+    per = (counts[1] - counts[0]) / (large - small)
+    click.echo(
+        f"API instructions per PATCH /runs/{{id}} (sqlite, in process): {per:,.0f} "
+        f"(counts of {small:,} and {large:,}: {counts[0]:,} and {counts[1]:,})"
+    )
+
+
+if __name__ == "__main__":
+    main()
