@@ -16,8 +16,10 @@ thread, the checkpointer's too) per request, per round.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +77,18 @@ async def call(app: Any, method: str, path: str, token: str, body: bytes) -> int
     return status
 
 
-async def _bench(count: int, rounds: int) -> list[float]:
-    workdir = Path(tempfile.mkdtemp(prefix="loadbell-api-inprocess-"))
-    per_request: list[float] = []
+PATCH = b'{"status": 2}'  # each run to Running
+
+
+@contextlib.asynccontextmanager
+async def running_app(workdir: Path, runs: int) -> AsyncIterator[tuple[Any, str, list[int]]]:
+    """The app on a fresh SQLite file in ``workdir``, started, with the first organization,
+    ``runs`` runs and a webhook channel subscribed to ``test.started`` (never contacted);
+    the app, the owner's token and the runs' ids."""
     async with databases.scratch_database("sqlite", workdir, "inprocess") as url:
         settings = _settings(url, workdir).model_copy(update={"max_due_backlog": 0})
         token = await databases.seed(settings)
-        run_ids = iter(await prepare_runs(settings, WARM + count * rounds))
+        run_ids = await prepare_runs(settings, runs)
         app = create_app(settings, run_worker=False)
         async with app.router.lifespan_context(app):
             channel = {
@@ -92,21 +99,29 @@ async def _bench(count: int, rounds: int) -> list[float]:
                 "events": ["test.started"],
             }
             status = await call(app, "POST", "/api/v1/channels", token, orjson.dumps(channel))
-            assert status == 201, status
-            patch = b'{"status": 2}'
-            for _, run_id in zip(range(WARM), run_ids, strict=False):
-                await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, patch)
-            for n in range(rounds):
-                statuses: dict[int, int] = {}
-                cpu = time.process_time()
-                for _, run_id in zip(range(count), run_ids, strict=False):
-                    status = await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, patch)
-                    statuses[status] = statuses.get(status, 0) + 1
-                cpu = time.process_time() - cpu
-                if statuses != {200: count}:
-                    raise click.ClickException(f"round {n + 1}: answers {statuses}")
-                per_request.append(cpu / count * 1e6)
-                click.echo(f"round {n + 1}: {per_request[-1]:.1f} µs of CPU per PATCH", err=True)
+            if status != 201:
+                raise SystemExit(f"creating the channel answered {status}")
+            yield app, token, run_ids
+
+
+async def _bench(count: int, rounds: int) -> list[float]:
+    workdir = Path(tempfile.mkdtemp(prefix="loadbell-api-inprocess-"))
+    per_request: list[float] = []
+    async with running_app(workdir, WARM + count * rounds) as (app, token, prepared):
+        run_ids = iter(prepared)
+        for _, run_id in zip(range(WARM), run_ids, strict=False):
+            await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, PATCH)
+        for n in range(rounds):
+            statuses: dict[int, int] = {}
+            cpu = time.process_time()
+            for _, run_id in zip(range(count), run_ids, strict=False):
+                status = await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, PATCH)
+                statuses[status] = statuses.get(status, 0) + 1
+            cpu = time.process_time() - cpu
+            if statuses != {200: count}:
+                raise click.ClickException(f"round {n + 1}: answers {statuses}")
+            per_request.append(cpu / count * 1e6)
+            click.echo(f"round {n + 1}: {per_request[-1]:.1f} µs of CPU per PATCH", err=True)
     return per_request
 
 

@@ -24,41 +24,19 @@ import tempfile
 from pathlib import Path
 
 import click
-import orjson
 
-from bench import callgrind, databases, loop
-from bench.api_inprocess import WARM, call
-from bench.api_path import _settings
-from bench.latency import prepare_runs
-from loadbell.app import create_app
-
-PATCH = b'{"status": 2}'
+from bench import callgrind, loop
+from bench.api_inprocess import PATCH, WARM, call, running_app
 
 
 async def _updates(n: int, warm: int, prepared: int) -> None:
     """The child: the set-up, ``warm`` updates, then ``n`` more, each answered 200."""
     with tempfile.TemporaryDirectory(prefix="loadbell-api-instructions-") as tmp:
-        workdir = Path(tmp)
-        async with databases.scratch_database("sqlite", workdir, "api") as url:
-            settings = _settings(url, workdir).model_copy(update={"max_due_backlog": 0})
-            token = await databases.seed(settings)
-            run_ids = await prepare_runs(settings, prepared)
-            app = create_app(settings, run_worker=False)
-            async with app.router.lifespan_context(app):
-                channel = {
-                    "organization_id": 1,
-                    "kind": "webhook",
-                    "name": "bench instructions",
-                    "config": {"url": "http://127.0.0.1:9/never", "format": "loadimpact"},
-                    "events": ["test.started"],
-                }
-                status = await call(app, "POST", "/api/v1/channels", token, orjson.dumps(channel))
-                if status != 201:
-                    raise SystemExit(f"creating the channel answered {status}")
-                for run_id in run_ids[: warm + n]:
-                    status = await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, PATCH)
-                    if status != 200:
-                        raise SystemExit(f"PATCH /runs/{run_id} answered {status}")
+        async with running_app(Path(tmp), prepared) as (app, token, run_ids):
+            for run_id in run_ids[: warm + n]:
+                status = await call(app, "PATCH", f"/api/v1/runs/{run_id}", token, PATCH)
+                if status != 200:
+                    raise SystemExit(f"PATCH /runs/{run_id} answered {status}")
 
 
 @click.command()
