@@ -11,9 +11,10 @@ do. This bench counts the same work in instructions, under ``valgrind --tool=cal
 any machine, before ``bench.api_path`` says what it does to the rate.
 
 Each count is one process under valgrind that sets up what ``bench.api_inprocess`` does
-(a fresh SQLite file, the first organization, ``PREPARED`` runs, one webhook channel
-subscribed to ``test.started`` and never contacted, ``--warm`` run updates) and then moves
-``--small`` or ``--large`` runs to Running, one request after another, through ASGI. The
+(a fresh SQLite file, the first organization, ``--warm`` plus ``--large`` runs, one
+webhook channel subscribed to ``test.started`` and never contacted, ``--warm`` run
+updates) and then moves ``--small`` or ``--large`` runs to Running, one request after
+another, through ASGI. The
 figure is the difference of the two counts over the difference of the sizes: what each
 further run update costs, without the set-up both share.
 """
@@ -72,19 +73,16 @@ def main(
         out = keep or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         click.echo("both counts under valgrind (minutes) ...", err=True)
-        running = [
-            callgrind.counting(
-                "bench.api_instructions",
-                ["--child", str(n), "--warm", str(warm), "--prepared", str(prepared)],
-                out / f"callgrind.api.{n}.out",
-            )
+        children = [
+            ["--child", str(n), "--warm", str(warm), "--prepared", str(prepared)]
             for n in (small, large)
         ]
-        counts = [callgrind.instructions(child) for child in running]
-    per = (counts[1] - counts[0]) / (large - small)
+        per, counts = callgrind.per_unit(
+            "bench.api_instructions", children, (small, large), out, "api"
+        )
     click.echo(
         f"API instructions per PATCH /runs/{{id}} (sqlite, in process): {per:,.0f} "
-        f"(counts of {small:,} and {large:,}: {counts[0]:,} and {counts[1]:,})"
+        f"(counts of {small:,} and {large:,}: {counts[small]:,} and {counts[large]:,})"
     )
 
 

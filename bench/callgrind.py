@@ -46,3 +46,19 @@ def instructions(child: subprocess.Popen[str]) -> int:
     if child.returncode != 0 or found is None:
         raise click.ClickException(f"the child under valgrind failed:\n{stderr[-3000:]}")
     return int(found.group(1))
+
+
+def per_unit(
+    module: str, children: list[list[str]], sizes: tuple[int, int], out: Path, label: str
+) -> tuple[float, dict[int, int]]:
+    """Run ``module``'s two children (their arguments; sizes small and large) under
+    callgrind at once (an instruction count does not depend on what else runs); the
+    instructions per further unit of size, and each count. What both runs share (the
+    start-up, the set-up) falls out of the difference."""
+    running = [
+        counting(module, args, out / f"callgrind.{label}.{size}.out")
+        for args, size in zip(children, sizes, strict=True)
+    ]
+    counts = dict(zip(sizes, [instructions(c) for c in running], strict=True))
+    small, large = sizes
+    return (counts[large] - counts[small]) / (large - small), counts

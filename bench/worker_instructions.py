@@ -137,19 +137,10 @@ async def _drop(backend: str, urls: list[str]) -> None:
 def _pair(
     children: list[list[str]], sizes: tuple[int, int], out: Path, label: str
 ) -> tuple[float, dict[int, int]]:
-    """Run both children under callgrind at once (an instruction count does not depend on
-    what else runs); the instructions per further delivery, and each count."""
-    running = [
-        callgrind.counting(
-            "bench.worker_instructions",
-            [*child, "--n", str(size)],
-            out / f"callgrind.{label}.{size}.out",
-        )
-        for child, size in zip(children, sizes, strict=True)
-    ]
-    counts = dict(zip(sizes, [callgrind.instructions(c) for c in running], strict=True))
-    small, large = sizes
-    return (counts[large] - counts[small]) / (large - small), counts
+    """Both children, each with its size as ``--n``: the instructions per further
+    delivery, and each count."""
+    args = [[*child, "--n", str(size)] for child, size in zip(children, sizes, strict=True)]
+    return callgrind.per_unit("bench.worker_instructions", args, sizes, out, label)
 
 
 @click.command()
